@@ -1,0 +1,5 @@
+import sys
+
+from keras_ssd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,85 @@
+"""Prior (default / anchor) boxes, computed from an `SSDConfig`.
+
+This is the single place the prior formula lives: the model's `AnchorBoxes`
+layer, `encode_targets` and `DecodeDetections` all take their priors from
+here.
+"""
+
+import numpy as np
+
+from keras_ssd.config import SSDConfig
+
+
+def cell_box_sizes(config, index):
+    """Widths and heights, in pixels, of the priors of one cell of map `index`.
+
+    Caffe order: the min square, the sqrt(min * max) square, then for each
+    aspect ratio `r` a box of ratio `r` followed by one of ratio `1 / r`.
+
+    Returns:
+        float64 array `(k, 2)` of `(w, h)` pixels.
+    """
+    config = SSDConfig.from_dict(config)
+    lo = config.min_sizes[index]
+    hi = config.max_sizes[index]
+    sizes = [(lo, lo), (np.sqrt(lo * hi),) * 2]
+    for r in config.aspect_ratios[index]:
+        s = np.sqrt(r)
+        sizes.append((lo * s, lo / s))
+        sizes.append((lo / s, lo * s))
+    return np.asarray(sizes, dtype=np.float64)
+
+
+def feature_map_anchors(config, index):
+    """Priors of feature map `index` as normalised `(cx, cy, w, h)`.
+
+    Ordered row, then column, then box within the cell: the order in which a
+    head's `(H, W, k * 4)` output is reshaped to `(H * W * k, 4)`.
+
+    Returns:
+        float32 array `(f * f * k, 4)`.
+    """
+    config = SSDConfig.from_dict(config)
+    size = float(config.image_size)
+    f = config.feature_map_sizes[index]
+    step = config.steps[index]
+    wh = cell_box_sizes(config, index) / size  # (k, 2)
+    k = wh.shape[0]
+    centres = (np.arange(f, dtype=np.float64) + config.offset) * step / size
+    cy, cx = np.meshgrid(centres, centres, indexing="ij")  # (f, f)
+    out = np.empty((f, f, k, 4), dtype=np.float64)
+    out[..., 0] = cx[:, :, None]
+    out[..., 1] = cy[:, :, None]
+    out[..., 2] = wh[None, None, :, 0]
+    out[..., 3] = wh[None, None, :, 1]
+    out = out.reshape(-1, 4)
+    if config.clip:
+        xyxy = np.concatenate([out[:, :2] - out[:, 2:] / 2, out[:, :2] + out[:, 2:] / 2], 1)
+        xyxy = np.clip(xyxy, 0.0, 1.0)
+        out = np.concatenate([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], 1)
+    return out.astype(np.float32)
+
+
+def generate_anchors(config):
+    """All priors of a configuration, normalised `(cx, cy, w, h)`.
+
+    Args:
+        config: an `SSDConfig`, its dict form, or a model with a `config`
+            attribute (as built by `keras_ssd.SSD300`).
+
+    Returns:
+        float32 numpy array `(config.num_anchors, 4)`, ordered by feature
+        map, then row, then column, then box: the order the heads emit.
+
+    Example:
+
+    >>> generate_anchors(SSDConfig.ssd300(20)).shape
+    (8732, 4)
+    """
+    if hasattr(config, "config") and not isinstance(config, (SSDConfig, dict)):
+        config = config.config
+    config = SSDConfig.from_dict(config)
+    return np.concatenate(
+        [feature_map_anchors(config, i) for i in range(len(config.feature_map_sizes))],
+        axis=0,
+    )

@@ -1,0 +1,73 @@
+"""Matching ground-truth boxes to priors (the SSD "bipartite + per-prior"
+strategy), vectorised over priors."""
+
+import numpy as np
+
+_MIN_OVERLAP = 1e-6
+
+
+def bipartite_match(overlaps):
+    """Give every ground truth its own prior, greedily by highest IoU.
+
+    Repeatedly takes the (ground truth, prior) pair with the highest IoU
+    among unmatched ground truths and unmatched priors, as Caffe does, so two
+    objects competing for the same prior end up on different priors. Ties go
+    to the lower ground-truth index, then the lower prior index. A ground
+    truth that overlaps no prior at all stays unmatched.
+
+    Args:
+        overlaps: `(G, N)` IoU matrix.
+
+    Returns:
+        int array `(G,)`: the prior index of each ground truth, or -1.
+    """
+    overlaps = np.asarray(overlaps)
+    num_gt = overlaps.shape[0]
+    result = np.full(num_gt, -1, dtype=np.int64)
+    if num_gt == 0 or overlaps.shape[1] == 0:
+        return result
+    best = overlaps.argmax(axis=1)
+    best_iou = overlaps[np.arange(num_gt), best]
+    # Fast path: no two ground truths want the same prior. The greedy global
+    # procedure then gives every ground truth its own row maximum.
+    if len(np.unique(best)) == num_gt:
+        return np.where(best_iou > _MIN_OVERLAP, best, -1)
+    work = overlaps.astype(np.float64, copy=True)
+    for _ in range(num_gt):
+        flat = int(work.argmax())
+        g, p = divmod(flat, work.shape[1])
+        if work[g, p] <= _MIN_OVERLAP:
+            break
+        result[g] = p
+        work[g, :] = -1.0
+        work[:, p] = -1.0
+    return result
+
+
+def match_anchors(overlaps, iou_threshold=0.5):
+    """Assign each prior to a ground truth or to background.
+
+    First every ground truth takes its prior through `bipartite_match`
+    (even when the IoU is below the threshold); then every other prior whose
+    best IoU with any ground truth is at least `iou_threshold` takes that
+    best ground truth (ties to the lower index).
+
+    Args:
+        overlaps: `(G, N)` IoU matrix between ground truths and priors.
+        iou_threshold: float, IoU from which a prior is positive.
+
+    Returns:
+        int array `(N,)`: matched ground-truth index per prior, -1 for
+        background.
+    """
+    overlaps = np.asarray(overlaps)
+    num_gt, num_priors = overlaps.shape
+    if num_gt == 0:
+        return np.full(num_priors, -1, dtype=np.int64)
+    best_gt = overlaps.argmax(axis=0)
+    best_iou = overlaps[best_gt, np.arange(num_priors)]
+    matches = np.where(best_iou >= iou_threshold, best_gt, -1).astype(np.int64)
+    forced = bipartite_match(overlaps)
+    has = forced >= 0
+    matches[forced[has]] = np.nonzero(has)[0]
+    return matches

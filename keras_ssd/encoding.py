@@ -1,8 +1,10 @@
 """Training targets: match ground truth to priors and encode the offsets."""
 
+import threading
+
 import numpy as np
 
-from keras_ssd.boxes import cxcywh_to_xyxy, encode_boxes, iou, validate_boxes
+from keras_ssd.boxes import cxcywh_to_xyxy, encode_boxes, validate_boxes
 from keras_ssd.config import DEFAULT_VARIANCES
 from keras_ssd.matching import match_anchors
 
@@ -20,6 +22,10 @@ class TargetEncoder:
         iou_threshold: float, IoU from which a prior is positive.
         variances: 4 floats, the encoding variances.
         num_classes: optional int; when given, labels must be below it.
+        grid: optional list of `(feature_map_size, boxes_per_cell)` describing
+            how `anchors` tile the feature maps (as `generate_anchors` lays
+            them out). It enables a faster, exact IoU that computes overlaps
+            per axis and multiplies them on the grid. `from_config` sets it.
 
     Call arguments:
         boxes: `(G, 4)` normalised xyxy boxes of one image.
@@ -39,7 +45,7 @@ class TargetEncoder:
     """
 
     def __init__(self, anchors, iou_threshold=0.5, variances=DEFAULT_VARIANCES,
-                 num_classes=None):
+                 num_classes=None, grid=None):
         anchors = np.asarray(anchors, dtype=np.float32)
         if anchors.ndim != 2 or anchors.shape[1] != 4:
             raise ValueError(f"anchors must have shape (N, 4), got {anchors.shape}")
@@ -47,13 +53,108 @@ class TargetEncoder:
             raise ValueError(f"iou_threshold must lie in (0, 1], got {iou_threshold}")
         self.anchors = anchors
         self.anchors_xyxy = cxcywh_to_xyxy(anchors).astype(np.float32)
+        wh = self.anchors_xyxy[:, 2:] - self.anchors_xyxy[:, :2]
+        self._aarea = (wh[:, 0] * wh[:, 1]).astype(np.float32)
+        self._grid = self._grid_layout(grid) if grid is not None else None
+        self._local = threading.local()
         self.iou_threshold = float(iou_threshold)
         self.variances = np.asarray(variances, dtype=np.float32)
         self.num_classes = num_classes
 
+    @classmethod
+    def from_config(cls, config, iou_threshold=0.5, **kwargs):
+        """An encoder for the priors of an `SSDConfig` (with its variances)."""
+        from keras_ssd.anchors import generate_anchors
+        from keras_ssd.config import SSDConfig
+
+        config = SSDConfig.from_dict(config)
+        grid = list(zip(config.feature_map_sizes, config.boxes_per_cell))
+        kwargs.setdefault("num_classes", config.num_classes)
+        return cls(generate_anchors(config), iou_threshold=iou_threshold,
+                   variances=config.variances, grid=grid, **kwargs)
+
+    def _grid_layout(self, grid):
+        """Per-axis intervals of grid-laid priors, checked against the priors."""
+        xs, ys, maps = [], [], []
+        start = 0
+        for f, k in grid:
+            f, k = int(f), int(k)
+            end = start + f * f * k
+            if end > self.num_anchors:
+                raise ValueError(f"grid {grid} describes more than {self.num_anchors} anchors")
+            seg = self.anchors_xyxy[start:end].reshape(f, f, k, 4)
+            x_iv = seg[0, :, :, 0::2]  # (cols, k, 2): x-intervals along a row
+            y_iv = seg[:, 0, :, 1::2]  # (rows, k, 2)
+            if not (np.array_equal(seg[..., 0::2], np.broadcast_to(x_iv, seg[..., 0::2].shape))
+                    and np.array_equal(
+                        seg[..., 1::2],
+                        np.broadcast_to(y_iv[:, None], seg[..., 1::2].shape))):
+                raise ValueError("anchors are not laid out on the given grid")
+            xs.append(x_iv.reshape(-1, 2))
+            ys.append(y_iv.reshape(-1, 2))
+            maps.append((start, end, f, k))
+            start = end
+        if start != self.num_anchors:
+            raise ValueError(f"grid {grid} describes {start} anchors, not {self.num_anchors}")
+        x_iv = np.ascontiguousarray(np.concatenate(xs).T)
+        y_iv = np.ascontiguousarray(np.concatenate(ys).T)
+        return x_iv, y_iv, maps
+
     @property
     def num_anchors(self):
         return self.anchors.shape[0]
+
+    def _scratch(self, num_boxes):
+        bufs = getattr(self._local, "bufs", None)
+        if bufs is None or bufs[0].shape[0] < num_boxes:
+            rows = max(num_boxes, 32)
+            bufs = tuple(
+                np.empty((rows, self.num_anchors), dtype=np.float32) for _ in range(2)
+            )
+            self._local.bufs = bufs
+        return bufs[0][:num_boxes], bufs[1][:num_boxes]
+
+    def overlaps(self, boxes):
+        """IoU `(G, N)` of float32 xyxy `boxes` with the priors.
+
+        Returns a view into a per-thread buffer, valid until the next call.
+        """
+        g = boxes.shape[0]
+        inter, tmp = self._scratch(g)
+        x1, y1, x2, y2 = (boxes[:, i : i + 1] for i in range(4))
+        if self._grid is not None:
+            # Overlap along x depends only on (column, box), along y only on
+            # (row, box): compute both per axis, multiply on the grid.
+            x_iv, y_iv, maps = self._grid
+            iw = np.minimum(x2, x_iv[1]) - np.maximum(x1, x_iv[0])
+            ih = np.minimum(y2, y_iv[1]) - np.maximum(y1, y_iv[0])
+            np.maximum(iw, 0.0, out=iw)
+            np.maximum(ih, 0.0, out=ih)
+            offset = 0
+            for start, end, f, k in maps:
+                out = inter[:, start:end]
+                out.shape = (g, f, f, k)  # a view: raises rather than copy
+                n = f * k
+                np.multiply(
+                    ih[:, None, offset : offset + n].reshape(g, f, 1, k),
+                    iw[:, None, offset : offset + n].reshape(g, 1, f, k),
+                    out=out,
+                )
+                offset += n
+        else:
+            lt_x = np.maximum(x1, self.anchors_xyxy[:, 0])
+            np.minimum(x2, self.anchors_xyxy[:, 2], out=inter)
+            np.subtract(inter, lt_x, out=inter)
+            np.maximum(inter, 0.0, out=inter)
+            lt_y = np.maximum(y1, self.anchors_xyxy[:, 1])
+            np.minimum(y2, self.anchors_xyxy[:, 3], out=tmp)
+            np.subtract(tmp, lt_y, out=tmp)
+            np.maximum(tmp, 0.0, out=tmp)
+            np.multiply(inter, tmp, out=inter)
+        np.add((x2 - x1) * (y2 - y1), self._aarea, out=tmp)
+        np.subtract(tmp, inter, out=tmp)
+        np.divide(inter, tmp, out=inter)
+        return inter
 
     def __call__(self, boxes, labels, ignore=None):
         labels = np.asarray(labels)
@@ -76,9 +177,9 @@ class TargetEncoder:
         if boxes.shape[0] == 0:
             return out
         boxes = boxes.astype(np.float32)
-        overlaps = iou(boxes, self.anchors_xyxy)
+        overlaps = self.overlaps(boxes)
         matches = match_anchors(overlaps, self.iou_threshold)
-        pos = matches >= 0
+        pos = np.flatnonzero(matches >= 0)
         idx = matches[pos]
         out[pos, :4] = encode_boxes(boxes[idx], self.anchors[pos], self.variances)
         cls = labels[idx].astype(np.float32) + 1.0

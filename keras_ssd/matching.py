@@ -30,7 +30,7 @@ def bipartite_match(overlaps):
     best_iou = overlaps[np.arange(num_gt), best]
     # Fast path: no two ground truths want the same prior. The greedy global
     # procedure then gives every ground truth its own row maximum.
-    if len(np.unique(best)) == num_gt:
+    if len(set(best.tolist())) == num_gt:
         return np.where(best_iou > _MIN_OVERLAP, best, -1)
     work = overlaps.astype(np.float64, copy=True)
     for _ in range(num_gt):
@@ -64,9 +64,12 @@ def match_anchors(overlaps, iou_threshold=0.5):
     num_gt, num_priors = overlaps.shape
     if num_gt == 0:
         return np.full(num_priors, -1, dtype=np.int64)
-    best_gt = overlaps.argmax(axis=0)
-    best_iou = overlaps[best_gt, np.arange(num_priors)]
-    matches = np.where(best_iou >= iou_threshold, best_gt, -1).astype(np.int64)
+    # argmax over the short axis is slow on a (G, N) array; only the priors
+    # that clear the threshold need to know which ground truth is best.
+    matches = np.full(num_priors, -1, dtype=np.int64)
+    positive = np.nonzero(overlaps.max(axis=0) >= iou_threshold)[0]
+    if positive.size:
+        matches[positive] = overlaps[:, positive].argmax(axis=0)
     forced = bipartite_match(overlaps)
     has = forced >= 0
     matches[forced[has]] = np.nonzero(has)[0]

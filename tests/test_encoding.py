@@ -1,0 +1,124 @@
+import numpy as np
+import pytest
+
+from keras_ssd import SSDConfig, TargetEncoder, encode_targets, generate_anchors
+from keras_ssd.boxes import cxcywh_to_xyxy, decode_boxes, iou
+
+
+@pytest.fixture(scope="module")
+def anchors():
+    return generate_anchors(SSDConfig.ssd300(20))
+
+
+def random_boxes(rng, n):
+    xy = rng.uniform(0, 0.7, (n, 2))
+    return np.concatenate([xy, xy + rng.uniform(0.03, 0.3, (n, 2))], 1)
+
+
+def test_output_layout_and_labels(anchors):
+    boxes = np.array([[0.1, 0.1, 0.4, 0.5], [0.5, 0.5, 0.9, 0.95]])
+    y = encode_targets(boxes, [0, 14], anchors)
+    assert y.shape == (8732, 5) and y.dtype == np.float32
+    assert set(np.unique(y[:, 4]).tolist()) == {0.0, 1.0, 15.0}
+    assert np.all(y[y[:, 4] == 0, :4] == 0)
+
+
+def test_decode_of_encode_recovers_boxes(anchors):
+    rng = np.random.default_rng(0)
+    boxes = random_boxes(rng, 12)
+    labels = rng.integers(0, 20, 12)
+    y = encode_targets(boxes, labels, anchors)
+    pos = y[:, 4] > 0
+    decoded = decode_boxes(y[pos, :4], anchors[pos])
+    # Every positive prior decodes to exactly one of the boxes.
+    err = np.abs(decoded[:, None, :] - boxes[None].astype(np.float32)).max(-1)
+    assert err.min(axis=1).max() < 1e-5
+    # ... the one it was matched to, with that box's label.
+    owner = err.argmin(axis=1)
+    np.testing.assert_array_equal(y[pos, 4], labels[owner] + 1)
+
+
+def test_every_object_gets_at_least_one_prior(anchors):
+    rng = np.random.default_rng(1)
+    boxes = random_boxes(rng, 20)
+    boxes[0] = [0.5, 0.5, 0.505, 0.52]  # tiny: no prior reaches IoU 0.5
+    y = encode_targets(boxes, np.arange(20), anchors)
+    assert set(np.unique(y[:, 4]).astype(int).tolist()) - {0} == set(range(1, 21))
+
+
+def test_positives_follow_threshold(anchors):
+    rng = np.random.default_rng(2)
+    boxes = random_boxes(rng, 5)
+    y = encode_targets(boxes, np.zeros(5, int), anchors, iou_threshold=0.5)
+    best = iou(boxes, cxcywh_to_xyxy(anchors)).max(0)
+    pos = y[:, 4] > 0
+    assert np.all(pos[best >= 0.5])
+    assert (pos & (best < 0.5)).sum() <= 5  # only the forced matches
+
+
+def test_empty_image_is_all_background(anchors):
+    y = encode_targets(np.zeros((0, 4)), [], anchors)
+    assert y.shape == (8732, 5) and not y.any()
+
+
+def test_ignore_mask_marks_class_minus_one(anchors):
+    boxes = np.array([[0.1, 0.1, 0.4, 0.5], [0.5, 0.5, 0.9, 0.95]])
+    y = encode_targets(boxes, [3, 4], anchors, ignore=[False, True])
+    assert set(np.unique(y[:, 4]).tolist()) == {-1.0, 0.0, 4.0}
+
+
+@pytest.mark.parametrize(
+    "boxes, labels, match",
+    [
+        ([[0.5, 0.5, 0.4, 0.6]], [0], "degenerate"),
+        ([[0.1, 0.1, 0.1, 0.6]], [0], "degenerate"),
+        ([[0.1, 0.1, np.inf, 0.6]], [0], "not finite"),
+        ([[0.1, 0.1, 0.3, 0.6]], [0, 1], "labels"),
+        ([[0.1, 0.1, 0.3, 0.6]], [-1], "labels must be integers >= 0"),
+        ([[0.1, 0.1, 0.3, 0.6]], [1.5], "labels must be integers >= 0"),
+    ],
+)
+def test_bad_input_raises_clear_error(anchors, boxes, labels, match):
+    with pytest.raises(ValueError, match=match):
+        encode_targets(np.array(boxes), np.array(labels), anchors)
+
+
+def test_label_range_checked_when_num_classes_known():
+    enc = TargetEncoder.from_config(SSDConfig.ssd300(3))
+    with pytest.raises(ValueError, match="out of range for 3 classes"):
+        enc([[0.1, 0.1, 0.3, 0.6]], [3])
+
+
+def test_grid_encoder_equals_generic_encoder():
+    for config in (SSDConfig.ssd300(20), SSDConfig.ssd512(20),
+                   SSDConfig.ssd300(20).replace(clip=True)):
+        fast = TargetEncoder.from_config(config)
+        plain = TargetEncoder(generate_anchors(config), variances=config.variances)
+        rng = np.random.default_rng(4)
+        for n in (1, 7, 40):
+            boxes = random_boxes(rng, n)
+            labels = rng.integers(0, 20, n)
+            np.testing.assert_array_equal(fast(boxes, labels), plain(boxes, labels))
+            ref = iou(boxes.astype(np.float32), fast.anchors_xyxy)
+            np.testing.assert_allclose(fast.overlaps(boxes.astype(np.float32)), ref, atol=1e-6)
+
+
+def test_wrong_grid_is_rejected():
+    a = generate_anchors(SSDConfig.ssd300(20))
+    with pytest.raises(ValueError, match="grid"):
+        TargetEncoder(a, grid=[(38, 4), (19, 6)])
+    with pytest.raises(ValueError, match="grid"):
+        TargetEncoder(a[::-1].copy(), grid=[(38, 4), (19, 6), (10, 6), (5, 6), (3, 4), (1, 4)])
+
+
+def test_encoder_is_thread_safe():
+    import concurrent.futures
+
+    enc = TargetEncoder.from_config(SSDConfig.ssd300(20))
+    rng = np.random.default_rng(5)
+    cases = [(random_boxes(rng, int(n)), rng.integers(0, 20, int(n))) for n in rng.integers(1, 30, 40)]
+    expected = [enc(b, l) for b, l in cases]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda c: enc(*c), cases))
+    for e, g in zip(expected, got):
+        np.testing.assert_array_equal(e, g)

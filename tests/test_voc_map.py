@@ -254,16 +254,17 @@ def _random_case(rng, num_images, num_classes):
             {"boxes": g_boxes, "labels": g_labels, "difficult": rng.random(g) < 0.2}
         )
         k = int(rng.integers(0, 12))
+        pick = rng.integers(0, max(g, 1), size=k)
         if g:
-            src = g_boxes[rng.integers(0, g, size=k)]
-            d_boxes = src + rng.normal(0, 3, size=(k, 4))
+            src = g_boxes[pick]
+            d_boxes = src + rng.normal(0, 1.5, size=(k, 4))
             d_boxes[:, 2:] = np.maximum(d_boxes[:, 2:], d_boxes[:, :2] + 1)
         else:
             xy = rng.uniform(0, 80, size=(k, 2))
             d_boxes = np.concatenate([xy, xy + 20], axis=1)
         d_labels = np.where(
             rng.random(k) < 0.8,
-            g_labels[rng.integers(0, g, size=k)] if g else 0,
+            g_labels[pick] if g else 0,
             rng.integers(0, num_classes, size=k),
         )
         dets.append({"boxes": d_boxes, "scores": rng.random(k), "labels": d_labels})

@@ -15,7 +15,8 @@ setup(
     "serializable layers, VOC/COCO data, mAP evaluation and a CLI.",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
-    license="Apache-2.0",
+    license="MIT",
+    license_files=["LICENSE"],
     python_requires=">=3.10",
     packages=find_packages(include=["keras_ssd", "keras_ssd.*"]),
     install_requires=[
@@ -37,6 +38,5 @@ setup(
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Image Recognition",
-        "License :: OSI Approved :: Apache Software License",
     ],
 )

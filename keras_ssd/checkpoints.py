@@ -1,0 +1,410 @@
+"""Crash-safe training checkpoints: atomic writes, latest/best files, resume.
+
+A checkpoint directory holds
+
+* `latest.keras`: the model (with optimizer state) after the last saved
+  epoch;
+* `best.keras`: the model at the best value of the monitored metric;
+* `state.json`: epoch count, best value, metric history.
+
+Every file is written to a temporary file in the same directory, flushed to
+disk and renamed over the old one (`os.replace` is atomic on POSIX and
+Windows), so a kill at any moment leaves either the old or the new file,
+never a truncated one.
+
+`latest.keras` and `state.json` cannot be renamed together. The saver
+therefore commits in two phases: `state.json` first records the *pending*
+save (its epoch and the optimizer's iteration count), then `latest.keras` is
+replaced, then `state.json` is committed. `resume` reads the iteration count
+stored in `latest.keras` and picks whichever of the committed or pending
+epoch it belongs to.
+"""
+
+import glob
+import importlib
+import json
+import math
+import os
+import uuid
+import warnings
+
+import keras
+import numpy as np
+
+LATEST = "latest.keras"
+BEST = "best.keras"
+STATE = "state.json"
+_TMP_TAG = ".tmp-"
+STATE_FORMAT = 1
+
+
+def _fsync_dir(directory):
+    """Flush a directory entry (the rename) to disk where the OS allows it."""
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _tmp_path(path):
+    directory, name = os.path.split(os.path.abspath(path))
+    stem, ext = os.path.splitext(name)
+    # keep the extension: keras.Model.save insists on ".keras"
+    return os.path.join(directory, f".{stem}{_TMP_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}{ext}")
+
+
+def _commit(tmp, path):
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def _discard(tmp):
+    try:
+        os.remove(tmp)
+    except OSError:
+        pass
+
+
+def atomic_save_model(model, path):
+    """Save `model` to `path` (a `.keras` file) atomically.
+
+    The model is written to a temporary file beside `path`, fsynced, and
+    renamed over `path`. If saving fails (or is interrupted) the temporary
+    file is removed and `path` keeps its previous content.
+
+    Args:
+        model: a `keras.Model`.
+        path: destination ending in `.keras`.
+    """
+    path = os.fspath(path)
+    if not path.endswith(".keras"):
+        raise ValueError(f"atomic_save_model: {path} must end with '.keras'")
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = _tmp_path(path)
+    try:
+        model.save(tmp)
+        _commit(tmp, path)
+    except BaseException:
+        _discard(tmp)
+        raise
+
+
+def atomic_write_json(obj, path):
+    """Write `obj` as JSON to `path` atomically (temp file, fsync, rename)."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = _tmp_path(path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, allow_nan=True)
+            f.flush()
+        _commit(tmp, path)
+    except BaseException:
+        _discard(tmp)
+        raise
+
+
+def remove_stale_temporaries(directory):
+    """Delete temporary files a killed save left in `directory`.
+
+    Returns:
+        list of removed paths.
+    """
+    removed = []
+    for path in glob.glob(os.path.join(glob.escape(os.fspath(directory)), f".*{_TMP_TAG}*")):
+        _discard(path)
+        removed.append(path)
+    return removed
+
+
+def read_state(directory):
+    """The parsed `state.json` of a checkpoint directory, or None if absent.
+
+    Raises:
+        ValueError: when the file exists but is not a keras-ssd state file.
+    """
+    path = os.path.join(os.fspath(directory), STATE)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            state = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"checkpoint state {path} is unreadable: {e}") from e
+    if not isinstance(state, dict) or "epoch" not in state:
+        raise ValueError(f"checkpoint state {path} is not a keras-ssd checkpoint state")
+    return state
+
+
+def find_latest_checkpoint(directory):
+    """Path of `latest.keras` in `directory`, or None when there is none."""
+    path = os.path.join(os.fspath(directory), LATEST)
+    return path if os.path.isfile(path) else None
+
+
+def _register_keras_ssd_objects():
+    """Import the modules that register keras-ssd layers, losses, schedules."""
+    for name in (
+        "keras_ssd.schedules",
+        "keras_ssd.layers",
+        "keras_ssd.models",
+        "keras_ssd.losses",
+        "keras_ssd.inference",
+    ):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+
+def _optimizer_iterations(model):
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None or not hasattr(optimizer, "iterations"):
+        return None
+    try:
+        return int(keras.ops.convert_to_numpy(optimizer.iterations))
+    except Exception:  # an optimizer that was never built
+        return None
+
+
+def resume(directory, custom_objects=None, compile=True, missing_ok=False):
+    """Load the latest checkpoint of a run so that training can continue.
+
+    Args:
+        directory: the checkpoint directory a `TrainingCheckpoint` wrote.
+        custom_objects: optional dict passed to `keras.saving.load_model`.
+        compile: bool, restore the compiled state (loss, optimizer and its
+            slots); needed to continue training.
+        missing_ok: bool, when the directory has no checkpoint return
+            `(None, 0)` instead of raising.
+
+    Returns:
+        `(model, initial_epoch)`: continue with
+        `model.fit(..., initial_epoch=initial_epoch, epochs=total_epochs)`.
+
+    Raises:
+        FileNotFoundError: no `latest.keras` in `directory` (unless
+            `missing_ok`).
+        ValueError: the state file is unreadable or disagrees with the model
+            file.
+    """
+    directory = os.fspath(directory)
+    path = find_latest_checkpoint(directory)
+    if path is None:
+        if missing_ok:
+            return None, 0
+        raise FileNotFoundError(
+            f"no checkpoint to resume from: {os.path.join(directory, LATEST)} does not exist"
+        )
+    _register_keras_ssd_objects()
+    try:
+        model = keras.saving.load_model(path, custom_objects=custom_objects, compile=compile)
+    except Exception as e:
+        raise ValueError(f"cannot load checkpoint {path}: {e}") from e
+    state = read_state(directory)
+    if state is None:
+        warnings.warn(
+            f"{directory} has {LATEST} but no {STATE}; resuming at epoch 0",
+            stacklevel=2,
+        )
+        return model, 0
+    iterations = _optimizer_iterations(model)
+    pending = state.get("pending")
+    if iterations is None or iterations == state.get("iterations"):
+        epoch = int(state["epoch"])
+    elif pending and iterations == pending.get("iterations"):
+        # killed after latest.keras was replaced, before state.json was
+        # committed: the model file is the newer one.
+        epoch = int(pending["epoch"])
+    else:
+        raise ValueError(
+            f"checkpoint {path} holds optimizer step {iterations} but {STATE} "
+            f"records step {state.get('iterations')} (epoch {state['epoch']}); the "
+            "files belong to different runs"
+        )
+    return model, epoch
+
+
+def _is_better(value, best, mode):
+    if best is None or (isinstance(best, float) and math.isnan(best)):
+        return True
+    return value > best if mode == "max" else value < best
+
+
+def _to_float(value):
+    try:
+        value = float(np.asarray(value))
+    except (TypeError, ValueError):
+        return None
+    return value
+
+
+class TrainingCheckpoint(keras.callbacks.Callback):
+    """Write `latest.keras` every N epochs and `best.keras` on improvement.
+
+    All files are written atomically (see the module docstring), so a kill
+    during saving never leaves a broken checkpoint. A `state.json` beside
+    them records the epoch, the best value and the history of every logged
+    metric; `resume(directory)` uses it to continue the run.
+
+    The callback reads the monitored value from `logs` in `on_epoch_end`, so
+    a callback that adds it (e.g. `MeanAveragePrecision` adding `val_mAP`)
+    must come before this one in the `callbacks` list. Epochs where the
+    metric is missing (evaluation every N epochs) do not update the best.
+    Epochs whose loss is not finite are never saved.
+
+    Args:
+        directory: checkpoint directory (created if needed).
+        save_every: int, save `latest.keras` every this many epochs (and
+            always at the last epoch of `fit`).
+        monitor: name of the metric selecting `best.keras` (None: no best).
+        mode: `"max"` or `"min"`.
+        save_best: bool, write `best.keras`.
+        verbose: 0 or 1, print a line per save.
+
+    Example:
+
+    >>> callbacks = [MeanAveragePrecision(val_ds), TrainingCheckpoint("ckpt")]
+    >>> model.fit(train, epochs=10, callbacks=callbacks)
+    >>> model, initial_epoch = resume("ckpt")  # after a crash
+    >>> model.fit(train, epochs=10, initial_epoch=initial_epoch, callbacks=callbacks)
+    """
+
+    def __init__(
+        self,
+        directory,
+        save_every=1,
+        monitor="val_mAP",
+        mode="max",
+        save_best=True,
+        verbose=1,
+    ):
+        super().__init__()
+        if isinstance(save_every, bool) or int(save_every) != save_every or save_every < 1:
+            raise ValueError(
+                f"TrainingCheckpoint: save_every must be a positive int, got {save_every!r}"
+            )
+        if mode not in ("max", "min"):
+            raise ValueError(f"TrainingCheckpoint: mode must be 'max' or 'min', got {mode!r}")
+        self.directory = os.fspath(directory)
+        self.save_every = int(save_every)
+        self.monitor = monitor
+        self.mode = mode
+        self.save_best = bool(save_best) and monitor is not None
+        self.verbose = verbose
+        self.state = None
+        self._started = False
+
+    @property
+    def latest_path(self):
+        return os.path.join(self.directory, LATEST)
+
+    @property
+    def best_path(self):
+        return os.path.join(self.directory, BEST)
+
+    @property
+    def state_path(self):
+        return os.path.join(self.directory, STATE)
+
+    def _fresh_state(self):
+        return {
+            "format": STATE_FORMAT,
+            "epoch": 0,
+            "iterations": None,
+            "pending": None,
+            "monitor": self.monitor,
+            "mode": self.mode,
+            "best": None,
+            "best_epoch": None,
+            "history": {},
+        }
+
+    def on_train_begin(self, logs=None):
+        os.makedirs(self.directory, exist_ok=True)
+        remove_stale_temporaries(self.directory)
+        self._started = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._started:
+            return
+        self._started = True
+        state = read_state(self.directory) if epoch > 0 else None
+        if state is None:
+            state = self._fresh_state()
+        else:
+            # resumed run: forget anything recorded after the resume point
+            state["history"] = {
+                k: list(v)[:epoch] for k, v in state.get("history", {}).items()
+            }
+            state["pending"] = None
+            if state.get("monitor") != self.monitor:
+                state["best"], state["best_epoch"] = None, None
+            state["monitor"], state["mode"] = self.monitor, self.mode
+        self.state = state
+
+    def _log(self, message):
+        if self.verbose:
+            keras.utils.io_utils.print_msg(message)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        if self.state is None:
+            self.on_epoch_begin(epoch)
+        state = self.state
+        for key, value in logs.items():
+            value = _to_float(value)
+            if value is None:
+                continue
+            if not math.isfinite(value):
+                value = None  # keep state.json strict JSON
+            series = state["history"].setdefault(key, [])
+            series.extend([None] * (epoch - len(series)))
+            series.append(value)
+        loss = _to_float(logs.get("loss"))
+        if loss is not None and not math.isfinite(loss):
+            warnings.warn(
+                f"TrainingCheckpoint: epoch {epoch + 1} has loss {loss}; not saving it",
+                stacklevel=2,
+            )
+            return
+        total = (self.params or {}).get("epochs")
+        due = (epoch + 1) % self.save_every == 0 or (total is not None and epoch + 1 == total)
+        value = _to_float(logs.get(self.monitor)) if self.save_best else None
+        improved = (
+            value is not None
+            and math.isfinite(value)
+            and _is_better(value, state["best"], self.mode)
+        )
+        if not due and not improved:
+            return
+        iterations = _optimizer_iterations(self.model)
+        if due:
+            state["pending"] = {"epoch": epoch + 1, "iterations": iterations}
+            atomic_write_json(state, self.state_path)
+            atomic_save_model(self.model, self.latest_path)
+            state["epoch"] = epoch + 1
+            state["iterations"] = iterations
+            state["pending"] = None
+            self._log(f"Epoch {epoch + 1}: saved {self.latest_path}")
+        if improved:
+            atomic_save_model(self.model, self.best_path)
+            previous = state["best"]
+            state["best"], state["best_epoch"] = value, epoch + 1
+            self._log(
+                f"Epoch {epoch + 1}: {self.monitor} improved from {previous} to "
+                f"{value:.5f}, saved {self.best_path}"
+            )
+        atomic_write_json(state, self.state_path)

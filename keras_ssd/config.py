@@ -266,3 +266,23 @@ class SSDConfig:
             num_classes=num_classes,
             class_names=class_names,
         )
+
+    @classmethod
+    def tiny(cls, num_classes=20, class_names=None):
+        """A small 160-pixel geometry for CPU experiments (`SSDTiny`).
+
+        5 maps (20, 10, 5, 3, 1; steps = 160 / size), 2390 priors. Prior
+        scales run from 0.1 to 0.9 of the image as in the SSD paper
+        (SSD300's are 0.1 to 0.88): min sizes 16, 32, 64, 104, 144 px, each
+        map's max size being the next map's min size (176 for the last).
+        """
+        return cls(
+            image_size=160,
+            feature_map_sizes=[20, 10, 5, 3, 1],
+            steps=[8, 16, 32, 160 / 3, 160],
+            min_sizes=[16, 32, 64, 104, 144],
+            max_sizes=[32, 64, 104, 144, 176],
+            aspect_ratios=[[2], [2, 3], [2, 3], [2], [2]],
+            num_classes=num_classes,
+            class_names=class_names,
+        )

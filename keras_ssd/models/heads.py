@@ -1,0 +1,65 @@
+"""SSD prediction heads: one 3x3 convolution pair per feature map."""
+
+import keras
+
+from keras_ssd.models.blocks import conv
+
+
+def check_feature_maps(sources, config, architecture):
+    """Raise `ValueError` unless the backbone's maps match `config`.
+
+    Args:
+        sources: list of `(name, tensor)` feature maps `(B, H, W, C)`.
+        config: the `SSDConfig`.
+        architecture: name used in the error message.
+    """
+    expected = list(config.feature_map_sizes)
+    got = [tuple(t.shape[1:3]) for _, t in sources]
+    if len(got) != len(expected):
+        raise ValueError(
+            f"SSD architecture {architecture!r} produces {len(got)} feature maps "
+            f"{[g[0] for g in got]} for image_size={config.image_size}, but the "
+            f"SSDConfig has {len(expected)} feature_map_sizes {expected}"
+        )
+    for i, ((name, _), (h, w), f) in enumerate(zip(sources, got, expected)):
+        if h != f or w != f:
+            raise ValueError(
+                f"SSD architecture {architecture!r}: feature map {i} ({name}) is "
+                f"{h}x{w} for image_size={config.image_size}, but "
+                f"SSDConfig.feature_map_sizes[{i}] is {f}; all maps: "
+                f"{[g[0] for g in got]} vs config {expected}"
+            )
+
+
+def build_heads(sources, config, regularizer=None):
+    """Box-offset and class-logit heads over all feature maps.
+
+    Each map `i` with `k` priors per cell gets a 3x3 conv emitting `k * 4`
+    offsets and one emitting `k * (num_classes + 1)` logits. `(H, W, k * 4)`
+    is reshaped to `(H * W * k, 4)`, i.e. ordered row, column, box: the order
+    of `keras_ssd.anchors.generate_anchors`. Maps are concatenated in config
+    order.
+
+    Returns:
+        float32 tensor `(B, num_anchors, 4 + num_classes + 1)`: offsets first,
+        then logits with index 0 = background.
+    """
+    num_outputs = config.num_classes + 1
+    locs, confs = [], []
+    for (name, x), f, k in zip(sources, config.feature_map_sizes, config.boxes_per_cell):
+        loc = conv(x, k * 4, 3, f"{name}_mbox_loc", activation=None,
+                   regularizer=regularizer)
+        cls = conv(x, k * num_outputs, 3, f"{name}_mbox_conf", activation=None,
+                   regularizer=regularizer)
+        locs.append(keras.layers.Reshape((f * f * k, 4), name=f"{name}_mbox_loc_flat")(loc))
+        confs.append(
+            keras.layers.Reshape((f * f * k, num_outputs), name=f"{name}_mbox_conf_flat")(cls)
+        )
+    if len(locs) > 1:
+        loc = keras.layers.Concatenate(axis=1, name="mbox_loc")(locs)
+        cls = keras.layers.Concatenate(axis=1, name="mbox_conf")(confs)
+    else:
+        loc, cls = locs[0], confs[0]
+    out = keras.layers.Concatenate(axis=-1, name="mbox")([loc, cls])
+    # Outputs in float32 even under a mixed-precision policy.
+    return keras.layers.Activation("linear", dtype="float32", name="predictions")(out)

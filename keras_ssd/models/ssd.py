@@ -1,0 +1,138 @@
+"""`SSD`: a serializable Keras functional model carrying its `SSDConfig`."""
+
+import keras
+
+from keras_ssd.config import SSDConfig
+from keras_ssd.layers.preprocessing import ImagePreprocessing
+from keras_ssd.models.architectures import get_architecture
+from keras_ssd.models.blocks import NORMALIZATIONS, kernel_regularizer
+from keras_ssd.models.heads import build_heads, check_feature_maps
+
+
+@keras.saving.register_keras_serializable(package="keras_ssd")
+class SSD(keras.Model):
+    """Single Shot MultiBox Detector (Liu et al. 2016) as a Keras model.
+
+    A functional model (built in `__init__`, like keras-hub backbones) whose
+    config is its constructor arguments, so `keras.saving.load_model` returns
+    an `SSD` with its `config` (priors) and `class_names` and no extra
+    arguments. Usually built through `SSD300`, `SSD512`, `SSDTiny`,
+    `SSDMobileNetV2` or `build_model`.
+
+    The model takes RGB images with values in [0, 255] (any size is *not*
+    accepted: exactly `config.image_size` square) and preprocesses them
+    itself. Each feature map `i` gets a 3x3 conv with `k_i * 4` box offsets
+    and one with `k_i * (num_classes + 1)` class logits, reshaped and
+    concatenated in the order of `keras_ssd.anchors.generate_anchors(config)`
+    (map, row, column, box).
+
+    Args:
+        config: `SSDConfig` (or its dict): priors, `num_classes` and
+            `class_names`. Its `feature_map_sizes` must match what the
+            architecture produces at `config.image_size`, else `ValueError`.
+        architecture: backbone name: `"ssd300_vgg16"`, `"ssd512_vgg16"`,
+            `"ssd_mobilenet_v2"` or `"ssd_tiny"`.
+        normalization: `"l2"` (L2Normalization, scale 20), `"batchnorm"` or
+            `"none"` on the first (shallow) source map; `None` picks the
+            architecture's default (`"l2"` for VGG16, `"none"` otherwise).
+        weight_decay: float >= 0, SGD-style weight decay on convolution
+            kernels (not biases, batch-norm or L2Normalization parameters).
+            Implemented as `keras.regularizers.L2(weight_decay / 2)`: Keras'
+            `L2(l)` adds `l * sum(w ** 2)` to the loss, gradient `2 * l * w`,
+            so `l = wd / 2` gives the Caffe/PyTorch decay `wd * w`.
+        backbone_weights: `None` (random init), `"imagenet"` (download the
+            Keras application's ImageNet weights) or a path to a `.h5` /
+            `.weights.h5` file (VGG16: a full `keras.applications.VGG16`
+            with top, its fc1/fc2 decimated into fc6/fc7; MobileNetV2: with or
+            without top). Not stored in the model config: a saved model
+            restores its own weights.
+        **kwargs: `name`, `trainable`.
+
+    Call arguments:
+        inputs: float tensor `(B, image_size, image_size, 3)`, RGB 0..255.
+
+    Returns:
+        float32 tensor `(B, config.num_anchors, 4 + num_classes + 1)`: the
+        encoded box offsets `(cx, cy, w, h)` then the class logits, index 0
+        = background.
+
+    Example:
+
+    >>> model = SSD(SSDConfig.tiny(num_classes=3), architecture="ssd_tiny")
+    >>> model.output_shape
+    (None, 2390, 8)
+    >>> model.class_names
+    ['class_0', 'class_1', 'class_2']
+    """
+
+    def __init__(self, config, architecture="ssd300_vgg16", normalization=None,
+                 weight_decay=0.0, backbone_weights=None, **kwargs):
+        config = SSDConfig.from_dict(config.to_dict() if isinstance(config, SSDConfig)
+                                     else config)
+        if keras.config.image_data_format() != "channels_last":
+            raise ValueError(
+                "keras_ssd models need keras.config.image_data_format() == "
+                f"'channels_last', got {keras.config.image_data_format()!r}"
+            )
+        spec = get_architecture(architecture)
+        if normalization is None:
+            normalization = spec.default_normalization
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(
+                f"SSD: normalization must be one of {NORMALIZATIONS} or None, "
+                f"got {normalization!r}"
+            )
+        regularizer = kernel_regularizer(weight_decay)
+        if backbone_weights is not None and spec.load_weights is None:
+            raise ValueError(
+                f"SSD architecture {architecture!r} has no pretrained backbone; "
+                f"backbone_weights must be None, got {backbone_weights!r}"
+            )
+
+        size = config.image_size
+        inputs = keras.Input(shape=(size, size, 3), name="image")
+        x = ImagePreprocessing(spec.preprocessing, name="preprocessing")(inputs)
+        sources = spec.build_features(x, normalization=normalization,
+                                      regularizer=regularizer)
+        check_feature_maps(sources, config, architecture)
+        outputs = build_heads(sources, config, regularizer)
+
+        kwargs.setdefault("name", architecture)
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+
+        self._ssd_config = config
+        self.architecture = architecture
+        self.normalization = normalization
+        self.weight_decay = float(weight_decay)
+        self.source_names = [name for name, _ in sources]
+        if backbone_weights is not None:
+            spec.load_weights(self, backbone_weights)
+
+    @property
+    def config(self):
+        """The `SSDConfig` (priors, classes) this model was built for."""
+        return self._ssd_config
+
+    @property
+    def class_names(self):
+        """The class names (without background), `class_0`, ... if unnamed."""
+        return self._ssd_config.names
+
+    @property
+    def num_classes(self):
+        return self._ssd_config.num_classes
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "config": self._ssd_config.to_dict(),
+            "architecture": self.architecture,
+            "normalization": self.normalization,
+            "weight_decay": self.weight_decay,
+            "backbone_weights": None,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

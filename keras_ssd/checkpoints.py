@@ -357,7 +357,7 @@ class TrainingCheckpoint(keras.callbacks.Callback):
 
     def _log(self, message):
         if self.verbose:
-            keras.utils.io_utils.print_msg(message)
+            print(message)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})

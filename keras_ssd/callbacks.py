@@ -1,0 +1,249 @@
+"""Keras callbacks for SSD training: mAP validation, learning-rate logging,
+non-finite loss stop, and crash-safe checkpoints.
+
+Callback order matters: Keras calls the callbacks of `fit` in list order
+and hands them the same `logs` dict, so a callback that *adds* a value
+(`MeanAveragePrecision` adds `val_mAP`, `LearningRateLogger` adds
+`learning_rate`) must come before the ones that read it
+(`TrainingCheckpoint`, `keras.callbacks.ModelCheckpoint`, `EarlyStopping`,
+`TensorBoard`, `CSVLogger`). Keras appends its own `History` and progress
+bar after the user's callbacks, so they always see the added values.
+
+>>> callbacks = [
+...     MeanAveragePrecision(val_dataset, every=5),
+...     LearningRateLogger(),
+...     StopOnNaN(),
+...     TrainingCheckpoint("checkpoints", monitor="val_mAP"),
+...     keras.callbacks.TensorBoard("logs"),
+... ]
+"""
+
+import math
+
+import keras
+import numpy as np
+
+from keras_ssd.checkpoints import TrainingCheckpoint, resume  # noqa: F401
+
+
+def _current_learning_rate(optimizer):
+    lr = optimizer.learning_rate
+    return float(keras.ops.convert_to_numpy(lr))
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    """Put the optimizer's current learning rate into the epoch logs.
+
+    Works with a constant rate and with any `LearningRateSchedule` (the rate
+    is evaluated at the optimizer's current step), so History, CSVLogger and
+    TensorBoard record it.
+
+    Args:
+        key: name of the log entry (default `"learning_rate"`, the name
+            Keras's own `LearningRateScheduler` uses).
+    """
+
+    def __init__(self, key="learning_rate"):
+        super().__init__()
+        self.key = key
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs[self.key] = _current_learning_rate(self.model.optimizer)
+
+
+# The name the training brief uses.
+LRLogger = LearningRateLogger
+
+
+class StepLearningRate(keras.callbacks.Callback):
+    """Drive a float learning rate from a schedule, one optimizer step at a time.
+
+    The schedule-as-callback form of `WarmupPiecewiseDecay` (or any
+    `LearningRateSchedule` / callable of the step): before each training
+    batch the optimizer's learning rate is set to `schedule(iterations)`.
+    Use it when the optimizer was built with a float learning rate (e.g.
+    to keep a loaded model's optimizer and change the recipe). The optimizer
+    step counter survives `resume`, so the schedule continues where it was.
+
+    Args:
+        schedule: callable mapping the optimizer step (int) to a rate.
+    """
+
+    def __init__(self, schedule):
+        super().__init__()
+        if not callable(schedule):
+            raise ValueError(
+                f"StepLearningRate: schedule must be callable, got {type(schedule).__name__}"
+            )
+        self.schedule = schedule
+
+    def on_train_batch_begin(self, batch, logs=None):
+        optimizer = self.model.optimizer
+        if isinstance(
+            optimizer._learning_rate, keras.optimizers.schedules.LearningRateSchedule
+        ):
+            raise ValueError(
+                "StepLearningRate: the optimizer already has a LearningRateSchedule; "
+                "pass the schedule to the optimizer or use this callback, not both"
+            )
+        step = int(keras.ops.convert_to_numpy(optimizer.iterations))
+        optimizer.learning_rate = float(keras.ops.convert_to_numpy(self.schedule(step)))
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised by `StopOnNaN(raise_error=True)` when the loss is NaN or inf."""
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Stop training when the loss becomes NaN or infinite, saying where.
+
+    The message names the epoch (1-based, as Keras prints it), the batch and
+    the value, and suggests the usual causes. By default training stops
+    gracefully (`model.stop_training = True`, so `on_train_end` of the other
+    callbacks still runs; `TrainingCheckpoint` never saves a non-finite
+    epoch); with `raise_error=True` a `NonFiniteLossError` is raised instead.
+
+    Args:
+        monitor: log entry to check (default `"loss"`).
+        raise_error: bool, raise `NonFiniteLossError` instead of stopping.
+
+    Attributes:
+        message: the message of the last stop, or None.
+    """
+
+    def __init__(self, monitor="loss", raise_error=False):
+        super().__init__()
+        self.monitor = monitor
+        self.raise_error = raise_error
+        self.message = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            return
+        value = float(np.asarray(value))
+        if math.isfinite(value):
+            return
+        self.message = (
+            f"{self.monitor} became {value} at epoch {self._epoch + 1}, batch {batch}; "
+            "training stopped. Usual causes: learning rate too high (try a warm-up "
+            "or a lower rate), boxes with zero width or height in the data, or "
+            "images not preprocessed as the model expects."
+        )
+        if self.raise_error:
+            raise NonFiniteLossError(self.message)
+        print("\n" + self.message)
+        self.model.stop_training = True
+
+
+class MeanAveragePrecision(keras.callbacks.Callback):
+    """Evaluate VOC mAP on a validation dataset every N epochs.
+
+    Adds `logs[name]` (default `"val_mAP"`) in `on_epoch_end`, so put this
+    callback before `TrainingCheckpoint`, `ModelCheckpoint`, `EarlyStopping`
+    and `TensorBoard` in the `callbacks` list. On epochs it skips the entry
+    is absent (Keras's checkpoint and early-stopping callbacks then warn and
+    wait for the next evaluation); it always evaluates at the last epoch.
+
+    The inference model (decoder + NMS) is built once, on first use, and
+    shares the weights of the model being trained.
+
+    Args:
+        dataset: validation dataset (records interface: `len`, `ds[i]`,
+            `load_image(i)`, `class_names`).
+        every: int, evaluate every this many epochs.
+        batch_size: int, inference batch size.
+        confidence_threshold, iou_threshold, top_k: decoding options.
+        use_07_metric: bool, 11-point (VOC2007) or area AP.
+        name: log entry name.
+        log_per_class: bool, also add `"{name}/{class}"` entries.
+        max_images: optional int, evaluate only the first images (quick
+            checks).
+        verbose: 0 (silent), 1 (a summary line) or 2 (also a progress bar).
+
+    Attributes:
+        last_result: the dict `evaluate` returned last time.
+    """
+
+    def __init__(
+        self,
+        dataset,
+        every=1,
+        batch_size=8,
+        confidence_threshold=0.01,
+        iou_threshold=0.45,
+        top_k=200,
+        use_07_metric=True,
+        name="val_mAP",
+        log_per_class=False,
+        max_images=None,
+        verbose=1,
+    ):
+        super().__init__()
+        if isinstance(every, bool) or int(every) != every or every < 1:
+            raise ValueError(f"MeanAveragePrecision: every must be a positive int, got {every!r}")
+        self.dataset = dataset
+        self.every = int(every)
+        self.batch_size = batch_size
+        self.confidence_threshold = confidence_threshold
+        self.iou_threshold = iou_threshold
+        self.top_k = top_k
+        self.use_07_metric = use_07_metric
+        self.name = name
+        self.log_per_class = log_per_class
+        self.max_images = max_images
+        self.verbose = verbose
+        self.last_result = None
+        self._predictor = None
+
+    def _due(self, epoch):
+        total = (self.params or {}).get("epochs")
+        return (epoch + 1) % self.every == 0 or (total is not None and epoch + 1 == total)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self._due(epoch):
+            return
+        from keras_ssd.evaluation.evaluate import Predictor, evaluate
+
+        if self._predictor is None or self._predictor.model is not self.model:
+            self._predictor = Predictor(
+                self.model,
+                confidence_threshold=self.confidence_threshold,
+                iou_threshold=self.iou_threshold,
+                top_k=self.top_k,
+            )
+        result = evaluate(
+            self._predictor,
+            self.dataset,
+            batch_size=self.batch_size,
+            use_07_metric=self.use_07_metric,
+            max_images=self.max_images,
+            verbose=1 if self.verbose >= 2 else 0,
+        )
+        self.last_result = result
+        if logs is not None:
+            logs[self.name] = result["mAP"]
+            if self.log_per_class:
+                for cls, ap in result["AP_by_name"].items():
+                    logs[f"{self.name}/{cls}"] = ap
+        if self.verbose:
+            print(
+                f"Epoch {epoch + 1}: {self.name} = {result['mAP']:.4f}"
+            )
+
+
+__all__ = [
+    "LearningRateLogger",
+    "LRLogger",
+    "MeanAveragePrecision",
+    "NonFiniteLossError",
+    "StepLearningRate",
+    "StopOnNaN",
+    "TrainingCheckpoint",
+    "resume",
+]

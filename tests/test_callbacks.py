@@ -1,0 +1,112 @@
+"""LearningRateLogger, StepLearningRate, StopOnNaN, and callback ordering."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_ssd.callbacks import (
+    LearningRateLogger,
+    NonFiniteLossError,
+    StepLearningRate,
+    StopOnNaN,
+)
+from keras_ssd.schedules import WarmupPiecewiseDecay
+
+
+def _model(lr):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(lr), loss="mse")
+    return model
+
+
+X = np.ones((8, 2), "float32")
+Y = np.ones((8, 1), "float32")
+
+
+def test_learning_rate_logger_records_schedule_in_history():
+    schedule = WarmupPiecewiseDecay(0.1, boundaries=(4, 8), decay=0.1)
+    model = _model(schedule)
+    # 4 steps per epoch: after epoch 1 step=4 -> 0.01; after epoch 2 -> 0.001
+    history = model.fit(X, Y, batch_size=2, epochs=3, verbose=0, callbacks=[LearningRateLogger()])
+    assert history.history["learning_rate"] == pytest.approx([0.01, 0.001, 0.001])
+
+
+def test_step_learning_rate_drives_a_float_optimizer():
+    schedule = WarmupPiecewiseDecay(0.1, boundaries=(4,), decay=0.5, warmup_steps=2, warmup_factor=0.5)
+    seen = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            seen.append(float(self.model.optimizer.learning_rate))
+
+    model = _model(1.0)
+    model.fit(X, Y, batch_size=2, epochs=2, verbose=0, callbacks=[StepLearningRate(schedule), Spy()])
+    expected = [float(schedule(i)) for i in range(8)]
+    assert seen == pytest.approx(expected)
+    assert expected[0] == pytest.approx(0.05) and expected[-1] == pytest.approx(0.05)
+
+
+def test_step_learning_rate_refuses_double_schedule():
+    model = _model(WarmupPiecewiseDecay(0.1))
+    with pytest.raises(ValueError, match="not both"):
+        model.fit(X, Y, epochs=1, verbose=0, callbacks=[StepLearningRate(WarmupPiecewiseDecay(0.1))])
+
+
+class _NaNAt(keras.callbacks.Callback):
+    """Poison the weights so the loss becomes NaN from a given batch on."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.epoch, self.batch, self.current = epoch, batch, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if (self.current, batch) == (self.epoch, self.batch):
+            w = self.model.layers[0].kernel
+            w.assign(np.full(w.shape, np.nan, "float32"))
+
+
+def test_stop_on_nan_stops_and_names_epoch_and_batch(capsys):
+    model = _model(0.01)
+    stopper = StopOnNaN()
+    history = model.fit(
+        X, Y, batch_size=2, epochs=5, verbose=0, callbacks=[_NaNAt(1, 2), stopper]
+    )
+    assert len(history.epoch) == 2  # stopped during the second epoch
+    assert "epoch 2, batch 2" in stopper.message
+    assert "loss became nan" in stopper.message
+    assert "epoch 2, batch 2" in capsys.readouterr().out
+
+
+def test_stop_on_nan_can_raise():
+    model = _model(0.01)
+    with pytest.raises(NonFiniteLossError, match="epoch 1, batch 0"):
+        model.fit(X, Y, batch_size=2, epochs=2, verbose=0, callbacks=[_NaNAt(0, 0), StopOnNaN(raise_error=True)])
+
+
+def test_finite_loss_does_not_stop():
+    model = _model(0.01)
+    stopper = StopOnNaN()
+    history = model.fit(X, Y, batch_size=2, epochs=3, verbose=0, callbacks=[stopper])
+    assert len(history.epoch) == 3 and stopper.message is None
+
+
+def test_values_added_by_earlier_callbacks_reach_later_ones_and_history():
+    class Adds(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_mAP"] = 0.1 * (epoch + 1)
+
+    seen = []
+
+    class Reads(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(logs.get("val_mAP"))
+
+    model = _model(0.01)
+    stop = keras.callbacks.EarlyStopping(monitor="val_mAP", mode="max", patience=0)
+    history = model.fit(X, Y, epochs=2, verbose=0, callbacks=[Adds(), Reads(), stop])
+    assert seen == pytest.approx([0.1, 0.2])
+    assert history.history["val_mAP"] == pytest.approx([0.1, 0.2])

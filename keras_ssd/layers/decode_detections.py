@@ -1,0 +1,242 @@
+"""`DecodeDetections`: SSD predictions -> final detections (decode, softmax,
+per-class NMS, top-k), batched with fixed output shapes."""
+
+import numbers
+
+import keras
+from keras import ops
+
+from keras_ssd.anchors import generate_anchors
+from keras_ssd.config import SSDConfig
+from keras_ssd.nms import multiclass_nms
+
+_TILE_SIZE = 64
+
+
+def _check_number(name, value, low, high, low_open=False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"DecodeDetections: {name} must be a number, got {value!r}")
+    value = float(value)
+    bad_low = value <= low if low_open else value < low
+    if bad_low or value > high:
+        lo = "(" if low_open else "["
+        raise ValueError(
+            f"DecodeDetections: {name} must lie in {lo}{low}, {high}], got {value}"
+        )
+    return value
+
+
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"DecodeDetections: {name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def decode_offsets(offsets, anchors, variances):
+    """SSD offsets -> normalised xyxy boxes with `keras.ops` (float32).
+
+    The tensor counterpart of `keras_ssd.boxes.decode_boxes`.
+
+    Args:
+        offsets: `(..., 4)` encoded offsets.
+        anchors: `(..., 4)` `(cx, cy, w, h)` priors, broadcastable.
+        variances: 4 floats.
+
+    Returns:
+        `(..., 4)` float32 `(xmin, ymin, xmax, ymax)`.
+    """
+    offsets = ops.cast(offsets, "float32")
+    anchors = ops.cast(anchors, "float32")
+    v = [float(x) for x in variances]
+    cx = anchors[..., 0] + offsets[..., 0] * v[0] * anchors[..., 2]
+    cy = anchors[..., 1] + offsets[..., 1] * v[1] * anchors[..., 3]
+    half_w = anchors[..., 2] * ops.exp(offsets[..., 2] * v[2]) / 2.0
+    half_h = anchors[..., 3] * ops.exp(offsets[..., 3] * v[3]) / 2.0
+    return ops.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="keras_ssd")
+class DecodeDetections(keras.layers.Layer):
+    """Turns raw SSD predictions into at most `top_k` detections per image.
+
+    Decodes the box offsets against the priors (with the config's
+    variances), applies a softmax over the classes, then for every image and
+    every object class (background skipped): keeps candidates whose score is
+    strictly above `confidence_threshold`, takes the best
+    `max_candidates_per_class` of them, runs exact greedy NMS (a box is
+    dropped when its IoU with a kept, higher-scored box of the same class is
+    strictly above `iou_threshold`), and finally keeps the `top_k` best
+    detections over all classes. This is the Caffe SSD `DetectionOutput`
+    procedure (0.01 / 0.45 / 400 / 200 by default).
+
+    Shapes are fixed, so the layer batches and serialises like any other.
+    The computation is done in float32 whatever the dtype policy (the layer's
+    dtype defaults to "float32", which upcasts mixed-precision predictions).
+
+    Args:
+        config: `SSDConfig` (or its dict form) of the model.
+        confidence_threshold: float in [0, 1), minimum class score
+            (exclusive).
+        iou_threshold: float in [0, 1], NMS overlap threshold.
+        max_candidates_per_class: int, candidates per class entering NMS.
+        top_k: int, detections returned per image (the output length).
+        clip_boxes: bool, clip decoded boxes to [0, 1] before NMS (Caffe SSD
+            does not; default False).
+        **kwargs: standard layer arguments.
+
+    Call arguments:
+        predictions: `(B, N, 4 + num_classes + 1)`: box offsets, then class
+            logits with index 0 the background.
+        anchors: optional `(B, N, 4)` or `(N, 4)` priors `(cx, cy, w, h)` (as
+            emitted by `AnchorBoxes`); by default the config's priors.
+
+    Returns:
+        dict of
+        - `"boxes"`: `(B, top_k, 4)` float32 normalised `(xmin, ymin, xmax,
+          ymax)`,
+        - `"confidence"`: `(B, top_k)` float32 class probability,
+        - `"labels"`: `(B, top_k)` int32 0-based class (-1 for padding),
+        - `"num_detections"`: `(B,)` int32 number of real detections.
+        Detections come sorted by descending confidence; padding rows have
+        zero boxes and zero confidence.
+
+    Example:
+
+    >>> config = SSDConfig.ssd300(num_classes=20)
+    >>> out = DecodeDetections(config)(np.zeros((1, 8732, 25), "float32"))
+    >>> out["boxes"].shape, out["labels"].shape
+    ((1, 200, 4), (1, 200))
+    """
+
+    def __init__(
+        self,
+        config,
+        confidence_threshold=0.01,
+        iou_threshold=0.45,
+        max_candidates_per_class=400,
+        top_k=200,
+        clip_boxes=False,
+        **kwargs,
+    ):
+        if kwargs.get("dtype") is None:
+            kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+        try:
+            self.config = SSDConfig.from_dict(config)
+        except TypeError as e:
+            raise ValueError(f"DecodeDetections: invalid SSD config: {e}") from e
+        self.confidence_threshold = _check_number(
+            "confidence_threshold", confidence_threshold, 0.0, 1.0
+        )
+        if self.confidence_threshold >= 1.0:
+            raise ValueError(
+                "DecodeDetections: confidence_threshold must be below 1 (scores are "
+                f"probabilities), got {self.confidence_threshold}"
+            )
+        self.iou_threshold = _check_number("iou_threshold", iou_threshold, 0.0, 1.0)
+        self.max_candidates_per_class = _check_positive_int(
+            "max_candidates_per_class", max_candidates_per_class
+        )
+        self.top_k = _check_positive_int("top_k", top_k)
+        if not isinstance(clip_boxes, bool):
+            raise ValueError(f"DecodeDetections: clip_boxes must be a bool, got {clip_boxes!r}")
+        self.clip_boxes = clip_boxes
+        self._priors = generate_anchors(self.config)
+
+    @property
+    def num_outputs(self):
+        """Length of the prediction vector per prior: 4 + classes + 1."""
+        return 4 + self.config.num_classes + 1
+
+    def _check_shapes(self, predictions_shape, anchors_shape=None):
+        shape = tuple(predictions_shape)
+        n_cfg = self.config.num_anchors
+        if len(shape) != 3:
+            raise ValueError(
+                "DecodeDetections: predictions must have shape (batch, num_priors, "
+                f"4 + num_classes + 1) = (batch, {n_cfg}, {self.num_outputs}), got {shape}"
+            )
+        if shape[1] is not None and int(shape[1]) != n_cfg:
+            raise ValueError(
+                f"DecodeDetections: predictions have {shape[1]} priors but the SSD "
+                f"config has {n_cfg}"
+            )
+        if shape[2] is not None and int(shape[2]) != self.num_outputs:
+            raise ValueError(
+                f"DecodeDetections: predictions have {shape[2]} values per prior; "
+                f"expected 4 offsets + {self.config.num_classes} classes + background "
+                f"= {self.num_outputs}"
+            )
+        if anchors_shape is not None:
+            a = tuple(anchors_shape)
+            if len(a) not in (2, 3) or a[-1] != 4 or (
+                a[-2] is not None and int(a[-2]) != n_cfg
+            ):
+                raise ValueError(
+                    f"DecodeDetections: anchors must have shape (batch, {n_cfg}, 4) or "
+                    f"({n_cfg}, 4), got {a}"
+                )
+
+    def build(self, predictions_shape, anchors_shape=None):
+        self._check_shapes(predictions_shape, anchors_shape)
+
+    def call(self, predictions, anchors=None):
+        self._check_shapes(
+            predictions.shape, None if anchors is None else anchors.shape
+        )
+        predictions = ops.cast(predictions, "float32")
+        if anchors is None:
+            anchors = ops.convert_to_tensor(self._priors, dtype="float32")[None]
+        else:
+            anchors = ops.cast(anchors, "float32")
+            if len(anchors.shape) == 2:
+                anchors = anchors[None]
+        boxes = decode_offsets(predictions[..., :4], anchors, self.config.variances)
+        if self.clip_boxes:
+            boxes = ops.clip(boxes, 0.0, 1.0)
+        scores = ops.softmax(predictions[..., 4:], axis=-1)[..., 1:]
+        return multiclass_nms(
+            boxes,
+            scores,
+            score_threshold=self.confidence_threshold,
+            iou_threshold=self.iou_threshold,
+            max_candidates_per_class=self.max_candidates_per_class,
+            top_k=self.top_k,
+            tile_size=_TILE_SIZE,
+        )
+
+    def compute_output_shape(self, predictions_shape, anchors_shape=None):
+        self._check_shapes(predictions_shape, anchors_shape)
+        b = predictions_shape[0]
+        return {
+            "boxes": (b, self.top_k, 4),
+            "confidence": (b, self.top_k),
+            "labels": (b, self.top_k),
+            "num_detections": (b,),
+        }
+
+    def compute_output_spec(self, predictions, anchors=None):
+        shapes = self.compute_output_shape(
+            predictions.shape, None if anchors is None else anchors.shape
+        )
+        dtypes = {
+            "boxes": "float32",
+            "confidence": "float32",
+            "labels": "int32",
+            "num_detections": "int32",
+        }
+        return {k: keras.KerasTensor(shapes[k], dtype=dtypes[k]) for k in shapes}
+
+    def get_config(self):
+        base = super().get_config()
+        base.update(
+            {
+                "config": self.config.to_dict(),
+                "confidence_threshold": self.confidence_threshold,
+                "iou_threshold": self.iou_threshold,
+                "max_candidates_per_class": self.max_candidates_per_class,
+                "top_k": self.top_k,
+                "clip_boxes": self.clip_boxes,
+            }
+        )
+        return base

@@ -1,0 +1,240 @@
+"""Exact greedy non-maximum suppression with `keras.ops`: batched, fixed
+shapes, backend-agnostic.
+
+Greedy NMS visits candidates in descending score order and keeps a candidate
+unless an already kept one overlaps it with IoU above the threshold. Here the
+candidates of many independent groups (image x class) are processed at once.
+The candidates are split into tiles of `tile_size`; tile `t` is first
+suppressed by the kept boxes of tiles `0..t-1` (block IoU matrices), then
+resolved internally by iterating
+
+    keep = candidate & ~any_{j < i}(keep[j] & (iou[j, i] > threshold))
+
+to its fixed point. That fixed point is unique and equals the greedy result
+(entry `i` only depends on entries `j < i`, so after `n` rounds the first
+`n` entries are final), and in practice it is reached in a few rounds. Tiles
+past the last valid candidate of every group are never visited, so the cost
+follows the number of candidates that pass the score threshold, and only the
+upper triangle of the IoU matrix is ever computed.
+"""
+
+import keras
+from keras import ops
+
+
+def pairwise_iou(boxes_a, boxes_b):
+    """IoU of every box in `boxes_a` with every box in `boxes_b`.
+
+    Args:
+        boxes_a: `(..., M, 4)` xyxy boxes.
+        boxes_b: `(..., N, 4)` xyxy boxes, same leading dimensions.
+
+    Returns:
+        `(..., M, N)` IoU; 0 where the union is not positive.
+
+    The arithmetic (and its order) is fixed so that a numpy float32
+    implementation of the same formula gives bit-identical values:
+    `area = (x2 - x1) * (y2 - y1)`,
+    `inter = max(min(x2a, x2b) - max(x1a, x1b), 0) * max(min(y2a, y2b) -
+    max(y1a, y1b), 0)`, `iou = inter / (area_a + area_b - inter)`.
+    """
+    ax1, ay1, ax2, ay2 = (boxes_a[..., i] for i in range(4))
+    bx1, by1, bx2, by2 = (boxes_b[..., i] for i in range(4))
+    area_a = (ax2 - ax1) * (ay2 - ay1)
+    area_b = (bx2 - bx1) * (by2 - by1)
+    iw = ops.maximum(
+        ops.minimum(ax2[..., :, None], bx2[..., None, :])
+        - ops.maximum(ax1[..., :, None], bx1[..., None, :]),
+        0.0,
+    )
+    ih = ops.maximum(
+        ops.minimum(ay2[..., :, None], by2[..., None, :])
+        - ops.maximum(ay1[..., :, None], by1[..., None, :]),
+        0.0,
+    )
+    inter = iw * ih
+    union = (area_a[..., :, None] + area_b[..., None, :]) - inter
+    positive = union > 0.0
+    return ops.where(positive, inter / ops.where(positive, union, 1.0), 0.0)
+
+
+def _overlaps(boxes_a, boxes_b, iou_threshold):
+    """`pairwise_iou(a, b) > iou_threshold` for `iou_threshold >= 0`.
+
+    Skips the zero-union guard of `pairwise_iou`: a positive intersection
+    implies a positive union, and with no intersection `0 / union` is 0,
+    -0 or NaN, none of which exceeds a non-negative threshold. Same answer,
+    three fewer passes over the pair matrix.
+    """
+    ax1, ay1, ax2, ay2 = (boxes_a[..., i] for i in range(4))
+    bx1, by1, bx2, by2 = (boxes_b[..., i] for i in range(4))
+    area_a = (ax2 - ax1) * (ay2 - ay1)
+    area_b = (bx2 - bx1) * (by2 - by1)
+    iw = ops.maximum(
+        ops.minimum(ax2[..., :, None], bx2[..., None, :])
+        - ops.maximum(ax1[..., :, None], bx1[..., None, :]),
+        0.0,
+    )
+    ih = ops.maximum(
+        ops.minimum(ay2[..., :, None], by2[..., None, :])
+        - ops.maximum(ay1[..., :, None], by1[..., None, :]),
+        0.0,
+    )
+    inter = iw * ih
+    union = (area_a[..., :, None] + area_b[..., None, :]) - inter
+    return (inter / union) > iou_threshold
+
+
+def greedy_nms(boxes, valid, iou_threshold=0.45, tile_size=64):
+    """Greedy NMS over the last axis of groups of score-sorted candidates.
+
+    Args:
+        boxes: `(..., K, 4)` float xyxy boxes, each group sorted by
+            descending score (ties: the earlier candidate wins).
+        valid: `(..., K)` bool, candidates taking part (e.g. score above the
+            threshold). Invalid candidates are never kept and suppress
+            nothing.
+        iou_threshold: float, a candidate is suppressed by a kept box when
+            their IoU is strictly greater than this.
+        tile_size: int, candidates per tile; only changes speed.
+
+    Returns:
+        `(..., K)` bool mask of kept candidates: exactly what a sequential
+        per-group greedy NMS keeps.
+    """
+    boxes = ops.convert_to_tensor(boxes)
+    valid = ops.cast(ops.convert_to_tensor(valid), "bool")
+    shape = ops.shape(boxes)
+    lead = tuple(shape[:-2])
+    k = int(shape[-2])
+    if k == 0:
+        return valid
+    groups = 1
+    for d in lead:
+        groups *= int(d)
+    t = int(min(max(int(tile_size), 1), k))
+    nt = -(-k // t)
+    pad = nt * t - k
+
+    b = ops.reshape(boxes, (groups, k, 4))
+    v = ops.reshape(valid, (groups, k))
+    if pad:
+        b = ops.pad(b, ((0, 0), (0, pad), (0, 0)))
+        v = ops.pad(v, ((0, 0), (0, pad)), constant_values=False)
+    # Tile-major layouts so a tile is one dynamic `take` along axis 0.
+    b_tiles = ops.transpose(ops.reshape(b, (groups, nt, t, 4)), (1, 0, 2, 3))
+    v_tiles = ops.transpose(ops.reshape(v, (groups, nt, t)), (1, 0, 2))
+
+    # Number of tiles holding at least one valid candidate in some group.
+    position = ops.arange(nt * t, dtype="int32")[None, :]
+    last = ops.max(ops.where(v, position + 1, 0))
+    tiles_needed = (last + (t - 1)) // t
+
+    # strictly_before[j, i] = j < i inside a tile.
+    idx = ops.arange(t, dtype="int32")
+    strictly_before = idx[:, None] < idx[None, :]
+    tile_ids = ops.arange(nt, dtype="int32")[:, None, None]
+
+    def tile_cond(i, keep):
+        return i < tiles_needed
+
+    def tile_body(i, keep):
+        bt = ops.take(b_tiles, i, axis=0)  # (G, t, 4)
+        cand = ops.take(v_tiles, i, axis=0)  # (G, t)
+
+        def prev_cond(s, suppressed):
+            return s < i
+
+        def prev_body(s, suppressed):
+            bs = ops.take(b_tiles, s, axis=0)
+            ks = ops.take(keep, s, axis=0)
+            hit = ops.logical_and(ks[:, :, None], _overlaps(bs, bt, iou_threshold))
+            return s + 1, ops.logical_or(suppressed, ops.any(hit, axis=1))
+
+        _, suppressed = ops.while_loop(
+            prev_cond, prev_body, (ops.convert_to_tensor(0, "int32"),
+                                   ops.zeros_like(cand))
+        )
+        cand = ops.logical_and(cand, ops.logical_not(suppressed))
+        inner = ops.logical_and(_overlaps(bt, bt, iou_threshold), strictly_before[None])
+
+        def fix_cond(cur, changed, n):
+            return ops.logical_and(changed, n < t)
+
+        def fix_body(cur, changed, n):
+            sup = ops.any(ops.logical_and(cur[:, :, None], inner), axis=1)
+            new = ops.logical_and(cand, ops.logical_not(sup))
+            return new, ops.any(ops.not_equal(new, cur)), n + 1
+
+        kept, _, _ = ops.while_loop(
+            fix_cond, fix_body,
+            (cand, ops.convert_to_tensor(True), ops.convert_to_tensor(0, "int32")),
+        )
+        keep = ops.where(tile_ids == i, kept[None], keep)
+        return i + 1, keep
+
+    _, keep = ops.while_loop(
+        tile_cond, tile_body,
+        (ops.convert_to_tensor(0, "int32"), ops.zeros_like(v_tiles)),
+    )
+    keep = ops.reshape(ops.transpose(keep, (1, 0, 2)), (groups, nt * t))[:, :k]
+    return ops.reshape(keep, tuple(lead) + (k,))
+
+
+def multiclass_nms(boxes, scores, score_threshold=0.01, iou_threshold=0.45,
+                   max_candidates_per_class=400, top_k=200, tile_size=64):
+    """Per-class greedy NMS for a batch, then the best `top_k` over classes.
+
+    Args:
+        boxes: `(B, N, 4)` float32 xyxy boxes (shared by all classes).
+        scores: `(B, N, C)` float32 class scores (background excluded).
+        score_threshold: candidates need a score strictly above this.
+        iou_threshold: NMS IoU threshold (suppress when IoU > threshold).
+        max_candidates_per_class: per image and class, only the best this
+            many candidates above the threshold enter NMS.
+        top_k: detections kept per image over all classes.
+        tile_size: NMS tile size (speed only).
+
+    Returns:
+        dict with `boxes` `(B, top_k, 4)`, `confidence` `(B, top_k)`,
+        `labels` `(B, top_k)` int32 (0-based class, -1 padding) and
+        `num_detections` `(B,)` int32. Detections are sorted by descending
+        confidence (ties: lower class, then the higher ranked candidate);
+        padding rows have zero boxes and zero confidence.
+    """
+    boxes = ops.convert_to_tensor(boxes, "float32")
+    scores = ops.convert_to_tensor(scores, "float32")
+    batch = ops.shape(scores)[0]
+    n = int(scores.shape[1])
+    c = int(scores.shape[2])
+    k = int(min(max_candidates_per_class, n))
+    per_class = ops.transpose(scores, (0, 2, 1))  # (B, C, N)
+    cand_scores, cand_idx = ops.top_k(per_class, k, sorted=True)  # (B, C, K)
+    cand_boxes = ops.take_along_axis(
+        boxes[:, None, :, :], cand_idx[..., None], axis=2
+    )  # (B, C, K, 4)
+    valid = cand_scores > score_threshold
+    keep = greedy_nms(cand_boxes, valid, iou_threshold, tile_size=tile_size)
+
+    flat_scores = ops.reshape(ops.where(keep, cand_scores, -1.0), (batch, c * k))
+    kk = int(min(top_k, c * k))
+    best, order = ops.top_k(flat_scores, kk, sorted=True)  # (B, kk)
+    found = ops.take_along_axis(ops.reshape(keep, (batch, c * k)), order, axis=1)
+    out_boxes = ops.take_along_axis(
+        ops.reshape(cand_boxes, (batch, c * k, 4)), order[..., None], axis=1
+    )
+    out_boxes = ops.where(found[..., None], out_boxes, 0.0)
+    confidence = ops.where(found, best, 0.0)
+    labels = ops.where(found, ops.cast(order // k, "int32"), -1)
+    num = ops.sum(ops.cast(found, "int32"), axis=1)
+    if kk < top_k:
+        extra = top_k - kk
+        out_boxes = ops.pad(out_boxes, ((0, 0), (0, extra), (0, 0)))
+        confidence = ops.pad(confidence, ((0, 0), (0, extra)))
+        labels = ops.pad(labels, ((0, 0), (0, extra)), constant_values=-1)
+    return {
+        "boxes": out_boxes,
+        "confidence": confidence,
+        "labels": labels,
+        "num_detections": num,
+    }

@@ -111,7 +111,10 @@ def greedy_nms(boxes, valid, iou_threshold=0.45, tile_size=64):
         return valid
     groups = 1
     for d in lead:
-        groups *= int(d)
+        if not isinstance(d, int):  # dynamic dimension (e.g. batch None in a graph)
+            groups = -1
+            break
+        groups *= d
     t = int(min(max(int(tile_size), 1), k))
     nt = -(-k // t)
     pad = nt * t - k

@@ -1,0 +1,151 @@
+"""The record interface shared by every detection dataset reader."""
+
+import numpy as np
+
+from keras_ssd.data.errors import DataError
+from keras_ssd.data.images import decode_image, image_size
+
+CHECK_IMAGES_CHOICES = ("none", "exists", "header", "decode")
+
+
+def check_check_images(value):
+    if value is None or value is False:
+        return "none"
+    if value is True:
+        return "header"
+    if value not in CHECK_IMAGES_CHOICES:
+        raise ValueError(
+            f"check_images must be one of {CHECK_IMAGES_CHOICES}, got {value!r}"
+        )
+    return value
+
+
+def _frozen(array):
+    array.flags.writeable = False
+    return array
+
+
+def make_record(image_id, image_path, width, height, boxes, labels, difficult):
+    """Build one dataset record with the documented dtypes and shapes."""
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    return {
+        "image_id": image_id,
+        "image_path": str(image_path),
+        "width": int(width),
+        "height": int(height),
+        "boxes": _frozen(boxes),
+        "labels": _frozen(np.asarray(labels, dtype=np.int64).reshape(-1)),
+        "difficult": _frozen(np.asarray(difficult, dtype=bool).reshape(-1)),
+    }
+
+
+def check_boxes(path, boxes, names, width, height):
+    """Validate continuous-pixel xyxy boxes against the image size.
+
+    Raises `DataError` for non-finite, inverted, empty or entirely-outside
+    boxes; returns the boxes clipped to the image (a box that only sticks
+    out is kept, cut at the border) and how many were clipped.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    for j, (box, name) in enumerate(zip(boxes, names)):
+        x0, y0, x1, y1 = box
+        what = f"object {j} ({name!r}) box [xmin={x0:g}, ymin={y0:g}, xmax={x1:g}, ymax={y1:g}]"
+        if not np.all(np.isfinite(box)):
+            raise DataError(path, f"{what} is not finite")
+        if x1 < x0 or y1 < y0:
+            raise DataError(path, f"{what} is inverted (max < min)")
+        if x1 == x0 or y1 == y0:
+            raise DataError(path, f"{what} is empty (zero width or height)")
+        if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
+            raise DataError(
+                path, f"{what} lies entirely outside the {width}x{height} image"
+            )
+    clipped = boxes.copy()
+    if boxes.size:
+        clipped[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, width)
+        clipped[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, height)
+    num_clipped = int(np.any(clipped != boxes, axis=1).sum()) if boxes.size else 0
+    return clipped, num_clipped
+
+
+class DetectionDataset:
+    """Base class: a list of records plus image loading.
+
+    Subclasses fill `self.records` (see `make_record`) and `self.class_names`.
+    Records are dicts with `image_id`, `image_path`, `width`, `height`,
+    `boxes` float32 `(G, 4)` continuous pixel xyxy, `labels` int64 `(G,)`
+    0-based and `difficult` bool `(G,)` (arrays are read-only).
+    """
+
+    records = ()
+    class_names = ()
+    skipped = ()
+
+    def __len__(self):
+        return len(self.records)
+
+    def __getitem__(self, index):
+        if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"dataset index must be an int, got {type(index).__name__}")
+        n = len(self.records)
+        if not -n <= index < n:
+            raise IndexError(f"record {index} out of range for a dataset of {n} records")
+        return dict(self.records[index])
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    @property
+    def num_skipped(self):
+        """How many records were left out in `on_error="skip"` mode."""
+        return len(self.skipped)
+
+    def load_pil_image(self, index, reduce_factor=1):
+        """Decode record `index`'s image as an RGB PIL image.
+
+        Returns `(image, k)`, see `keras_ssd.data.images.decode_image`; the
+        image size is checked against the record's `width` and `height`.
+        """
+        rec = self.records[index]
+        return decode_image(
+            rec["image_path"], (rec["width"], rec["height"]), reduce_factor
+        )
+
+    def load_image(self, index):
+        """Record `index`'s image as RGB uint8 `(H, W, 3)` (displayed orientation)."""
+        img, _ = self.load_pil_image(index)
+        return np.asarray(img, dtype=np.uint8)
+
+    def _verify_image(self, path, width, height, mode):
+        """Check an image file at dataset construction; return its size."""
+        if mode == "none":
+            return width, height
+        if mode == "exists" and width and height:
+            import os
+
+            if not os.path.isfile(path):
+                raise DataError(path, "image file not found")
+            return width, height
+        if mode == "decode":
+            img, _ = decode_image(path, (width, height) if width and height else None)
+            return img.size
+        w, h = image_size(path)
+        if width and height and (w, h) != (width, height):
+            raise DataError(
+                path,
+                f"image is {w}x{h} (width x height, EXIF orientation applied) but "
+                f"its annotation says {width}x{height}",
+            )
+        return w, h
+
+    def class_counts(self):
+        """Number of boxes per class over the whole dataset, `(num_classes,)`."""
+        counts = np.zeros(len(self.class_names), dtype=np.int64)
+        for rec in self.records:
+            np.add.at(counts, rec["labels"], 1)
+        return counts

@@ -3,13 +3,15 @@
 import os
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = ["load_image"]
 
 
 def load_image(image):
     """Return `image` as an RGB uint8 array of shape `(H, W, 3)`.
+
+    Files are decoded with their EXIF orientation applied.
 
     Args:
         image: a file path (`str` or `os.PathLike`), a `PIL.Image.Image`, or
@@ -30,6 +32,8 @@ def load_image(image):
         try:
             with Image.open(path) as im:
                 im.load()
+                # Phone photos store their rotation in EXIF: show them upright.
+                im = ImageOps.exif_transpose(im)
                 return np.array(im.convert("RGB"), dtype=np.uint8)
         except (UnidentifiedImageError, OSError, SyntaxError) as e:
             raise ValueError(f"cannot read image file {path}: {e}") from None

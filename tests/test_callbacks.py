@@ -110,3 +110,57 @@ def test_values_added_by_earlier_callbacks_reach_later_ones_and_history():
     history = model.fit(X, Y, epochs=2, verbose=0, callbacks=[Adds(), Reads(), stop])
     assert seen == pytest.approx([0.1, 0.2])
     assert history.history["val_mAP"] == pytest.approx([0.1, 0.2])
+
+
+# ------------------------------------------------ MeanAveragePrecision
+def test_mean_average_precision_feeds_val_map_to_checkpoint_and_history(tmp_path):
+    from keras_ssd.anchors import generate_anchors
+    from keras_ssd.callbacks import MeanAveragePrecision, TrainingCheckpoint
+    from keras_ssd.checkpoints import read_state
+    from keras_ssd.encoding import TargetEncoder
+    from keras_ssd.evaluation import evaluate
+    from keras_ssd.losses import SSDLoss
+    from keras_ssd.models import SSDTiny
+    from test_evaluate import ToyDataset
+
+    ds = ToyDataset(sizes=[(160, 160), (120, 90), (90, 120)])
+    keras.utils.set_random_seed(0)
+    model = SSDTiny(num_classes=2)
+    model.compile(optimizer=keras.optimizers.SGD(1e-3, momentum=0.9), loss=SSDLoss())
+    encoder = TargetEncoder(generate_anchors(model.config))
+    x = np.stack(
+        [np.asarray(ds.load_image(i)[:1, :1]).repeat(160, 0).repeat(160, 1) for i in range(3)]
+    ).astype("float32")
+    y = np.stack(
+        [
+            encoder(r["boxes"] / np.array([r["width"], r["height"]] * 2, "float32"), r["labels"])
+            for r in ds.records
+        ]
+    )
+    evaluated = []
+
+    class Count(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            evaluated.append("val_mAP" in logs)
+
+    m = MeanAveragePrecision(ds, every=2, batch_size=2, top_k=20, verbose=0)
+    ckpt = TrainingCheckpoint(tmp_path, monitor="val_mAP", verbose=0)
+    history = model.fit(x, y, batch_size=3, epochs=3, verbose=0, callbacks=[m, Count(), ckpt])
+    # evaluated at epoch 2 (every 2) and at the last epoch (3)
+    assert evaluated == [False, True, True]
+    assert len(history.history["val_mAP"]) == 2
+    final = evaluate(model, ds, batch_size=2, top_k=20, verbose=0)
+    assert history.history["val_mAP"][-1] == pytest.approx(final["mAP"])
+    assert m.last_result["mAP"] == pytest.approx(final["mAP"])
+    state = read_state(tmp_path)
+    assert state["best"] == pytest.approx(max(history.history["val_mAP"]))
+    assert (tmp_path / "best.keras").exists()
+    # the decoder was built once and reused
+    assert m._predictor.model is model
+
+
+def test_mean_average_precision_rejects_bad_every():
+    from keras_ssd.callbacks import MeanAveragePrecision
+
+    with pytest.raises(ValueError, match="every"):
+        MeanAveragePrecision([], every=0)

@@ -1,0 +1,232 @@
+"""evaluate(): batched inference over a dataset, boxes back in original
+pixels, VOC and COCO scoring, and the MeanAveragePrecision callback."""
+
+import builtins
+
+import keras
+import numpy as np
+import pytest
+
+from keras_ssd.evaluation import Predictor, coco_map, evaluate, predict_dataset, voc_map
+from keras_ssd.evaluation.evaluate import resize_for_model
+from keras_ssd.config import SSDConfig
+from keras_ssd.inference import inference_model
+from keras_ssd.models import SSDTiny
+
+SIZES = [(120, 90), (200, 160), (64, 256), (160, 160), (333, 101)]  # (width, height)
+
+
+class ToyDataset:
+    """Records-interface dataset; image i is filled with the value i + 1."""
+
+    def __init__(self, class_names=("cat", "dog"), sizes=SIZES):
+        self.class_names = tuple(class_names)
+        rng = np.random.default_rng(0)
+        self.records = []
+        for i, (w, h) in enumerate(sizes):
+            g = 1 + i % 3
+            xy = rng.uniform(0, 0.5, size=(g, 2)) * [w, h]
+            wh = rng.uniform(0.2, 0.45, size=(g, 2)) * [w, h]
+            self.records.append(
+                {
+                    "image_id": f"img{i}",
+                    "image_path": f"img{i}.jpg",
+                    "width": w,
+                    "height": h,
+                    "boxes": np.concatenate([xy, xy + wh], 1).astype("float32"),
+                    "labels": (np.arange(g) % len(self.class_names)).astype("int64"),
+                    "difficult": np.zeros((g,), bool),
+                }
+            )
+
+    def __len__(self):
+        return len(self.records)
+
+    def __getitem__(self, i):
+        return self.records[i]
+
+    def load_image(self, i):
+        r = self.records[i]
+        return np.full((r["height"], r["width"], 3), i + 1, dtype=np.uint8)
+
+
+class OraclePredictor(Predictor):
+    """Reads the image index from the pixels and answers with its ground
+    truth in normalised coordinates (optionally shifted), so that the whole
+    pipeline except the network can be checked exactly."""
+
+    def __init__(self, dataset, image_size=48, shift=0.0, top_k=10, shift_odd_only=False):
+        self.shift_odd_only = shift_odd_only
+        self.dataset = dataset
+        self.config = SSDConfig.tiny(num_classes=len(dataset.class_names))
+        self.image_size = image_size
+        self.shift = shift
+        self.top_k = top_k
+        self.calls = []
+
+    def predict_batch(self, images):
+        images = np.asarray(images)
+        self.calls.append(images.shape)
+        b = images.shape[0]
+        boxes = np.zeros((b, self.top_k, 4), "float32")
+        conf = np.zeros((b, self.top_k), "float32")
+        labels = np.full((b, self.top_k), -1, "int32")
+        for j in range(b):
+            value = int(round(images[j, 0, 0, 0]))
+            if value == 0:  # padding
+                continue
+            r = self.dataset[value - 1]
+            scale = np.array([r["width"], r["height"]] * 2, "float32")
+            g = len(r["boxes"])
+            shift = self.shift if (value % 2 == 0 or not self.shift_odd_only) else 0.0
+            boxes[j, :g] = r["boxes"] / scale + shift
+            conf[j, :g] = np.linspace(0.9, 0.5, g)
+            labels[j, :g] = r["labels"]
+        return {"boxes": boxes, "confidence": conf, "labels": labels}
+
+
+def test_boxes_come_back_in_original_pixels_with_padded_batches():
+    ds = ToyDataset()
+    oracle = OraclePredictor(ds)
+    dets = predict_dataset(oracle, ds, batch_size=2, verbose=0)
+    # 5 images in batches of 2: the last batch is padded to keep one shape
+    assert oracle.calls == [(2, 48, 48, 3)] * 3
+    assert len(dets) == len(ds)
+    for d, r in zip(dets, ds.records):
+        np.testing.assert_allclose(d["boxes"], r["boxes"], rtol=1e-5, atol=1e-3)
+        np.testing.assert_array_equal(d["labels"], r["labels"])
+        assert d["scores"].shape == (len(r["boxes"]),)  # padding rows dropped
+
+
+def test_evaluate_perfect_and_shifted_detections():
+    ds = ToyDataset()
+    result = evaluate(OraclePredictor(ds), ds, batch_size=3, verbose=0)
+    assert result["mAP"] == pytest.approx(1.0)
+    assert set(result["AP_by_name"]) == {"cat", "dog"}
+    assert result["num_images"] == 5
+    # shifting every box by 0.5 of the image leaves no overlap: mAP 0
+    shifted = evaluate(OraclePredictor(ds, shift=0.5), ds, batch_size=3, verbose=0)
+    assert shifted["mAP"] == 0.0
+
+
+def test_evaluate_equals_voc_map_on_returned_detections():
+    ds = ToyDataset()
+    result = evaluate(
+        OraclePredictor(ds, shift=0.5, shift_odd_only=True), ds, batch_size=4, verbose=0,
+        use_07_metric=False, return_detections=True,
+    )
+    direct = voc_map(result["detections"], ds.records, 2, use_07_metric=False)
+    np.testing.assert_allclose(result["AP"], direct["AP"])
+    assert 0.0 < result["mAP"] < 1.0
+
+
+def test_max_images_limits_the_ground_truth_too():
+    ds = ToyDataset()
+    result = evaluate(OraclePredictor(ds), ds, max_images=2, verbose=0)
+    assert result["num_images"] == 2
+    assert result["mAP"] == pytest.approx(1.0)
+
+
+def test_progress_bar_is_shown(capsys):
+    ds = ToyDataset()
+    evaluate(OraclePredictor(ds), ds, batch_size=2, verbose=1)
+    assert "5/5" in capsys.readouterr().out
+
+
+def test_resize_for_model_stretches_to_square():
+    img = np.zeros((30, 90, 3), np.uint8)
+    img[:, 45:] = 200
+    out = resize_for_model(img, 16)
+    assert out.shape == (16, 16, 3) and out.dtype == np.uint8
+    assert out[:, 0].max() == 0 and out[:, -1].min() == 200
+
+
+# ------------------------------------------------------- the real tiny SSD
+@pytest.fixture(scope="module")
+def tiny_model():
+    keras.utils.set_random_seed(1)
+    return SSDTiny(num_classes=2)
+
+
+def test_real_tiny_model_batched_equals_one_by_one(tiny_model):
+    ds = ToyDataset(sizes=[(120, 90), (200, 160), (64, 256)])
+    result = evaluate(
+        tiny_model, ds, batch_size=2, verbose=0, top_k=20, return_detections=True
+    )
+    assert 0.0 <= result["mAP"] <= 1.0
+    detector = inference_model(tiny_model, confidence_threshold=0.01, top_k=20)
+    for i, d in enumerate(result["detections"]):
+        img = resize_for_model(ds.load_image(i), 160)[None].astype("float32")
+        out = detector.predict_on_batch(img)
+        keep = np.asarray(out["labels"][0]) >= 0
+        r = ds[i]
+        scale = np.array([r["width"], r["height"]] * 2)
+        expected = np.clip(np.asarray(out["boxes"][0])[keep] * scale, 0, scale)
+        np.testing.assert_allclose(d["boxes"], expected, rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(d["scores"], np.asarray(out["confidence"][0])[keep], atol=1e-5)
+        assert (d["boxes"][:, 2] <= r["width"]).all() and (d["boxes"][:, 3] <= r["height"]).all()
+
+
+def test_inference_model_is_accepted_as_is(tiny_model):
+    ds = ToyDataset(sizes=[(120, 90), (64, 64)])
+    detector = inference_model(tiny_model, top_k=15)
+    predictor = Predictor(detector)
+    assert predictor.detector is detector
+    a = evaluate(detector, ds, verbose=0, return_detections=True)
+    b = evaluate(tiny_model, ds, verbose=0, top_k=15, return_detections=True)
+    for x, y in zip(a["detections"], b["detections"]):
+        np.testing.assert_allclose(x["boxes"], y["boxes"], atol=1e-3)
+
+
+def test_class_mismatch_is_a_clear_error(tiny_model):
+    with pytest.raises(ValueError, match="dataset has 3 classes but the model predicts 2"):
+        evaluate(tiny_model, ToyDataset(class_names=("a", "b", "c")), verbose=0)
+    named = SSDTiny(num_classes=2, class_names=["dog", "cat"])
+    with pytest.raises(ValueError, match="class names differ"):
+        evaluate(named, ToyDataset(class_names=("cat", "dog")), verbose=0)
+
+
+def test_bad_arguments(tiny_model):
+    with pytest.raises(ValueError, match="metric must be 'voc' or 'coco'"):
+        evaluate(tiny_model, ToyDataset(), metric="map")
+    with pytest.raises(ValueError, match="no load_image"):
+        evaluate(tiny_model, [{"boxes": []}])
+    with pytest.raises(ValueError, match="batch_size"):
+        evaluate(tiny_model, ToyDataset(), batch_size=0, verbose=0)
+    with pytest.raises(ValueError, match="keras.Model"):
+        Predictor(object())
+
+
+# ---------------------------------------------------------------- COCO AP
+def test_coco_map_through_pycocotools():
+    pytest.importorskip("pycocotools")
+    gt = [{"boxes": [[0, 0, 10, 10], [20, 20, 40, 40]], "labels": [0, 1], "width": 50, "height": 50}]
+    # class 0 perfect; class 1 IoU 0.9 -> matched at thresholds 0.5 .. 0.9 (9 of 10)
+    det = [{"boxes": [[0, 0, 10, 10], [20, 20, 40, 38]], "scores": [0.9, 0.8], "labels": [0, 1]}]
+    r = coco_map(det, gt, 2, class_names=["a", "b"])
+    np.testing.assert_allclose(r["AP"], [1.0, 0.9], atol=1e-9)
+    assert r["mAP"] == pytest.approx(0.95)
+    assert r["AP50"] == pytest.approx(1.0)
+    empty = coco_map([{"boxes": np.zeros((0, 4)), "scores": [], "labels": []}], gt, 2)
+    assert empty["mAP"] == 0.0
+
+
+def test_evaluate_with_coco_metric():
+    pytest.importorskip("pycocotools")
+    ds = ToyDataset()
+    r = evaluate(OraclePredictor(ds), ds, metric="coco", verbose=0)
+    assert r["mAP"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_coco_metric_without_pycocotools_says_how_to_install(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_pycocotools(name, *args, **kwargs):
+        if name.startswith("pycocotools"):
+            raise ImportError("No module named 'pycocotools'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pycocotools)
+    ds = ToyDataset()
+    with pytest.raises(ImportError, match=r"pip install 'keras-ssd\[coco\]'"):
+        evaluate(OraclePredictor(ds), ds, metric="coco", verbose=0)

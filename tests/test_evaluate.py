@@ -230,3 +230,23 @@ def test_coco_metric_without_pycocotools_says_how_to_install(monkeypatch):
     ds = ToyDataset()
     with pytest.raises(ImportError, match=r"pip install 'keras-ssd\[coco\]'"):
         evaluate(OraclePredictor(ds), ds, metric="coco", verbose=0)
+
+
+def test_evaluate_on_synthetic_voc_sees_the_training_pipelines_images(tmp_path, tiny_model):
+    from keras_ssd.data import VOCDataset, make_synthetic_voc
+    from keras_ssd.data.sequence import eval_batches
+    from keras_ssd.evaluation.evaluate import _load_resized
+
+    root = make_synthetic_voc(
+        tmp_path / "voc", num_trainval=1, num_test=3, image_size=(200, 150),
+        class_names=("circle", "square"),
+    )
+    ds = VOCDataset(root, "test", class_names=("circle", "square"))
+    expected = np.concatenate([b for b, _ in eval_batches(ds, 160, batch_size=3)])
+    for i in range(len(ds)):
+        img, w, h = _load_resized(ds, i, 160)
+        assert (w, h) == (200, 150)
+        np.testing.assert_array_equal(img.astype("float32"), expected[i])
+    result = evaluate(tiny_model, ds, batch_size=2, top_k=20, verbose=0)
+    assert result["num_images"] == 3 and 0.0 <= result["mAP"] <= 1.0
+    assert set(result["AP_by_name"]) == {"circle", "square"}

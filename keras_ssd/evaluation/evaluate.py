@@ -5,8 +5,9 @@ import time
 
 import keras
 import numpy as np
-from PIL import Image
 
+from keras_ssd.data.augment import apply_plan, resize_image, resize_plan
+from keras_ssd.data.images import MEAN_RGB
 from keras_ssd.evaluation.voc import voc_map
 
 _DETECTION_KEYS = ("boxes", "confidence", "labels")
@@ -42,6 +43,7 @@ class Predictor:
 
     def __init__(self, model, confidence_threshold=0.01, iou_threshold=0.45, top_k=200):
         from keras_ssd.inference import get_config_from_model, inference_model
+        from keras_ssd.runtime import apply_runtime_defaults
 
         if not isinstance(model, keras.Model):
             raise ValueError(
@@ -59,6 +61,8 @@ class Predictor:
                 iou_threshold=iou_threshold,
                 top_k=top_k,
             )
+        # the measured fastest compile mode (no XLA for TF on CPU)
+        apply_runtime_defaults(self.detector)
         self.image_size = int(self.config.image_size)
 
     def predict_batch(self, images):
@@ -73,15 +77,44 @@ class Predictor:
 
 
 def resize_for_model(image, size):
-    """Stretch an RGB uint8 image to `size x size` (bilinear), as SSD expects.
+    """Stretch an RGB uint8 image to `size x size`, as SSD expects.
 
     SSD does not keep the aspect ratio: the whole image is resized to the
-    square input, and detections are scaled back per axis.
+    square input, and detections are scaled back per axis. The resampler is
+    the training pipeline's (`keras_ssd.data.resize_image`, bilinear), so
+    evaluation sees images exactly as `SSDSequence(augment=False)` makes them.
     """
-    image = np.asarray(image)
-    if image.shape[0] == size and image.shape[1] == size:
-        return image
-    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+    return resize_image(np.asarray(image), int(size))
+
+
+def _load_resized(dataset, index, size):
+    """Record `index`'s image resized for the model, and its original size.
+
+    Uses `dataset.load_pil_image(i, reduce_factor)` when the dataset has it
+    (JPEG draft decoding of large images, as the training pipeline does),
+    else `dataset.load_image(i)`.
+    """
+    record = dataset[index]
+    loader = getattr(dataset, "load_pil_image", None)
+    if loader is not None:
+        width, height = int(record["width"]), int(record["height"])
+        plan = resize_plan(width, height, np.zeros((0, 4)), size)
+        image, k = loader(index, reduce_factor=plan.reduce_factor)
+        return apply_plan(image, plan, k, MEAN_RGB), width, height
+    image = np.asarray(dataset.load_image(index))
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(
+            f"evaluate: dataset.load_image({index}) returned shape {image.shape}, "
+            "expected (H, W, 3)"
+        )
+    height, width = image.shape[:2]
+    if isinstance(record, dict) and record.get("width") is not None:
+        if (int(record["width"]), int(record["height"])) != (width, height):
+            raise ValueError(
+                f"evaluate: image {index} ({record.get('image_path', '')}) is "
+                f"{width}x{height} but its record says {record['width']}x{record['height']}"
+            )
+    return resize_for_model(image, size), width, height
 
 
 def _to_pixels(boxes, confidence, labels, width, height):
@@ -155,13 +188,7 @@ def predict_dataset(
     size = predictor.image_size
 
     def load(i):
-        image = dataset.load_image(i)
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(
-                f"evaluate: dataset.load_image({i}) returned shape {image.shape}, "
-                "expected (H, W, 3)"
-            )
-        return resize_for_model(image, size), image.shape[1], image.shape[0]
+        return _load_resized(dataset, i, size)
 
     results = []
     progbar = keras.utils.Progbar(n, unit_name="image") if verbose else None

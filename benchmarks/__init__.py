@@ -1,0 +1,1 @@
+"""keras-ssd benchmark suite: `python benchmarks/run.py [--quick] [--json OUT]`."""

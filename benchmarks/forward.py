@@ -1,0 +1,182 @@
+"""SSD300 forward pass (network only): ours vs torchvision, and the CPU's
+matmul peak.
+
+Ours: `keras_ssd.models.SSD300(num_classes=20)` through `model.predict`
+with the package's runtime defaults (`keras_ssd.runtime`), float32 and under
+the mixed-precision switch (bfloat16 on CPU). Input `(B, 300, 300, 3)` RGB
+0..255 (the model preprocesses it itself).
+
+Theirs: torchvision `ssd300_vgg16(weights=None, weights_backbone=None,
+num_classes=21)`, `backbone` + `head` only (no resize transform, no
+post-processing), under `torch.inference_mode()`, float32 and under
+`torch.autocast("cpu", dtype=torch.bfloat16)`. Input `(B, 3, 300, 300)`.
+
+Also: the float32 and bfloat16 matmul peak (4096 x 4096 `tf.matmul`), the
+model's multiply-add count (from its layers) and our achieved GFLOP/s as a
+share of the peak, and the XLA (`jit_compile=True`) forward for reference.
+"""
+
+import numpy as np
+
+from benchmarks import common
+
+SECTION = "forward"
+
+
+# ------------------------------------------------------------------- counting
+def count_macs(model):
+    """Multiply-adds of one image through the model's conv/dense layers.
+
+    Counts `Conv2D` (out_h * out_w * out_c * k_h * k_w * in_c / groups),
+    `DepthwiseConv2D` and `Dense`; elementwise layers are not counted.
+    """
+    import keras
+
+    total = 0
+    for layer in _all_layers(model):
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            out = layer.output.shape
+            kh, kw = layer.kernel_size
+            total += out[1] * out[2] * out[3] * kh * kw
+        elif isinstance(layer, keras.layers.Conv2D):
+            out = layer.output.shape
+            in_c = layer.input.shape[-1]
+            kh, kw = layer.kernel_size
+            total += out[1] * out[2] * out[3] * kh * kw * in_c // layer.groups
+        elif isinstance(layer, keras.layers.Dense):
+            out = layer.output.shape
+            spatial = int(np.prod(out[1:-1])) if len(out) > 2 else 1
+            total += spatial * layer.input.shape[-1] * layer.units
+    return int(total)
+
+
+def _all_layers(model):
+    out = []
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer.layers:
+            out.extend(_all_layers(layer))
+        else:
+            out.append(layer)
+    return out
+
+
+# --------------------------------------------------------------------- peak
+def matmul_peak(dtype="float32", n=4096, rounds=5):
+    """Median GFLOP/s of an `n x n` `tf.matmul` in `dtype`."""
+    import tensorflow as tf
+
+    a = tf.random.normal((n, n), dtype=tf.float32)
+    b = tf.random.normal((n, n), dtype=tf.float32)
+    a, b = tf.cast(a, dtype), tf.cast(b, dtype)
+    fn = tf.function(lambda x, y: tf.reduce_sum(tf.cast(tf.matmul(x, y)[0, :1], tf.float32)))
+    median, _ = common.measure(lambda: fn(a, b).numpy(), warmup=2, repeats=rounds)
+    return 2.0 * n ** 3 / median / 1e9
+
+
+# --------------------------------------------------------------------- sides
+def build_ours(precision="float32", jit_compile=None):
+    """SSD300 (20 classes) built under `precision` with runtime defaults."""
+    import keras
+
+    from keras_ssd import runtime
+    from keras_ssd.models import SSD300
+
+    previous = keras.config.dtype_policy()
+    try:
+        runtime.set_mixed_precision(precision != "float32")
+        model = SSD300(num_classes=20)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    runtime.apply_runtime_defaults(model, jit_compile=jit_compile)
+    return model
+
+
+def ours_fn(model, batch, seed=0):
+    x = np.random.default_rng(seed).uniform(0, 255, (batch, 300, 300, 3)).astype("float32")
+    return lambda: model.predict(x, batch_size=batch, verbose=0)
+
+
+def build_torchvision():
+    torch, torchvision = common.import_torchvision()
+    if torch is None:
+        return None
+    from torchvision.models.detection import ssd300_vgg16
+
+    return ssd300_vgg16(weights=None, weights_backbone=None, num_classes=21).eval()
+
+
+def torchvision_fn(model, batch, bf16=False, channels_last=False, seed=0):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 3, 300, 300, generator=g)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def run():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
+                                                     enabled=bf16):
+            feats = list(model.backbone(x).values())
+            out = model.head(feats)
+        return out
+
+    return run
+
+
+# ----------------------------------------------------------------------- run
+def run(quick=False, batches=(1, 8), include_xla=True):
+    rows = []
+    rounds = 3 if quick else 7
+    peak32 = matmul_peak("float32", rounds=3 if quick else 5)
+    peak16 = matmul_peak("bfloat16", rounds=3 if quick else 5)
+    rows.append(common.row(SECTION, "matmul peak fp32 (4096^2 tf.matmul)", peak32, "GFLOP/s"))
+    rows.append(common.row(SECTION, "matmul peak bf16 (4096^2 tf.matmul)", peak16, "GFLOP/s"))
+
+    ours32 = build_ours("float32")
+    ours16 = build_ours("bfloat16")
+    macs = count_macs(ours32)
+    gflop = 2.0 * macs / 1e9
+    rows.append(common.row(SECTION, "SSD300 multiply-adds per image", macs / 1e9, "G MAC",
+                           note=f"{gflop:.1f} GFLOP"))
+    tv = build_torchvision()
+    if tv is None:
+        print(common.TORCH_MISSING)
+    results = {}
+    for batch in batches:
+        # float32 pair and bfloat16 pair, each alternated.
+        for precision, model in (("fp32", ours32), ("bf16", ours16)):
+            sides = {"ours": ours_fn(model, batch)}
+            if tv is not None:
+                sides["torchvision"] = torchvision_fn(tv, batch, bf16=precision == "bf16")
+            res = common.alternate(sides, warmup=1 if batch > 1 else 2,
+                                   rounds=max(3, rounds - (2 if batch > 1 else 0)))
+            ours_ips = batch / res["ours"]["median"]
+            tv_ips = batch / res["torchvision"]["median"] if tv is not None else None
+            results[(precision, batch)] = ours_ips
+            floor = 1.3 if precision == "fp32" else 1.4
+            tv_note = "torchvision bf16 autocast" if precision == "bf16" else "torchvision fp32"
+            rows.append(common.row(
+                SECTION, f"forward {precision} (model.predict)", ours_ips, "img/s",
+                theirs=tv_ips, floor=floor if tv is not None else None, batch=batch,
+                note=f"vs {tv_note}, backbone+head"))
+            peak = peak32 if precision == "fp32" else peak16
+            share = ours_ips * gflop / peak
+            rows.append(common.row(
+                SECTION, f"forward {precision} share of {precision} matmul peak",
+                ours_ips * gflop, "GFLOP/s", ratio_value=share,
+                floor=0.85 if precision == "fp32" else None, batch=batch,
+                note=f"{100 * share:.0f}% of {peak:.0f} GFLOP/s"))
+    if include_xla:
+        batch = 1
+        xla = build_ours("float32", jit_compile=True)
+        res = common.alternate({"default": ours_fn(ours32, batch), "xla": ours_fn(xla, batch)},
+                               warmup=2, rounds=3 if quick else 5)
+        default_ips = batch / res["default"]["median"]
+        xla_ips = batch / res["xla"]["median"]
+        rows.append(common.row(
+            SECTION, "forward fp32 jit_compile=True (XLA)", xla_ips, "img/s",
+            theirs=default_ips, batch=batch,
+            note="theirs = our default (jit_compile=False); ratio <1 = XLA slower"))
+        del xla
+    return rows

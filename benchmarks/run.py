@@ -1,0 +1,111 @@
+"""keras-ssd benchmark suite: one entry point, one table, one JSON file.
+
+    python benchmarks/run.py [--quick] [--json OUT] [--threads N]
+                             [--only forward postprocess train encoding
+                                     predict memory]
+
+Every figure is a median over repeated runs after warm-up; comparisons with
+torchvision run in the same process, alternating the two sides each round;
+TensorFlow and PyTorch use the same thread count (stated in the output).
+torchvision is optional: without it the comparison columns stay empty.
+See docs/performance.md for the figures measured on the reference machine.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from benchmarks import common  # noqa: E402
+
+SECTIONS = ("forward", "postprocess", "train", "encoding", "predict", "memory")
+
+
+def _section(name, quick):
+    if name == "forward":
+        from benchmarks import forward
+
+        return forward.run(quick=quick)
+    if name == "postprocess":
+        from benchmarks import postprocess_torchvision
+
+        return postprocess_torchvision.run(quick=quick)
+    if name == "train":
+        from benchmarks import train_step
+
+        return train_step.run(quick=quick)
+    if name == "encoding":
+        from benchmarks import encoding
+
+        return encoding.run(quick=quick)
+    if name == "predict":
+        from benchmarks import predict_latency
+
+        return predict_latency.run(quick=quick)
+    if name == "memory":
+        from benchmarks import memory
+
+        return memory.run(quick=quick)
+    raise ValueError(f"unknown section {name!r}; known: {SECTIONS}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="keras-ssd benchmarks vs torchvision")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer rounds (a smoke run; figures are noisier)")
+    parser.add_argument("--json", default="benchmarks/results.json",
+                        help="where to write the results (default %(default)s)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="threads for TensorFlow and PyTorch alike (default: all cores)")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    args = parser.parse_args(argv)
+
+    common.set_threads(args.threads)
+    info = common.machine_info()
+    torch, _ = common.import_torchvision()
+    print(f"keras-ssd benchmarks: {info['cpu']}, {info['cores']} cores, "
+          f"threads={args.threads} (TensorFlow intra/inter-op"
+          f"{' and PyTorch' if torch is not None else ''}), "
+          f"load average {tuple(round(x, 2) for x in info['load_average'] or ())}")
+    if torch is None:
+        print(common.TORCH_MISSING)
+    print(f"TF {info.get('tensorflow')}, Keras {info.get('keras')} "
+          f"({info.get('keras_backend')})"
+          + (f", torch {info['torch']}, torchvision {info['torchvision']}"
+             if torch is not None else ""), flush=True)
+
+    rows, timings = [], {}
+    for name in args.only:
+        t0 = time.perf_counter()
+        print(f"\n== {name} ==", flush=True)
+        try:
+            section_rows = _section(name, args.quick)
+        except Exception as exc:  # report and go on with the other sections
+            print(f"{name}: failed: {type(exc).__name__}: {exc}", flush=True)
+            section_rows = [common.row(name, "failed", None, "-",
+                                       note=f"{type(exc).__name__}: {exc}")]
+        timings[name] = time.perf_counter() - t0
+        rows.extend(section_rows)
+        print(common.format_table(section_rows), flush=True)
+
+    print("\n== summary ==")
+    print(common.format_table(rows))
+    info["load_average_end"] = os.getloadavg()
+    result = {"machine": info, "quick": args.quick, "section_seconds": timings,
+              "rows": rows}
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2, default=str)
+        print(f"\nwrote {args.json}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

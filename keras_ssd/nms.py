@@ -185,7 +185,8 @@ def greedy_nms(boxes, valid, iou_threshold=0.45, tile_size=64):
 
 
 def multiclass_nms(boxes, scores, score_threshold=0.01, iou_threshold=0.45,
-                   max_candidates_per_class=400, top_k=200, tile_size=64):
+                   max_candidates_per_class=400, top_k=200, tile_size=64,
+                   use_xla=None):
     """Per-class greedy NMS for a batch, then the best `top_k` over classes.
 
     Args:
@@ -197,6 +198,11 @@ def multiclass_nms(boxes, scores, score_threshold=0.01, iou_threshold=0.45,
             many candidates above the threshold enter NMS.
         top_k: detections kept per image over all classes.
         tile_size: NMS tile size (speed only).
+        use_xla: TensorFlow backend only: run the computation as an XLA
+            cluster (`tf.function(jit_compile=True)`): the same `keras.ops`
+            graph, fused, several times faster on CPU. `None` (default) means
+            yes on the TensorFlow backend; ignored on other backends (JAX
+            compiles whole functions itself).
 
     Returns:
         dict with `boxes` `(B, top_k, 4)`, `confidence` `(B, top_k)`,
@@ -205,6 +211,45 @@ def multiclass_nms(boxes, scores, score_threshold=0.01, iou_threshold=0.45,
         confidence (ties: lower class, then the higher ranked candidate);
         padding rows have zero boxes and zero confidence.
     """
+    options = (
+        float(score_threshold), float(iou_threshold), int(max_candidates_per_class),
+        int(top_k), int(tile_size),
+    )
+    fn = _multiclass_nms
+    if use_xla is not False:
+        fn = xla_compiled(("multiclass_nms",) + options, fn)
+    return fn(
+        ops.convert_to_tensor(boxes, "float32"),
+        ops.convert_to_tensor(scores, "float32"),
+        *options,
+    )
+
+
+_XLA_FUNCTIONS = {}
+
+
+def xla_compiled(key, fn):
+    """The TensorFlow fast path: `fn` compiled as one XLA cluster.
+
+    On the TensorFlow backend returns `tf.function(fn, jit_compile=True)`,
+    cached under `key` (hashable, identifying `fn` and any options it closes
+    over); on other backends returns `fn` unchanged. The computation is the
+    same `keras.ops` graph; XLA only fuses it (on CPU the NMS runs several
+    times faster). Tests check both paths give identical detections.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return fn
+    compiled = _XLA_FUNCTIONS.get(key)
+    if compiled is None:
+        import tensorflow as tf
+
+        compiled = tf.function(fn, jit_compile=True, reduce_retracing=True)
+        _XLA_FUNCTIONS[key] = compiled
+    return compiled
+
+
+def _multiclass_nms(boxes, scores, score_threshold, iou_threshold,
+                    max_candidates_per_class, top_k, tile_size):
     boxes = ops.convert_to_tensor(boxes, "float32")
     scores = ops.convert_to_tensor(scores, "float32")
     batch = ops.shape(scores)[0]
@@ -213,18 +258,22 @@ def multiclass_nms(boxes, scores, score_threshold=0.01, iou_threshold=0.45,
     k = int(min(max_candidates_per_class, n))
     per_class = ops.transpose(scores, (0, 2, 1))  # (B, C, N)
     cand_scores, cand_idx = ops.top_k(per_class, k, sorted=True)  # (B, C, K)
-    cand_boxes = ops.take_along_axis(
-        boxes[:, None, :, :], cand_idx[..., None], axis=2
-    )  # (B, C, K, 4)
+    # Gather the candidate boxes through a flat index (cheaper than
+    # broadcasting the boxes over classes for take_along_axis).
+    offset = ops.arange(batch, dtype=cand_idx.dtype)[:, None, None] * n
+    cand_boxes = ops.take(ops.reshape(boxes, (-1, 4)), cand_idx + offset, axis=0)
     valid = cand_scores > score_threshold
     keep = greedy_nms(cand_boxes, valid, iou_threshold, tile_size=tile_size)
 
-    flat_scores = ops.reshape(ops.where(keep, cand_scores, -1.0), (batch, c * k))
+    flat_keep = ops.reshape(keep, (batch, c * k))
+    flat_scores = ops.where(flat_keep, ops.reshape(cand_scores, (batch, c * k)), -1.0)
     kk = int(min(top_k, c * k))
     best, order = ops.top_k(flat_scores, kk, sorted=True)  # (B, kk)
-    found = ops.take_along_axis(ops.reshape(keep, (batch, c * k)), order, axis=1)
-    out_boxes = ops.take_along_axis(
-        ops.reshape(cand_boxes, (batch, c * k, 4)), order[..., None], axis=1
+    found = ops.take_along_axis(flat_keep, order, axis=1)
+    out_boxes = ops.take(
+        ops.reshape(cand_boxes, (-1, 4)),
+        order + ops.arange(batch, dtype=order.dtype)[:, None] * (c * k),
+        axis=0,
     )
     out_boxes = ops.where(found[..., None], out_boxes, 0.0)
     confidence = ops.where(found, best, 0.0)

@@ -12,22 +12,18 @@ Two ways to use it:
 * `SSDAugmentation`, the fast path the training pipeline uses. It first
   *samples* every random choice from the image size and boxes alone
   (`sample`, an `AugmentPlan`), then *applies* expand + crop + flip + resize
-  as one affine resampling of the source image (`apply`), so no canvas is
-  ever built and a JPEG can be decoded at a reduced DCT scale when the output
+  as one resize of the part of the source image the crop sees (`apply`), so
+  no canvas is ever built and a JPEG can be decoded at a reduced DCT scale when the output
   is much smaller than the patch. Drawing from the same generator, `sample`
   consumes random numbers exactly like the step-by-step chain, so both give
   the same boxes and, up to resampling rounding, the same pixels (a test pins
   this).
 
-Photometric order: the Caffe recipe distorts the whole image before expand.
-Each photometric operation is a per-pixel function, so it commutes exactly
-with cropping, translation (the expand offset) and flipping; `apply`
-therefore distorts only the part of the source image that the crop keeps
-(still before resampling, and never touching the mean fill), which is the
-same result for less work. The one inexact reordering is the optional
-reduced-scale JPEG decode (a box filter) which then comes before the
-distortion; it only happens when the output is at least 2x smaller than the
-patch, where the rounding differences are invisible after resizing.
+Photometric order: the Caffe recipe distorts the whole image before
+expand. Every photometric step is a per-pixel function, so the fast path
+applies it to the resized output pixels that come from the image instead
+(fewer pixels, never the mean fill); see `apply_plan` for why that is
+equivalent up to resampling rounding, and the test that bounds it.
 
 Boxes are continuous pixel xyxy: pixel `i` covers `[i, i + 1)`, so a flip
 maps `x` to `W - x` and a resize multiplies by `new / old`.
@@ -141,14 +137,37 @@ def _lut(scale=1.0, shift=0.0):
     return np.clip(np.rint(_ARANGE * scale + shift), 0, 255).astype(np.uint8)
 
 
+def _saturate_rgb(img, factor):
+    """HSV saturation x `factor` computed in RGB (no HSV round trip).
+
+    With hue and value (the max channel `V`) fixed, HSV saturation is linear
+    in each channel: `c' = V - (V - c) * f`, `f` capped at `V / (V - min)`
+    where the saturation would pass 1. Exactly the HSV operation, cheaper.
+    """
+    a = np.asarray(img)
+    # Planar float32 copies: numpy is slow on a trailing axis of length 3.
+    planes = [a[..., c].astype(np.float32) for c in range(3)]
+    v = np.maximum(np.maximum(planes[0], planes[1]), planes[2])
+    f = np.float32(factor)
+    if factor > 1.0:
+        spread = v - np.minimum(np.minimum(planes[0], planes[1]), planes[2])
+        f = np.minimum(f, v / np.maximum(spread, np.float32(1e-3)))
+    out = np.empty(a.shape, dtype=np.uint8)
+    for c, p in enumerate(planes):
+        q = v + (p - v) * f
+        np.clip(q, 0, 255, out=q)
+        out[..., c] = np.rint(q, out=q)
+    return Image.fromarray(out)
+
+
 def apply_photometric(image, params):
     """Apply `PhotometricParams` to an RGB uint8 image (array or PIL).
 
     On uint8 values with rounding and clipping after each step, as Caffe
-    does: brightness, contrast (if first), saturation and hue (in HSV, hue
-    wrapping around), contrast (if last). Brightness and contrast are lookup
-    tables; saturation and hue are lookup tables on the HSV planes, so the
-    whole distortion runs in PIL's C code.
+    does: brightness, contrast (if first), saturation and hue (HSV; hue
+    wraps around), contrast (if last). Brightness and contrast are lookup
+    tables; hue (with saturation) is a lookup table on PIL's HSV planes;
+    saturation alone is done in RGB by the equivalent linear formula.
 
     Returns:
         the same type as `image` (uint8 array or PIL RGB image).
@@ -163,7 +182,9 @@ def apply_photometric(image, params):
             lut = _lut(scale=params.contrast)[lut]
         if lut is not _IDENTITY:
             img = img.point(lut.tolist() * 3)
-        if params.saturation is not None or params.hue is not None:
+        if params.hue is None and params.saturation is not None:
+            img = _saturate_rgb(img, params.saturation)
+        elif params.hue is not None:
             h_lut = _IDENTITY
             s_lut = _IDENTITY
             if params.hue is not None:
@@ -362,16 +383,7 @@ def random_flip(image, boxes, rng=None, prob=0.5):
 
 
 # -------------------------------------------------------------------- resize
-def _affine_resample(img, out_hw, a, c, e, f, mean):
-    """Bilinear resample: output pixel centre `(u, v)` reads source `(a u + c, e v + f)`."""
-    oh, ow = out_hw
-    return img.transform(
-        (ow, oh), Image.Transform.AFFINE, (a, 0.0, c, 0.0, e, f),
-        resample=Image.Resampling.BILINEAR, fillcolor=tuple(int(m) for m in mean),
-    )
-
-
-def resize_image(image, size, mean=MEAN_RGB):
+def resize_image(image, size):
     """Resize an RGB image to `size` (int or `(height, width)`), aspect not kept.
 
     Bilinear, with the same resampler the augmentation uses, so training and
@@ -379,8 +391,7 @@ def resize_image(image, size, mean=MEAN_RGB):
     """
     img = Image.fromarray(_as_array(image)) if not isinstance(image, Image.Image) else image
     oh, ow = _output_hw(size)
-    w, h = img.size
-    out = _affine_resample(img, (oh, ow), w / ow, 0.0, h / oh, 0.0, mean)
+    out = img.convert("RGB").resize((ow, oh), Image.Resampling.BILINEAR)
     return np.asarray(out, dtype=np.uint8)
 
 
@@ -447,6 +458,24 @@ def resize_plan(width, height, boxes, output_size):
 def apply_plan(image, plan, reduction=1, mean=MEAN_RGB):
     """Render an `AugmentPlan` from the source image in one resampling.
 
+    The part of the source the crop patch sees is resized straight into its
+    place in the output (PIL's antialiased bilinear resize of a fractional
+    source box), the photometric distortion is applied to those pixels only,
+    the rest of the output is the mean fill, and the result is mirrored if
+    the plan flips. No expand canvas is built.
+
+    Exactness: boxes are exact. Where an expand border falls inside the
+    output, it is rounded to the nearest output pixel (at most half a pixel
+    off, at the image border only). The photometric distortion runs after
+    the resampling instead of before it (Caffe order): every photometric
+    step is a per-pixel function, so it commutes exactly with the crop, the
+    expand offset and the flip, and with the resampling (a weighted average
+    of neighbouring pixels) up to rounding, clipping and hue/saturation
+    nonlinearity at sharp colour edges; a test bounds the difference
+    against the step-by-step chain. Caffe itself resizes with a randomly
+    chosen interpolation, a larger change. The mean fill is never
+    distorted, as in Caffe where expand follows the distortion.
+
     Args:
         image: the source as an RGB PIL image or uint8 array, possibly
             decoded `reduction` times smaller (pixel `i` covering source
@@ -465,32 +494,36 @@ def apply_plan(image, plan, reduction=1, mean=MEAN_RGB):
     oh, ow = plan.output_size
     left, top = (plan.expand.left, plan.expand.top) if plan.expand else (0, 0)
     x0, y0, x1, y1 = plan.patch
-    cw, ch = x1 - x0, y1 - y0
-    # Output pixel u (continuous) -> canvas x0 + u cw / ow (or x1 - u cw / ow
-    # when flipped) -> source (canvas - left) / k.
-    a = cw / ow / k
-    e = ch / oh / k
-    if plan.flip:
-        a, c = -a, (x1 - left) / k
-    else:
-        c = (x0 - left) / k
-    f = (y0 - top) / k
-    # The part of the source the patch sees, with a 1-pixel margin for
-    # bilinear sampling.
-    iw, ih = img.size
-    rx0 = max(0, int(math.floor((x0 - left) / k)) - 1)
-    ry0 = max(0, int(math.floor((y0 - top) / k)) - 1)
-    rx1 = min(iw, int(math.ceil((x1 - left) / k)) + 1)
-    ry1 = min(ih, int(math.ceil((y1 - top) / k)) + 1)
-    if rx1 <= rx0 or ry1 <= ry0:
+    sx, sy = ow / (x1 - x0), oh / (y1 - y0)
+    # The image's part of the patch, in canvas pixels (all integers).
+    ix0, iy0 = max(x0, left), max(y0, top)
+    ix1, iy1 = min(x1, left + plan.width), min(y1, top + plan.height)
+    # ... and in output pixels, rounded to whole pixels.
+    u0, u1 = int(round((ix0 - x0) * sx)), int(round((ix1 - x0) * sx))
+    v0, v1 = int(round((iy0 - y0) * sy)), int(round((iy1 - y0) * sy))
+    fill = np.asarray(mean, dtype=np.uint8)
+    if u1 <= u0 or v1 <= v0:
         out = np.empty((oh, ow, 3), dtype=np.uint8)
-        out[...] = np.asarray(mean, dtype=np.uint8)
+        out[...] = fill
         return out
-    if (rx0, ry0, rx1, ry1) != (0, 0, iw, ih):
-        img = img.crop((rx0, ry0, rx1, ry1))
+    # Source box (reduced pixels) that maps exactly onto output [u0, u1).
+    iw, ih = img.size
+    box = (
+        min(max((x0 + u0 / sx - left) / k, 0.0), iw),
+        min(max((y0 + v0 / sy - top) / k, 0.0), ih),
+        min(max((x0 + u1 / sx - left) / k, 0.0), iw),
+        min(max((y0 + v1 / sy - top) / k, 0.0), ih),
+    )
+    part = img.resize((u1 - u0, v1 - v0), Image.Resampling.BILINEAR, box=box)
     if plan.photometric is not None:
-        img = apply_photometric(img, plan.photometric)
-    out = _affine_resample(img, (oh, ow), a, c - rx0, e, f - ry0, mean)
+        part = apply_photometric(part, plan.photometric)
+    if (u0, v0, u1, v1) == (0, 0, ow, oh):
+        out = part
+    else:
+        out = Image.new("RGB", (ow, oh), tuple(int(m) for m in fill))
+        out.paste(part, (u0, v0))
+    if plan.flip:
+        out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return np.asarray(out, dtype=np.uint8)
 
 

@@ -79,12 +79,15 @@ def _background(rng, width, height):
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def _iou(a, b):
+def _overlap(a, b):
+    """`(IoU, intersection over the smaller area)` of two xyxy boxes."""
     ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    area_a = (a[2] - a[0]) * (a[3] - a[1])
+    area_b = (b[2] - b[0]) * (b[3] - b[1])
+    union = area_a + area_b - inter
+    return (inter / union if union > 0 else 0.0), inter / max(1, min(area_a, area_b))
 
 
 def synthetic_image(rng, width, height, class_names, min_objects=1, max_objects=4,
@@ -108,7 +111,9 @@ def synthetic_image(rng, width, height, class_names, min_objects=1, max_objects=
             x0 = int(rng.integers(0, width - s + 1))
             y0 = int(rng.integers(0, height - s + 1))
             box = (x0, y0, x0 + s, y0 + s)
-            if all(_iou(box, b) <= max_overlap for _, b in objects):
+            # Some overlap, but never more than a third of an object hidden.
+            if all(o[0] <= max_overlap and o[1] <= 1 / 3
+                   for o in (_overlap(box, b) for _, b in objects)):
                 break
         else:
             continue

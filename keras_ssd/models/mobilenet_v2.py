@@ -5,7 +5,7 @@ import keras
 
 from keras_ssd.config import SSDConfig
 from keras_ssd.models.blocks import extra_block, normalize_source
-from keras_ssd.models.vgg16 import _check_weights_path, _load_into
+from keras_ssd.models.weights_files import check_weights_path, load_into
 
 #: (name, 1x1 filters, out filters, kernel, stride, pad) of the extra layers.
 MOBILENET_V2_EXTRAS = (
@@ -75,14 +75,14 @@ def reference_mobilenet_v2(weights, alpha=1.0):
         return keras.applications.MobileNetV2(
             input_shape=(224, 224, 3), alpha=alpha, include_top=False, weights="imagenet"
         )
-    path = _check_weights_path(weights, "keras.applications.MobileNetV2")
+    path = check_weights_path(weights, "keras.applications.MobileNetV2")
     errors = []
     for include_top in (False, True):
         reference = keras.applications.MobileNetV2(
             input_shape=(224, 224, 3), alpha=alpha, include_top=include_top, weights=None
         )
         try:
-            _load_into(reference, path)
+            load_into(reference, path)
             return reference
         except Exception as e:
             errors.append(f"include_top={include_top}: {e}")

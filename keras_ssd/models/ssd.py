@@ -7,6 +7,7 @@ from keras_ssd.layers.preprocessing import ImagePreprocessing
 from keras_ssd.models.architectures import get_architecture
 from keras_ssd.models.blocks import NORMALIZATIONS, kernel_regularizer
 from keras_ssd.models.heads import build_heads, check_feature_maps
+from keras_ssd.models.weights_files import check_weights_path
 
 
 @keras.saving.register_keras_serializable(package="keras_ssd")
@@ -83,11 +84,14 @@ class SSD(keras.Model):
                 f"got {normalization!r}"
             )
         regularizer = kernel_regularizer(weight_decay)
-        if backbone_weights is not None and spec.load_weights is None:
-            raise ValueError(
-                f"SSD architecture {architecture!r} has no pretrained backbone; "
-                f"backbone_weights must be None, got {backbone_weights!r}"
-            )
+        if backbone_weights is not None:
+            if spec.load_weights is None:
+                raise ValueError(
+                    f"SSD architecture {architecture!r} has no pretrained backbone; "
+                    f"backbone_weights must be None, got {backbone_weights!r}"
+                )
+            if not (isinstance(backbone_weights, str) and backbone_weights == "imagenet"):
+                check_weights_path(backbone_weights, f"{architecture} backbone")
 
         size = config.image_size
         inputs = keras.Input(shape=(size, size, 3), name="image")

@@ -6,12 +6,11 @@ conv1_1..conv5_3 as in VGG16; pools 2x2/2 with Caffe's ceil rounding (SSD300:
 ImageNet's fc1/fc2 by decimation (see `decimate_fc6`, `decimate_fc7`).
 """
 
-import os
-
 import keras
 import numpy as np
 
 from keras_ssd.models.blocks import conv, extra_block, normalize_source
+from keras_ssd.models.weights_files import check_weights_path, load_into
 
 #: (filters, number of 3x3 convs) of VGG16's five blocks.
 VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
@@ -115,49 +114,19 @@ def decimate_fc7(kernel, bias):
     return kernel[::4, ::4].reshape(1, 1, 1024, 1024), bias[::4]
 
 
-def _check_weights_path(weights, what):
-    if not isinstance(weights, (str, os.PathLike)):
-        raise ValueError(
-            f"backbone_weights must be None, 'imagenet' or a path to a {what} "
-            f"weights file, got {weights!r}"
-        )
-    path = os.fspath(weights)
-    if not os.path.isfile(path):
-        raise ValueError(f"backbone_weights file not found: {path}")
-    if not path.endswith(".h5"):
-        raise ValueError(
-            f"backbone_weights file {path} must be a Keras '.h5' or '.weights.h5' "
-            f"file of a {what}"
-        )
-    return path
-
-
-def _load_into(model, path):
-    """`model.load_weights(path)`, also failing on partial loads."""
-    import warnings
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model.load_weights(path)
-    for w in caught:
-        text = str(w.message)
-        if "could not be loaded" in text or "mismatch" in text.lower():
-            raise ValueError(text)
-
-
 def reference_vgg16(weights):
     """A `keras.applications.VGG16(include_top=True)` holding `weights`
     ("imagenet" or a local `.h5` / `.weights.h5` file)."""
     if isinstance(weights, str) and weights == "imagenet":
         return keras.applications.VGG16(weights="imagenet", include_top=True)
-    path = _check_weights_path(weights, "full keras.applications.VGG16 (include_top=True)")
+    path = check_weights_path(weights, "full keras.applications.VGG16 (include_top=True)")
     reference = keras.applications.VGG16(weights=None, include_top=True)
     try:
-        _load_into(reference, path)
+        load_into(reference, path)
     except Exception as e:
         notop = keras.applications.VGG16(weights=None, include_top=False)
         try:
-            _load_into(notop, path)
+            load_into(notop, path)
         except Exception:
             hint = ""
         else:

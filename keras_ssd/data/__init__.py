@@ -36,7 +36,7 @@ from keras_ssd.data.synthetic import (
     SYNTHETIC_CLASSES,
     make_synthetic_voc,
 )
-from keras_ssd.data.voc import VOC_CLASSES, VOCDataset, parse_voc_xml
+from keras_ssd.data.voc import VOC_CLASSES, VOCDataset, parse_voc_xml, write_voc_xml
 
 _LAZY = {"SSDSequence", "eval_batches"}
 

@@ -8,10 +8,10 @@ JPEG + XML + ImageSets and read back through `VOCDataset` like real VOC.
 """
 
 import os
-import xml.etree.ElementTree as ET
-
 import numpy as np
 from PIL import Image, ImageDraw
+
+from keras_ssd.data.voc import write_voc_xml
 
 # Class name -> RGB colour. Hues far apart; backgrounds stay grey-ish.
 SHAPE_COLOURS = {
@@ -127,28 +127,6 @@ def synthetic_image(rng, width, height, class_names, min_objects=1, max_objects=
     return np.asarray(image), objects
 
 
-def _write_xml(path, filename, width, height, objects):
-    root = ET.Element("annotation")
-    ET.SubElement(root, "folder").text = "synthetic"
-    ET.SubElement(root, "filename").text = filename
-    size = ET.SubElement(root, "size")
-    ET.SubElement(size, "width").text = str(width)
-    ET.SubElement(size, "height").text = str(height)
-    ET.SubElement(size, "depth").text = "3"
-    for name, (x0, y0, x1, y1) in objects:
-        obj = ET.SubElement(root, "object")
-        ET.SubElement(obj, "name").text = name
-        ET.SubElement(obj, "pose").text = "Unspecified"
-        ET.SubElement(obj, "truncated").text = "0"
-        ET.SubElement(obj, "difficult").text = "0"
-        bnd = ET.SubElement(obj, "bndbox")
-        # VOC pixels are 1-based and inclusive: continuous [x0, x1) covers
-        # pixels x0 .. x1 - 1, i.e. 1-based x0 + 1 .. x1.
-        for tag, v in zip(("xmin", "ymin", "xmax", "ymax"), (x0 + 1, y0 + 1, x1, y1)):
-            ET.SubElement(bnd, tag).text = str(v)
-    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=False)
-
-
 def make_synthetic_voc(out_dir, num_trainval=200, num_test=100, image_size=(192, 192),
                        seed=0, class_names=SYNTHETIC_CLASSES, min_objects=1,
                        max_objects=4, size_range=(0.2, 0.5), max_overlap=0.25,
@@ -203,8 +181,12 @@ def make_synthetic_voc(out_dir, num_trainval=200, num_test=100, image_size=(192,
         filename = image_id + ".jpg"
         Image.fromarray(image).save(os.path.join(out_dir, "JPEGImages", filename),
                                     quality=jpeg_quality)
-        _write_xml(os.path.join(out_dir, "Annotations", image_id + ".xml"), filename,
-                   width, height, objects)
+        # VOC pixels are 1-based and inclusive: continuous [x0, x1) covers
+        # pixels x0 .. x1 - 1, i.e. 1-based x0 + 1 .. x1.
+        write_voc_xml(
+            os.path.join(out_dir, "Annotations", image_id + ".xml"), filename, width, height,
+            [(name, (x0 + 1, y0 + 1, x1, y1)) for name, (x0, y0, x1, y1) in objects],
+        )
     trainval, test = ids[:num_trainval], ids[num_trainval:]
     splits = {"trainval": trainval, "train": trainval[::2], "val": trainval[1::2],
               "test": test}

@@ -44,11 +44,13 @@ def parse_xml_safely(path):
     except FileNotFoundError:
         raise DataError(path, "annotation file not found") from None
     except defusedxml.EntitiesForbidden as e:
-        raise DataError(
-            path,
-            f"refused: the XML declares entity {e.name!r} (entity expansion, e.g. "
-            f"a 'billion laughs' attack, is not allowed)",
-        ) from None
+        if e.sysid or e.pubid:
+            problem = (f"refused: the XML declares external entity {e.name!r} "
+                       f"({e.sysid or e.pubid}); external entities are not allowed")
+        else:
+            problem = (f"refused: the XML declares entity {e.name!r} (entity "
+                       f"expansion, e.g. a 'billion laughs' attack, is not allowed)")
+        raise DataError(path, problem) from None
     except defusedxml.ExternalReferenceForbidden as e:
         raise DataError(
             path,
@@ -277,3 +279,34 @@ class VOCDataset(DetectionDataset):
         self.num_clipped_boxes += clipped
         return make_record(image_id, image_path, width, height, boxes,
                            ann["labels"], ann["difficult"])
+
+
+def write_voc_xml(path, filename, width, height, objects):
+    """Write a VOC annotation file.
+
+    Args:
+        path: the XML file to write.
+        filename: the image file name (in `JPEGImages`).
+        width, height: image size.
+        objects: iterable of `(name, (xmin, ymin, xmax, ymax))` or
+            `(name, box, difficult)` with VOC's 1-based inclusive pixel
+            coordinates.
+    """
+    root = ET.Element("annotation")
+    ET.SubElement(root, "filename").text = str(filename)
+    size = ET.SubElement(root, "size")
+    ET.SubElement(size, "width").text = str(int(width))
+    ET.SubElement(size, "height").text = str(int(height))
+    ET.SubElement(size, "depth").text = "3"
+    for obj_spec in objects:
+        name, box = obj_spec[0], obj_spec[1]
+        difficult = bool(obj_spec[2]) if len(obj_spec) > 2 else False
+        obj = ET.SubElement(root, "object")
+        ET.SubElement(obj, "name").text = str(name)
+        ET.SubElement(obj, "pose").text = "Unspecified"
+        ET.SubElement(obj, "truncated").text = "0"
+        ET.SubElement(obj, "difficult").text = "1" if difficult else "0"
+        bnd = ET.SubElement(obj, "bndbox")
+        for tag, v in zip(("xmin", "ymin", "xmax", "ymax"), box):
+            ET.SubElement(bnd, tag).text = f"{v:g}" if isinstance(v, float) else str(v)
+    ET.ElementTree(root).write(path, encoding="utf-8")

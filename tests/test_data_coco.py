@@ -1,0 +1,91 @@
+"""COCODataset: the instances JSON through the common record interface."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_ssd.data import COCODataset, DataError
+
+
+def write_coco(tmp_path, annotations=None, categories=None, images=None):
+    img_dir = tmp_path / "images"
+    img_dir.mkdir(exist_ok=True)
+    images = images or [
+        {"id": 7, "file_name": "a.jpg", "width": 50, "height": 40},
+        {"id": 3, "file_name": "b.jpg", "width": 30, "height": 20},
+    ]
+    for im in images:
+        Image.new("RGB", (im["width"], im["height"]), (10, 20, 30)).save(img_dir / im["file_name"])
+    categories = categories or [{"id": 18, "name": "dog"}, {"id": 1, "name": "person"},
+                                {"id": 90, "name": "toothbrush"}]
+    annotations = annotations if annotations is not None else [
+        {"id": 1, "image_id": 7, "category_id": 18, "bbox": [1.5, 2.0, 10.0, 20.0], "iscrowd": 0},
+        {"id": 2, "image_id": 7, "category_id": 90, "bbox": [0, 0, 50, 40], "iscrowd": 1},
+        {"id": 3, "image_id": 7, "category_id": 1, "bbox": [5, 5, 5, 5]},
+    ]
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations,
+                                "categories": categories}))
+    return str(path), str(img_dir)
+
+
+def test_category_ids_map_to_contiguous_labels_in_id_order(tmp_path):
+    ds = COCODataset(*write_coco(tmp_path))
+    assert ds.class_names == ("person", "dog", "toothbrush")
+    assert ds.category_ids == (1, 18, 90)
+    assert ds.label_of_category == {1: 0, 18: 1, 90: 2}
+
+
+def test_boxes_are_xywh_to_xyxy_and_crowd_is_flagged(tmp_path):
+    ds = COCODataset(*write_coco(tmp_path))
+    assert [r["image_id"] for r in ds] == [3, 7]  # sorted by id
+    rec = ds[1]
+    np.testing.assert_allclose(rec["boxes"], [[1.5, 2, 11.5, 22], [0, 0, 50, 40], [5, 5, 10, 10]])
+    assert rec["labels"].tolist() == [1, 2, 0]
+    assert rec["difficult"].tolist() == [False, True, False]
+    assert (rec["width"], rec["height"]) == (50, 40)
+    assert ds.load_image(1).shape == (40, 50, 3)
+
+
+def test_images_without_annotations_are_kept_empty(tmp_path):
+    rec = COCODataset(*write_coco(tmp_path))[0]
+    assert rec["boxes"].shape == (0, 4) and rec["labels"].shape == (0,)
+
+
+def test_class_names_select_and_order_categories(tmp_path):
+    ds = COCODataset(*write_coco(tmp_path), class_names=["dog", "person"])
+    assert ds.category_ids == (18, 1)
+    assert ds[1]["labels"].tolist() == [0, 1]  # toothbrush dropped
+    with pytest.raises(DataError, match="not among the categories"):
+        COCODataset(*write_coco(tmp_path), class_names=["unicorn"])
+
+
+def test_unknown_category_id_names_the_image(tmp_path):
+    ann = [{"id": 1, "image_id": 7, "category_id": 5, "bbox": [1, 1, 5, 5]}]
+    with pytest.raises(DataError, match=r"a\.jpg.*unknown category id 5"):
+        COCODataset(*write_coco(tmp_path, annotations=ann))
+    ds = COCODataset(*write_coco(tmp_path, annotations=ann), on_error="skip")
+    assert len(ds) == 1 and ds.num_skipped == 1
+
+
+def test_degenerate_box_and_missing_image_are_errors(tmp_path):
+    ann = [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [1, 1, 0, 5]}]
+    with pytest.raises(DataError, match="empty"):
+        COCODataset(*write_coco(tmp_path, annotations=ann))
+    path, img_dir = write_coco(tmp_path, annotations=[])
+    os.remove(os.path.join(img_dir, "b.jpg"))
+    with pytest.raises(DataError, match="image is missing"):
+        COCODataset(path, img_dir)
+
+
+def test_malformed_json_names_the_file(tmp_path):
+    p = tmp_path / "bad.json"
+    p.write_text("{not json")
+    with pytest.raises(DataError, match=r"bad\.json: malformed JSON"):
+        COCODataset(str(p), str(tmp_path))
+    p.write_text(json.dumps({"images": []}))
+    with pytest.raises(DataError, match="'annotations'"):
+        COCODataset(str(p), str(tmp_path))

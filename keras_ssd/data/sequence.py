@@ -83,7 +83,9 @@ class SSDSequence(keras.utils.PyDataset):
     `(seed, e)` and each item's augmentation from one keyed on `(seed, e,
     position)`. So batches are the same with or without workers, threads or
     processes. `on_epoch_end` moves to the next epoch (reshuffling);
-    `set_epoch` jumps. Note that `model.fit(..., shuffle=True)` (its
+    `set_epoch` jumps (e.g. when resuming). Keras' `fit` calls
+    `on_epoch_end` once before its first epoch too, so under `fit` the
+    epochs count from 1; the run is still reproducible. Note that `model.fit(..., shuffle=True)` (its
     default) additionally visits the batches in a random order; pass
     `shuffle=False` to `fit` for a fully reproducible run.
 
@@ -163,12 +165,30 @@ class SSDSequence(keras.utils.PyDataset):
         self.augmentation = augmentation
         self.ignore_difficult = bool(ignore_difficult)
         self.on_error = check_on_error(on_error)
-        self.encoder = TargetEncoder(
-            generate_anchors(config), iou_threshold=iou_threshold,
-            variances=config.variances, num_classes=config.num_classes,
-        )
+        self.iou_threshold = float(iou_threshold)
+        self.encoder = self._make_encoder()
         self.epoch = 0
         self.load_errors = 0
+
+    def _make_encoder(self):
+        # Built once per process: priors from the model's config.
+        if hasattr(TargetEncoder, "from_config"):
+            return TargetEncoder.from_config(self.config, iou_threshold=self.iou_threshold)
+        return TargetEncoder(
+            generate_anchors(self.config), iou_threshold=self.iou_threshold,
+            variances=self.config.variances, num_classes=self.config.num_classes,
+        )
+
+    def __getstate__(self):
+        # The encoder holds per-thread scratch buffers that do not pickle;
+        # worker processes started by "spawn" rebuild it.
+        state = self.__dict__.copy()
+        state.pop("encoder", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.encoder = self._make_encoder()
 
     # ------------------------------------------------------------- ordering
     def __len__(self):

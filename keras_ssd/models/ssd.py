@@ -20,9 +20,8 @@ class SSD(keras.Model):
     arguments. Usually built through `SSD300`, `SSD512`, `SSDTiny`,
     `SSDMobileNetV2` or `build_model`.
 
-    The model takes RGB images with values in [0, 255] (any size is *not*
-    accepted: exactly `config.image_size` square) and preprocesses them
-    itself. Each feature map `i` gets a 3x3 conv with `k_i * 4` box offsets
+    The model takes square `config.image_size` RGB images with values in
+    [0, 255] and preprocesses them itself (an `ImagePreprocessing` layer). Each feature map `i` gets a 3x3 conv with `k_i * 4` box offsets
     and one with `k_i * (num_classes + 1)` class logits, reshaped and
     concatenated in the order of `keras_ssd.anchors.generate_anchors(config)`
     (map, row, column, box).

@@ -21,12 +21,13 @@ import time
 _THREADS = None
 
 
-def set_threads(n):
+def set_threads(n, with_torch=True):
     """Use `n` threads in TensorFlow and (when installed) PyTorch.
 
     Must run before TensorFlow executes anything. Sets TF intra- and
     inter-op pools and torch's intra- and inter-op threads to `n`.
-    Returns `n`.
+    `with_torch=False` leaves torch unimported (a child process measuring
+    only our side). Returns `n`.
     """
     global _THREADS
     n = int(n)
@@ -35,7 +36,7 @@ def set_threads(n):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # torchvision (and the triton it pulls in) must be imported before
     # TensorFlow initialises, else the import can crash the process.
-    torch, _ = import_torchvision()
+    torch, _ = import_torchvision() if with_torch else (None, None)
     if torch is not None:
         import torchvision.models.detection  # noqa: F401
     import tensorflow as tf

@@ -1,0 +1,103 @@
+"""SSD300 training step at batch 8: ours (`model.fit`) vs torchvision.
+
+Ours: `SSD300(num_classes=20)` compiled with `SSDLoss()` and
+`keras.optimizers.SGD(1e-3, momentum=0.9)` plus the package's runtime
+defaults (`keras_ssd.runtime.compile_defaults()`), trained through
+`model.fit` on one batch of 8 random images with targets from
+`TargetEncoder` (encoding is the data pipeline's job, measured separately).
+
+Theirs: torchvision `ssd300_vgg16(weights=None, weights_backbone=None,
+num_classes=21)` in train mode, `torch.optim.SGD(lr=1e-3, momentum=0.9)`,
+one step = `loss = sum(model(images, targets).values())`, `zero_grad`,
+`backward`, `step` on 8 images of 300x300 (its own transform, matching and
+hard-negative mining included, as in its reference training script).
+
+One timed call per side per round, alternating.
+"""
+
+import numpy as np
+
+from benchmarks import common
+
+SECTION = "train"
+
+
+def make_batch(batch=8, num_classes=20, seed=0):
+    """Random images (B, 300, 300, 3) 0..255 and per-image boxes/labels."""
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(0, 255, (batch, 300, 300, 3)).astype("float32")
+    boxes, labels = [], []
+    for _ in range(batch):
+        g = int(rng.integers(1, 8))
+        c = rng.uniform(0.15, 0.85, (g, 2))
+        s = rng.uniform(0.1, 0.5, (g, 2))
+        b = np.clip(np.concatenate([c - s / 2, c + s / 2], 1), 0.0, 1.0).astype("float32")
+        boxes.append(b)
+        labels.append(rng.integers(0, num_classes, g))
+    return images, boxes, labels
+
+
+def build_ours(images, boxes, labels, precision="float32"):
+    import keras
+
+    from keras_ssd import runtime
+    from keras_ssd.encoding import TargetEncoder
+    from keras_ssd.losses import SSDLoss
+    from keras_ssd.models import SSD300
+
+    previous = keras.config.dtype_policy()
+    try:
+        runtime.set_mixed_precision(precision != "float32")
+        model = SSD300(num_classes=20)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    model.compile(optimizer=keras.optimizers.SGD(1e-3, momentum=0.9), loss=SSDLoss(),
+                  **runtime.compile_defaults())
+    encoder = TargetEncoder.from_config(model.config)
+    y = np.stack([encoder(b, l) for b, l in zip(boxes, labels)])
+    batch = images.shape[0]
+
+    def step():
+        model.fit(images, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
+
+    return model, step
+
+
+def build_torchvision(images, boxes, labels):
+    torch, _ = common.import_torchvision()
+    if torch is None:
+        return None
+    from torchvision.models.detection import ssd300_vgg16
+
+    model = ssd300_vgg16(weights=None, weights_backbone=None, num_classes=21).train()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    imgs = [torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1) / 255.0)).float()
+            for im in images]
+    targets = [{"boxes": torch.from_numpy(b * 300.0).float(),
+                "labels": torch.from_numpy(np.asarray(l) + 1).long()}
+               for b, l in zip(boxes, labels)]
+
+    def step():
+        losses = model(imgs, targets)
+        loss = sum(losses.values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def run(quick=False, batch=8):
+    images, boxes, labels = make_batch(batch)
+    _, ours = build_ours(images, boxes, labels)
+    theirs = build_torchvision(images, boxes, labels)
+    if theirs is None:
+        print(common.TORCH_MISSING)
+    res = common.alternate({"ours": ours, "torchvision": theirs}, warmup=1,
+                           rounds=3 if quick else 5)
+    ours_ips = batch / res["ours"]["median"]
+    tv_ips = batch / res["torchvision"]["median"] if theirs is not None else None
+    return [common.row(
+        SECTION, "train step fp32 (model.fit, SGD momentum)", ours_ips, "img/s",
+        theirs=tv_ips, floor=1.2 if theirs is not None else None, batch=batch,
+        note="vs torchvision SSD300 train step")]

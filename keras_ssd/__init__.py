@@ -1,7 +1,35 @@
-"""keras-ssd: the SSD (Single Shot MultiBox Detector) for Keras 3."""
+"""keras-ssd: the SSD (Single Shot MultiBox Detector) for Keras 3.
+
+Importing the package registers every keras-ssd layer, model and loss with
+Keras, so `keras.saving.load_model("model.keras")` works after
+`import keras_ssd`.
+"""
 
 from keras_ssd.version import __version__
 from keras_ssd.config import SSDConfig
 from keras_ssd.anchors import generate_anchors
 from keras_ssd.encoding import TargetEncoder, encode_targets
 from keras_ssd import boxes
+from keras_ssd import layers
+from keras_ssd.layers import (
+    AnchorBoxes,
+    CaffePreprocessing,
+    DecodeDetections,
+    ImagePreprocessing,
+    L2Normalization,
+)
+from keras_ssd.losses import SSDLoss
+from keras_ssd.models import (
+    SSD,
+    SSD300,
+    SSD512,
+    SSDMobileNetV2,
+    SSDTiny,
+    build_model,
+)
+from keras_ssd.inference import inference_model
+from keras_ssd import callbacks
+from keras_ssd import evaluation
+from keras_ssd.evaluation import coco_map, evaluate, voc_map
+from keras_ssd.schedules import WarmupPiecewiseDecay
+from keras_ssd.checkpoints import TrainingCheckpoint, resume

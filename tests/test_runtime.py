@@ -1,0 +1,214 @@
+"""keras_ssd.runtime: the jit_compile choice per backend/device and the
+mixed-precision switch (model output, loss and decoder stay float32)."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_ssd import runtime
+
+
+@pytest.fixture(autouse=True)
+def _clean_env_and_policy(monkeypatch):
+    monkeypatch.delenv(runtime.JIT_ENV, raising=False)
+    monkeypatch.delenv(runtime.DEVICE_ENV, raising=False)
+    previous = keras.config.dtype_policy()
+    yield
+    keras.config.set_dtype_policy(previous)
+
+
+# ------------------------------------------------------------- jit_compile
+@pytest.mark.parametrize("backend, device, expected", [
+    ("tensorflow", "cpu", False),
+    ("tensorflow", "gpu", True),
+    ("tensorflow", "tpu", True),
+    ("tensorflow", "cuda", True),
+    ("jax", "cpu", True),
+    ("jax", "gpu", True),
+    ("torch", "cpu", False),
+    ("torch", "gpu", False),
+    ("numpy", "cpu", False),
+])
+def test_default_jit_compile_per_backend_and_device(backend, device, expected):
+    assert runtime.default_jit_compile(backend=backend, device=device) is expected
+
+
+def test_default_jit_compile_uses_device_env_for_detection(monkeypatch):
+    monkeypatch.setenv(runtime.DEVICE_ENV, "gpu")
+    assert runtime.default_device() == "gpu"
+    assert runtime.default_jit_compile(backend="tensorflow") is True
+    monkeypatch.setenv(runtime.DEVICE_ENV, "CPU")
+    assert runtime.default_jit_compile(backend="tensorflow") is False
+
+
+def test_default_device_matches_tensorflow_devices():
+    import tensorflow as tf
+
+    device = runtime.default_device("tensorflow")
+    has_gpu = bool(tf.config.list_physical_devices("GPU"))
+    has_tpu = bool(tf.config.list_physical_devices("TPU"))
+    assert device == ("tpu" if has_tpu else "gpu" if has_gpu else "cpu")
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("true", True), ("1", True), ("False", False), ("0", False), ("auto", "auto"),
+])
+def test_jit_env_var_overrides_measured_default(monkeypatch, value, expected):
+    monkeypatch.setenv(runtime.JIT_ENV, value)
+    assert runtime.default_jit_compile(backend="tensorflow", device="cpu") == expected
+    assert runtime.compile_defaults()["jit_compile"] == expected
+
+
+def test_explicit_jit_argument_beats_env(monkeypatch):
+    monkeypatch.setenv(runtime.JIT_ENV, "true")
+    assert runtime.resolve_jit_compile(False) is False
+    assert runtime.compile_defaults(jit_compile=False)["jit_compile"] is False
+    assert runtime.resolve_jit_compile("auto") == "auto"
+
+
+def test_bad_jit_values_raise_naming_the_source(monkeypatch):
+    with pytest.raises(ValueError, match="jit_compile"):
+        runtime.resolve_jit_compile("sometimes")
+    monkeypatch.setenv(runtime.JIT_ENV, "maybe")
+    with pytest.raises(ValueError, match=runtime.JIT_ENV):
+        runtime.default_jit_compile()
+
+
+def test_bad_device_and_backend_raise(monkeypatch):
+    with pytest.raises(ValueError, match="device"):
+        runtime.default_jit_compile(backend="tensorflow", device="npu")
+    with pytest.raises(ValueError, match="backend"):
+        runtime.default_jit_compile(backend="caffe")
+    monkeypatch.setenv(runtime.DEVICE_ENV, "fpga")
+    with pytest.raises(ValueError, match=runtime.DEVICE_ENV):
+        runtime.default_device()
+
+
+def test_compile_defaults_keeps_other_arguments():
+    loss = keras.losses.MeanSquaredError()
+    kwargs = runtime.compile_defaults(optimizer="sgd", loss=loss, jit_compile=True)
+    assert kwargs == {"optimizer": "sgd", "loss": loss, "jit_compile": True}
+
+
+def _small_model():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    outputs = keras.layers.Activation("linear", dtype="float32")(x)
+    return keras.Model(inputs, outputs)
+
+
+def test_compiled_model_gets_the_cpu_default(monkeypatch):
+    monkeypatch.setenv(runtime.DEVICE_ENV, "cpu")
+    model = _small_model()
+    model.compile(optimizer="sgd", loss="mse", **runtime.compile_defaults())
+    assert model.jit_compile is False
+    model.fit(np.zeros((2, 8, 8, 3), "float32"), np.zeros((2, 8, 8, 4), "float32"),
+              epochs=1, verbose=0)
+
+
+def test_apply_runtime_defaults_sets_predict_path_and_drops_traced_functions(monkeypatch):
+    monkeypatch.setenv(runtime.DEVICE_ENV, "cpu")
+    model = _small_model()
+    x = np.ones((1, 8, 8, 3), "float32")
+    model.jit_compile = True
+    model.predict(x, verbose=0)
+    assert model.predict_function is not None
+    assert runtime.apply_runtime_defaults(model) is model
+    assert model.jit_compile is False
+    assert model.predict_function is None
+    np.testing.assert_allclose(model.predict(x, verbose=0), model(x), rtol=1e-5, atol=1e-5)
+    runtime.apply_runtime_defaults(model, jit_compile=True)
+    assert model.jit_compile is True
+
+
+def test_apply_runtime_defaults_auto_leaves_model_alone():
+    model = _small_model()
+    model.jit_compile = True
+    runtime.apply_runtime_defaults(model, jit_compile="auto")
+    assert model.jit_compile is True
+
+
+# --------------------------------------------------------- mixed precision
+@pytest.mark.parametrize("device, policy", [
+    ("cpu", "mixed_bfloat16"), ("gpu", "mixed_float16"), ("tpu", "mixed_bfloat16"),
+])
+def test_mixed_precision_policy_per_device(device, policy):
+    assert runtime.mixed_precision_policy(device) == policy
+
+
+def test_set_mixed_precision_switches_global_policy():
+    assert runtime.set_mixed_precision(True, device="cpu") == "mixed_bfloat16"
+    assert keras.config.dtype_policy().name == "mixed_bfloat16"
+    assert runtime.mixed_precision_enabled()
+    assert runtime.set_mixed_precision(True, device="gpu") == "mixed_float16"
+    assert keras.config.dtype_policy().compute_dtype == "float16"
+    assert runtime.set_mixed_precision(False) == "float32"
+    assert keras.config.dtype_policy().name == "float32"
+    assert not runtime.mixed_precision_enabled()
+
+
+def test_set_mixed_precision_rejects_non_bool():
+    with pytest.raises(ValueError, match="enabled"):
+        runtime.set_mixed_precision("yes")
+
+
+@pytest.fixture(scope="module")
+def tiny_models():
+    """The same tiny SSD built in float32 and under mixed_bfloat16."""
+    from keras_ssd.models import SSDTiny
+
+    previous = keras.config.dtype_policy()
+    try:
+        keras.config.set_dtype_policy("float32")
+        model32 = SSDTiny(num_classes=3)
+        runtime.set_mixed_precision(True, device="cpu")
+        model16 = SSDTiny(num_classes=3)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    model16.set_weights(model32.get_weights())
+    return model32, model16
+
+
+def test_mixed_precision_model_computes_bf16_outputs_float32(tiny_models):
+    model32, model16 = tiny_models
+    convs = [l for l in model16.layers if isinstance(l, keras.layers.Conv2D)]
+    assert convs and all(l.compute_dtype == "bfloat16" for l in convs)
+    assert all(w.dtype == "float32" for w in model16.weights)
+    size = model16.config.image_size
+    x = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype("float32")
+    out16 = model16(x)
+    assert keras.backend.standardize_dtype(out16.dtype) == "float32"
+    out32 = np.asarray(model32(x))
+    out16 = np.asarray(out16)
+    # bfloat16 keeps ~3 significant digits: same numbers to within a few %.
+    scale = np.abs(out32).max()
+    assert np.abs(out16 - out32).max() < 0.05 * scale
+    assert not np.allclose(out16, out32, rtol=0, atol=1e-7)  # really ran in bf16
+
+
+def test_loss_and_decoder_stay_float32_under_mixed_precision(tiny_models):
+    from keras_ssd.encoding import TargetEncoder
+    from keras_ssd.layers.decode_detections import DecodeDetections
+    from keras_ssd.losses import SSDLoss
+
+    _, model16 = tiny_models
+    config = model16.config
+    previous = keras.config.dtype_policy()
+    try:
+        runtime.set_mixed_precision(True, device="cpu")
+        loss_fn = SSDLoss()
+        decoder = DecodeDetections(config)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    size = config.image_size
+    x = np.random.default_rng(1).uniform(0, 255, (2, size, size, 3)).astype("float32")
+    pred = model16(x)
+    encoder = TargetEncoder.from_config(config)
+    y = np.stack([encoder(np.array([[0.1, 0.1, 0.6, 0.7]], "float32"), np.array([1]))] * 2)
+    pred_bf16 = keras.ops.cast(pred, "bfloat16")
+    loss = loss_fn(y, pred_bf16)
+    assert keras.backend.standardize_dtype(loss.dtype) == "float32"
+    assert np.isfinite(float(loss))
+    out = decoder(pred_bf16)
+    assert keras.backend.standardize_dtype(out["boxes"].dtype) == "float32"
+    assert keras.backend.standardize_dtype(out["confidence"].dtype) == "float32"

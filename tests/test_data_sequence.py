@@ -12,7 +12,7 @@ from PIL import Image
 from keras_ssd.anchors import generate_anchors
 from keras_ssd.boxes import decode_boxes
 from keras_ssd.config import SSDConfig
-from keras_ssd.data import DataError, SSDSequence, VOCDataset, eval_batches, make_synthetic_voc
+from keras_ssd.data import SSDSequence, VOCDataset, eval_batches, make_synthetic_voc
 from keras_ssd.data.synthetic import SYNTHETIC_CLASSES
 
 SIZE = 48
@@ -186,3 +186,29 @@ def test_model_fit_gives_the_same_losses_with_and_without_worker_processes(datas
     assert len(serial) == 2 and np.isfinite(serial).all()
     np.testing.assert_allclose(threads, serial, rtol=1e-5)
     np.testing.assert_allclose(processes, serial, rtol=1e-5)
+
+
+def test_reduced_scale_jpeg_decode_keeps_geometry(tmp_path):
+    from keras_ssd.data import SSDAugmentation, write_voc_xml
+
+    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        os.makedirs(tmp_path / sub, exist_ok=True)
+    a = np.zeros((200, 256, 3), np.uint8)
+    a[40:120, 100:180] = 255
+    Image.fromarray(a).save(tmp_path / "JPEGImages" / "a.jpg", quality=95)
+    write_voc_xml(tmp_path / "Annotations" / "a.xml", "a.jpg", 256, 200,
+                  [("square", (101, 41, 180, 120))])
+    (tmp_path / "ImageSets" / "Main" / "trainval.txt").write_text("a\n")
+    ds = VOCDataset(str(tmp_path), "trainval", class_names=SYNTHETIC_CLASSES)
+    aug = SSDAugmentation(40, photometric=False, expand_prob=1.0, min_ious=(), any_patch=False)
+    reduced = 0
+    for seed in range(8):
+        plan = aug.sample(256, 200, ds[0]["boxes"], np.random.default_rng(seed))
+        img, k = ds.load_pil_image(0, reduce_factor=plan.reduce_factor)
+        reduced += k > 1
+        out = aug.apply(img, plan, k)[..., 0] > 200
+        ys, xs = np.nonzero(out)
+        x0, y0, x1, y1 = plan.boxes[0]
+        assert abs(xs.min() - x0) <= 1.5 and abs(xs.max() + 1 - x1) <= 1.5
+        assert abs(ys.min() - y0) <= 1.5 and abs(ys.max() + 1 - y1) <= 1.5
+    assert reduced > 0

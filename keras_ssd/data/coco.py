@@ -3,7 +3,6 @@
 import json
 import os
 
-import numpy as np
 
 from keras_ssd.data.dataset import (
     DetectionDataset,

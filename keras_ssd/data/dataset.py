@@ -1,5 +1,7 @@
 """The record interface shared by every detection dataset reader."""
 
+import os
+
 import numpy as np
 
 from keras_ssd.data.errors import DataError
@@ -126,8 +128,6 @@ class DetectionDataset:
         if mode == "none":
             return width, height
         if mode == "exists" and width and height:
-            import os
-
             if not os.path.isfile(path):
                 raise DataError(path, "image file not found")
             return width, height

@@ -8,7 +8,6 @@ annotation tools show and the boxes refer to). Grayscale, palette, CMYK,
 """
 
 import math
-import os
 import warnings
 
 import numpy as np
@@ -149,7 +148,3 @@ def load_image(path, expected_size=None):
     """
     img, _ = decode_image(path, expected_size)
     return np.asarray(img, dtype=np.uint8)
-
-
-def file_exists(path):
-    return os.path.isfile(path)

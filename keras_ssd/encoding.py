@@ -100,6 +100,17 @@ class TargetEncoder:
         y_iv = np.ascontiguousarray(np.concatenate(ys).T)
         return x_iv, y_iv, maps
 
+    def __getstate__(self):
+        # Scratch buffers are per thread and rebuilt on demand: don't pickle
+        # them (worker processes started with "spawn" pickle the encoder).
+        state = self.__dict__.copy()
+        del state["_local"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._local = threading.local()
+
     @property
     def num_anchors(self):
         return self.anchors.shape[0]

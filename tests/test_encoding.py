@@ -122,3 +122,14 @@ def test_encoder_is_thread_safe():
         got = list(pool.map(lambda c: enc(*c), cases))
     for e, g in zip(expected, got):
         np.testing.assert_array_equal(e, g)
+
+
+def test_encoder_survives_pickling():
+    import pickle
+
+    enc = TargetEncoder.from_config(SSDConfig.ssd300(20))
+    boxes = np.array([[0.1, 0.1, 0.4, 0.5]])
+    before = enc(boxes, [2])
+    clone = pickle.loads(pickle.dumps(enc))
+    np.testing.assert_array_equal(clone(boxes, [2]), before)
+    assert clone.num_classes == 20

@@ -1,0 +1,204 @@
+"""Exact greedy NMS (`keras_ssd.nms`) against a plain numpy reference."""
+
+import numpy as np
+import pytest
+
+from keras_ssd.nms import greedy_nms, multiclass_nms, pairwise_iou
+
+
+# ---------------------------------------------------------------- reference
+def reference_iou(a, b):
+    """Float32 IoU, the same formula and operation order as documented."""
+    a = np.asarray(a, np.float32)
+    b = np.asarray(b, np.float32)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    iw = np.maximum(
+        np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]),
+        np.float32(0),
+    )
+    ih = np.maximum(
+        np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]),
+        np.float32(0),
+    )
+    inter = iw * ih
+    union = (area_a[:, None] + area_b[None, :]) - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, inter / np.where(union > 0, union, np.float32(1)),
+                        np.float32(0))
+
+
+def reference_greedy(boxes, valid, threshold):
+    """Textbook sequential greedy NMS over score-sorted candidates."""
+    keep = np.zeros(len(boxes), bool)
+    for i in range(len(boxes)):
+        if not valid[i]:
+            continue
+        kept = np.nonzero(keep)[0]
+        if kept.size and (reference_iou(boxes[i:i + 1], boxes[kept])[0] > threshold).any():
+            continue
+        keep[i] = True
+    return keep
+
+
+def reference_multiclass(boxes, scores, thr, iou_thr, max_cand, top_k):
+    """Per image, per class: > thr, stable sort, top max_cand, greedy NMS,
+    then the best top_k over classes (ties: lower class, then rank)."""
+    results = []
+    for b in range(boxes.shape[0]):
+        dets = []
+        for c in range(scores.shape[2]):
+            s = scores[b, :, c]
+            order = np.argsort(-s, kind="stable")[:max_cand]
+            order = order[s[order] > thr]
+            keep = reference_greedy(boxes[b, order], np.ones(order.size, bool), iou_thr)
+            for rank, i in enumerate(order[keep]):
+                dets.append((-s[i], c, rank, i))
+        dets.sort()
+        dets = dets[:top_k]
+        results.append(
+            (
+                np.array([boxes[b, d[3]] for d in dets], np.float32).reshape(-1, 4),
+                np.array([-d[0] for d in dets], np.float32),
+                np.array([d[1] for d in dets], np.int32),
+            )
+        )
+    return results
+
+
+def random_boxes(rng, shape, max_size=0.4, clustered=False):
+    """xyxy boxes; `clustered` packs them into a few spots (heavy overlap)."""
+    if clustered:
+        centres = rng.uniform(0.2, 0.8, (3, 2))
+        pick = rng.integers(0, 3, shape)
+        xy = centres[pick] + rng.normal(0, 0.02, shape + (2,))
+        wh = rng.uniform(0.1, 0.2, shape + (2,))
+        xy = xy - wh / 2
+    else:
+        xy = rng.uniform(0, 0.8, shape + (2,))
+        wh = rng.uniform(0.02, max_size, shape + (2,))
+    return np.concatenate([xy, xy + wh], -1).astype(np.float32)
+
+
+# -------------------------------------------------------------------- tests
+def test_pairwise_iou_is_bit_identical_to_float32_formula():
+    rng = np.random.default_rng(0)
+    a = random_boxes(rng, (37,))
+    b = random_boxes(rng, (23,))
+    b[0] = a[0]  # identical boxes
+    b[1] = [0.3, 0.3, 0.3, 0.5]  # zero area
+    b[2] = [0.5, 0.5, 0.4, 0.4]  # inverted
+    got = np.asarray(pairwise_iou(a, b))
+    np.testing.assert_array_equal(got, reference_iou(a, b))
+    assert got[0, 0] == 1.0
+
+
+def test_pairwise_iou_of_zero_area_pair_is_zero_not_nan():
+    box = np.array([[0.2, 0.2, 0.2, 0.2]], np.float32)
+    assert np.asarray(pairwise_iou(box, box))[0, 0] == 0.0
+
+
+@pytest.mark.parametrize("tile_size", [16, 64, 200])
+@pytest.mark.parametrize("clustered", [False, True])
+def test_greedy_nms_keeps_exactly_the_reference_boxes(tile_size, clustered):
+    rng = np.random.default_rng(tile_size + 10 * clustered)
+    groups, k = 12, 150
+    boxes = random_boxes(rng, (groups, k), clustered=clustered)
+    # duplicates: exact ties in IoU (1.0) and in order
+    boxes[:, 5] = boxes[:, 4]
+    boxes[:, 100:110] = boxes[:, 3:4]
+    valid = rng.uniform(size=(groups, k)) < 0.85
+    got = np.asarray(greedy_nms(boxes, valid, 0.45, tile_size=tile_size))
+    want = np.stack([reference_greedy(boxes[g], valid[g], 0.45) for g in range(groups)])
+    np.testing.assert_array_equal(got, want)
+    if clustered:
+        assert want.sum() < valid.sum() / 2  # the test really suppresses
+
+
+def test_greedy_nms_on_leading_batch_dimensions_and_thresholds():
+    rng = np.random.default_rng(3)
+    boxes = random_boxes(rng, (2, 3, 40), clustered=True)
+    valid = np.ones((2, 3, 40), bool)
+    for thr in (0.0, 0.3, 0.7, 1.0):
+        got = np.asarray(greedy_nms(boxes, valid, thr, tile_size=16))
+        assert got.shape == (2, 3, 40)
+        for i in range(2):
+            for j in range(3):
+                np.testing.assert_array_equal(
+                    got[i, j], reference_greedy(boxes[i, j], valid[i, j], thr)
+                )
+
+
+def test_greedy_nms_threshold_is_strict():
+    # IoU of these two boxes is exactly 0.5 in float32.
+    boxes = np.array([[[0, 0, 1, 1], [0, 0, 1, 0.5]]], np.float32)
+    valid = np.ones((1, 2), bool)
+    assert reference_iou(boxes[0, :1], boxes[0, 1:])[0, 0] == 0.5
+    np.testing.assert_array_equal(np.asarray(greedy_nms(boxes, valid, 0.5)), [[True, True]])
+    np.testing.assert_array_equal(
+        np.asarray(greedy_nms(boxes, valid, 0.49)), [[True, False]]
+    )
+
+
+def test_invalid_candidates_are_dropped_and_suppress_nothing():
+    boxes = np.array([[[0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 1, 1]]], np.float32)
+    got = np.asarray(greedy_nms(boxes, np.array([[False, True, True]]), 0.45))
+    np.testing.assert_array_equal(got, [[False, True, False]])
+    got = np.asarray(greedy_nms(boxes, np.zeros((1, 3), bool), 0.45))
+    assert not got.any()
+
+
+def _scores_with_ties(rng, shape):
+    # quantised scores: many exact ties, some below the threshold
+    return (rng.integers(0, 40, shape) / 40.0).astype(np.float32)
+
+
+@pytest.mark.parametrize("use_xla", [False, True])
+def test_multiclass_nms_matches_reference(use_xla):
+    rng = np.random.default_rng(7)
+    batch, n, c = 3, 300, 4
+    boxes = random_boxes(rng, (batch, n))
+    boxes[:, 150:] = random_boxes(rng, (batch, 150), clustered=True)
+    scores = _scores_with_ties(rng, (batch, n, c))
+    thr, iou_thr, max_cand, top_k = 0.3, 0.45, 120, 150
+    out = multiclass_nms(boxes, scores, thr, iou_thr, max_cand, top_k, tile_size=32,
+                         use_xla=use_xla)
+    out = {k: np.asarray(v) for k, v in out.items()}
+    want = reference_multiclass(boxes, scores, thr, iou_thr, max_cand, top_k)
+    for b in range(batch):
+        w_boxes, w_scores, w_labels = want[b]
+        n_det = len(w_scores)
+        assert out["num_detections"][b] == n_det
+        assert 0 < n_det <= top_k
+        np.testing.assert_array_equal(out["labels"][b, :n_det], w_labels)
+        np.testing.assert_array_equal(out["confidence"][b, :n_det], w_scores)
+        np.testing.assert_array_equal(out["boxes"][b, :n_det], w_boxes)
+        assert (out["labels"][b, n_det:] == -1).all()
+        assert (out["confidence"][b, n_det:] == 0).all()
+        assert (out["boxes"][b, n_det:] == 0).all()
+
+
+def test_xla_fast_path_gives_the_same_detections_as_keras_ops_path():
+    rng = np.random.default_rng(11)
+    batch, n, c = 2, 500, 3
+    boxes = random_boxes(rng, (batch, n), clustered=True)
+    logits = rng.normal(0, 1, (batch, n, c)).astype(np.float32)
+    scores = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    scores[:, :50] = scores[:, 50:100]  # ties
+    a = multiclass_nms(boxes, scores, 0.01, 0.45, 400, 200, use_xla=False)
+    b = multiclass_nms(boxes, scores, 0.01, 0.45, 400, 200, use_xla=True)
+    for key in a:
+        np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]))
+
+
+def test_multiclass_nms_pads_when_fewer_candidates_than_top_k():
+    boxes = np.array([[[0, 0, 0.5, 0.5], [0, 0, 0.5, 0.5], [0.5, 0.5, 1, 1]]], np.float32)
+    scores = np.array([[[0.9, 0.0], [0.8, 0.005], [0.2, 0.6]]], np.float32)
+    out = multiclass_nms(boxes, scores, 0.01, 0.45, 400, 10, use_xla=False)
+    out = {k: np.asarray(v) for k, v in out.items()}
+    assert out["boxes"].shape == (1, 10, 4)
+    assert out["num_detections"].tolist() == [3]
+    # class 0: box 1 suppressed by box 0; class 1: only box 2 above 0.01
+    np.testing.assert_allclose(out["confidence"][0, :3], [0.9, 0.6, 0.2])
+    assert out["labels"][0].tolist() == [0, 1, 0] + [-1] * 7
+    np.testing.assert_array_equal(out["boxes"][0, :3], boxes[0, [0, 2, 2]])

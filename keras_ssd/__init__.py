@@ -33,3 +33,13 @@ from keras_ssd import evaluation
 from keras_ssd.evaluation import coco_map, evaluate, voc_map
 from keras_ssd.schedules import WarmupPiecewiseDecay
 from keras_ssd.checkpoints import TrainingCheckpoint, resume
+from keras_ssd import data
+from keras_ssd.data import (
+    COCODataset,
+    DataError,
+    SSDAugmentation,
+    VOC_CLASSES,
+    VOCDataset,
+    make_synthetic_voc,
+)
+from keras_ssd.data.sequence import SSDSequence

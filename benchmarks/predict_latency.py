@@ -5,6 +5,9 @@ JPEG decode, resize to 300x300, network, decoder + NMS, boxes mapped back
 to the image's pixels. Median over calls after warm-up (the first call
 builds and traces the detector), float32 and with the mixed-precision
 switch. The image is a synthetic photo-like JPEG written to a temp dir.
+
+Also: whether the mixed-precision switch changes what a *trained* model
+detects (`bf16_agreement`, on the output of `keras-ssd demo`).
 """
 
 import os
@@ -28,7 +31,7 @@ def write_jpeg(path, width=500, height=375, seed=0):
     return path
 
 
-def run(quick=False):
+def run(quick=False, demo_dir=None):
     from benchmarks.forward import build_ours
     from keras_ssd.predict import predict_image
 
@@ -46,4 +49,67 @@ def run(quick=False):
             rows.append(common.row(
                 SECTION, f"predict_image latency {p} (500x375 JPEG)", ms, "ms", batch=1,
                 note=f"network alone (predict_on_batch) {1e3 * fwd[p]:.0f} ms"))
+    rows.extend(agreement_rows(demo_dir, quick=quick))
     return rows
+
+
+def bf16_agreement(demo_dir, limit=None, confidence_threshold=0.5):
+    """Detections of a trained model in float32 vs under bfloat16.
+
+    Loads `demo_dir/model.keras` (written by `keras-ssd demo`), runs
+    `predict_image` on the test images listed in
+    `demo_dir/data/ImageSets/Main/test.txt` with the float32 model and with
+    `keras_ssd.runtime.mixed_precision_copy` of it, and counts the float32
+    detections (score > `confidence_threshold`) that the bfloat16 run
+    reproduces: same label and IoU >= 0.9 (greedy one-to-one matching).
+
+    Returns dict: matched, total, share, bf16_total, images.
+    """
+    import keras
+
+    import keras_ssd.losses  # noqa: F401  (registers SSDLoss for compiled files)
+    from keras_ssd.boxes import iou
+    from keras_ssd.predict import predict_image
+    from keras_ssd.runtime import apply_runtime_defaults, mixed_precision_copy
+
+    model32 = apply_runtime_defaults(
+        keras.saving.load_model(os.path.join(demo_dir, "model.keras"), compile=False))
+    model16 = mixed_precision_copy(model32, device="cpu")
+    data = os.path.join(demo_dir, "data")
+    with open(os.path.join(data, "ImageSets", "Main", "test.txt")) as f:
+        ids = [line.strip() for line in f if line.strip()]
+    ids = ids[:limit] if limit else ids
+    matched = total = total16 = 0
+    for image_id in ids:
+        path = os.path.join(data, "JPEGImages", image_id + ".jpg")
+        a = predict_image(model32, path, confidence_threshold=confidence_threshold)
+        b = predict_image(model16, path, confidence_threshold=confidence_threshold)
+        total += len(a["boxes"])
+        total16 += len(b["boxes"])
+        if not len(a["boxes"]) or not len(b["boxes"]):
+            continue
+        m = iou(a["boxes"], b["boxes"])
+        m[a["labels"][:, None] != b["labels"][None, :]] = 0.0
+        free = np.ones(m.shape[1], bool)
+        for i in np.argsort(-a["scores"]):
+            candidates = np.where(free, m[i], -1.0)
+            j = int(candidates.argmax())
+            if candidates[j] >= 0.9:
+                free[j] = False
+                matched += 1
+    return {"matched": matched, "total": total, "bf16_total": total16,
+            "share": matched / total if total else 1.0, "images": len(ids)}
+
+
+def agreement_rows(demo_dir, quick=False):
+    if not demo_dir or not os.path.exists(os.path.join(demo_dir, "model.keras")):
+        print(f"no trained demo model at {demo_dir!r}: skipping the bf16 detection "
+              "agreement (run `keras-ssd demo --out DIR` and pass --demo-dir DIR)")
+        return []
+    res = bf16_agreement(demo_dir, limit=50 if quick else None)
+    return [common.row(
+        SECTION, "bf16 vs fp32 detections, trained demo model", 100 * res["share"], "%",
+        ratio_value=res["share"] / 0.95, floor=1.0,
+        note=(f"{res['matched']}/{res['total']} fp32 detections (score>0.5) reproduced "
+              f"in bf16 (same label, IoU>=0.9) on {res['images']} test images; "
+              f"bf16 found {res['bf16_total']}; ratio = vs the 95% floor"))]

@@ -27,7 +27,7 @@ from benchmarks import common  # noqa: E402
 SECTIONS = ("forward", "postprocess", "train", "encoding", "predict", "memory")
 
 
-def _section(name, quick):
+def _section(name, quick, demo_dir=None):
     if name == "forward":
         from benchmarks import forward
 
@@ -47,12 +47,31 @@ def _section(name, quick):
     if name == "predict":
         from benchmarks import predict_latency
 
-        return predict_latency.run(quick=quick)
+        return predict_latency.run(quick=quick, demo_dir=demo_dir)
     if name == "memory":
         from benchmarks import memory
 
         return memory.run(quick=quick)
     raise ValueError(f"unknown section {name!r}; known: {SECTIONS}")
+
+
+def derived_rows(rows):
+    """Post-processing time as a share of the float32 forward time per image."""
+    out = []
+    fwd = {r["batch"]: r["value"] for r in rows
+           if r["name"] == "forward fp32 (model.predict)" and r["value"]}
+    for r in rows:
+        if (r["section"] == "postprocess" and r["name"].startswith("decode+NMS")
+                and "Python-loop" not in r["name"] and r["batch"] in fwd):
+            fwd_ms = 1e3 / fwd[r["batch"]]
+            share = r["value"] / fwd_ms
+            out.append(common.row(
+                "postprocess", r["name"].replace("decode+NMS", "decode+NMS share of forward"),
+                100 * share, "%", ratio_value=0.05 / share if share else None, floor=1.0,
+                batch=r["batch"],
+                note=f"{r['value']:.1f} ms vs fp32 forward {fwd_ms:.0f} ms/img; "
+                     "ratio = 5% floor / share"))
+    return out
 
 
 def main(argv=None):
@@ -64,6 +83,9 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
                         help="threads for TensorFlow and PyTorch alike (default: all cores)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--demo-dir", default="keras_ssd_demo",
+                        help="output of `keras-ssd demo` for the bf16 detection agreement "
+                             "(default %(default)s; skipped when missing)")
     args = parser.parse_args(argv)
 
     common.set_threads(args.threads)
@@ -85,7 +107,7 @@ def main(argv=None):
         t0 = time.perf_counter()
         print(f"\n== {name} ==", flush=True)
         try:
-            section_rows = _section(name, args.quick)
+            section_rows = _section(name, args.quick, args.demo_dir)
         except Exception as exc:  # report and go on with the other sections
             print(f"{name}: failed: {type(exc).__name__}: {exc}", flush=True)
             section_rows = [common.row(name, "failed", None, "-",
@@ -94,6 +116,7 @@ def main(argv=None):
         rows.extend(section_rows)
         print(common.format_table(section_rows), flush=True)
 
+    rows.extend(derived_rows(rows))
     print("\n== summary ==")
     print(common.format_table(rows))
     info["load_average_end"] = os.getloadavg()

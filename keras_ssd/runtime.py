@@ -227,3 +227,47 @@ def set_mixed_precision(enabled=True, device=None):
 def mixed_precision_enabled():
     """True when the global dtype policy computes in a 16-bit float."""
     return keras.config.dtype_policy().compute_dtype in ("bfloat16", "float16")
+
+
+def mixed_precision_copy(model, enabled=True, device=None):
+    """A copy of a keras-ssd model computing under another dtype policy.
+
+    Rebuilds the model from its constructor config (`SSD.get_config()`)
+    under the mixed policy of `device` (or float32 when `enabled=False`) and
+    copies the weights, e.g. to run a float32-trained model in bfloat16:
+
+    >>> fast = mixed_precision_copy(keras.saving.load_model("model.keras"))
+
+    Args:
+        model: a `keras_ssd.models.SSD` (or any model whose `from_config`
+            builds its layers under the global policy).
+        enabled: bool, mixed precision on (default) or plain float32.
+        device: `"cpu"`, `"gpu"` or `"tpu"`; defaults to `default_device()`.
+
+    Returns:
+        The new model, with `apply_runtime_defaults` applied.
+
+    Raises:
+        ValueError: when the rebuilt model does not take the policy (a plain
+            functional model stores each layer's dtype in its config).
+    """
+    if not isinstance(enabled, bool):
+        raise ValueError(f"enabled must be True or False, got {enabled!r}")
+    policy = mixed_precision_policy(device) if enabled else "float32"
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        copy = model.__class__.from_config(model.get_config())
+    finally:
+        keras.config.set_dtype_policy(previous)
+    wanted = keras.DTypePolicy(policy).compute_dtype
+    convs = [layer for layer in copy._flatten_layers(include_self=False)
+             if isinstance(layer, keras.layers.Conv2D)]
+    if convs and convs[0].compute_dtype != wanted:
+        raise ValueError(
+            f"mixed_precision_copy: {type(model).__name__} {model.name!r} did not "
+            f"rebuild under the {policy!r} policy (its config pins layer dtypes); "
+            "build the model under keras_ssd.runtime.set_mixed_precision(...) instead"
+        )
+    copy.set_weights(model.get_weights())
+    return apply_runtime_defaults(copy)

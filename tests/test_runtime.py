@@ -212,3 +212,23 @@ def test_loss_and_decoder_stay_float32_under_mixed_precision(tiny_models):
     out = decoder(pred_bf16)
     assert keras.backend.standardize_dtype(out["boxes"].dtype) == "float32"
     assert keras.backend.standardize_dtype(out["confidence"].dtype) == "float32"
+
+
+def test_mixed_precision_copy_runs_the_same_weights_in_bf16(tiny_models):
+    model32, _ = tiny_models
+    copy = runtime.mixed_precision_copy(model32, device="cpu")
+    assert type(copy) is type(model32)
+    assert copy.config == model32.config
+    convs = [l for l in copy.layers if isinstance(l, keras.layers.Conv2D)]
+    assert all(l.compute_dtype == "bfloat16" for l in convs)
+    assert keras.config.dtype_policy().name == "float32"  # global policy restored
+    for a, b in zip(copy.get_weights(), model32.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    back = runtime.mixed_precision_copy(copy, enabled=False)
+    assert all(l.compute_dtype == "float32" for l in back.layers
+               if isinstance(l, keras.layers.Conv2D))
+
+
+def test_mixed_precision_copy_rejects_models_pinning_layer_dtypes():
+    with pytest.raises(ValueError, match="did not rebuild"):
+        runtime.mixed_precision_copy(_small_model(), device="cpu")

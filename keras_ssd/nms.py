@@ -23,7 +23,8 @@ from keras import ops
 
 
 def pairwise_iou(boxes_a, boxes_b):
-    """IoU of every box in `boxes_a` with every box in `boxes_b`.
+    """IoU of every box in `boxes_a` with every box in `boxes_b`, in the
+    dtype of the inputs.
 
     Args:
         boxes_a: `(..., M, 4)` xyxy boxes.
@@ -32,8 +33,9 @@ def pairwise_iou(boxes_a, boxes_b):
     Returns:
         `(..., M, N)` IoU; 0 where the union is not positive.
 
-    The arithmetic (and its order) is fixed so that a numpy float32
-    implementation of the same formula gives bit-identical values:
+    The arithmetic (and its order) is fixed so that a numpy implementation
+    of the same formula gives bit-identical values (outside XLA, which may
+    fuse multiply-adds):
     `area = (x2 - x1) * (y2 - y1)`,
     `inter = max(min(x2a, x2b) - max(x1a, x1b), 0) * max(min(y2a, y2b) -
     max(y1a, y1b), 0)`, `iou = inter / (area_a + area_b - inter)`.
@@ -61,6 +63,7 @@ def pairwise_iou(boxes_a, boxes_b):
 def _overlaps(boxes_a, boxes_b, iou_threshold):
     """`pairwise_iou(a, b) > iou_threshold` for `iou_threshold >= 0`.
 
+    Call it with float64 boxes holding float32 values (see `greedy_nms`).
     Skips the zero-union guard of `pairwise_iou`: a positive intersection
     implies a positive union, and with no intersection `0 / union` is 0,
     -0 or NaN, none of which exceeds a non-negative threshold. Same answer,
@@ -101,8 +104,14 @@ def greedy_nms(boxes, valid, iou_threshold=0.45, tile_size=64):
     Returns:
         `(..., K)` bool mask of kept candidates: exactly what a sequential
         per-group greedy NMS keeps.
+
+    The IoU test is done in float64 on the float32 box values. Products of
+    float32 differences are exact in float64, so fused multiply-adds (which
+    XLA may form) cannot change any IoU: the plain graph, XLA and a numpy
+    float64 reference take identical decisions. (On JAX without
+    `jax_enable_x64` the test runs in float32.)
     """
-    boxes = ops.convert_to_tensor(boxes)
+    boxes = ops.cast(ops.cast(ops.convert_to_tensor(boxes), "float32"), "float64")
     valid = ops.cast(ops.convert_to_tensor(valid), "bool")
     shape = ops.shape(boxes)
     lead = tuple(shape[:-2])
@@ -243,7 +252,7 @@ def xla_compiled(key, fn):
     if compiled is None:
         import tensorflow as tf
 
-        compiled = tf.function(fn, jit_compile=True, reduce_retracing=True)
+        compiled = tf.function(fn, jit_compile=True)
         _XLA_FUNCTIONS[key] = compiled
     return compiled
 

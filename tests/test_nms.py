@@ -7,25 +7,25 @@ from keras_ssd.nms import greedy_nms, multiclass_nms, pairwise_iou
 
 
 # ---------------------------------------------------------------- reference
-def reference_iou(a, b):
-    """Float32 IoU, the same formula and operation order as documented."""
-    a = np.asarray(a, np.float32)
-    b = np.asarray(b, np.float32)
+def reference_iou(a, b, dtype=np.float64):
+    """IoU by the documented formula and operation order; float64 (the
+    precision NMS decides in) by default."""
+    a = np.asarray(a, np.float32).astype(dtype)
+    b = np.asarray(b, np.float32).astype(dtype)
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     iw = np.maximum(
         np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]),
-        np.float32(0),
+        dtype(0),
     )
     ih = np.maximum(
         np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]),
-        np.float32(0),
+        dtype(0),
     )
     inter = iw * ih
     union = (area_a[:, None] + area_b[None, :]) - inter
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / np.where(union > 0, union, np.float32(1)),
-                        np.float32(0))
+        return np.where(union > 0, inter / np.where(union > 0, union, dtype(1)), dtype(0))
 
 
 def reference_greedy(boxes, valid, threshold):
@@ -81,15 +81,16 @@ def random_boxes(rng, shape, max_size=0.4, clustered=False):
 
 
 # -------------------------------------------------------------------- tests
-def test_pairwise_iou_is_bit_identical_to_float32_formula():
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pairwise_iou_is_bit_identical_to_numpy_formula(dtype):
     rng = np.random.default_rng(0)
     a = random_boxes(rng, (37,))
     b = random_boxes(rng, (23,))
     b[0] = a[0]  # identical boxes
     b[1] = [0.3, 0.3, 0.3, 0.5]  # zero area
     b[2] = [0.5, 0.5, 0.4, 0.4]  # inverted
-    got = np.asarray(pairwise_iou(a, b))
-    np.testing.assert_array_equal(got, reference_iou(a, b))
+    got = np.asarray(pairwise_iou(a.astype(dtype), b.astype(dtype)))
+    np.testing.assert_array_equal(got, reference_iou(a, b, dtype))
     assert got[0, 0] == 1.0
 
 

@@ -11,7 +11,7 @@ from keras_ssd.config import SSDConfig
 def _as_config(config):
     try:
         return SSDConfig.from_dict(config)
-    except TypeError as e:  # a dict with bad field types
+    except (TypeError, ValueError) as e:  # a dict with bad field types
         raise ValueError(f"AnchorBoxes: invalid SSD config: {e}") from e
 
 

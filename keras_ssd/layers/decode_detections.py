@@ -8,7 +8,7 @@ from keras import ops
 
 from keras_ssd.anchors import generate_anchors
 from keras_ssd.config import SSDConfig
-from keras_ssd.nms import _multiclass_nms, xla_compiled
+from keras_ssd.nms import multiclass_nms
 
 _TILE_SIZE = 64
 
@@ -55,19 +55,6 @@ def decode_offsets(offsets, anchors, variances):
     return ops.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=-1)
 
 
-def _postprocess(predictions, anchors, variances, clip_boxes, score_threshold,
-                 iou_threshold, max_candidates_per_class, top_k, tile_size):
-    """Decode, softmax, per-class NMS: the whole layer computation."""
-    boxes = decode_offsets(predictions[..., :4], anchors, variances)
-    if clip_boxes:
-        boxes = ops.clip(boxes, 0.0, 1.0)
-    scores = ops.softmax(predictions[..., 4:], axis=-1)[..., 1:]
-    return _multiclass_nms(
-        boxes, scores, score_threshold, iou_threshold, max_candidates_per_class,
-        top_k, tile_size,
-    )
-
-
 @keras.saving.register_keras_serializable(package="keras_ssd")
 class DecodeDetections(keras.layers.Layer):
     """Turns raw SSD predictions into at most `top_k` detections per image.
@@ -95,9 +82,10 @@ class DecodeDetections(keras.layers.Layer):
         top_k: int, detections returned per image (the output length).
         clip_boxes: bool, clip decoded boxes to [0, 1] before NMS (Caffe SSD
             does not; default False).
-        use_xla: TensorFlow backend only: run decoding and NMS as one XLA
-            cluster (the same `keras.ops` graph, fused; several times faster
-            on CPU). `None` (default) means yes; ignored on other backends.
+        use_xla: TensorFlow backend only: run the NMS as one XLA cluster
+            (the same `keras.ops` graph, fused; several times faster on CPU,
+            identical detections). `None` (default) means yes; ignored on
+            other backends.
         **kwargs: standard layer arguments.
 
     Call arguments:
@@ -140,7 +128,7 @@ class DecodeDetections(keras.layers.Layer):
         super().__init__(**kwargs)
         try:
             self.config = SSDConfig.from_dict(config)
-        except TypeError as e:
+        except (TypeError, ValueError) as e:
             raise ValueError(f"DecodeDetections: invalid SSD config: {e}") from e
         self.confidence_threshold = _check_number(
             "confidence_threshold", confidence_threshold, 0.0, 1.0
@@ -211,19 +199,20 @@ class DecodeDetections(keras.layers.Layer):
             anchors = ops.cast(anchors, "float32")
             if len(anchors.shape) == 2:
                 anchors = anchors[None]
-        options = (
-            tuple(self.config.variances),
-            self.clip_boxes,
-            self.confidence_threshold,
-            self.iou_threshold,
-            self.max_candidates_per_class,
-            self.top_k,
-            _TILE_SIZE,
+        boxes = decode_offsets(predictions[..., :4], anchors, self.config.variances)
+        if self.clip_boxes:
+            boxes = ops.clip(boxes, 0.0, 1.0)
+        scores = ops.softmax(predictions[..., 4:], axis=-1)[..., 1:]
+        return multiclass_nms(
+            boxes,
+            scores,
+            score_threshold=self.confidence_threshold,
+            iou_threshold=self.iou_threshold,
+            max_candidates_per_class=self.max_candidates_per_class,
+            top_k=self.top_k,
+            tile_size=_TILE_SIZE,
+            use_xla=self.use_xla,
         )
-        fn = _postprocess
-        if self.use_xla is not False:
-            fn = xla_compiled(("decode_detections",) + options, fn)
-        return fn(predictions, anchors, *options)
 
     def compute_output_shape(self, predictions_shape, anchors_shape=None):
         self._check_shapes(predictions_shape, anchors_shape)

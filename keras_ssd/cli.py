@@ -552,7 +552,7 @@ SUBCOMMANDS = [
     ("predict", "detect objects in images; writes annotated images and JSON",
      add_predict_arguments, run_predict),
     ("demo", "synthetic data -> train a tiny SSD -> evaluate -> annotated images "
-             "(about 10 minutes on 2 CPU cores)",
+             "(about 4 minutes on 2 CPU cores)",
      add_demo_arguments, run_demo),
 ]
 

@@ -122,7 +122,7 @@ def train_detector(model, train_dataset, epochs, batch_size=32, learning_rate=1e
     from keras_ssd.checkpoints import TrainingCheckpoint
     from keras_ssd.data import SSDSequence
     from keras_ssd.losses import SSDLoss
-    from keras_ssd.runtime import compile_defaults
+    from keras_ssd.runtime import apply_runtime_defaults, compile_defaults
 
     if int(epochs) < 1:
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
@@ -142,6 +142,10 @@ def train_detector(model, train_dataset, epochs, batch_size=32, learning_rate=1e
             boundaries=decay_steps_from_epochs(epochs, steps_per_epoch, lr_decay_epochs),
         )
         model.compile(**compile_defaults(jit_compile, optimizer=opt, loss=SSDLoss()))
+    else:
+        # A resumed model keeps its optimizer; pin the fast jit setting for
+        # this machine (the saved one may come from another device).
+        apply_runtime_defaults(model, jit_compile)
     if initial_epoch:
         sequence.set_epoch(initial_epoch)
 

@@ -1,0 +1,431 @@
+"""Export an SSD as a deployable artifact with decoding and NMS inside.
+
+`export(model, path, format=...)` writes a TensorFlow SavedModel, an ONNX
+file or a LiteRT (TFLite) flatbuffer that maps a batch of RGB images at the
+model's input size straight to the final detections: box decoding, softmax,
+per-class greedy NMS and top-k all run inside the artifact, so serving needs
+no Python and no keras-ssd.
+
+Every artifact has one input and four outputs:
+
+- input `images`: `(B, S, S, 3)` RGB, `float32` (values 0..255) or `uint8`
+  (`input_dtype`); `S` is the model's input size;
+- `boxes`: `(B, top_k, 4)` float32 normalised `(xmin, ymin, xmax, ymax)`
+  (multiply by `S`, or by an original image's width/height, for pixels);
+- `scores`: `(B, top_k)` float32 class probability;
+- `labels`: `(B, top_k)` int32 0-based class, -1 on padding rows;
+- `count`: `(B,)` int32 number of real detections (rows `0..count-1`).
+
+These are the outputs of `keras_ssd.inference_model` (`confidence` and
+`num_detections` renamed to `scores` and `count`), computed by the same
+`DecodeDetections` graph through its portable `keras.ops` path (the XLA fast
+path is never exported).
+
+The conversion runs on the TensorFlow backend. ONNX needs the `export` extra
+(`pip install "keras-ssd[export]"`: tf2onnx, onnx, onnxruntime); LiteRT uses
+TensorFlow's own `tf.lite.TFLiteConverter` and only builtin LiteRT ops, so the
+`.tflite` file runs on the plain LiteRT runtime (`ai_edge_litert` or
+`tf.lite.Interpreter`), no Flex delegate.
+"""
+
+import contextlib
+import numbers
+import os
+import tempfile
+
+#: Accepted `format` values (aliases map onto these).
+FORMATS = ("tf_saved_model", "onnx", "litert")
+_FORMAT_ALIASES = {
+    "tf_saved_model": "tf_saved_model",
+    "saved_model": "tf_saved_model",
+    "savedmodel": "tf_saved_model",
+    "onnx": "onnx",
+    "litert": "litert",
+    "tflite": "litert",
+}
+#: Accepted `input_dtype` values.
+INPUT_DTYPES = ("float32", "uint8")
+#: Output names of every artifact, in this order.
+OUTPUT_NAMES = ("boxes", "scores", "labels", "count")
+#: `DecodeDetections` options `export` accepts.
+DECODE_OPTIONS = (
+    "confidence_threshold",
+    "iou_threshold",
+    "max_candidates_per_class",
+    "top_k",
+    "clip_boxes",
+)
+#: ONNX opset used when `opset` is not given.
+DEFAULT_ONNX_OPSET = 17
+EXPORT_EXTRA = 'pip install "keras-ssd[export]"'
+
+
+class MissingExportDependency(ImportError):
+    """An optional export dependency is not installed (message names the extra)."""
+
+
+def _require_module(name, fmt):
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        raise MissingExportDependency(
+            f"export(format={fmt!r}) needs the `{name}` package, which is not "
+            f"installed ({e}). Install the export extra: {EXPORT_EXTRA}"
+        ) from None
+
+
+def normalize_format(format):
+    """The canonical format name for `format` (case-insensitive, aliases
+    `saved_model` and `tflite` accepted); `ValueError` otherwise."""
+    key = str(format).strip().lower().replace("-", "_") if isinstance(format, str) else None
+    if key not in _FORMAT_ALIASES:
+        raise ValueError(
+            f"export: unknown format {format!r}; choose one of {', '.join(FORMATS)}"
+        )
+    return _FORMAT_ALIASES[key]
+
+
+def default_extension(format):
+    """The file name ending `export` expects for a format ("" for a folder)."""
+    return {"tf_saved_model": "", "onnx": ".onnx", "litert": ".tflite"}[
+        normalize_format(format)
+    ]
+
+
+# ---------------------------------------------------------------- the model
+def _iter_layers(model):
+    seen, stack = set(), [model]
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        yield layer
+        stack.extend(reversed(getattr(layer, "layers", None) or []))
+
+
+def split_detector(model):
+    """Split a training SSD or an inference model for export.
+
+    Args:
+        model: a keras-ssd training model (a `keras.Model` with an `SSDConfig`
+            `config`, output `(B, N, 4 + num_classes + 1)`), or an inference
+            model holding one `DecodeDetections` layer (e.g. from
+            `keras_ssd.inference_model`, also after `.keras` loading).
+
+    Returns:
+        `(predictor, config, decode_options)`: `predictor` maps images to the
+        decoder's inputs (the raw predictions, plus the priors for an
+        inference model), `config` is the `SSDConfig`, `decode_options` the
+        inference model's decoder settings (empty for a training model).
+
+    Raises:
+        ValueError: when the model is neither.
+    """
+    import keras
+
+    from keras_ssd.config import SSDConfig
+    from keras_ssd.layers.decode_detections import DecodeDetections
+
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            f"export: expected a keras-ssd keras.Model, got {type(model).__name__}"
+        )
+    decoders = [l for l in _iter_layers(model) if isinstance(l, DecodeDetections)]
+    if len(decoders) > 1:
+        raise ValueError(
+            f"export: model {model.name!r} holds {len(decoders)} DecodeDetections "
+            "layers; expected one (an inference model) or none (a training model)"
+        )
+    if not decoders:
+        config = getattr(model, "config", None)
+        if not isinstance(config, SSDConfig):
+            raise ValueError(
+                f"export: model {model.name!r} is not a keras-ssd model: it has no "
+                "SSDConfig `config` attribute and no DecodeDetections layer"
+            )
+        return model, config, {}
+    decoder = decoders[0]
+    try:
+        decoder_inputs = decoder.input
+    except (AttributeError, ValueError) as e:
+        raise ValueError(
+            f"export: cannot trace the inputs of the DecodeDetections layer in "
+            f"{model.name!r} ({e}); export the training model instead"
+        ) from None
+    if not isinstance(decoder_inputs, (list, tuple)):
+        decoder_inputs = [decoder_inputs]
+    if len(model.inputs) != 1:
+        raise ValueError(
+            f"export: the model must take one image input, {model.name!r} takes "
+            f"{len(model.inputs)}"
+        )
+    predictor = keras.Model(model.inputs, list(decoder_inputs),
+                            name=f"{model.name}_predictor")
+    options = {name: getattr(decoder, name) for name in DECODE_OPTIONS}
+    return predictor, decoder.config, options
+
+
+def _image_size(predictor, config):
+    shape = tuple(predictor.inputs[0].shape[1:]) if predictor.inputs else ()
+    if len(shape) != 3 or shape[-1] != 3:
+        raise ValueError(
+            f"export: the model must take RGB images (B, S, S, 3), its input is "
+            f"(B, {', '.join(str(d) for d in shape)})"
+        )
+    height, width = (d if d is not None else config.image_size for d in shape[:2])
+    return int(height), int(width)
+
+
+def _check_batch_size(batch_size, fmt):
+    if batch_size is None:
+        return 1 if fmt == "litert" else None
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
+            or batch_size < 1:
+        raise ValueError(
+            f"export: batch_size must be a positive int or None, got {batch_size!r}"
+        )
+    return int(batch_size)
+
+
+def _check_path(path, fmt):
+    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+        raise ValueError(f"export: path must be a file or folder path, got {path!r}")
+    path = os.fspath(path)
+    if fmt == "tf_saved_model":
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ValueError(
+                f"export: {path} exists and is a file; a SavedModel is a folder"
+            )
+        if os.path.isdir(path) and os.listdir(path) and not os.path.isfile(
+                os.path.join(path, "saved_model.pb")):
+            raise ValueError(
+                f"export: folder {path} is not empty and holds no SavedModel; "
+                "give a new or empty folder (an existing SavedModel is replaced)"
+            )
+    else:
+        ext = default_extension(fmt)
+        if os.path.isdir(path):
+            raise ValueError(
+                f"export: {path} is a folder; format {fmt!r} writes one file "
+                f"(e.g. {os.path.join(path, 'model' + ext)})"
+            )
+        if not path.lower().endswith(ext):
+            raise ValueError(
+                f"export: format {fmt!r} writes a {ext} file; path {path!r} does not "
+                f"end with {ext}"
+            )
+    return path
+
+
+# -------------------------------------------------------------- the graph
+class _Float32Ops:
+    """`keras.ops` with float64 casts made float32 (see `_float32_nms`)."""
+
+    def __init__(self, ops):
+        self._ops = ops
+
+    def __getattr__(self, name):
+        return getattr(self._ops, name)
+
+    def cast(self, x, dtype):
+        if str(dtype) == "float64":
+            dtype = "float32"
+        return self._ops.cast(x, dtype)
+
+
+@contextlib.contextmanager
+def _float32_nms():
+    """Trace `keras_ssd.nms` without float64 (LiteRT has no float64 kernels).
+
+    The NMS overlap test runs in float64 so that XLA and plain TensorFlow
+    graphs decide bit-identically; LiteRT's builtin operators have no float64
+    kernels. While tracing a LiteRT graph the test therefore runs in float32,
+    which is what `keras_ssd.nms` does on backends without float64 (JAX).
+    """
+    import keras_ssd.nms as nms
+
+    original = nms.ops
+    nms.ops = _Float32Ops(original)
+    try:
+        yield
+    finally:
+        nms.ops = original
+
+
+def _serving_function(predictor, decoder):
+    import tensorflow as tf
+
+    def serve(images):
+        inputs = predictor(tf.cast(images, tf.float32), training=False)
+        if not isinstance(inputs, (list, tuple)):
+            inputs = [inputs]
+        detections = decoder(*inputs)
+        return {
+            "boxes": detections["boxes"],
+            "scores": detections["confidence"],
+            "labels": detections["labels"],
+            "count": detections["num_detections"],
+        }
+
+    return serve
+
+
+def _write_saved_model(predictor, serve, spec, path):
+    import keras
+
+    archive = keras.export.ExportArchive()
+    archive.track(predictor)
+    archive.add_endpoint("serve", serve, input_signature=[spec])
+    archive.write_out(path, verbose=False)
+
+
+def _name_batch_dims(onnx_model):
+    """Give the dynamic batch dimension of inputs and outputs the name "batch"."""
+    for value in list(onnx_model.graph.input) + list(onnx_model.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_param = "batch"
+
+
+def _write_onnx(serve, spec, path, opset):
+    import tensorflow as tf
+
+    tf2onnx = _require_module("tf2onnx", "onnx")
+    onnx = _require_module("onnx", "onnx")
+    function = tf.function(serve, input_signature=[spec])
+    onnx_model, _ = tf2onnx.convert.from_function(
+        function, input_signature=[spec], opset=opset
+    )
+    _name_batch_dims(onnx_model)
+    onnx.checker.check_model(onnx_model)
+    onnx.save(onnx_model, path)
+
+
+def _write_litert(predictor, serve, spec, path):
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory(prefix="keras_ssd_litert_") as tmp:
+        saved = os.path.join(tmp, "saved_model")
+        with _float32_nms():
+            _write_saved_model(predictor, serve, spec, saved)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        try:
+            flatbuffer = converter.convert()
+        except Exception as e:  # noqa: BLE001 - converter errors are long MLIR dumps
+            lines = [l for l in str(e).splitlines() if "error:" in l]
+            reason = lines[0].split("error:", 1)[1].strip() if lines else type(e).__name__
+            raise ValueError(
+                "export(format='litert'): the detection graph does not convert to "
+                f"builtin LiteRT operators: {reason[:300]}"
+            ) from e
+    with open(path, "wb") as f:
+        f.write(flatbuffer)
+
+
+# --------------------------------------------------------------- public API
+def export(model, path, format="tf_saved_model", *, input_dtype="float32",
+           batch_size=None, opset=None, verbose=False, **decode_options):
+    """Write `model` as a deployable detector with decoding and NMS inside.
+
+    Args:
+        model: a keras-ssd training model (`SSD300`, `SSDTiny`, ..., or any
+            `keras.Model` with an `SSDConfig` `config` whose output is
+            `(B, N, 4 + num_classes + 1)`) or an inference model (e.g. from
+            `keras_ssd.inference_model`, whose decoder settings are kept).
+        path: where to write: a folder for `"tf_saved_model"`, a `.onnx` file
+            for `"onnx"`, a `.tflite` file for `"litert"`. Parent folders are
+            created; an existing artifact is replaced.
+        format: `"tf_saved_model"` (alias `"saved_model"`), `"onnx"` or
+            `"litert"` (alias `"tflite"`).
+        input_dtype: `"float32"` (RGB values 0..255) or `"uint8"`: the dtype
+            of the artifact's `images` input.
+        batch_size: fixed batch size, or `None`: a dynamic batch for
+            SavedModel and ONNX, 1 for LiteRT (LiteRT graphs have fixed
+            shapes).
+        opset: ONNX opset (default 17); only for `format="onnx"`.
+        verbose: print where the artifact was written.
+        **decode_options: `confidence_threshold`, `iou_threshold`,
+            `max_candidates_per_class`, `top_k`, `clip_boxes` of
+            `DecodeDetections`; default to the inference model's settings,
+            or `DecodeDetections`' defaults (0.01, 0.45, 400, 200, False) for
+            a training model.
+
+    Returns:
+        The path written (str).
+
+    Raises:
+        ValueError: bad arguments, a model that is not a keras-ssd model, a
+            non-TensorFlow backend, or a graph the target cannot represent.
+        MissingExportDependency: (an `ImportError`) `format="onnx"` without
+            the `export` extra installed.
+
+    Example:
+
+    >>> export(model, "ssd_tiny.onnx", format="onnx", confidence_threshold=0.3)
+    'ssd_tiny.onnx'
+    >>> import onnxruntime as ort
+    >>> session = ort.InferenceSession("ssd_tiny.onnx")
+    >>> boxes, count, labels, scores = session.run(
+    ...     ["boxes", "count", "labels", "scores"], {"images": images})
+    """
+    import keras
+
+    fmt = normalize_format(format)
+    if input_dtype not in INPUT_DTYPES:
+        raise ValueError(
+            f"export: input_dtype must be one of {INPUT_DTYPES}, got {input_dtype!r}"
+        )
+    batch = _check_batch_size(batch_size, fmt)
+    path = _check_path(path, fmt)
+    if opset is not None:
+        if fmt != "onnx":
+            raise ValueError(f"export: opset only applies to format='onnx', not {fmt!r}")
+        if isinstance(opset, bool) or not isinstance(opset, numbers.Integral) \
+                or not 13 <= opset <= 21:
+            raise ValueError(f"export: opset must be an int in [13, 21], got {opset!r}")
+    unknown = sorted(set(decode_options) - set(DECODE_OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"export: unknown option(s) {', '.join(unknown)}; decode options are "
+            f"{', '.join(DECODE_OPTIONS)}"
+        )
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            "export: the artifact is built from a TensorFlow graph, so export needs "
+            f"the TensorFlow backend (active: {keras.backend.backend()!r}). Save the "
+            "model as .keras, then run the export with KERAS_BACKEND=tensorflow "
+            "(for example `KERAS_BACKEND=tensorflow keras-ssd export ...`)."
+        )
+    if fmt == "onnx":  # fail before any tracing when the extra is missing
+        _require_module("tf2onnx", fmt)
+        _require_module("onnx", fmt)
+
+    import tensorflow as tf
+
+    from keras_ssd.layers.decode_detections import DecodeDetections
+
+    predictor, config, options = split_detector(model)
+    options.update(decode_options)
+    decoder = DecodeDetections(config, use_xla=False, name="export_detections",
+                               **options)
+    height, width = _image_size(predictor, config)
+    spec = tf.TensorSpec((batch, height, width, 3), getattr(tf, input_dtype),
+                         name="images")
+    serve = _serving_function(predictor, decoder)
+
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    if fmt == "tf_saved_model":
+        _write_saved_model(predictor, serve, spec, path)
+    elif fmt == "onnx":
+        _write_onnx(serve, spec, path, DEFAULT_ONNX_OPSET if opset is None else int(opset))
+    else:
+        _write_litert(predictor, serve, spec, path)
+    if verbose:
+        print(f"exported {fmt} detector ({input_dtype} images "
+              f"{batch or 'B'}x{height}x{width}x3 -> {', '.join(OUTPUT_NAMES)}) to {path}")
+    return path

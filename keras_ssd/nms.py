@@ -88,6 +88,16 @@ def _overlaps(boxes_a, boxes_b, iou_threshold):
     return (inter / union) > iou_threshold
 
 
+def _decision_dtype():
+    """float64, except on JAX without x64 support (then float32)."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        if not jax.config.jax_enable_x64:
+            return "float32"
+    return "float64"
+
+
 def greedy_nms(boxes, valid, iou_threshold=0.45, tile_size=64):
     """Greedy NMS over the last axis of groups of score-sorted candidates.
 
@@ -111,7 +121,7 @@ def greedy_nms(boxes, valid, iou_threshold=0.45, tile_size=64):
     float64 reference take identical decisions. (On JAX without
     `jax_enable_x64` the test runs in float32.)
     """
-    boxes = ops.cast(ops.cast(ops.convert_to_tensor(boxes), "float32"), "float64")
+    boxes = ops.cast(ops.cast(ops.convert_to_tensor(boxes), "float32"), _decision_dtype())
     valid = ops.cast(ops.convert_to_tensor(valid), "bool")
     shape = ops.shape(boxes)
     lead = tuple(shape[:-2])

@@ -556,6 +556,9 @@ SUBCOMMANDS = [
      add_demo_arguments, run_demo),
 ]
 
+from keras_ssd.export import EXPORT_HELP, add_export_arguments, run_export  # noqa: E402
+SUBCOMMANDS.append(("export", EXPORT_HELP, add_export_arguments, run_export))
+
 
 def build_parser():
     parser = argparse.ArgumentParser(

@@ -162,7 +162,7 @@ def split_detector(model):
             f"export: the model must take one image input, {model.name!r} takes "
             f"{len(model.inputs)}"
         )
-    predictor = keras.Model(model.inputs, list(decoder_inputs),
+    predictor = keras.Model(model.inputs[0], list(decoder_inputs),
                             name=f"{model.name}_predictor")
     options = {name: getattr(decoder, name) for name in DECODE_OPTIONS}
     return predictor, decoder.config, options

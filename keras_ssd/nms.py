@@ -16,6 +16,11 @@ to its fixed point. That fixed point is unique and equals the greedy result
 past the last valid candidate of every group are never visited, so the cost
 follows the number of candidates that pass the score threshold, and only the
 upper triangle of the IoU matrix is ever computed.
+
+IoU decisions are taken in float64 on the float32 boxes, which makes them
+immune to fused multiply-adds: on the TensorFlow backend `multiclass_nms`
+runs as an XLA cluster (several times faster on CPU) and still keeps exactly
+the boxes the plain graph and a numpy reference keep.
 """
 
 import keras

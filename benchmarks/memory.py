@@ -2,7 +2,8 @@
 
 Each side trains for a few steps in its own child process (so neither
 framework's allocations count against the other) and reports
-`resource.getrusage(RUSAGE_SELF).ru_maxrss`, plus the RSS right after its
+its peak resident set (`VmHWM` from /proc/self/status; `getrusage`'s
+`ru_maxrss` where that is missing), plus the RSS right after its
 imports, so the model + training share is visible.
 
     python -m benchmarks.memory [--side ours|torchvision] [--steps N]
@@ -19,15 +20,31 @@ SECTION = "memory"
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _rss_mb():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
+def _status_mb(field):
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return None
 
 
+def _rss_mb():
+    return _status_mb("VmRSS")
+
+
 def _peak_mb():
+    """Peak RSS of this process image.
+
+    Linux keeps `getrusage().ru_maxrss` across `execve`, so a child spawned
+    from a big parent reports the parent's size; `VmHWM` (the high-water
+    mark of this address space) does not, so it is preferred.
+    """
+    hwm = _status_mb("VmHWM")
+    if hwm is not None:
+        return hwm
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

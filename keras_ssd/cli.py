@@ -189,7 +189,13 @@ def load_ssd_model(path):
         raise CLIError(
             f"--model-file {path} is not a keras-ssd model ({reason[:300]})"
         ) from None
-    if not isinstance(getattr(model, "config", None), SSDConfig):
+    from keras_ssd.inference import get_config_from_model
+
+    try:
+        config = get_config_from_model(model)
+    except ValueError:
+        config = None
+    if not isinstance(config, SSDConfig):
         raise CLIError(
             f"--model-file {path} is a Keras model but not a keras-ssd SSD model "
             "(it has no SSDConfig)"
@@ -390,7 +396,9 @@ def run_evaluate(args):
     from keras_ssd.data import VOCDataset
     from keras_ssd.evaluation import evaluate
 
-    class_names = model.config.names
+    from keras_ssd.inference import get_config_from_model
+
+    class_names = get_config_from_model(model).names
     dataset = VOCDataset(args.data, split=args.split, class_names=class_names)
     result = evaluate(model, dataset, batch_size=args.batch_size,
                       use_07_metric=args.use_07_metric, verbose=1)

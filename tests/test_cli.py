@@ -253,3 +253,22 @@ def test_train_writes_checkpoints_that_evaluate_loads_and_resume_continues(
     code, stdout, err = _run(capsys, "evaluate", "--data", synthetic,
                              "--model-file", str(ckpt / "latest.keras"))
     assert code == 0, err and "mAP" in stdout
+
+
+def test_evaluate_and_predict_accept_a_saved_inference_model(capsys, model_file, synthetic,
+                                                             tmp_path):
+    import keras
+
+    from keras_ssd.inference import inference_model
+
+    path = tmp_path / "detector.keras"
+    inference_model(keras.saving.load_model(model_file, compile=False)).save(path)
+    code, stdout, err = _run(capsys, "evaluate", "--data", synthetic, "--model-file", str(path))
+    assert code == 0, err
+    assert "circle" in stdout and "mAP" in stdout
+    image = os.path.join(synthetic, "JPEGImages", sorted(os.listdir(
+        os.path.join(synthetic, "JPEGImages")))[0])
+    code, _, err = _run(capsys, "predict", "--model-file", str(path), image,
+                        "--out", str(tmp_path / "p"))
+    assert code == 0, err
+    assert (tmp_path / "p" / "detections.json").is_file()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from keras_ssd.anchors import generate_anchors
-from keras_ssd.boxes import cxcywh_to_xyxy, decode_boxes
+from keras_ssd.boxes import decode_boxes
 from keras_ssd.config import SSDConfig
 from keras_ssd.encoding import TargetEncoder
 from keras_ssd.layers.anchor_boxes import AnchorBoxes

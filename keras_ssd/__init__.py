@@ -43,3 +43,10 @@ from keras_ssd.data import (
     make_synthetic_voc,
 )
 from keras_ssd.data.sequence import SSDSequence
+from keras_ssd import runtime
+from keras_ssd.predict import predict_image, predict_images
+from keras_ssd.visualize import draw_detections
+
+# Last: the function `keras_ssd.export(...)` shadows the submodule attribute
+# of the same name (`import keras_ssd.export` still finds the module).
+from keras_ssd.export import export

@@ -23,6 +23,8 @@ runs as an XLA cluster (several times faster on CPU) and still keeps exactly
 the boxes the plain graph and a numpy reference keep.
 """
 
+import contextlib
+
 import keras
 from keras import ops
 
@@ -93,8 +95,34 @@ def _overlaps(boxes_a, boxes_b, iou_threshold):
     return (inter / union) > iou_threshold
 
 
+_DECISION_DTYPE_OVERRIDE = []
+
+
+@contextlib.contextmanager
+def overlap_dtype(dtype):
+    """Trace NMS with its IoU test in `dtype` ("float32" or "float64").
+
+    For exporters whose runtime has no float64 kernels (e.g. LiteRT):
+
+    >>> with overlap_dtype("float32"):
+    ...     concrete = tf.function(detector).get_concrete_function(spec)
+
+    float32 decisions can differ from the default float64 ones only when an
+    IoU lies within rounding of the threshold.
+    """
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"overlap_dtype must be 'float32' or 'float64', got {dtype!r}")
+    _DECISION_DTYPE_OVERRIDE.append(dtype)
+    try:
+        yield
+    finally:
+        _DECISION_DTYPE_OVERRIDE.pop()
+
+
 def _decision_dtype():
     """float64, except on JAX without x64 support (then float32)."""
+    if _DECISION_DTYPE_OVERRIDE:
+        return _DECISION_DTYPE_OVERRIDE[-1]
     if keras.backend.backend() == "jax":
         import jax
 
@@ -241,7 +269,7 @@ def multiclass_nms(boxes, scores, score_threshold=0.01, iou_threshold=0.45,
     )
     fn = _multiclass_nms
     if use_xla is not False:
-        fn = xla_compiled(("multiclass_nms",) + options, fn)
+        fn = xla_compiled(("multiclass_nms", _decision_dtype()) + options, fn)
     return fn(
         ops.convert_to_tensor(boxes, "float32"),
         ops.convert_to_tensor(scores, "float32"),

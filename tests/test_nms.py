@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from keras_ssd.nms import greedy_nms, multiclass_nms, pairwise_iou
+from keras_ssd.nms import greedy_nms, multiclass_nms, overlap_dtype, pairwise_iou
 
 
 # ---------------------------------------------------------------- reference
@@ -203,3 +203,21 @@ def test_multiclass_nms_pads_when_fewer_candidates_than_top_k():
     np.testing.assert_allclose(out["confidence"][0, :3], [0.9, 0.6, 0.2])
     assert out["labels"][0].tolist() == [0, 1, 0] + [-1] * 7
     np.testing.assert_array_equal(out["boxes"][0, :3], boxes[0, [0, 2, 2]])
+
+
+def test_overlap_dtype_float32_decides_like_a_float32_reference():
+    rng = np.random.default_rng(21)
+    boxes = random_boxes(rng, (4, 90), clustered=True)
+    valid = np.ones((4, 90), bool)
+    with overlap_dtype("float32"):
+        got = np.asarray(greedy_nms(boxes, valid, 0.45, tile_size=32))
+    for g in range(4):
+        keep = np.zeros(90, bool)
+        for i in range(90):
+            kept = np.nonzero(keep)[0]
+            iou = reference_iou(boxes[g, i:i + 1], boxes[g, kept], np.float32)
+            keep[i] = not (kept.size and (iou[0] > np.float32(0.45)).any())
+        np.testing.assert_array_equal(got[g], keep)
+    with pytest.raises(ValueError, match="overlap_dtype"):
+        with overlap_dtype("float16"):
+            pass

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_ssd.distribute import cross_replica_sum
+
 
 @keras.saving.register_keras_serializable(package="keras_ssd")
 class SSDLoss(keras.losses.Loss):
@@ -123,7 +125,9 @@ class SSDLoss(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         loc, conf, num_pos = self.components(y_true, y_pred)
-        total_pos = ops.maximum(ops.sum(num_pos), 1.0)
+        # N_pos of the global batch: summed over the replicas of a
+        # tf.distribute step (identity on one device and under JAX).
+        total_pos = ops.maximum(cross_replica_sum(ops.sum(num_pos)), 1.0)
         return (conf + self.alpha * loc) / total_pos
 
     def get_config(self):

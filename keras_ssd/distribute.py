@@ -1,0 +1,367 @@
+"""Data-parallel training on several devices or machines.
+
+One vocabulary for both backends:
+
+| `name`           | TensorFlow backend                           | JAX backend                                  |
+|------------------|----------------------------------------------|----------------------------------------------|
+| `"none"`         | the default strategy (one device)            | `None` (one device)                          |
+| `"mirrored"`     | `tf.distribute.MirroredStrategy`             | `keras.distribution.DataParallel`            |
+| `"multi-worker"` | `tf.distribute.MultiWorkerMirroredStrategy`  | `keras.distribution.initialize()` + `DataParallel` |
+
+Build, compile **and** fit inside `strategy_scope(strategy)`. The batch size
+you give `fit` / `SSDSequence` is the **global** batch: each of the `R`
+replicas gets `batch_size / R` images per step (`check_global_batch_size`
+insists that it divides).
+
+Why the result equals single-device training on the global batch:
+
+- `SSDLoss` divides by the number of positives of the **global** batch:
+  under a `tf.distribute` strategy each replica only sees its share, so the
+  loss sums its per-replica count across replicas (`cross_replica_sum`); its
+  `"sum"` reduction is not rescaled by Keras, and the per-replica gradients
+  of `share_r / N_pos_global` are summed by the optimizer, which is exactly
+  the gradient of the global loss. Under JAX, `DataParallel` compiles one
+  program over the global (sharded) batch, so every sum is already global.
+- Weight decay: Keras divides regularisation losses by `R` under
+  `tf.distribute`, so the summed gradient counts it once.
+- Batch normalisation: `prepare_model` switches Keras' synchronised batch
+  statistics on under a multi-replica TensorFlow strategy (JAX computes
+  global statistics by construction). The saved model config keeps
+  `synchronized=False`, so checkpoints load under any backend.
+
+Example:
+
+>>> from keras_ssd import distribute
+>>> strategy = distribute.get_strategy("mirrored")
+>>> with distribute.strategy_scope(strategy):
+...     model = SSDTiny(num_classes=20)
+...     distribute.prepare_model(model, strategy)
+...     model.compile(optimizer="sgd", loss=SSDLoss())
+...     model.fit(sequence, epochs=10)   # sequence batch = the global batch
+"""
+
+import contextlib
+import json
+import os
+
+import keras
+
+__all__ = [
+    "STRATEGIES",
+    "get_strategy",
+    "strategy_scope",
+    "num_replicas",
+    "check_global_batch_size",
+    "prepare_model",
+    "build_and_compile",
+    "cross_replica_sum",
+    "parse_tf_config",
+]
+
+#: Accepted strategy names (the `keras-ssd train --distribute` choices).
+STRATEGIES = ("none", "mirrored", "multi-worker")
+
+
+def _backend():
+    return keras.backend.backend()
+
+
+def _normalize_name(name):
+    key = "none" if name is None else str(name).strip().lower().replace("_", "-")
+    if key == "multiworker":
+        key = "multi-worker"
+    if key not in STRATEGIES:
+        raise ValueError(
+            f"distribute strategy must be one of {', '.join(STRATEGIES)}, got {name!r}"
+        )
+    return key
+
+
+def parse_tf_config(environ=None):
+    """The `TF_CONFIG` cluster description, checked.
+
+    Args:
+        environ: mapping to read `TF_CONFIG` from (default `os.environ`).
+
+    Returns:
+        `None` when `TF_CONFIG` is unset or empty, else a dict with
+        `"workers"` (list of `"host:port"`), `"task_type"` and
+        `"task_index"` (int) and `"address"` (this task's `"host:port"`).
+        Workers are listed chief first.
+
+    Raises:
+        ValueError: `TF_CONFIG` is not JSON, has no `cluster.worker` list, or
+            its `task` does not name a worker/chief in the cluster.
+    """
+    environ = os.environ if environ is None else environ
+    text = environ.get("TF_CONFIG", "").strip()
+    if not text:
+        return None
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"TF_CONFIG is not valid JSON ({e.msg} at char {e.pos})") from None
+    if not isinstance(spec, dict):
+        raise ValueError("TF_CONFIG must be a JSON object with 'cluster' and 'task'")
+    cluster = spec.get("cluster")
+    if not isinstance(cluster, dict):
+        raise ValueError("TF_CONFIG has no 'cluster' object, e.g. "
+                         '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+                         '"task": {"type": "worker", "index": 0}}')
+    workers = list(cluster.get("chief", [])) + list(cluster.get("worker", []))
+    if not workers or not all(isinstance(w, str) and ":" in w for w in workers):
+        raise ValueError("TF_CONFIG cluster must list its workers as 'host:port' strings "
+                         f"under 'worker' (and optionally 'chief'), got {cluster!r}")
+    task = spec.get("task")
+    if not isinstance(task, dict) or "type" not in task or "index" not in task:
+        raise ValueError("TF_CONFIG needs a 'task' object like "
+                         '{"type": "worker", "index": 0}, got ' + repr(task))
+    task_type = task["type"]
+    index = task["index"]
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise ValueError(f"TF_CONFIG task index must be an int, got {index!r}")
+    members = cluster.get(task_type)
+    if task_type not in ("chief", "worker") or not isinstance(members, list):
+        raise ValueError(f"TF_CONFIG task type {task_type!r} is not 'chief' or 'worker' "
+                         "listed in the cluster")
+    if not 0 <= index < len(members):
+        raise ValueError(f"TF_CONFIG task index {index} is out of range for the "
+                         f"{len(members)} {task_type}(s) in the cluster")
+    return {"workers": workers, "task_type": task_type, "task_index": index,
+            "address": members[index]}
+
+
+def _tf_strategy(name, devices):
+    import tensorflow as tf
+
+    if name == "none":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        if devices is None and not tf.config.list_logical_devices("GPU"):
+            cpus = tf.config.list_logical_devices("CPU")
+            if len(cpus) > 1:  # e.g. a CPU split into logical devices
+                devices = [d.name for d in cpus]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if devices is not None:
+        raise ValueError("get_strategy: devices cannot be set for 'multi-worker' "
+                         "(each worker uses its local GPUs, or its CPU)")
+    parse_tf_config()  # clear error for a malformed TF_CONFIG before TF reads it
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def _jax_initialize_from_tf_config():
+    """`keras.distribution.initialize` from `TF_CONFIG` or the
+    `KERAS_DISTRIBUTION_*` variables."""
+    if os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES"):
+        keras.distribution.initialize()
+        return
+    cluster = parse_tf_config()
+    if cluster is None:
+        raise ValueError(
+            "multi-worker under JAX needs TF_CONFIG (the same cluster description as "
+            "TensorFlow) or KERAS_DISTRIBUTION_JOB_ADDRESSES, "
+            "KERAS_DISTRIBUTION_NUM_PROCESSES and KERAS_DISTRIBUTION_PROCESS_ID"
+        )
+    process_id = cluster["workers"].index(cluster["address"])
+    keras.distribution.initialize(
+        job_addresses=",".join(cluster["workers"]),
+        num_processes=len(cluster["workers"]),
+        process_id=process_id,
+    )
+
+
+def get_strategy(name="none", devices=None):
+    """The distribution object for `name` on the active Keras backend.
+
+    Args:
+        name: `"none"`, `"mirrored"` (all local GPUs; on a machine without
+            GPUs, all logical CPU devices) or `"multi-worker"` (the machines
+            described by `TF_CONFIG`; see `docs/distributed.md`).
+        devices: optional device list for `"mirrored"` (TensorFlow device
+            names such as `"/gpu:0"`, or JAX devices / `"cpu:0"` style
+            names for `keras.distribution.DataParallel`).
+
+    Returns:
+        TensorFlow: a `tf.distribute.Strategy` (`"none"`: the default
+        strategy). JAX: a `keras.distribution.DataParallel`, or `None` for
+        `"none"`. Either way, pass it to `strategy_scope`.
+
+    Raises:
+        ValueError: unknown name, malformed `TF_CONFIG`, or a backend
+            without a data-parallel implementation here (PyTorch, NumPy).
+    """
+    name = _normalize_name(name)
+    backend = _backend()
+    if backend == "tensorflow":
+        return _tf_strategy(name, devices)
+    if backend == "jax":
+        if name == "none":
+            return None
+        if name == "multi-worker":
+            if devices is not None:
+                raise ValueError("get_strategy: devices cannot be set for 'multi-worker'")
+            _jax_initialize_from_tf_config()
+        return keras.distribution.DataParallel(devices=devices)
+    if name == "none":
+        return None
+    raise ValueError(
+        f"distributed training ({name!r}) is implemented for the TensorFlow and JAX "
+        f"backends, not {backend!r}"
+    )
+
+
+def strategy_scope(strategy):
+    """Context manager under which to build, compile and fit.
+
+    `strategy.scope()` for a `tf.distribute.Strategy` or a
+    `keras.distribution.Distribution`; a no-op for `None`.
+    """
+    if strategy is None:
+        return contextlib.nullcontext()
+    return strategy.scope()
+
+
+def num_replicas(strategy):
+    """Number of model replicas (devices) a step is split across."""
+    if strategy is None:
+        return 1
+    count = getattr(strategy, "num_replicas_in_sync", None)
+    if count is None:
+        count = getattr(strategy, "num_model_replicas", None)
+    if count is None:
+        count = int(strategy.device_mesh.devices.size)
+    return int(count)
+
+
+def check_global_batch_size(batch_size, strategy):
+    """Per-replica batch size for a global `batch_size`.
+
+    Raises:
+        ValueError: `batch_size` is not a positive multiple of the number of
+            replicas (an uneven split would leave devices idle under
+            TensorFlow and cannot be sharded under JAX).
+    """
+    replicas = num_replicas(strategy)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch size must be a positive int, got {batch_size!r}")
+    if batch_size % replicas:
+        raise ValueError(
+            f"the global batch size {batch_size} is not divisible by the {replicas} "
+            f"replicas; use a multiple of {replicas} (e.g. {replicas * max(1, batch_size // replicas)})"
+        )
+    return batch_size // replicas
+
+
+def _portable_batchnorm_config(layer):
+    """Report `synchronized=False` in the layer config: synchronisation is a
+    property of the training run, and `synchronized=True` would not load
+    under JAX or PyTorch."""
+    class_get_config = type(layer).get_config
+
+    def get_config():
+        config = class_get_config(layer)
+        config["synchronized"] = False
+        return config
+
+    object.__setattr__(layer, "get_config", get_config)
+
+
+def _iter_layers(model):
+    stack = list(getattr(model, "layers", []))
+    while stack:
+        layer = stack.pop()
+        yield layer
+        stack.extend(getattr(layer, "layers", []) or [])
+
+
+def prepare_model(model, strategy, sync_batchnorm=True):
+    """Make a model built in `strategy_scope(strategy)` train like one device.
+
+    Under a TensorFlow strategy with several replicas and
+    `sync_batchnorm=True`, every `BatchNormalization` layer computes its
+    batch statistics over the global batch (Keras' `synchronized` mode, one
+    all-reduce per layer), as one device would. Under JAX `DataParallel`
+    they already are global, and with one replica nothing changes.
+
+    Args:
+        model: a Keras model created inside `strategy_scope(strategy)`.
+        strategy: from `get_strategy`.
+        sync_batchnorm: bool; `False` keeps per-replica statistics (less
+            communication; results then depend on the number of replicas).
+
+    Returns:
+        The model.
+    """
+    if not isinstance(sync_batchnorm, bool):
+        raise ValueError(f"sync_batchnorm must be True or False, got {sync_batchnorm!r}")
+    if _backend() != "tensorflow" or num_replicas(strategy) == 1 or not sync_batchnorm:
+        return model
+    for layer in _iter_layers(model):
+        if isinstance(layer, keras.layers.BatchNormalization) and not layer.synchronized:
+            layer.synchronized = True
+            _portable_batchnorm_config(layer)
+    return model
+
+
+def build_and_compile(build_fn, strategy=None, optimizer="sgd", loss=None,
+                      sync_batchnorm=True, jit_compile=None, **compile_kwargs):
+    """Build and compile a model for data-parallel training.
+
+    Calls `build_fn()` inside `strategy_scope(strategy)`, applies
+    `prepare_model`, and compiles there with `SSDLoss()` (unless `loss` is
+    given) and the runtime's `jit_compile` default. `optimizer` may be a
+    zero-argument callable so its variables are created under the scope.
+    Fit the result inside `strategy_scope(strategy)` too (required under
+    JAX).
+
+    Args:
+        build_fn: zero-argument callable returning the model (e.g.
+            `lambda: SSDTiny(num_classes=3)`).
+        strategy: from `get_strategy` (`None`: one device).
+        optimizer: optimizer, its name, or a callable creating it.
+        loss: default `keras_ssd.losses.SSDLoss()`.
+        sync_batchnorm: see `prepare_model`.
+        jit_compile: `None` for `keras_ssd.runtime.default_jit_compile()`.
+        **compile_kwargs: other `model.compile` arguments.
+
+    Returns:
+        The compiled model.
+    """
+    from keras_ssd.losses import SSDLoss
+    from keras_ssd.runtime import compile_defaults
+
+    if not callable(build_fn):
+        raise ValueError(f"build_fn must be a callable returning a model, got {build_fn!r}")
+    with strategy_scope(strategy):
+        model = build_fn()
+        if not isinstance(model, keras.Model):
+            raise ValueError(f"build_fn must return a keras.Model, got {type(model).__name__}")
+        prepare_model(model, strategy, sync_batchnorm=sync_batchnorm)
+        if callable(optimizer) and not isinstance(optimizer, keras.optimizers.Optimizer):
+            optimizer = optimizer()
+        model.compile(**compile_defaults(
+            jit_compile, optimizer=optimizer,
+            loss=SSDLoss() if loss is None else loss, **compile_kwargs,
+        ))
+    return model
+
+
+def cross_replica_sum(x):
+    """Sum of `x` over the replicas of the current `tf.distribute` step.
+
+    Inside a replica function of a TensorFlow strategy with several
+    replicas (e.g. the loss in `fit` under `MirroredStrategy`) this is an
+    all-reduce; everywhere else (one device, cross-replica context, JAX
+    where `DataParallel` programs already see the global batch, other
+    backends) it returns `x` unchanged.
+    """
+    if _backend() != "tensorflow":
+        return x
+    import tensorflow as tf
+
+    if not tf.distribute.has_strategy():
+        return x
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return x
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, x)

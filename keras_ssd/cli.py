@@ -395,7 +395,6 @@ def run_evaluate(args):
     model = load_ssd_model(args.model_file)
     from keras_ssd.data import VOCDataset
     from keras_ssd.evaluation import evaluate
-
     from keras_ssd.inference import get_config_from_model
 
     class_names = get_config_from_model(model).names

@@ -274,12 +274,19 @@ def _serving_function(predictor, decoder):
 
 
 def _write_saved_model(predictor, serve, spec, path):
-    import keras
+    """A SavedModel whose `serving_default` signature is `serve`.
 
-    archive = keras.export.ExportArchive()
-    archive.track(predictor)
-    archive.add_endpoint("serve", serve, input_signature=[spec])
-    archive.write_out(path, verbose=False)
+    A plain `tf.Module` tracking the model's variables once (Keras'
+    `ExportArchive` stores every variable twice, doubling the folder).
+    """
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.detector_variables = [v.value for v in predictor.weights]
+    module.serve = tf.function(serve, input_signature=[spec])
+    tf.saved_model.save(
+        module, path, signatures={"serving_default": module.serve.get_concrete_function()}
+    )
 
 
 def _name_batch_dims(onnx_model):

@@ -256,3 +256,18 @@ def format_table(rows):
         if i == 0:
             out.append("-" * len(out[0]))
     return "\n".join(out)
+
+
+def format_markdown(rows):
+    """Rows as a Markdown table (for docs/performance.md)."""
+    out = ["| section | figure | batch | keras-ssd | comparison | unit | ratio | floor | met | note |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append("| " + " | ".join([
+            r["section"], r["name"], "-" if r["batch"] is None else str(r["batch"]),
+            fmt(r["value"]), fmt(r["theirs"]), r["unit"],
+            "-" if r["ratio"] is None else f"{r['ratio']:.2f}x",
+            "-" if r["floor"] is None else f"{r['floor']:g}x",
+            fmt(r["meets_floor"]), r["note"].replace("|", "/"),
+        ]) + " |")
+    return "\n".join(out)

@@ -144,7 +144,6 @@ def run(quick=False, batches=(1, 8), include_xla=True):
     tv = build_torchvision()
     if tv is None:
         print(common.TORCH_MISSING)
-    results = {}
     for batch in batches:
         # float32 pair and bfloat16 pair, each alternated with the matmul
         # peak of that precision, so that load from other processes hits the

@@ -86,6 +86,8 @@ def main(argv=None):
     parser.add_argument("--demo-dir", default="keras_ssd_demo",
                         help="output of `keras-ssd demo` for the bf16 detection agreement "
                              "(default %(default)s; skipped when missing)")
+    parser.add_argument("--markdown", default=None,
+                        help="also write the table as Markdown to this file")
     args = parser.parse_args(argv)
 
     common.set_threads(args.threads)
@@ -127,6 +129,10 @@ def main(argv=None):
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2, default=str)
         print(f"\nwrote {args.json}")
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(common.format_markdown(rows) + "\n")
+        print(f"wrote {args.markdown}")
     return result
 
 

@@ -95,17 +95,6 @@ def default_extension(format):
 
 
 # ---------------------------------------------------------------- the model
-def _iter_layers(model):
-    seen, stack = set(), [model]
-    while stack:
-        layer = stack.pop()
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        yield layer
-        stack.extend(reversed(getattr(layer, "layers", None) or []))
-
-
 def split_detector(model):
     """Split a training SSD or an inference model for export.
 
@@ -127,6 +116,7 @@ def split_detector(model):
     import keras
 
     from keras_ssd.config import SSDConfig
+    from keras_ssd.inference import _iter_layers
     from keras_ssd.layers.decode_detections import DecodeDetections
 
     if not isinstance(model, keras.Model):
@@ -169,7 +159,9 @@ def split_detector(model):
 
 
 def _image_size(predictor, config):
-    shape = tuple(predictor.inputs[0].shape[1:]) if predictor.inputs else ()
+    if not getattr(predictor, "inputs", None):  # a subclassed model: the config's size
+        return config.image_size, config.image_size
+    shape = tuple(predictor.inputs[0].shape[1:])
     if len(shape) != 3 or shape[-1] != 3:
         raise ValueError(
             f"export: the model must take RGB images (B, S, S, 3), its input is "
@@ -495,7 +487,9 @@ def _load_detector(path):
 
     _require_model_file(path)
     if not zipfile.is_zipfile(path):
-        raise CLIError(f"--model-file {path} is not a keras-ssd model (not a .keras archive)")
+        raise CLIError(
+            f"--model-file {path} is not a keras-ssd model (not a .keras archive)"
+        )
     _quiet_tensorflow()
     import keras
 
@@ -526,7 +520,9 @@ def run_export(args):
     except ValueError as e:
         raise CLIError(f"--out: {str(e).removeprefix('export: ')}", status=2) from None
     if args.opset is not None and args.format != "onnx":
-        raise CLIError(f"--opset only applies to --format onnx, not {args.format}", status=2)
+        raise CLIError(
+            f"--opset only applies to --format onnx, not {args.format}", status=2
+        )
     if args.format == "onnx":
         missing = [m for m in ("tf2onnx", "onnx") if importlib.util.find_spec(m) is None]
         if missing:

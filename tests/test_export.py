@@ -247,7 +247,8 @@ def test_missing_export_extra_names_the_pip_extra(ssd, tmp_path, monkeypatch):
     with pytest.raises(MissingExportDependency) as info:
         export(ssd, str(tmp_path / "m.onnx"), format="onnx")
     assert isinstance(info.value, ImportError)
-    assert "tf2onnx" in str(info.value) and 'pip install "keras-ssd[export]"' in str(info.value)
+    message = str(info.value)
+    assert "tf2onnx" in message and 'pip install "keras-ssd[export]"' in message
     assert not (tmp_path / "m.onnx").exists()
 
 

@@ -31,7 +31,7 @@ setup(
         "test": ["pytest>=7.4", "pytest-timeout>=2.2", "matplotlib>=3.7", "pycocotools>=2.0.7"],
         "plot": ["matplotlib>=3.7"],
         "coco": ["pycocotools>=2.0.7"],
-        "export": ["tf2onnx>=1.16", "onnxruntime>=1.17", "onnx>=1.15"],
+        "export": ["tf2onnx>=1.17", "onnxruntime>=1.17", "onnx>=1.15"],
         "jax": ["jax>=0.4.30"],
     },
     entry_points={"console_scripts": ["keras-ssd=keras_ssd.cli:main"]},

@@ -28,7 +28,6 @@ TensorFlow's own `tf.lite.TFLiteConverter` and only builtin LiteRT ops, so the
 `tf.lite.Interpreter`), no Flex delegate.
 """
 
-import contextlib
 import numbers
 import os
 import tempfile
@@ -213,40 +212,6 @@ def _check_path(path, fmt):
 
 
 # -------------------------------------------------------------- the graph
-class _Float32Ops:
-    """`keras.ops` with float64 casts made float32 (see `_float32_nms`)."""
-
-    def __init__(self, ops):
-        self._ops = ops
-
-    def __getattr__(self, name):
-        return getattr(self._ops, name)
-
-    def cast(self, x, dtype):
-        if str(dtype) == "float64":
-            dtype = "float32"
-        return self._ops.cast(x, dtype)
-
-
-@contextlib.contextmanager
-def _float32_nms():
-    """Trace `keras_ssd.nms` without float64 (LiteRT has no float64 kernels).
-
-    The NMS overlap test runs in float64 so that XLA and plain TensorFlow
-    graphs decide bit-identically; LiteRT's builtin operators have no float64
-    kernels. While tracing a LiteRT graph the test therefore runs in float32,
-    which is what `keras_ssd.nms` does on backends without float64 (JAX).
-    """
-    import keras_ssd.nms as nms
-
-    original = nms.ops
-    nms.ops = _Float32Ops(original)
-    try:
-        yield
-    finally:
-        nms.ops = original
-
-
 def _serving_function(predictor, decoder):
     import tensorflow as tf
 
@@ -306,9 +271,13 @@ def _write_onnx(serve, spec, path, opset):
 def _write_litert(predictor, serve, spec, path):
     import tensorflow as tf
 
+    from keras_ssd import nms
+
     with tempfile.TemporaryDirectory(prefix="keras_ssd_litert_") as tmp:
         saved = os.path.join(tmp, "saved_model")
-        with _float32_nms():
+        # LiteRT's builtin operators have no float64 kernels: trace the NMS
+        # overlap test in float32 (as keras_ssd.nms does on JAX without x64).
+        with nms.overlap_dtype("float32"):
             _write_saved_model(predictor, serve, spec, saved)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]

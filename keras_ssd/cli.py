@@ -559,7 +559,7 @@ SUBCOMMANDS = [
     ("predict", "detect objects in images; writes annotated images and JSON",
      add_predict_arguments, run_predict),
     ("demo", "synthetic data -> train a tiny SSD -> evaluate -> annotated images "
-             "(about 4 minutes on 2 CPU cores)",
+             "(3 to 5 minutes on 2 CPU cores)",
      add_demo_arguments, run_demo),
 ]
 

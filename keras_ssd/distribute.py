@@ -54,6 +54,7 @@ __all__ = [
     "check_global_batch_size",
     "prepare_model",
     "build_and_compile",
+    "distributed_training",
     "cross_replica_sum",
     "parse_tf_config",
 ]
@@ -344,6 +345,32 @@ def build_and_compile(build_fn, strategy=None, optimizer="sgd", loss=None,
             loss=SSDLoss() if loss is None else loss, **compile_kwargs,
         ))
     return model
+
+
+@contextlib.contextmanager
+def distributed_training(name="none", batch_size=None, devices=None):
+    """Context for a whole training run: strategy, batch check and scope.
+
+    Creates the strategy (`get_strategy(name, devices)`), checks that the
+    global `batch_size` splits evenly over its replicas, and enters its
+    scope. Build or load the model, call `prepare_model(model, strategy)`,
+    compile and fit inside. This is what `keras-ssd train --distribute`
+    does.
+
+    Yields:
+        The strategy (see `get_strategy`).
+
+    Example:
+
+    >>> with distributed_training("mirrored", batch_size=32) as strategy:
+    ...     model = prepare_model(SSD300(num_classes=20), strategy)
+    ...     train_detector(model, dataset, epochs=120, batch_size=32)
+    """
+    strategy = get_strategy(name, devices=devices)
+    if batch_size is not None:
+        check_global_batch_size(batch_size, strategy)
+    with strategy_scope(strategy):
+        yield strategy
 
 
 def cross_replica_sum(x):

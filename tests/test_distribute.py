@@ -147,6 +147,13 @@ def _check_equivalence(result, tensors):
     assert _max_rel(_updates(split, initial), _updates(single, initial)) < 2e-2
 
 
+# Both step tests set their own backend; run them from the default process only.
+_from_tf_process = pytest.mark.skipif(
+    __import__("keras").backend.backend() != "tensorflow",
+    reason="subprocess test, driven from the TensorFlow process")
+
+
+@_from_tf_process
 def test_mirrored_step_matches_one_device_with_the_global_batch(tmp_path):
     result, tensors = _run_step("tensorflow", tmp_path)
     _check_equivalence(result, tensors)
@@ -159,6 +166,7 @@ def test_mirrored_step_matches_one_device_with_the_global_batch(tmp_path):
     assert _max_rel(_updates(tensors("local"), initial), _updates(single, initial)) > 0.2
 
 
+@_from_tf_process
 def test_jax_data_parallel_step_matches_one_device_with_the_global_batch(tmp_path):
     pytest.importorskip("jax")
     result, tensors = _run_step("jax", tmp_path)
@@ -233,6 +241,17 @@ def test_build_and_compile_compiles_with_ssd_loss():
     model = distribute.build_and_compile(lambda: SSDTiny(num_classes=1),
                                          optimizer=lambda: __import__("keras").optimizers.SGD(1e-3))
     assert model.compiled and isinstance(model.loss, SSDLoss)
+
+
+def test_distributed_training_checks_the_batch_and_yields_the_strategy():
+    with distribute.distributed_training("none", batch_size=8) as strategy:
+        assert distribute.num_replicas(strategy) == 1
+    with pytest.raises(ValueError, match="positive int"):
+        with distribute.distributed_training("none", batch_size=0):
+            pass
+    with pytest.raises(ValueError, match="multi-worker"):
+        with distribute.distributed_training("ring"):
+            pass
 
 
 TWO_WORKERS = {"cluster": {"worker": ["host1:12345", "host2:12345"]},

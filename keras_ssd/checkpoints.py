@@ -21,7 +21,6 @@ epoch it belongs to.
 """
 
 import glob
-import importlib
 import json
 import math
 import os
@@ -30,6 +29,8 @@ import warnings
 
 import keras
 import numpy as np
+
+from keras_ssd.saving import load_model
 
 LATEST = "latest.keras"
 BEST = "best.keras"
@@ -154,21 +155,6 @@ def find_latest_checkpoint(directory):
     return path if os.path.isfile(path) else None
 
 
-def _register_keras_ssd_objects():
-    """Import the modules that register keras-ssd layers, losses, schedules."""
-    for name in (
-        "keras_ssd.schedules",
-        "keras_ssd.layers",
-        "keras_ssd.models",
-        "keras_ssd.losses",
-        "keras_ssd.inference",
-    ):
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass
-
-
 def _optimizer_iterations(model):
     optimizer = getattr(model, "optimizer", None)
     if optimizer is None or not hasattr(optimizer, "iterations"):
@@ -208,9 +194,8 @@ def resume(directory, custom_objects=None, compile=True, missing_ok=False):
         raise FileNotFoundError(
             f"no checkpoint to resume from: {os.path.join(directory, LATEST)} does not exist"
         )
-    _register_keras_ssd_objects()
     try:
-        model = keras.saving.load_model(path, custom_objects=custom_objects, compile=compile)
+        model = load_model(path, custom_objects=custom_objects, compile=compile)
     except Exception as e:
         raise ValueError(f"cannot load checkpoint {path}: {e}") from e
     state = read_state(directory)

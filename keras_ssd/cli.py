@@ -173,17 +173,11 @@ def load_ssd_model(path):
         raise CLIError(
             f"--model-file {path} is not a keras-ssd model (not a .keras archive)"
         )
-    import keras
-
-    import keras_ssd.models  # noqa: F401 - registers the SSD classes
     from keras_ssd.config import SSDConfig
+    from keras_ssd.saving import load_model
 
     try:
-        import keras_ssd.losses  # noqa: F401 - registers SSDLoss for compiled files
-    except ImportError:
-        pass
-    try:
-        model = keras.saving.load_model(path, compile=False)
+        model = load_model(path, compile=False)
     except Exception as e:  # noqa: BLE001 - any loading failure is a bad file here
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CLIError(

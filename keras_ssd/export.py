@@ -460,12 +460,10 @@ def _load_detector(path):
             f"--model-file {path} is not a keras-ssd model (not a .keras archive)"
         )
     _quiet_tensorflow()
-    import keras
-
-    import keras_ssd  # noqa: F401 - registers every keras-ssd class
+    from keras_ssd.saving import load_model
 
     try:
-        model = keras.saving.load_model(path, compile=False)
+        model = load_model(path, compile=False)
     except Exception as e:  # noqa: BLE001 - any loading failure is a bad file here
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CLIError(f"--model-file {path} is not a keras-ssd model ({reason[:300]})") \

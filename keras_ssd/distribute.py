@@ -2,11 +2,11 @@
 
 One vocabulary for both backends:
 
-| `name`           | TensorFlow backend                           | JAX backend                                  |
-|------------------|----------------------------------------------|----------------------------------------------|
-| `"none"`         | the default strategy (one device)            | `None` (one device)                          |
-| `"mirrored"`     | `tf.distribute.MirroredStrategy`             | `keras.distribution.DataParallel`            |
-| `"multi-worker"` | `tf.distribute.MultiWorkerMirroredStrategy`  | `keras.distribution.initialize()` + `DataParallel` |
+- `"none"`: one device (TensorFlow's default strategy; `None` under JAX).
+- `"mirrored"`: `tf.distribute.MirroredStrategy` / `keras.distribution.DataParallel`
+  over the local devices.
+- `"multi-worker"`: `tf.distribute.MultiWorkerMirroredStrategy` from `TF_CONFIG`
+  / `keras.distribution.initialize()` then `DataParallel`.
 
 Build, compile **and** fit inside `strategy_scope(strategy)`. The batch size
 you give `fit` / `SSDSequence` is the **global** batch: each of the `R`
@@ -248,7 +248,8 @@ def check_global_batch_size(batch_size, strategy):
     if batch_size % replicas:
         raise ValueError(
             f"the global batch size {batch_size} is not divisible by the {replicas} "
-            f"replicas; use a multiple of {replicas} (e.g. {replicas * max(1, batch_size // replicas)})"
+            f"replicas; use a multiple of {replicas} "
+            f"(e.g. {replicas * max(1, batch_size // replicas)})"
         )
     return batch_size // replicas
 

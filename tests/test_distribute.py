@@ -121,7 +121,8 @@ def _max_rel(actual, expected):
 
 def _global_rel(actual, expected):
     """||a - e|| / ||e|| over all tensors as one vector."""
-    diff = sum(float(np.sum((a.astype("float64") - e) ** 2)) for a, e in zip(actual, expected))
+    diff = sum(float(np.sum((a.astype("float64") - e) ** 2))
+               for a, e in zip(actual, expected))
     norm = sum(float(np.sum(e.astype("float64") ** 2)) for e in expected)
     return (diff / norm) ** 0.5
 
@@ -238,8 +239,10 @@ def test_build_and_compile_compiles_with_ssd_loss():
     from keras_ssd.losses import SSDLoss
     from keras_ssd.models import SSDTiny
 
+    import keras
+
     model = distribute.build_and_compile(lambda: SSDTiny(num_classes=1),
-                                         optimizer=lambda: __import__("keras").optimizers.SGD(1e-3))
+                                         optimizer=lambda: keras.optimizers.SGD(1e-3))
     assert model.compiled and isinstance(model.loss, SSDLoss)
 
 

@@ -9,7 +9,6 @@ between the backends in both directions and that the `keras.ops` NMS under
 JAX returns the same detections as TensorFlow's XLA fast path.
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -37,7 +36,8 @@ def _nms_inputs(seed=0):
     b, n, c = 2, 300, 3
     centres = rng.uniform(0.2, 0.8, (b, 12, 2))
     pick = rng.integers(0, 12, (b, n))
-    cxy = np.take_along_axis(centres, pick[..., None], axis=1) + rng.normal(0, 0.03, (b, n, 2))
+    cxy = (np.take_along_axis(centres, pick[..., None], axis=1)
+           + rng.normal(0, 0.03, (b, n, 2)))
     wh = rng.uniform(0.1, 0.3, (b, n, 2))
     boxes = np.concatenate([cxy - wh / 2, cxy + wh / 2], axis=-1).astype("float32")
     scores = rng.uniform(0, 1, (b, n, c)).astype("float32") ** 3
@@ -145,7 +145,8 @@ def test_keras_ops_nms_matches_a_numpy_greedy_reference():
         iw = max(min(a[2], b[2]) - max(a[0], b[0]), 0.0)
         ih = max(min(a[3], b[3]) - max(a[1], b[1]), 0.0)
         inter = iw * ih
-        return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+        area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])
+        return inter / (area - inter)
 
     for i in range(boxes.shape[0]):
         expected = set()

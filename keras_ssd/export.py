@@ -115,14 +115,14 @@ def split_detector(model):
     import keras
 
     from keras_ssd.config import SSDConfig
-    from keras_ssd.inference import _iter_layers
+    from keras_ssd.inference import iter_layers
     from keras_ssd.layers.decode_detections import DecodeDetections
 
     if not isinstance(model, keras.Model):
         raise ValueError(
             f"export: expected a keras-ssd keras.Model, got {type(model).__name__}"
         )
-    decoders = [l for l in _iter_layers(model) if isinstance(l, DecodeDetections)]
+    decoders = [l for l in iter_layers(model) if isinstance(l, DecodeDetections)]
     if len(decoders) > 1:
         raise ValueError(
             f"export: model {model.name!r} holds {len(decoders)} DecodeDetections "

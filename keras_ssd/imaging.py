@@ -3,7 +3,7 @@
 import os
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 __all__ = ["load_image"]
 
@@ -26,17 +26,14 @@ def load_image(image):
             array has an unsupported shape or non-finite values.
     """
     if isinstance(image, (str, os.PathLike)):
+        # The data pipeline's decoder: EXIF orientation, CMYK / palette /
+        # 16-bit / alpha handled, errors (DataError, a ValueError) name the file.
+        from keras_ssd.data.images import load_image as decode_file
+
         path = os.fspath(image)
         if not os.path.isfile(path):
             raise ValueError(f"image file not found: {path}")
-        try:
-            with Image.open(path) as im:
-                im.load()
-                # Phone photos store their rotation in EXIF: show them upright.
-                im = ImageOps.exif_transpose(im)
-                return np.array(im.convert("RGB"), dtype=np.uint8)
-        except (UnidentifiedImageError, OSError, SyntaxError) as e:
-            raise ValueError(f"cannot read image file {path}: {e}") from None
+        return np.ascontiguousarray(decode_file(path))
     if isinstance(image, Image.Image):
         return np.array(image.convert("RGB"), dtype=np.uint8)
     try:

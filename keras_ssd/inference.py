@@ -8,7 +8,8 @@ from keras_ssd.layers.anchor_boxes import AnchorBoxes
 from keras_ssd.layers.decode_detections import DecodeDetections
 
 
-def _iter_layers(model):
+def iter_layers(model):
+    """Yield `model` and every layer nested inside it, each once, depth first."""
     seen = set()
     stack = [model]
     while stack:
@@ -38,7 +39,7 @@ def get_config_from_model(model):
     """
     if isinstance(model, SSDConfig):
         return model
-    for layer in _iter_layers(model):
+    for layer in iter_layers(model):
         config = getattr(layer, "config", None)
         if isinstance(config, SSDConfig):
             return config

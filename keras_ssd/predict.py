@@ -6,6 +6,7 @@ import numpy as np
 from PIL import Image
 
 from keras_ssd.imaging import load_image
+from keras_ssd.inference import iter_layers
 
 __all__ = ["predict_image", "predict_images", "preprocess_images", "get_detector"]
 
@@ -14,20 +15,10 @@ __all__ = ["predict_image", "predict_images", "preprocess_images", "get_detector
 _DETECTORS = weakref.WeakKeyDictionary()
 
 
-def _iter_layers(model):
-    seen, stack = set(), [model]
-    while stack:
-        layer = stack.pop()
-        if id(layer) not in seen:
-            seen.add(id(layer))
-            yield layer
-            stack.extend(getattr(layer, "layers", None) or [])
-
-
 def _decode_layer(model):
     from keras_ssd.layers.decode_detections import DecodeDetections
 
-    for layer in _iter_layers(model):
+    for layer in iter_layers(model):
         if isinstance(layer, DecodeDetections):
             return layer
     return None
@@ -37,7 +28,7 @@ def _inner_training_model(model):
     """The SSD inside an inference model (a sub-model carrying an SSDConfig)."""
     from keras_ssd.config import SSDConfig
 
-    for layer in _iter_layers(model):
+    for layer in iter_layers(model):
         if layer is not model and isinstance(getattr(layer, "config", None), SSDConfig):
             if hasattr(layer, "layers"):
                 return layer

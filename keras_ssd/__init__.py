@@ -60,6 +60,7 @@ _KERAS_API = {
     "draw_detections": "keras_ssd.visualize",
     "train_detector": "keras_ssd.training",
     "run_demo": "keras_ssd.demo",
+    "distribute": "keras_ssd.distribute",
     # The function `keras_ssd.export(...)`; the module stays importable as
     # `import keras_ssd.export` / `from keras_ssd.export import ...`.
     "export": "keras_ssd.export",

@@ -252,6 +252,13 @@ def add_train_arguments(p):
     run.add_argument("--no-augment", dest="augment", action="store_false",
                      help="disable the SSD data augmentation")
     run.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    run.add_argument("--distribute", choices=("none", "mirrored", "multi-worker"),
+                     default="none",
+                     help="distribution strategy: none (one device, default), mirrored "
+                          "(all GPUs of this machine; DataParallel under JAX) or "
+                          "multi-worker (several machines, configured by TF_CONFIG; give "
+                          "every worker the same --seed). --batch-size is the global "
+                          "batch. See docs/distributed.md")
 
 
 def _parse_epochs_list(text, epochs):
@@ -299,12 +306,9 @@ def run_train(args):
         raise CLIError(f"--resume: no checkpoint to resume from ({latest} not found)",
                        status=2)
     _quiet_tensorflow()
-    import time
-
     import keras
 
     from keras_ssd.data import VOCDataset
-    from keras_ssd.training import train_detector
 
     train_set = VOCDataset(args.data, split=args.split, class_names=class_names)
     val_set = (VOCDataset(args.val_data, split=args.val_split, class_names=class_names)
@@ -312,6 +316,25 @@ def run_train(args):
     if len(train_set) == 0:
         raise CLIError(f"--data: split {args.split!r} lists no images")
     keras.utils.set_random_seed(args.seed)
+    from keras_ssd.distribute import check_global_batch_size, get_strategy, strategy_scope
+
+    try:
+        strategy = get_strategy(args.distribute)
+        check_global_batch_size(args.batch_size, strategy)
+    except ValueError as e:
+        raise CLIError(f"--distribute {args.distribute}: {e}", status=2) from None
+    with strategy_scope(strategy):
+        return _train_in_scope(args, strategy, train_set, val_set, class_names,
+                               backbone_weights, decay_epochs, latest)
+
+
+def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_weights,
+                    decay_epochs, latest):
+    import time
+
+    from keras_ssd.distribute import prepare_model
+    from keras_ssd.training import train_detector
+
     initial_epoch = 0
     if args.resume:
         from keras_ssd.checkpoints import resume
@@ -328,6 +351,7 @@ def run_train(args):
         if args.model != "tiny":
             kwargs["backbone_weights"] = backbone_weights
         model = build_model(MODEL_CHOICES[args.model], class_names=class_names, **kwargs)
+    model = prepare_model(model, strategy)
     print(f"training {model.name} ({model.count_params():,} parameters, "
           f"{model.config.image_size}px, {model.config.num_anchors} priors) on "
           f"{len(train_set)} images of {', '.join(args.data)}"

@@ -156,6 +156,22 @@ def test_train_bad_numbers_and_resume_without_checkpoint(capsys, synthetic, tmp_
     _assert_one_line_error(code, err, "weights file not found", status=2)
 
 
+def test_train_bad_distribution_settings_are_one_line(capsys, synthetic, tmp_path,
+                                                     monkeypatch):
+    from keras_ssd.data import SYNTHETIC_CLASSES
+
+    classes = ",".join(SYNTHETIC_CLASSES)
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    code, _, err = _run(capsys, "train", "--data", synthetic, "--classes", classes,
+                        "--model", "tiny", "--distribute", "multi-worker",
+                        "--checkpoint-dir", str(tmp_path / "ckpt"))
+    _assert_one_line_error(code, err, "--distribute multi-worker", "TF_CONFIG", status=2)
+    assert not (tmp_path / "ckpt" / "latest.keras").exists()
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--data", synthetic, "--distribute", "ring"])
+    assert exc.value.code == 2
+
+
 def test_model_file_that_is_not_a_keras_ssd_model(capsys, synthetic, tmp_path):
     text = tmp_path / "notes.keras"
     text.write_text("hello")

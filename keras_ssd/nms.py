@@ -29,6 +29,27 @@ import keras
 from keras import ops
 
 
+def _intersection_union(boxes_a, boxes_b):
+    """Pairwise intersection and union areas `(..., M, N)` of xyxy boxes."""
+    ax1, ay1, ax2, ay2 = (boxes_a[..., i] for i in range(4))
+    bx1, by1, bx2, by2 = (boxes_b[..., i] for i in range(4))
+    area_a = (ax2 - ax1) * (ay2 - ay1)
+    area_b = (bx2 - bx1) * (by2 - by1)
+    iw = ops.maximum(
+        ops.minimum(ax2[..., :, None], bx2[..., None, :])
+        - ops.maximum(ax1[..., :, None], bx1[..., None, :]),
+        0.0,
+    )
+    ih = ops.maximum(
+        ops.minimum(ay2[..., :, None], by2[..., None, :])
+        - ops.maximum(ay1[..., :, None], by1[..., None, :]),
+        0.0,
+    )
+    inter = iw * ih
+    union = (area_a[..., :, None] + area_b[..., None, :]) - inter
+    return inter, union
+
+
 def pairwise_iou(boxes_a, boxes_b):
     """IoU of every box in `boxes_a` with every box in `boxes_b`, in the
     dtype of the inputs.
@@ -47,22 +68,7 @@ def pairwise_iou(boxes_a, boxes_b):
     `inter = max(min(x2a, x2b) - max(x1a, x1b), 0) * max(min(y2a, y2b) -
     max(y1a, y1b), 0)`, `iou = inter / (area_a + area_b - inter)`.
     """
-    ax1, ay1, ax2, ay2 = (boxes_a[..., i] for i in range(4))
-    bx1, by1, bx2, by2 = (boxes_b[..., i] for i in range(4))
-    area_a = (ax2 - ax1) * (ay2 - ay1)
-    area_b = (bx2 - bx1) * (by2 - by1)
-    iw = ops.maximum(
-        ops.minimum(ax2[..., :, None], bx2[..., None, :])
-        - ops.maximum(ax1[..., :, None], bx1[..., None, :]),
-        0.0,
-    )
-    ih = ops.maximum(
-        ops.minimum(ay2[..., :, None], by2[..., None, :])
-        - ops.maximum(ay1[..., :, None], by1[..., None, :]),
-        0.0,
-    )
-    inter = iw * ih
-    union = (area_a[..., :, None] + area_b[..., None, :]) - inter
+    inter, union = _intersection_union(boxes_a, boxes_b)
     positive = union > 0.0
     return ops.where(positive, inter / ops.where(positive, union, 1.0), 0.0)
 
@@ -76,22 +82,7 @@ def _overlaps(boxes_a, boxes_b, iou_threshold):
     -0 or NaN, none of which exceeds a non-negative threshold. Same answer,
     three fewer passes over the pair matrix.
     """
-    ax1, ay1, ax2, ay2 = (boxes_a[..., i] for i in range(4))
-    bx1, by1, bx2, by2 = (boxes_b[..., i] for i in range(4))
-    area_a = (ax2 - ax1) * (ay2 - ay1)
-    area_b = (bx2 - bx1) * (by2 - by1)
-    iw = ops.maximum(
-        ops.minimum(ax2[..., :, None], bx2[..., None, :])
-        - ops.maximum(ax1[..., :, None], bx1[..., None, :]),
-        0.0,
-    )
-    ih = ops.maximum(
-        ops.minimum(ay2[..., :, None], by2[..., None, :])
-        - ops.maximum(ay1[..., :, None], by1[..., None, :]),
-        0.0,
-    )
-    inter = iw * ih
-    union = (area_a[..., :, None] + area_b[..., None, :]) - inter
+    inter, union = _intersection_union(boxes_a, boxes_b)
     return (inter / union) > iou_threshold
 
 

@@ -101,6 +101,11 @@ def ours_fn(model, batch, seed=0):
     return lambda: model.predict(x, batch_size=batch, verbose=0)
 
 
+def ours_on_batch_fn(model, batch, seed=0):
+    x = np.random.default_rng(seed).uniform(0, 255, (batch, 300, 300, 3)).astype("float32")
+    return lambda: model.predict_on_batch(x)
+
+
 def build_torchvision():
     torch, torchvision = common.import_torchvision()
     if torch is None:
@@ -151,7 +156,8 @@ def run(quick=False, batches=(1, 8), include_xla=True):
         for precision, model in (("fp32", ours32), ("bf16", ours16)):
             dtype = "float32" if precision == "fp32" else "bfloat16"
             peak_fn, peak_flop = matmul_fn(dtype)
-            sides = {"ours": ours_fn(model, batch), "peak": peak_fn}
+            sides = {"ours": ours_fn(model, batch), "peak": peak_fn,
+                     "ours_on_batch": ours_on_batch_fn(model, batch)}
             if tv is not None:
                 sides["torchvision"] = torchvision_fn(tv, batch, bf16=precision == "bf16")
             res = common.alternate(sides, warmup=1 if batch > 1 else 2,
@@ -166,6 +172,11 @@ def run(quick=False, batches=(1, 8), include_xla=True):
                 SECTION, f"forward {precision} (model.predict)", ours_ips, "img/s",
                 theirs=tv_ips, floor=floor if tv is not None else None, batch=batch,
                 note=f"vs {tv_note}, backbone+head"))
+            pob_ips = batch / res["ours_on_batch"]["median"]
+            rows.append(common.row(
+                SECTION, f"forward {precision} (model.predict_on_batch)", pob_ips, "img/s",
+                theirs=tv_ips, batch=batch,
+                note="same model without predict()'s per-call data-adapter overhead"))
             share = ours_ips * gflop / peak
             rows.append(common.row(
                 SECTION, f"forward {precision} share of {precision} matmul peak",

@@ -238,3 +238,27 @@ def test_mixed_precision_copy_runs_the_same_weights_in_bf16(tiny_models):
 def test_mixed_precision_copy_rejects_models_pinning_layer_dtypes():
     with pytest.raises(ValueError, match="did not rebuild"):
         runtime.mixed_precision_copy(_small_model(), device="cpu")
+
+
+def test_predict_arrays_matches_predict_over_uneven_batches():
+    model = _small_model()
+    x = np.random.default_rng(0).normal(size=(5, 8, 8, 3)).astype("float32")
+    expected = model.predict(x, batch_size=2, verbose=0)
+    got = runtime.predict_arrays(model, x, batch_size=2)
+    assert isinstance(got, np.ndarray) and got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(runtime.predict_arrays(model, x[:1]), expected[:1],
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_predict_arrays_keeps_dict_outputs_and_rejects_bad_input():
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, {"a": keras.layers.Dense(2)(inputs),
+                                 "b": keras.layers.Dense(1)(inputs)})
+    x = np.ones((3, 3), "float32")
+    out = runtime.predict_arrays(model, x, batch_size=2)
+    assert set(out) == {"a", "b"} and out["a"].shape == (3, 2) and out["b"].shape == (3, 1)
+    with pytest.raises(ValueError, match="batch_size"):
+        runtime.predict_arrays(model, x, batch_size=0)
+    with pytest.raises(ValueError, match="empty"):
+        runtime.predict_arrays(model, x[:0])

@@ -12,7 +12,8 @@ one step = `loss = sum(model(images, targets).values())`, `zero_grad`,
 `backward`, `step` on 8 images of 300x300 (its own transform, matching and
 hard-negative mining included, as in its reference training script).
 
-One timed call per side per round, alternating.
+One timed call per side per round, alternating. Also with the mixed-precision
+switch (ours `mixed_bfloat16`) vs torchvision under bfloat16 autocast.
 """
 
 import numpy as np
@@ -63,7 +64,7 @@ def build_ours(images, boxes, labels, precision="float32"):
     return model, step
 
 
-def build_torchvision(images, boxes, labels):
+def build_torchvision(images, boxes, labels, bf16=False):
     torch, _ = common.import_torchvision()
     if torch is None:
         return None
@@ -78,8 +79,9 @@ def build_torchvision(images, boxes, labels):
                for b, l in zip(boxes, labels)]
 
     def step():
-        losses = model(imgs, targets)
-        loss = sum(losses.values())
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            losses = model(imgs, targets)
+            loss = sum(losses.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -87,17 +89,25 @@ def build_torchvision(images, boxes, labels):
     return step
 
 
-def run(quick=False, batch=8):
+def run(quick=False, batch=8, precisions=("fp32", "bf16")):
     images, boxes, labels = make_batch(batch)
-    _, ours = build_ours(images, boxes, labels)
-    theirs = build_torchvision(images, boxes, labels)
-    if theirs is None:
-        print(common.TORCH_MISSING)
-    res = common.alternate({"ours": ours, "torchvision": theirs}, warmup=1,
-                           rounds=3 if quick else 5)
-    ours_ips = batch / res["ours"]["median"]
-    tv_ips = batch / res["torchvision"]["median"] if theirs is not None else None
-    return [common.row(
-        SECTION, "train step fp32 (model.fit, SGD momentum)", ours_ips, "img/s",
-        theirs=tv_ips, floor=1.2 if theirs is not None else None, batch=batch,
-        note="vs torchvision SSD300 train step")]
+    rows = []
+    for precision in precisions:
+        bf16 = precision == "bf16"
+        _, ours = build_ours(images, boxes, labels,
+                             precision="bfloat16" if bf16 else "float32")
+        theirs = build_torchvision(images, boxes, labels, bf16=bf16)
+        if theirs is None:
+            print(common.TORCH_MISSING)
+        res = common.alternate({"ours": ours, "torchvision": theirs}, warmup=1,
+                               rounds=3 if quick else 5)
+        ours_ips = batch / res["ours"]["median"]
+        tv_ips = batch / res["torchvision"]["median"] if theirs is not None else None
+        rows.append(common.row(
+            SECTION, f"train step {precision} (model.fit, SGD momentum)", ours_ips, "img/s",
+            theirs=tv_ips, floor=1.2 if theirs is not None and not bf16 else None,
+            batch=batch,
+            note="vs torchvision SSD300 train step"
+                 + (" under bf16 autocast; ours mixed_bfloat16" if bf16 else "")))
+        del ours, theirs
+    return rows

@@ -190,13 +190,15 @@ def run(quick=False, batches=(1, 8), include_xla=True):
     if include_xla:
         batch = 1
         xla = build_ours("float32", jit_compile=True)
-        res = common.alternate({"default": ours_fn(ours32, batch), "xla": ours_fn(xla, batch)},
+        res = common.alternate({"default": ours_on_batch_fn(ours32, batch),
+                                "xla": ours_on_batch_fn(xla, batch)},
                                warmup=2, rounds=3 if quick else 5)
         default_ips = batch / res["default"]["median"]
         xla_ips = batch / res["xla"]["median"]
         rows.append(common.row(
             SECTION, "forward fp32 jit_compile=True (XLA)", xla_ips, "img/s",
             theirs=default_ips, batch=batch,
-            note="theirs = our default (jit_compile=False); ratio <1 = XLA slower"))
+            note="predict_on_batch; theirs = our default (jit_compile=False); "
+                 "ratio <1 = XLA slower"))
         del xla
     return rows

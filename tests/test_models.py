@@ -317,3 +317,20 @@ def test_build_model_by_name():
     assert MODEL_BUILDERS["mobilenet_v2"] is SSDMobileNetV2
     named = build_model("SSD-Tiny", class_names=["x", "y"])
     assert named.config.num_classes == 2 and named.class_names == ["x", "y"]
+
+
+def test_predict_on_arrays_equals_keras_predict_and_datasets_still_work(tiny):
+    import tensorflow as tf
+
+    x = _images(5, 160, seed=3)
+    expected = keras.Model.predict(tiny, x, batch_size=2, verbose=0)
+    got = tiny.predict(x, batch_size=2)  # the fast path, 3 uneven slices
+    assert got.shape == (5, tiny.config.num_anchors, 4 + tiny.num_classes + 1)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(tiny.predict(tf.constant(x[:1])), expected[:1],
+                               rtol=1e-5, atol=1e-5)
+    dataset = tf.data.Dataset.from_tensor_slices(x).batch(2)
+    np.testing.assert_allclose(tiny.predict(dataset, verbose=0), expected,
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        tiny.predict(x, batch_size=0)

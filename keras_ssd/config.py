@@ -286,3 +286,17 @@ class SSDConfig:
             num_classes=num_classes,
             class_names=class_names,
         )
+
+    @classmethod
+    def mobilenet_v2(cls, num_classes=20, class_names=None):
+        """The MobileNetV2-320 geometry (lufficc/SSD): 6 maps, 3234 priors."""
+        return cls(
+            image_size=320,
+            feature_map_sizes=[20, 10, 5, 3, 2, 1],
+            steps=[16, 32, 64, 107, 160, 320],
+            min_sizes=[60, 105, 150, 195, 240, 285],
+            max_sizes=[105, 150, 195, 240, 285, 330],
+            aspect_ratios=[[2, 3]] * 6,
+            num_classes=num_classes,
+            class_names=class_names,
+        )

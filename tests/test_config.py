@@ -77,3 +77,9 @@ def test_unknown_and_missing_keys_are_reported():
 def test_names_default_when_no_class_names():
     assert SSDConfig.ssd300(2).names == ["class_0", "class_1"]
     assert SSDConfig.ssd300(2, ["a", "b"]).names == ["a", "b"]
+
+
+def test_mobilenet_v2_preset_has_3234_priors():
+    c = SSDConfig.mobilenet_v2(20)
+    assert c.image_size == 320 and c.boxes_per_cell == [6] * 6
+    assert c.num_anchors == 3234

@@ -29,16 +29,7 @@ def mobilenet_v2_config(num_classes=20, class_names=None, image_size=320):
             "mobilenet_v2_config only defines the 320-pixel geometry; pass your "
             f"own SSDConfig for image_size={image_size}"
         )
-    return SSDConfig(
-        image_size=320,
-        feature_map_sizes=[20, 10, 5, 3, 2, 1],
-        steps=[16, 32, 64, 107, 160, 320],
-        min_sizes=[60, 105, 150, 195, 240, 285],
-        max_sizes=[105, 150, 195, 240, 285, 330],
-        aspect_ratios=[[2, 3]] * 6,
-        num_classes=num_classes,
-        class_names=class_names,
-    )
+    return SSDConfig.mobilenet_v2(num_classes, class_names)
 
 
 def mobilenet_v2_features(x, normalization="none", regularizer=None, alpha=1.0):

@@ -241,9 +241,11 @@ def multiclass_nms(boxes, scores, score_threshold=0.01, iou_threshold=0.45,
             many candidates above the threshold enter NMS.
         top_k: detections kept per image over all classes.
         tile_size: NMS tile size (speed only).
-        use_xla: TensorFlow backend only: run the computation as an XLA
-            cluster (`tf.function(jit_compile=True)`): the same `keras.ops`
-            graph, fused, several times faster on CPU. `None` (default) means
+        use_xla: TensorFlow backend only: run the box gathering and the
+            NMS as an XLA cluster (`tf.function(jit_compile=True)`): the same
+            `keras.ops` graph, fused, several times faster on CPU (the
+            `top_k` selections stay outside, where TensorFlow's kernel beats
+            XLA's sort). `None` (default) means
             yes on the TensorFlow backend; ignored on other backends (JAX
             compiles whole functions itself).
 
@@ -254,60 +256,73 @@ def multiclass_nms(boxes, scores, score_threshold=0.01, iou_threshold=0.45,
         confidence (ties: lower class, then the higher ranked candidate);
         padding rows have zero boxes and zero confidence.
     """
-    options = (
-        float(score_threshold), float(iou_threshold), int(max_candidates_per_class),
-        int(top_k), int(tile_size),
-    )
-    fn = _multiclass_nms
-    if use_xla is not False:
-        fn = xla_compiled(("multiclass_nms", _decision_dtype()) + options, fn)
-    return fn(
-        ops.convert_to_tensor(boxes, "float32"),
-        ops.convert_to_tensor(scores, "float32"),
-        *options,
-    )
-
-
-_XLA_FUNCTIONS = {}
-
-
-def xla_compiled(key, fn):
-    """The TensorFlow fast path: `fn` compiled as one XLA cluster.
-
-    On the TensorFlow backend returns `tf.function(fn, jit_compile=True)`,
-    cached under `key` (hashable, identifying `fn` and any options it closes
-    over); on other backends returns `fn` unchanged. The computation is the
-    same `keras.ops` graph; XLA only fuses it (on CPU the NMS runs several
-    times faster). Tests check both paths give identical detections.
-    """
-    if keras.backend.backend() != "tensorflow":
-        return fn
-    compiled = _XLA_FUNCTIONS.get(key)
-    if compiled is None:
-        import tensorflow as tf
-
-        compiled = tf.function(fn, jit_compile=True)
-        _XLA_FUNCTIONS[key] = compiled
-    return compiled
-
-
-def _multiclass_nms(boxes, scores, score_threshold, iou_threshold,
-                    max_candidates_per_class, top_k, tile_size):
     boxes = ops.convert_to_tensor(boxes, "float32")
     scores = ops.convert_to_tensor(scores, "float32")
-    batch = ops.shape(scores)[0]
-    n = int(scores.shape[1])
-    c = int(scores.shape[2])
-    k = int(min(max_candidates_per_class, n))
-    per_class = ops.transpose(scores, (0, 2, 1))  # (B, C, N)
-    cand_scores, cand_idx = ops.top_k(per_class, k, sorted=True)  # (B, C, K)
+    k = int(min(int(max_candidates_per_class), int(scores.shape[1])))
+    class_major, suppress = _class_major_scores, _suppress
+    if use_xla is not False:
+        class_major = xla_compiled(("class_major", float(score_threshold)), class_major)
+        suppress = xla_compiled(
+            ("suppress", _decision_dtype(), float(score_threshold), float(iou_threshold),
+             int(tile_size)),
+            _suppress,
+        )
+    cand_scores, cand_idx = select_candidates(class_major(scores, float(score_threshold)), k)
+    cand_boxes, keep = suppress(boxes, cand_scores, cand_idx, float(score_threshold),
+                                float(iou_threshold), int(tile_size))
+    return _top_detections(cand_boxes, cand_scores, keep, int(top_k))
+
+
+def _class_major_scores(scores, score_threshold):
+    """`(B, N, C)` scores -> `(B, C, N)`, every score not above the
+    threshold replaced by -1.
+
+    The candidates that can be kept are unchanged, and so is their order in
+    `top_k` (descending score, ties by lower prior index); the rest tie at
+    -1, which lets a heap-based `top_k` skip them: on mostly-background
+    scores the selection runs 2-2.5x faster.
+    """
+    per_class = ops.transpose(scores, (0, 2, 1))
+    return ops.where(per_class > score_threshold, per_class, -1.0)
+
+
+def select_candidates(scores, k):
+    """The best `k` candidates of every image and class, by descending score.
+
+    Args:
+        scores: `(B, C, N)` float32 class-major scores (see
+            `_class_major_scores`).
+        k: int <= N.
+
+    Returns:
+        `(cand_scores, cand_idx)`, both `(B, C, k)`: scores and prior indices
+        (ties: the lower prior index first).
+
+    Kept out of the XLA cluster on purpose: XLA lowers `top_k` to a full
+    sort, which on CPU is about 1.7x slower than TensorFlow's own kernel.
+    """
+    return ops.top_k(scores, k, sorted=True)
+
+
+def _suppress(boxes, cand_scores, cand_idx, score_threshold, iou_threshold, tile_size):
+    """Gather the candidate boxes `(B, C, K, 4)` and run greedy NMS on them;
+    returns `(cand_boxes, keep)`."""
+    batch = ops.shape(cand_idx)[0]
+    n = int(boxes.shape[1])
     # Gather the candidate boxes through a flat index (cheaper than
     # broadcasting the boxes over classes for take_along_axis).
     offset = ops.arange(batch, dtype=cand_idx.dtype)[:, None, None] * n
     cand_boxes = ops.take(ops.reshape(boxes, (-1, 4)), cand_idx + offset, axis=0)
     valid = cand_scores > score_threshold
     keep = greedy_nms(cand_boxes, valid, iou_threshold, tile_size=tile_size)
+    return cand_boxes, keep
 
+
+def _top_detections(cand_boxes, cand_scores, keep, top_k):
+    """The best `top_k` kept candidates over all classes, padded."""
+    batch = ops.shape(cand_scores)[0]
+    c = int(cand_scores.shape[1])
+    k = int(cand_scores.shape[2])
     flat_keep = ops.reshape(keep, (batch, c * k))
     flat_scores = ops.where(flat_keep, ops.reshape(cand_scores, (batch, c * k)), -1.0)
     kk = int(min(top_k, c * k))
@@ -333,3 +348,26 @@ def _multiclass_nms(boxes, scores, score_threshold, iou_threshold,
         "labels": labels,
         "num_detections": num,
     }
+
+
+_XLA_FUNCTIONS = {}
+
+
+def xla_compiled(key, fn):
+    """The TensorFlow fast path: `fn` compiled as one XLA cluster.
+
+    On the TensorFlow backend returns `tf.function(fn, jit_compile=True)`,
+    cached under `key` (hashable, identifying `fn` and any options it closes
+    over); on other backends returns `fn` unchanged. The computation is the
+    same `keras.ops` graph; XLA only fuses it (on CPU the NMS runs several
+    times faster). Tests check both paths give identical detections.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return fn
+    compiled = _XLA_FUNCTIONS.get(key)
+    if compiled is None:
+        import tensorflow as tf
+
+        compiled = tf.function(fn, jit_compile=True)
+        _XLA_FUNCTIONS[key] = compiled
+    return compiled

@@ -189,8 +189,13 @@ def test_xla_and_plain_paths_agree_on_random_heads():
     pred = rng.normal(0, 1.5, (3, config.num_anchors, 8)).astype(np.float32)
     a = as_numpy(DecodeDetections(config, use_xla=True, top_k=50)(pred))
     b = as_numpy(DecodeDetections(config, use_xla=False, top_k=50)(pred))
-    for key in a:
-        np.testing.assert_array_equal(a[key], b[key])
+    # XLA's exp and fused multiply-adds may move the decoded values by an
+    # ulp; the detections themselves (which boxes, which classes, in which
+    # order) are the same.
+    np.testing.assert_array_equal(a["labels"], b["labels"])
+    np.testing.assert_array_equal(a["num_detections"], b["num_detections"])
+    np.testing.assert_allclose(a["boxes"], b["boxes"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(a["confidence"], b["confidence"], rtol=1e-6, atol=0)
     assert (a["num_detections"] > 10).all()
 
 

@@ -28,6 +28,8 @@ import contextlib
 import keras
 from keras import ops
 
+from keras_ssd.xla import xla_compiled
+
 
 def _intersection_union(boxes_a, boxes_b):
     """Pairwise intersection and union areas `(..., M, N)` of xyxy boxes."""
@@ -348,26 +350,3 @@ def _top_detections(cand_boxes, cand_scores, keep, top_k):
         "labels": labels,
         "num_detections": num,
     }
-
-
-_XLA_FUNCTIONS = {}
-
-
-def xla_compiled(key, fn):
-    """The TensorFlow fast path: `fn` compiled as one XLA cluster.
-
-    On the TensorFlow backend returns `tf.function(fn, jit_compile=True)`,
-    cached under `key` (hashable, identifying `fn` and any options it closes
-    over); on other backends returns `fn` unchanged. The computation is the
-    same `keras.ops` graph; XLA only fuses it (on CPU the NMS runs several
-    times faster). Tests check both paths give identical detections.
-    """
-    if keras.backend.backend() != "tensorflow":
-        return fn
-    compiled = _XLA_FUNCTIONS.get(key)
-    if compiled is None:
-        import tensorflow as tf
-
-        compiled = tf.function(fn, jit_compile=True)
-        _XLA_FUNCTIONS[key] = compiled
-    return compiled

@@ -8,7 +8,8 @@ from keras import ops
 
 from keras_ssd.anchors import generate_anchors
 from keras_ssd.config import SSDConfig
-from keras_ssd.nms import multiclass_nms, xla_compiled
+from keras_ssd.nms import multiclass_nms
+from keras_ssd.xla import xla_compiled
 
 _TILE_SIZE = 64
 

@@ -374,6 +374,7 @@ def export(model, path, format="tf_saved_model", *, input_dtype="float32",
 
     import tensorflow as tf
 
+    from keras_ssd import winograd
     from keras_ssd.layers.decode_detections import DecodeDetections
 
     predictor, config, options = split_detector(model)
@@ -387,12 +388,16 @@ def export(model, path, format="tf_saved_model", *, input_dtype="float32",
 
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    if fmt == "tf_saved_model":
-        _write_saved_model(predictor, serve, spec, path)
-    elif fmt == "onnx":
-        _write_onnx(serve, spec, path, DEFAULT_ONNX_OPSET if opset is None else int(opset))
-    else:
-        _write_litert(predictor, serve, spec, path)
+    # The artifacts hold plain convolutions: the CPU Winograd path of
+    # `WinogradConv2D` runs as XLA clusters, which ONNX and LiteRT lack.
+    with winograd.disabled():
+        if fmt == "tf_saved_model":
+            _write_saved_model(predictor, serve, spec, path)
+        elif fmt == "onnx":
+            _write_onnx(serve, spec, path,
+                        DEFAULT_ONNX_OPSET if opset is None else int(opset))
+        else:
+            _write_litert(predictor, serve, spec, path)
     if verbose:
         print(f"exported {fmt} detector ({input_dtype} images "
               f"{batch or 'B'}x{height}x{width}x3 -> {', '.join(OUTPUT_NAMES)}) to {path}")

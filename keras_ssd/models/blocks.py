@@ -3,14 +3,24 @@
 import keras
 
 from keras_ssd.layers.l2_normalization import L2Normalization
+from keras_ssd.layers.winograd_conv import WinogradConv2D
 
 NORMALIZATIONS = ("l2", "batchnorm", "none")
 
 
 def conv(x, filters, kernel_size, name, strides=1, padding="same", dilation_rate=1,
          activation="relu", regularizer=None, use_bias=True):
-    """A `Conv2D` with an explicit name and the model's kernel regularizer."""
-    return keras.layers.Conv2D(
+    """A `Conv2D` with an explicit name and the model's kernel regularizer.
+
+    3x3 stride-1 "same" convolutions are `WinogradConv2D` layers (a `Conv2D`
+    with a faster single-image CPU inference path for the layers where it
+    measured faster; identical weights and training path).
+    """
+    layer_class = keras.layers.Conv2D
+    if (kernel_size in (3, (3, 3)) and strides in (1, (1, 1)) and padding == "same"
+            and dilation_rate in (1, (1, 1))):
+        layer_class = WinogradConv2D
+    return layer_class(
         filters,
         kernel_size,
         strides=strides,

@@ -1,0 +1,157 @@
+"""`WinogradConv2D`: a Keras `Conv2D` whose single-image float32 inference
+may run as a Winograd convolution (`keras_ssd.winograd`)."""
+
+import keras
+from keras import ops
+
+from keras_ssd import winograd
+
+#: Output tile sizes `winograd_tile` accepts besides "auto": 0 = never.
+TILES = (0, 2, 4)
+
+
+def auto_tile(height, width, in_channels, out_channels):
+    """The Winograd output tile that `"auto"` picks for a 3x3 stride-1 layer
+    on a `height x width x in_channels` input: 4, 2, or 0 (direct).
+
+    From per-layer measurements of SSD300's VGG16 convolutions at batch 1 in
+    float32 on a 2-core AVX-512 CPU (`benchmarks/winograd.py`): F(4x4) wins
+    on the 150x150 and 75x75 maps with at least 128 channels (e.g. conv3_2:
+    31 -> 19 ms), F(2x2) on the 38x38 maps with 256-512 channels (conv4_2:
+    31 -> 23 ms), and the direct convolution everywhere else (few channels,
+    where the transforms cost more than the saved multiplies, and the 19x19
+    maps, where oneDNN is already efficient).
+    """
+    side = min(int(height), int(width))
+    if out_channels < 128:
+        return 0
+    if side >= 64 and in_channels >= 128:
+        return 4
+    if side >= 24 and in_channels >= 256:
+        return 2
+    return 0
+
+
+@keras.saving.register_keras_serializable(package="keras_ssd")
+class WinogradConv2D(keras.layers.Conv2D):
+    """A `Conv2D` that computes single-image float32 inference with
+    Winograd's minimal filtering algorithm where that is faster.
+
+    The weights, the training path and the results are those of
+    `keras.layers.Conv2D` (the outputs agree to float rounding: about 3e-6
+    of the largest output with F(2x2, 3x3), 2e-5 with F(4x4, 3x3)). The
+    Winograd path is taken only when all of these hold, and otherwise the
+    layer runs the ordinary convolution:
+
+    - the layer is a 3x3, stride-1, undilated, ungrouped, "same"-padded,
+      channels-last convolution, and `winograd_tile` selects a tile for it;
+    - the call is not training, the batch holds one image, and the compute
+      dtype is float32 (Winograd F4 in bfloat16 loses too much precision);
+    - the backend is TensorFlow on a CPU (GPU libraries choose Winograd
+      themselves), and no `keras_ssd.winograd.disabled()` context is active.
+
+    Measured on a 2-core AVX-512 CPU the path makes the SSD300 forward pass
+    at batch 1 about 15% faster. At batch 8 the transforms no longer fit in
+    the cache and the direct convolution wins, hence the batch-1 rule.
+
+    Args:
+        filters, kernel_size, ...: as `keras.layers.Conv2D`.
+        winograd_tile: `"auto"` (the default: a tile chosen from the input
+            shape by `auto_tile`), or 2 or 4 (force F(2x2, 3x3) or
+            F(4x4, 3x3); the layer must then be eligible), or 0 (never).
+        **kwargs: the other `keras.layers.Conv2D` arguments.
+
+    Call arguments:
+        inputs: `(B, H, W, C)` tensor.
+        training: bool; the Winograd path is used only when it is falsy.
+
+    Returns:
+        `(B, H', W', filters)`, as `keras.layers.Conv2D`.
+
+    Example:
+
+    >>> layer = WinogradConv2D(256, 3, padding="same", activation="relu")
+    >>> y = layer(np.zeros((1, 75, 75, 128), "float32"))   # F(4x4, 3x3)
+    """
+
+    def __init__(self, filters, kernel_size, winograd_tile="auto", **kwargs):
+        super().__init__(filters, kernel_size, **kwargs)
+        if winograd_tile != "auto" and (
+            isinstance(winograd_tile, bool) or winograd_tile not in TILES
+        ):
+            raise ValueError(
+                f"WinogradConv2D {self.name!r}: winograd_tile must be 'auto' or one of "
+                f"{TILES}, got {winograd_tile!r}"
+            )
+        self.winograd_tile = winograd_tile
+        self._tile = 0
+
+    def _eligible(self):
+        return (
+            tuple(self.kernel_size) == (3, 3)
+            and tuple(self.strides) == (1, 1)
+            and tuple(self.dilation_rate) == (1, 1)
+            and self.groups == 1
+            and self.padding == "same"
+            and self.data_format == "channels_last"
+        )
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        if self.winograd_tile == 0:
+            self._tile = 0
+            return
+        eligible = self._eligible() and None not in tuple(input_shape[1:3])
+        if self.winograd_tile == "auto":
+            self._tile = auto_tile(input_shape[1], input_shape[2], input_shape[-1],
+                                   self.filters) if eligible else 0
+            return
+        if not eligible:
+            raise ValueError(
+                f"WinogradConv2D {self.name!r}: winograd_tile={self.winograd_tile} needs a "
+                "3x3, stride-1, undilated, ungrouped, 'same', channels_last convolution "
+                f"on a known spatial size; got kernel {self.kernel_size}, strides "
+                f"{self.strides}, dilation {self.dilation_rate}, groups {self.groups}, "
+                f"padding {self.padding!r}, {self.data_format}, input {tuple(input_shape)}"
+            )
+        self._tile = int(self.winograd_tile)
+
+    @property
+    def active_tile(self):
+        """The tile the Winograd path would use (0: none), given the layer's
+        configuration and the current backend, device and dtype."""
+        if not self._tile or winograd.is_disabled() or self.compute_dtype != "float32":
+            return 0
+        if keras.backend.backend() != "tensorflow":
+            return 0
+        from keras_ssd.runtime import default_device
+
+        return self._tile if default_device() == "cpu" else 0
+
+    def _winograd_call(self, inputs, tile):
+        outputs = winograd.winograd_conv3x3(inputs, self.kernel.value, tile)
+        if self.use_bias:
+            outputs = ops.add(outputs, ops.reshape(self.bias, (1, 1, 1, self.filters)))
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs
+
+    def call(self, inputs, training=None):
+        tile = 0 if training else self.active_tile
+        if not tile:
+            return super().call(inputs)
+        batch = inputs.shape[0]
+        if batch is not None:
+            if int(batch) == 1:
+                return self._winograd_call(inputs, tile)
+            return super().call(inputs)
+        return ops.cond(
+            ops.equal(ops.shape(inputs)[0], 1),
+            lambda: self._winograd_call(inputs, tile),
+            lambda: super(WinogradConv2D, self).call(inputs),
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config["winograd_tile"] = self.winograd_tile
+        return config

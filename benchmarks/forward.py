@@ -13,7 +13,9 @@ post-processing), under `torch.inference_mode()`, float32 and under
 
 Also: the float32 and bfloat16 matmul peak (4096 x 4096 `tf.matmul`), the
 model's multiply-add count (from its layers) and our achieved GFLOP/s as a
-share of the peak, and the XLA (`jit_compile=True`) forward for reference.
+share of the peak, the XLA (`jit_compile=True`) forward for reference, and
+at batch 1 in float32 the gain of the Winograd path (`WinogradConv2D`) over
+the same model on direct convolutions.
 """
 
 import numpy as np
@@ -106,6 +108,21 @@ def ours_on_batch_fn(model, batch, seed=0):
     return lambda: model.predict_on_batch(x)
 
 
+def direct_fn(model, batch, seed=0):
+    """`model.predict` with every `WinogradConv2D` on its direct convolution
+    (a twin of `model` with the same weights, traced under
+    `keras_ssd.winograd.disabled()`)."""
+    from keras_ssd import runtime, winograd
+
+    twin = model.__class__.from_config(model.get_config())
+    twin.set_weights(model.get_weights())
+    runtime.apply_runtime_defaults(twin)
+    fn = ours_fn(twin, batch, seed)
+    with winograd.disabled():
+        fn()  # traces the predict function with direct convolutions
+    return fn
+
+
 def build_torchvision():
     torch, torchvision = common.import_torchvision()
     if torch is None:
@@ -160,6 +177,8 @@ def run(quick=False, batches=(1, 8), include_xla=True):
                      "ours_on_batch": ours_on_batch_fn(model, batch)}
             if tv is not None:
                 sides["torchvision"] = torchvision_fn(tv, batch, bf16=precision == "bf16")
+            if precision == "fp32" and batch == 1:
+                sides["direct"] = direct_fn(model, batch)
             res = common.alternate(sides, warmup=1 if batch > 1 else 2,
                                    rounds=max(3, rounds - (2 if batch > 1 else 0)))
             ours_ips = batch / res["ours"]["median"]
@@ -178,11 +197,20 @@ def run(quick=False, batches=(1, 8), include_xla=True):
                 theirs=tv_ips, batch=batch,
                 note="same model without predict()'s per-call data-adapter overhead"))
             share = ours_ips * gflop / peak
+            note = f"{100 * share:.0f}% of {peak:.0f} GFLOP/s measured in the same rounds"
+            if "direct" in res:
+                direct_ips = batch / res["direct"]["median"]
+                rows.append(common.row(
+                    SECTION, "forward fp32 Winograd vs direct convolutions", ours_ips,
+                    "img/s", theirs=direct_ips, batch=batch,
+                    note="theirs = the same model traced under winograd.disabled(); "
+                         f"direct reaches {100 * direct_ips * gflop / peak:.0f}% of peak"))
+                note += "; counted as direct-convolution FLOPs (Winograd does fewer)"
             rows.append(common.row(
                 SECTION, f"forward {precision} share of {precision} matmul peak",
                 ours_ips * gflop, "GFLOP/s", ratio_value=share,
                 floor=0.85 if precision == "fp32" else None, batch=batch,
-                note=f"{100 * share:.0f}% of {peak:.0f} GFLOP/s measured in the same rounds"))
+                note=note))
     for precision, values in peaks.items():
         rows.insert(0, common.row(SECTION, f"matmul peak {precision} (4096^2 tf.matmul)",
                                   float(np.median(values)), "GFLOP/s",

@@ -14,7 +14,7 @@ post-processing), under `torch.inference_mode()`, float32 and under
 Also: the float32 and bfloat16 matmul peak (4096 x 4096 `tf.matmul`), the
 model's multiply-add count (from its layers) and our achieved GFLOP/s as a
 share of the peak, the XLA (`jit_compile=True`) forward for reference, and
-at batch 1 in float32 the gain of the Winograd path (`WinogradConv2D`) over
+in float32 the gain of the Winograd path (`WinogradConv2D`) over
 the same model on direct convolutions.
 """
 
@@ -177,7 +177,7 @@ def run(quick=False, batches=(1, 8), include_xla=True):
                      "ours_on_batch": ours_on_batch_fn(model, batch)}
             if tv is not None:
                 sides["torchvision"] = torchvision_fn(tv, batch, bf16=precision == "bf16")
-            if precision == "fp32" and batch == 1:
+            if precision == "fp32":
                 sides["direct"] = direct_fn(model, batch)
             res = common.alternate(sides, warmup=1 if batch > 1 else 2,
                                    rounds=max(3, rounds - (2 if batch > 1 else 0)))

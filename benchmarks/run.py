@@ -2,7 +2,7 @@
 
     python benchmarks/run.py [--quick] [--json OUT] [--threads N]
                              [--only forward postprocess train encoding
-                                     predict memory]
+                                     predict memory winograd]
 
 Every figure is a median over repeated runs after warm-up; comparisons with
 torchvision run in the same process, alternating the two sides each round;
@@ -24,7 +24,7 @@ if _ROOT not in sys.path:
 
 from benchmarks import common  # noqa: E402
 
-SECTIONS = ("forward", "postprocess", "train", "encoding", "predict", "memory")
+SECTIONS = ("forward", "postprocess", "train", "encoding", "predict", "memory", "winograd")
 
 
 def _section(name, quick, demo_dir=None):
@@ -52,6 +52,10 @@ def _section(name, quick, demo_dir=None):
         from benchmarks import memory
 
         return memory.run(quick=quick)
+    if name == "winograd":
+        from benchmarks import winograd
+
+        return winograd.run(quick=quick)
     raise ValueError(f"unknown section {name!r}; known: {SECTIONS}")
 
 

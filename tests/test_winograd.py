@@ -116,31 +116,39 @@ def test_single_image_inference_takes_the_winograd_path_and_matches_conv2d(monke
 
 
 @requires_tf
-def test_batches_training_and_disabled_context_use_the_direct_convolution(monkeypatch):
+def test_a_batch_goes_through_the_winograd_path_image_by_image(monkeypatch):
     spy = _Spy(monkeypatch)
     layer, plain = _pair(winograd_tile=2)
-    rng = np.random.default_rng(2)
-    batch = rng.normal(size=(3, 12, 12, 8)).astype("float32")
-    one = batch[:1]
-    np.testing.assert_array_equal(np.asarray(layer(batch)), np.asarray(plain(batch)))
-    np.testing.assert_array_equal(np.asarray(layer(one, training=True)), np.asarray(plain(one)))
+    batch = np.random.default_rng(2).normal(size=(3, 12, 12, 8)).astype("float32")
+    y = np.asarray(layer(batch))
+    assert spy.calls == 3  # eager: one call per image
+    np.testing.assert_allclose(y, np.asarray(plain(batch)), rtol=0, atol=1e-4)
+
+
+@requires_tf
+def test_training_and_the_disabled_context_use_the_direct_convolution(monkeypatch):
+    spy = _Spy(monkeypatch)
+    layer, plain = _pair(winograd_tile=2)
+    batch = np.random.default_rng(2).normal(size=(3, 12, 12, 8)).astype("float32")
+    np.testing.assert_array_equal(np.asarray(layer(batch, training=True)),
+                                  np.asarray(plain(batch)))
     with winograd.disabled():
         assert layer.active_tile == 0
-        np.testing.assert_array_equal(np.asarray(layer(one)), np.asarray(plain(one)))
+        np.testing.assert_array_equal(np.asarray(layer(batch)), np.asarray(plain(batch)))
     assert spy.calls == 0
-    layer(one)
+    layer(batch[:1])
     assert spy.calls == 1
 
 
 @requires_tf
-def test_unknown_batch_size_chooses_the_path_at_run_time():
+def test_unknown_batch_size_in_a_graph_matches_conv2d():
     import tensorflow as tf
 
     layer, plain = _pair(winograd_tile=4)
     fn = tf.function(lambda x: layer(x, training=False),
                      input_signature=[tf.TensorSpec((None, 12, 12, 8), tf.float32)])
     rng = np.random.default_rng(3)
-    for n in (1, 4):
+    for n in (1, 4, 2):
         x = rng.normal(size=(n, 12, 12, 8)).astype("float32")
         np.testing.assert_allclose(fn(x).numpy(), np.asarray(plain(x)), rtol=0, atol=1e-4)
 
@@ -205,3 +213,23 @@ def test_config_and_keras_file_round_trip(tmp_path):
     assert loaded.get_layer("w").winograd_tile == 2
     x = np.random.default_rng(5).normal(size=(1, 12, 12, 8)).astype("float32")
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), rtol=0, atol=1e-5)
+
+
+@requires_tf
+def test_ssd300_inference_with_winograd_matches_direct_convolutions():
+    from keras_ssd.models import SSD300
+
+    model = SSD300(num_classes=3)
+    tiles = {layer.name: layer._tile for layer in model.layers
+             if isinstance(layer, WinogradConv2D) and layer._tile}
+    assert tiles == {"conv2_2": 4, "conv3_1": 4, "conv3_2": 4, "conv3_3": 4,
+                     "conv4_1": 2, "conv4_2": 2, "conv4_3": 2}
+    twin = SSD300(num_classes=3)
+    twin.set_weights(model.get_weights())
+    x = np.random.default_rng(6).uniform(0, 255, (2, 300, 300, 3)).astype("float32")
+    with winograd.disabled():
+        expected = twin.predict_on_batch(x)
+    scale = np.abs(expected).max()
+    for images in (x[:1], x):
+        got = model.predict_on_batch(images)
+        assert np.abs(got - expected[:len(images)]).max() <= 1e-4 * scale

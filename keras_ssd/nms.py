@@ -18,9 +18,13 @@ follows the number of candidates that pass the score threshold, and only the
 upper triangle of the IoU matrix is ever computed.
 
 IoU decisions are taken in float64 on the float32 boxes, which makes them
-immune to fused multiply-adds: on the TensorFlow backend `multiclass_nms`
-runs as an XLA cluster (several times faster on CPU) and still keeps exactly
-the boxes the plain graph and a numpy reference keep.
+immune to fused multiply-adds: on the TensorFlow backend the NMS of
+`multiclass_nms` runs as an XLA cluster (several times faster on CPU) and
+still keeps exactly the boxes the plain graph and a numpy reference keep.
+The per-class candidate selection (`top_k`) stays outside XLA, on scores
+with everything at or below the threshold set to -1: XLA sorts where
+TensorFlow's kernel keeps a heap, and on mostly-background scores the heap
+then sees only the few real candidates.
 """
 
 import contextlib

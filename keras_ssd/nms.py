@@ -264,7 +264,13 @@ def multiclass_nms(boxes, scores, score_threshold=0.01, iou_threshold=0.45,
     """
     boxes = ops.convert_to_tensor(boxes, "float32")
     scores = ops.convert_to_tensor(scores, "float32")
-    k = int(min(int(max_candidates_per_class), int(scores.shape[1])))
+    if scores.shape[1] is None or scores.shape[2] is None:
+        raise ValueError(
+            "multiclass_nms needs the number of priors and classes known when the "
+            f"graph is built; got scores of shape {tuple(scores.shape)}"
+        )
+    n, c = int(scores.shape[1]), int(scores.shape[2])
+    k = int(min(int(max_candidates_per_class), n))
     class_major, suppress = _class_major_scores, _suppress
     if use_xla is not False:
         class_major = xla_compiled(("class_major", float(score_threshold)), class_major)
@@ -273,9 +279,15 @@ def multiclass_nms(boxes, scores, score_threshold=0.01, iou_threshold=0.45,
              int(tile_size)),
             _suppress,
         )
-    cand_scores, cand_idx = select_candidates(class_major(scores, float(score_threshold)), k)
+    # The reshapes only pin static shapes: what a compiled function returns
+    # may carry unknown dimensions when TensorFlow answers a call with a
+    # more general trace of it.
+    per_class = ops.reshape(class_major(scores, float(score_threshold)), (-1, c, n))
+    cand_scores, cand_idx = select_candidates(per_class, k)
     cand_boxes, keep = suppress(boxes, cand_scores, cand_idx, float(score_threshold),
                                 float(iou_threshold), int(tile_size))
+    cand_boxes = ops.reshape(cand_boxes, (-1, c, k, 4))
+    keep = ops.reshape(keep, (-1, c, k))
     return _top_detections(cand_boxes, cand_scores, keep, int(top_k))
 
 

@@ -128,14 +128,14 @@ def transform_input(x, m):
     return ops.reshape(ops.stack(planes, axis=0), (a * a, -1, c))
 
 
-def transform_output(products, m, height, width):
-    """`(a * a, B * T * S, K)` products -> `(B, height, width, K)` outputs
-    `A^T M A`, the tiles put back in place."""
+def transform_output(products, m, height, width, channels):
+    """`(a * a, B * T * S, channels)` products -> `(B, height, width,
+    channels)` outputs `A^T M A`, the tiles put back in place."""
     _check_tile(m)
     at = TRANSFORMS[m][2]
     a = at.shape[1]
     t, s = -(-height // m), -(-width // m)
-    k = int(products.shape[-1])
+    k = int(channels)
     planes = ops.reshape(products, (a, a, -1, t, s, k))
     rows = [planes[i] for i in range(a)]
     row_out = [_combine(at[p], rows) for p in range(m)]  # each (a, B, T, S, K)
@@ -178,4 +178,4 @@ def winograd_conv3x3(x, kernel, m=2):
     from_planes = xla_compiled(("winograd_output", m), transform_output)
     weights = xla_compiled(("winograd_kernel", m), transform_kernel)
     products = ops.matmul(to_planes(x, m), weights(kernel, m))
-    return from_planes(products, m, height, width)
+    return from_planes(products, m, height, width, int(kernel.shape[3]))

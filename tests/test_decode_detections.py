@@ -269,3 +269,32 @@ def test_anchors_of_wrong_shape_raise_value_error():
     layer = DecodeDetections(tiny_config(), use_xla=False)
     with pytest.raises(ValueError, match="anchors"):
         layer(np.zeros((1, 88, 8), np.float32), np.zeros((1, 88, 3), np.float32))
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.function shapes")
+def test_compiled_pieces_returning_unknown_shapes_still_decode(monkeypatch):
+    # tf.function may answer a call with a more general trace, whose outputs
+    # have unknown dimensions; the layer must not depend on them being static.
+    import tensorflow as tf
+
+    from keras_ssd import nms
+    from keras_ssd.layers import decode_detections as dd
+
+    def shape_erasing(key, fn):
+        def call(*args):
+            outputs = fn(*args)
+            erased = [tf.compat.v1.placeholder_with_default(t, [None] * len(t.shape))
+                      for t in tf.nest.flatten(outputs)]
+            assert all(None in t.shape for t in erased)
+            return tf.nest.pack_sequence_as(outputs, erased)
+        return call
+
+    config = tiny_config()
+    pred = np.random.default_rng(8).normal(0, 1.5, (2, config.num_anchors, 8)).astype(np.float32)
+    expected = as_numpy(DecodeDetections(config, use_xla=False, top_k=20)(pred))
+    monkeypatch.setattr(dd, "xla_compiled", shape_erasing)
+    monkeypatch.setattr(nms, "xla_compiled", shape_erasing)
+    layer = DecodeDetections(config, use_xla=True, top_k=20)
+    got = as_numpy(tf.function(lambda p: layer(p))(tf.constant(pred)))
+    np.testing.assert_array_equal(got["labels"], expected["labels"])
+    np.testing.assert_allclose(got["boxes"], expected["boxes"], atol=1e-6)

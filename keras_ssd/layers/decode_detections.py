@@ -215,6 +215,10 @@ class DecodeDetections(keras.layers.Layer):
             decode = xla_compiled(("decode_and_score",), decode)
         boxes, scores = decode(predictions, anchors, tuple(self.config.variances),
                                self.clip_boxes)
+        # Static shapes from the config (see `multiclass_nms`).
+        n = self.config.num_anchors
+        boxes = ops.reshape(boxes, (-1, n, 4))
+        scores = ops.reshape(scores, (-1, n, self.config.num_classes))
         return multiclass_nms(
             boxes,
             scores,

@@ -27,6 +27,7 @@ _KERAS_API = {
     "DecodeDetections": "keras_ssd.layers",
     "ImagePreprocessing": "keras_ssd.layers",
     "L2Normalization": "keras_ssd.layers",
+    "WinogradConv2D": "keras_ssd.layers",
     "SSDLoss": "keras_ssd.losses",
     "models": "keras_ssd.models",
     "SSD": "keras_ssd.models",

@@ -1,7 +1,8 @@
 """Per-layer Winograd vs direct convolution on SSD300's VGG16 shapes.
 
-For each 3x3 stride-1 convolution of SSD300's VGG16 (input side, input and
-output channels), at batch 1 in float32: the direct convolution
+For each 3x3 stride-1 convolution shape of SSD300's VGG16 (input side,
+input and output channels), and SSD512's where they differ, at batch 1 in
+float32: the direct convolution
 (`keras.ops.conv`, oneDNN on TensorFlow) against `keras_ssd.winograd`'s
 F(2x2, 3x3) and F(4x4, 3x3), each a compiled function, timed alternately.
 The fastest choice per layer is what `keras_ssd.layers.winograd_conv.
@@ -26,6 +27,12 @@ LAYERS = (
     ("conv4_1", 38, 256, 512),
     ("conv4_2", 38, 512, 512),
     ("conv5_1", 19, 512, 512),
+    # SSD512's larger maps, where `auto_tile` must choose differently.
+    ("SSD512 conv2_2", 256, 128, 128),
+    ("SSD512 conv3_2", 128, 256, 256),
+    ("SSD512 conv4_1", 64, 256, 512),
+    ("SSD512 conv4_2", 64, 512, 512),
+    ("SSD512 conv5_1", 32, 512, 512),
 )
 
 

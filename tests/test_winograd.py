@@ -61,7 +61,7 @@ def test_winograd_conv3x3_rejects_bad_tiles_and_kernels():
         winograd.winograd_conv3x3(x, ops.zeros((3, 3, 3, 2)), 2)
 
 
-def test_auto_tile_follows_the_measured_ssd300_layer_table():
+def test_auto_tile_follows_the_measured_layer_table():
     # (H, C_in, C_out) of SSD300's VGG16 3x3 convolutions -> tile.
     table = {
         "conv1_2": ((300, 64, 64), 0),
@@ -73,6 +73,10 @@ def test_auto_tile_follows_the_measured_ssd300_layer_table():
         "conv4_3": ((38, 512, 512), 2),
         "conv5_1": ((19, 512, 512), 0),
         "conv4_3 head": ((38, 512, 100), 0),
+        # SSD512's larger maps
+        "SSD512 conv2_2": ((256, 128, 128), 4),
+        "SSD512 conv4_2": ((64, 512, 512), 4),
+        "SSD512 conv5_1": ((32, 512, 512), 2),
     }
     for name, ((h, cin, cout), tile) in table.items():
         assert auto_tile(h, h, cin, cout) == tile, name

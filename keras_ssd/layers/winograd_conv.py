@@ -20,7 +20,9 @@ def auto_tile(height, width, in_channels, out_channels):
     31 -> 19 ms), F(2x2) on the 38x38 maps with 256-512 channels (conv4_2:
     31 -> 23 ms), and the direct convolution everywhere else (few channels,
     where the transforms cost more than the saved multiplies, and the 19x19
-    maps, where oneDNN is already efficient).
+    maps, where oneDNN is already efficient). On SSD512's larger maps the
+    same rule picks F4 for conv4_x (64x64) and F2 for conv5_x (32x32),
+    again the fastest of the three there.
     """
     side = min(int(height), int(width))
     if out_channels < 128:

@@ -237,3 +237,15 @@ def test_ssd300_inference_with_winograd_matches_direct_convolutions():
     for images in (x[:1], x):
         got = model.predict_on_batch(images)
         assert np.abs(got - expected[:len(images)]).max() <= 1e-4 * scale
+
+
+@requires_tf
+def test_lora_enabled_layer_uses_the_adapted_kernel_on_the_winograd_path():
+    layer, plain = _pair(winograd_tile=2)
+    layer.enable_lora(2)
+    rng = np.random.default_rng(7)
+    layer.lora_kernel_b.assign(rng.normal(0, 0.1, layer.lora_kernel_b.shape).astype("float32"))
+    x = rng.normal(size=(1, 12, 12, 8)).astype("float32")
+    expected = np.asarray(ops.relu(ops.conv(x, layer.kernel, padding="same") + layer.bias))
+    np.testing.assert_allclose(np.asarray(layer(x)), expected, rtol=0, atol=1e-4)
+    assert np.abs(expected - np.asarray(plain(x))).max() > 1e-3  # LoRA changed the output

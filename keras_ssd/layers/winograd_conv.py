@@ -132,7 +132,9 @@ class WinogradConv2D(keras.layers.Conv2D):
         return self._tile if default_device() == "cpu" else 0
 
     def _winograd_call(self, inputs, tile):
-        outputs = winograd.winograd_conv3x3(inputs, self.kernel.value, tile)
+        kernel = self.kernel  # a variable, or a tensor when LoRA is enabled
+        kernel = getattr(kernel, "value", kernel)
+        outputs = winograd.winograd_conv3x3(inputs, kernel, tile)
         if self.use_bias:
             outputs = ops.add(outputs, ops.reshape(self.bias, (1, 1, 1, self.filters)))
         if self.activation is not None:

@@ -81,8 +81,10 @@ def matmul_peak(dtype="float32", n=4096, rounds=5):
 
 
 # --------------------------------------------------------------------- sides
-def build_ours(precision="float32", jit_compile=None):
-    """SSD300 (20 classes) built under `precision` with runtime defaults."""
+def ssd300(precision="float32"):
+    """SSD300 (20 classes) built under `precision` ("float32", or anything
+    else for the mixed-precision switch); the global dtype policy is left as
+    it was."""
     import keras
 
     from keras_ssd import runtime
@@ -91,9 +93,16 @@ def build_ours(precision="float32", jit_compile=None):
     previous = keras.config.dtype_policy()
     try:
         runtime.set_mixed_precision(precision != "float32")
-        model = SSD300(num_classes=20)
+        return SSD300(num_classes=20)
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+def build_ours(precision="float32", jit_compile=None):
+    """SSD300 (20 classes) built under `precision` with runtime defaults."""
+    from keras_ssd import runtime
+
+    model = ssd300(precision)
     runtime.apply_runtime_defaults(model, jit_compile=jit_compile)
     return model
 

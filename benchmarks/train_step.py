@@ -48,45 +48,32 @@ def make_batch(batch=8, num_classes=20, seed=0):
     return images, boxes, labels
 
 
-def _batches_class():
+def _epoch(images, targets, steps):
+    """A `keras.utils.PyDataset` serving the same pre-encoded batch `steps`
+    times, with 2 loader threads (as `train_detector` sets up)."""
     import keras
 
     class Batches(keras.utils.PyDataset):
-        """The same pre-encoded batch `steps` times."""
-
-        def __init__(self, images, targets, steps):
-            super().__init__(workers=2, use_multiprocessing=False)
-            self.images, self.targets, self.steps = images, targets, steps
-
         def __len__(self):
-            return self.steps
+            return steps
 
         def __getitem__(self, index):
-            if not 0 <= index < self.steps:
+            if not 0 <= index < steps:
                 raise IndexError(index)
-            return self.images, self.targets
+            return images, targets
 
-    return Batches
-
-
-def _epoch(images, targets, steps):
-    return _batches_class()(images, targets, steps)
+    return Batches(workers=2, use_multiprocessing=False)
 
 
 def build_ours(images, boxes, labels, precision="float32"):
     import keras
 
+    from benchmarks.forward import ssd300
     from keras_ssd import runtime
     from keras_ssd.encoding import TargetEncoder
     from keras_ssd.losses import SSDLoss
-    from keras_ssd.models import SSD300
 
-    previous = keras.config.dtype_policy()
-    try:
-        runtime.set_mixed_precision(precision != "float32")
-        model = SSD300(num_classes=20)
-    finally:
-        keras.config.set_dtype_policy(previous)
+    model = ssd300(precision)
     model.compile(optimizer=keras.optimizers.SGD(1e-3, momentum=0.9), loss=SSDLoss(),
                   **runtime.compile_defaults())
     encoder = TargetEncoder.from_config(model.config)

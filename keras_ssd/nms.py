@@ -273,12 +273,10 @@ def multiclass_nms(boxes, scores, score_threshold=0.01, iou_threshold=0.45,
     k = int(min(int(max_candidates_per_class), n))
     class_major, suppress = _class_major_scores, _suppress
     if use_xla is not False:
-        class_major = xla_compiled(("class_major", float(score_threshold)), class_major)
-        suppress = xla_compiled(
-            ("suppress", _decision_dtype(), float(score_threshold), float(iou_threshold),
-             int(tile_size)),
-            _suppress,
-        )
+        # The options are arguments (tf.function traces per value); only
+        # what the functions read from elsewhere goes into the key.
+        class_major = xla_compiled(("class_major",), class_major)
+        suppress = xla_compiled(("suppress", _decision_dtype()), _suppress)
     # The reshapes only pin static shapes: what a compiled function returns
     # may carry unknown dimensions when TensorFlow answers a call with a
     # more general trace of it.

@@ -38,7 +38,7 @@ def child(num_images, rounds):
     import time
 
     from keras_ssd.config import SSDConfig
-    from keras_ssd.encoding import TargetEncoder
+    from keras_ssd.targets import TargetEncoder
 
     encoder = TargetEncoder.from_config(SSDConfig.ssd300(num_classes=20))
     images = make_images(num_images)

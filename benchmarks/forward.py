@@ -2,7 +2,7 @@
 matmul peak.
 
 Ours: `keras_ssd.models.SSD300(num_classes=20)` through `model.predict`
-with the package's runtime defaults (`keras_ssd.runtime`), float32 and under
+with the package's runtime defaults (`keras_ssd.accel.runtime`), float32 and under
 the mixed-precision switch (bfloat16 on CPU). Input `(B, 300, 300, 3)` RGB
 0..255 (the model preprocesses it itself).
 
@@ -87,7 +87,7 @@ def ssd300(precision="float32"):
     it was."""
     import keras
 
-    from keras_ssd import runtime
+    from keras_ssd.accel import runtime
     from keras_ssd.models import SSD300
 
     previous = keras.config.dtype_policy()
@@ -100,7 +100,7 @@ def ssd300(precision="float32"):
 
 def build_ours(precision="float32", jit_compile=None):
     """SSD300 (20 classes) built under `precision` with runtime defaults."""
-    from keras_ssd import runtime
+    from keras_ssd.accel import runtime
 
     model = ssd300(precision)
     runtime.apply_runtime_defaults(model, jit_compile=jit_compile)
@@ -120,8 +120,8 @@ def ours_on_batch_fn(model, batch, seed=0):
 def direct_fn(model, batch, seed=0):
     """`model.predict` with every `WinogradConv2D` on its direct convolution
     (a twin of `model` with the same weights, traced under
-    `keras_ssd.winograd.disabled()`)."""
-    from keras_ssd import runtime, winograd
+    `keras_ssd.accel.winograd.disabled()`)."""
+    from keras_ssd.accel import runtime, winograd
 
     twin = model.__class__.from_config(model.get_config())
     twin.set_weights(model.get_weights())

@@ -1,6 +1,6 @@
 """End-to-end `predict_image` latency: a 500x375 JPEG path to boxes.
 
-`keras_ssd.predict.predict_image(model, path)` on an SSD300 (20 classes):
+`keras_ssd.inference.predict.predict_image(model, path)` on an SSD300 (20 classes):
 JPEG decode, resize to 300x300, network, decoder + NMS, boxes mapped back
 to the image's pixels. Median over calls after warm-up (the first call
 builds and traces the detector), float32 and with the mixed-precision
@@ -33,7 +33,7 @@ def write_jpeg(path, width=500, height=375, seed=0):
 
 def run(quick=False, demo_dir=None):
     from benchmarks.forward import build_ours
-    from keras_ssd.predict import predict_image
+    from keras_ssd.inference.predict import predict_image
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -59,7 +59,7 @@ def bf16_agreement(demo_dir, limit=None, confidence_threshold=0.5):
     Loads `demo_dir/model.keras` (written by `keras-ssd demo`), runs
     `predict_image` on the test images listed in
     `demo_dir/data/ImageSets/Main/test.txt` with the float32 model and with
-    `keras_ssd.runtime.mixed_precision_copy` of it, and counts the float32
+    `keras_ssd.accel.runtime.mixed_precision_copy` of it, and counts the float32
     detections (score > `confidence_threshold`) that the bfloat16 run
     reproduces: same label and IoU >= 0.9 (greedy one-to-one matching).
 
@@ -69,8 +69,8 @@ def bf16_agreement(demo_dir, limit=None, confidence_threshold=0.5):
 
     import keras_ssd.losses  # noqa: F401  (registers SSDLoss for compiled files)
     from keras_ssd.boxes import iou
-    from keras_ssd.predict import predict_image
-    from keras_ssd.runtime import apply_runtime_defaults, mixed_precision_copy
+    from keras_ssd.inference.predict import predict_image
+    from keras_ssd.accel.runtime import apply_runtime_defaults, mixed_precision_copy
 
     model32 = apply_runtime_defaults(
         keras.saving.load_model(os.path.join(demo_dir, "model.keras"), compile=False))

@@ -2,7 +2,7 @@
 
 Ours: `SSD300(num_classes=20)` compiled with `SSDLoss()` and
 `keras.optimizers.SGD(1e-3, momentum=0.9)` plus the package's runtime
-defaults (`keras_ssd.runtime.compile_defaults()`), trained through one
+defaults (`keras_ssd.accel.runtime.compile_defaults()`), trained through one
 `model.fit` epoch of `STEPS` batches of 8 random images with targets from
 `TargetEncoder` (encoding is the data pipeline's job, measured separately);
 the figure is the epoch's wall time / `STEPS`. The batches come from a
@@ -69,8 +69,8 @@ def build_ours(images, boxes, labels, precision="float32"):
     import keras
 
     from benchmarks.forward import ssd300
-    from keras_ssd import runtime
-    from keras_ssd.encoding import TargetEncoder
+    from keras_ssd.accel import runtime
+    from keras_ssd.targets import TargetEncoder
     from keras_ssd.losses import SSDLoss
 
     model = ssd300(precision)

@@ -3,9 +3,9 @@
 For each 3x3 stride-1 convolution shape of SSD300's VGG16 (input side,
 input and output channels), and SSD512's where they differ, at batch 1 in
 float32: the direct convolution
-(`keras.ops.conv`, oneDNN on TensorFlow) against `keras_ssd.winograd`'s
+(`keras.ops.conv`, oneDNN on TensorFlow) against `keras_ssd.accel.winograd`'s
 F(2x2, 3x3) and F(4x4, 3x3), each a compiled function, timed alternately.
-The fastest choice per layer is what `keras_ssd.layers.winograd_conv.
+The fastest choice per layer is what `keras_ssd.accel.winograd_conv.
 auto_tile` encodes; the row's note says whether they agree. Also the
 largest deviation from the direct result, relative to its largest value.
 """
@@ -40,7 +40,7 @@ def _functions(x, kernel):
     import tensorflow as tf
     from keras import ops
 
-    from keras_ssd import winograd
+    from keras_ssd.accel import winograd
 
     fns = {"direct": tf.function(lambda: ops.conv(x, kernel, padding="same"))}
     for m in (2, 4):
@@ -56,7 +56,7 @@ def run(quick=False, batch=1):
         return []
     import tensorflow as tf
 
-    from keras_ssd.layers.winograd_conv import auto_tile
+    from keras_ssd.accel.winograd_conv import auto_tile
 
     rows = []
     rng = np.random.default_rng(0)

@@ -13,7 +13,7 @@ import os
 
 import keras
 
-from keras_ssd.predict import predict_images
+from keras_ssd.inference.predict import predict_images
 from keras_ssd.visualize import draw_detections
 
 

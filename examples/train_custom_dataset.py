@@ -35,7 +35,7 @@ from keras_ssd.cli import parse_classes
 from keras_ssd.data import VOCDataset, make_synthetic_voc
 from keras_ssd.evaluation.evaluate import evaluate
 from keras_ssd.models import build_model
-from keras_ssd.training import train_detector
+from keras_ssd.training.fit import train_detector
 
 MODELS = {"tiny": "tiny", "mobilenetv2": "mobilenet_v2", "ssd300": "ssd300",
           "ssd512": "ssd512"}

@@ -39,13 +39,13 @@ import os
 
 import keras
 
-from keras_ssd.callbacks import LearningRateLogger, MeanAveragePrecision, StopOnNaN
-from keras_ssd.checkpoints import TrainingCheckpoint, resume
+from keras_ssd.training.callbacks import LearningRateLogger, MeanAveragePrecision, StopOnNaN
+from keras_ssd.training.checkpoints import TrainingCheckpoint, resume
 from keras_ssd.data import VOC_CLASSES, SSDSequence, VOCDataset
 from keras_ssd.losses import SSDLoss
 from keras_ssd.models import SSD300
-from keras_ssd.runtime import compile_defaults
-from keras_ssd.schedules import WarmupPiecewiseDecay
+from keras_ssd.accel.runtime import compile_defaults
+from keras_ssd.training.schedules import WarmupPiecewiseDecay
 
 # The paper's schedule, in optimizer iterations at batch 32.
 BATCH_SIZE = 32

@@ -11,69 +11,116 @@ hearing from) TensorFlow.
 """
 
 import importlib as _importlib
+import importlib.abc as _importlib_abc
+import importlib.util as _importlib_util
 import os as _os
+import sys as _sys
+import warnings as _warnings
 
 from keras_ssd.version import __version__
 from keras_ssd.config import SSDConfig
 from keras_ssd.anchors import generate_anchors
-from keras_ssd.encoding import TargetEncoder, encode_targets
-from keras_ssd import boxes
+from keras_ssd.targets import TargetEncoder, encode_targets
+from keras_ssd import boxes, presets
 
-# Public name -> module that defines it (the Keras-dependent part of the API).
+# Public name -> (module that defines it, attribute or None for the module).
 _KERAS_API = {
-    "layers": "keras_ssd.layers",
-    "AnchorBoxes": "keras_ssd.layers",
-    "CaffePreprocessing": "keras_ssd.layers",
-    "DecodeDetections": "keras_ssd.layers",
-    "ImagePreprocessing": "keras_ssd.layers",
-    "L2Normalization": "keras_ssd.layers",
-    "WinogradConv2D": "keras_ssd.layers",
-    "SSDLoss": "keras_ssd.losses",
-    "models": "keras_ssd.models",
-    "SSD": "keras_ssd.models",
-    "SSD300": "keras_ssd.models",
-    "SSD512": "keras_ssd.models",
-    "SSDMobileNetV2": "keras_ssd.models",
-    "SSDTiny": "keras_ssd.models",
-    "build_model": "keras_ssd.models",
-    "inference_model": "keras_ssd.inference",
-    "get_config_from_model": "keras_ssd.inference",
-    "load_model": "keras_ssd.saving",
-    "callbacks": "keras_ssd.callbacks",
-    "evaluation": "keras_ssd.evaluation",
-    "coco_map": "keras_ssd.evaluation",
-    "evaluate": "keras_ssd.evaluation",
-    "voc_map": "keras_ssd.evaluation",
-    "WarmupPiecewiseDecay": "keras_ssd.schedules",
-    "TrainingCheckpoint": "keras_ssd.checkpoints",
-    "resume": "keras_ssd.checkpoints",
-    "data": "keras_ssd.data",
-    "COCODataset": "keras_ssd.data",
-    "DataError": "keras_ssd.data",
-    "SSDAugmentation": "keras_ssd.data",
-    "VOC_CLASSES": "keras_ssd.data",
-    "VOCDataset": "keras_ssd.data",
-    "make_synthetic_voc": "keras_ssd.data",
-    "SSDSequence": "keras_ssd.data.sequence",
-    "runtime": "keras_ssd.runtime",
-    "predict_image": "keras_ssd.predict",
-    "predict_images": "keras_ssd.predict",
-    "draw_detections": "keras_ssd.visualize",
-    "train_detector": "keras_ssd.training",
-    "run_demo": "keras_ssd.demo",
-    "distribute": "keras_ssd.distribute",
+    "layers": ("keras_ssd.layers", None),
+    "AnchorBoxes": ("keras_ssd.layers", "AnchorBoxes"),
+    "CaffePreprocessing": ("keras_ssd.layers", "CaffePreprocessing"),
+    "DecodeDetections": ("keras_ssd.layers", "DecodeDetections"),
+    "ImagePreprocessing": ("keras_ssd.layers", "ImagePreprocessing"),
+    "L2Normalization": ("keras_ssd.layers", "L2Normalization"),
+    "SSDLoss": ("keras_ssd.losses", "SSDLoss"),
+    "models": ("keras_ssd.models", None),
+    "SSD": ("keras_ssd.models", "SSD"),
+    "SSD300": ("keras_ssd.models", "SSD300"),
+    "SSD512": ("keras_ssd.models", "SSD512"),
+    "SSDMobileNetV2": ("keras_ssd.models", "SSDMobileNetV2"),
+    "SSDTiny": ("keras_ssd.models", "SSDTiny"),
+    "build_model": ("keras_ssd.models", "build_model"),
+    "load_model": ("keras_ssd.saving", "load_model"),
+    "data": ("keras_ssd.data", None),
+    "COCODataset": ("keras_ssd.data", "COCODataset"),
+    "DataError": ("keras_ssd.data", "DataError"),
+    "SSDAugmentation": ("keras_ssd.data", "SSDAugmentation"),
+    "VOC_CLASSES": ("keras_ssd.data", "VOC_CLASSES"),
+    "VOCDataset": ("keras_ssd.data", "VOCDataset"),
+    "make_synthetic_voc": ("keras_ssd.data", "make_synthetic_voc"),
+    "SSDSequence": ("keras_ssd.data.sequence", "SSDSequence"),
+    "training": ("keras_ssd.training", None),
+    "callbacks": ("keras_ssd.training.callbacks", None),
+    "distribute": ("keras_ssd.training.distribute", None),
+    "train_detector": ("keras_ssd.training.fit", "train_detector"),
+    "WarmupPiecewiseDecay": ("keras_ssd.training.schedules", "WarmupPiecewiseDecay"),
+    "TrainingCheckpoint": ("keras_ssd.training.checkpoints", "TrainingCheckpoint"),
+    "resume": ("keras_ssd.training.checkpoints", "resume"),
+    "accel": ("keras_ssd.accel", None),
+    "runtime": ("keras_ssd.accel.runtime", None),
+    "WinogradConv2D": ("keras_ssd.accel.winograd_conv", "WinogradConv2D"),
+    "inference": ("keras_ssd.inference", None),
+    "inference_model": ("keras_ssd.inference.model", "inference_model"),
+    "get_config_from_model": ("keras_ssd.inference.model", "get_config_from_model"),
+    "predict_image": ("keras_ssd.inference.predict", "predict_image"),
+    "predict_images": ("keras_ssd.inference.predict", "predict_images"),
+    "evaluation": ("keras_ssd.evaluation", None),
+    "coco_map": ("keras_ssd.evaluation", "coco_map"),
+    "evaluate": ("keras_ssd.evaluation", "evaluate"),
+    "voc_map": ("keras_ssd.evaluation", "voc_map"),
+    "draw_detections": ("keras_ssd.visualize", "draw_detections"),
+    "run_demo": ("keras_ssd.demo", "run_demo"),
     # The function `keras_ssd.export(...)`; the module stays importable as
     # `import keras_ssd.export` / `from keras_ssd.export import ...`.
-    "export": "keras_ssd.export",
+    "export": ("keras_ssd.export", "export"),
+}
+
+# Modules of keras-ssd 0.1 that moved in 0.2 -> their new home. Importing an
+# old name still works (with a DeprecationWarning) for one release.
+_MOVED_MODULES = {
+    "keras_ssd.callbacks": "keras_ssd.training.callbacks",
+    "keras_ssd.checkpoints": "keras_ssd.training.checkpoints",
+    "keras_ssd.distribute": "keras_ssd.training.distribute",
+    "keras_ssd.schedules": "keras_ssd.training.schedules",
+    "keras_ssd.encoding": "keras_ssd.targets",
+    "keras_ssd.runtime": "keras_ssd.accel.runtime",
+    "keras_ssd.winograd": "keras_ssd.accel.winograd",
+    "keras_ssd.layers.winograd_conv": "keras_ssd.accel.winograd_conv",
+    "keras_ssd.predict": "keras_ssd.inference.predict",
 }
 
 
+class _MovedModuleLoader(_importlib_abc.Loader):
+    def __init__(self, old, new):
+        self.old, self.new = old, new
+
+    def create_module(self, spec):
+        _warnings.warn(
+            f"{self.old} moved to {self.new} in keras-ssd 0.2; the old name goes in 0.3",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return _importlib.import_module(self.new)
+
+    def exec_module(self, module):
+        pass
+
+
+class _MovedModuleFinder(_importlib_abc.MetaPathFinder):
+    def find_spec(self, fullname, path=None, target=None):
+        new = _MOVED_MODULES.get(fullname)
+        if new is None:
+            return None
+        return _importlib_util.spec_from_loader(fullname, _MovedModuleLoader(fullname, new))
+
+
+if not any(isinstance(f, _MovedModuleFinder) for f in _sys.meta_path):
+    _sys.meta_path.append(_MovedModuleFinder())
+
+
 def _resolve(name):
-    module_name = _KERAS_API[name]
+    module_name, attribute = _KERAS_API[name]
     module = _importlib.import_module(module_name)
-    value = module if module_name == f"keras_ssd.{name}" and name != "export" else getattr(
-        module, name
-    )
+    value = module if attribute is None else getattr(module, attribute)
     globals()[name] = value
     return value
 

@@ -16,6 +16,7 @@ import argparse
 import os
 import sys
 
+from keras_ssd import presets
 from keras_ssd.version import __version__
 
 #: The 20 Pascal VOC classes, in the devkit's order.
@@ -25,13 +26,17 @@ VOC_CLASSES = (
     "sheep", "sofa", "train", "tvmonitor",
 )
 
-#: `--model` choices and the builder names they map to.
-MODEL_CHOICES = {
-    "ssd300": "ssd300",
-    "ssd512": "ssd512",
-    "mobilenetv2": "mobilenet_v2",
-    "tiny": "tiny",
-}
+#: `--model` choices: the variants of `keras_ssd.presets`.
+MODEL_CHOICES = presets.names()
+
+
+def _model_name(text):
+    """`--model` type: a variant name or alias -> its canonical name."""
+    preset = presets.find(text)
+    if preset is None:
+        raise argparse.ArgumentTypeError(
+            f"invalid choice: {text!r} (choose from {', '.join(MODEL_CHOICES)})")
+    return preset.name
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -174,7 +179,7 @@ def load_ssd_model(path):
         raise CLIError(
             f"--model-file {path} is not a keras-ssd model ({reason[:300]})"
         ) from None
-    from keras_ssd.inference import get_config_from_model
+    from keras_ssd.inference.model import get_config_from_model
 
     try:
         config = get_config_from_model(model)
@@ -208,8 +213,9 @@ def add_train_arguments(p):
                       help="data-loading threads (0 = load in the training loop; "
                            "default: 2)")
     model = p.add_argument_group("model")
-    model.add_argument("--model", choices=sorted(MODEL_CHOICES), default="ssd300",
-                       help="architecture (default: ssd300)")
+    model.add_argument("--model", type=_model_name, default="ssd300",
+                       metavar="{" + ",".join(MODEL_CHOICES) + "}",
+                       help="SSD variant (default: ssd300)")
     model.add_argument("--backbone-weights", default="imagenet", metavar="{imagenet,none,PATH}",
                        help="backbone initialisation: 'imagenet' (Keras downloads the "
                             "weights), 'none' (random) or a .h5/.weights.h5 file "
@@ -266,13 +272,14 @@ def _parse_epochs_list(text, epochs):
 
 def _check_backbone_weights(value, model_name):
     key = str(value).lower()
+    pretrained = presets.get(model_name).pretrained_backbone
     if key in ("none", "imagenet"):
-        if model_name == "tiny" and key == "imagenet":
-            return None  # the tiny backbone has no pretrained weights
+        if not pretrained and key == "imagenet":
+            return None  # e.g. the tiny backbone has no pretrained weights
         return None if key == "none" else "imagenet"
-    if model_name == "tiny":
-        raise CLIError("--backbone-weights: the tiny model has no pretrained backbone; "
-                       "use none", status=2)
+    if not pretrained:
+        raise CLIError(f"--backbone-weights: the {model_name} model has no pretrained "
+                       "backbone; use none", status=2)
     if not os.path.isfile(value):
         raise CLIError(f"--backbone-weights: weights file not found: {value} "
                        "(expected imagenet, none or a .h5 file)", status=2)
@@ -307,7 +314,7 @@ def run_train(args):
     if len(train_set) == 0:
         raise CLIError(f"--data: split {args.split!r} lists no images")
     keras.utils.set_random_seed(args.seed)
-    from keras_ssd.distribute import check_global_batch_size, get_strategy, strategy_scope
+    from keras_ssd.training.distribute import check_global_batch_size, get_strategy, strategy_scope
 
     try:
         strategy = get_strategy(args.distribute)
@@ -323,12 +330,12 @@ def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_we
                     decay_epochs, latest):
     import time
 
-    from keras_ssd.distribute import prepare_model
-    from keras_ssd.training import train_detector
+    from keras_ssd.training.distribute import prepare_model
+    from keras_ssd.training.fit import train_detector
 
     initial_epoch = 0
     if args.resume:
-        from keras_ssd.checkpoints import resume
+        from keras_ssd.training.checkpoints import resume
 
         model, initial_epoch = resume(args.checkpoint_dir)
         if list(model.config.names) != list(class_names):
@@ -339,9 +346,9 @@ def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_we
         from keras_ssd.models import build_model
 
         kwargs = {"weight_decay": args.weight_decay}
-        if args.model != "tiny":
+        if presets.get(args.model).pretrained_backbone:
             kwargs["backbone_weights"] = backbone_weights
-        model = build_model(MODEL_CHOICES[args.model], class_names=class_names, **kwargs)
+        model = build_model(args.model, class_names=class_names, **kwargs)
     model = prepare_model(model, strategy)
     print(f"training {model.name} ({model.count_params():,} parameters, "
           f"{model.config.image_size}px, {model.config.num_anchors} priors) on "
@@ -404,7 +411,7 @@ def run_evaluate(args):
     model = load_ssd_model(args.model_file)
     from keras_ssd.data import VOCDataset
     from keras_ssd.evaluation import evaluate
-    from keras_ssd.inference import get_config_from_model
+    from keras_ssd.inference.model import get_config_from_model
 
     class_names = get_config_from_model(model).names
     dataset = VOCDataset(args.data, split=args.split, class_names=class_names)
@@ -415,7 +422,7 @@ def run_evaluate(args):
     print(f"{len(dataset)} images, {metric} AP at IoU 0.5")
     print(format_ap_table(class_names, ap, float(result["mAP"])))
     if args.json:
-        from keras_ssd.checkpoints import atomic_write_json
+        from keras_ssd.training.checkpoints import atomic_write_json
 
         payload = {
             "mAP": float(result["mAP"]),
@@ -484,7 +491,7 @@ def run_predict(args):
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise CLIError(f"--out {args.out} exists and is not a folder", status=2)
     model = load_ssd_model(args.model_file)
-    from keras_ssd.predict import predict_images
+    from keras_ssd.inference.predict import predict_images
     from keras_ssd.visualize import draw_detections
 
     os.makedirs(args.out, exist_ok=True)

@@ -8,6 +8,8 @@ from typing import List, Optional, Sequence
 
 import yaml
 
+from keras_ssd import presets
+
 DEFAULT_VARIANCES = (0.1, 0.1, 0.2, 0.2)
 
 
@@ -240,63 +242,39 @@ class SSDConfig:
 
     # --------------------------------------------------------------- presets
     @classmethod
+    def from_preset(cls, name, num_classes=None, class_names=None):
+        """The prior geometry of the variant `name` in `keras_ssd.presets`.
+
+        Args:
+            name: a variant name (`"ssd300"`, `"ssd512"`, `"mobilenet_v2"`,
+                `"tiny"`) or one of its aliases.
+            num_classes: object classes; default `len(class_names)` or the
+                preset's (20).
+            class_names: optional list of names.
+        """
+        preset = presets.get(name)
+        if num_classes is None:
+            num_classes = len(class_names) if class_names is not None else preset.num_classes
+        geometry = {k: (list(v) if isinstance(v, (list, tuple)) else v)
+                    for k, v in preset.geometry.items()}
+        return cls(num_classes=num_classes, class_names=class_names, **geometry)
+
+    @classmethod
     def ssd300(cls, num_classes=20, class_names=None):
-        """The Caffe SSD300 VOC geometry: 6 maps, 8732 priors."""
-        return cls(
-            image_size=300,
-            feature_map_sizes=[38, 19, 10, 5, 3, 1],
-            steps=[8, 16, 32, 64, 100, 300],
-            min_sizes=[30, 60, 111, 162, 213, 264],
-            max_sizes=[60, 111, 162, 213, 264, 315],
-            aspect_ratios=[[2], [2, 3], [2, 3], [2, 3], [2], [2]],
-            num_classes=num_classes,
-            class_names=class_names,
-        )
+        """The Caffe SSD300 VOC geometry: 6 maps, 8732 priors (`from_preset("ssd300")`)."""
+        return cls.from_preset("ssd300", num_classes, class_names)
 
     @classmethod
     def ssd512(cls, num_classes=20, class_names=None):
-        """The Caffe SSD512 VOC geometry: 7 maps, 24564 priors."""
-        return cls(
-            image_size=512,
-            feature_map_sizes=[64, 32, 16, 8, 4, 2, 1],
-            steps=[8, 16, 32, 64, 128, 256, 512],
-            min_sizes=[35.84, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8],
-            max_sizes=[76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.6],
-            aspect_ratios=[[2], [2, 3], [2, 3], [2, 3], [2, 3], [2], [2]],
-            num_classes=num_classes,
-            class_names=class_names,
-        )
+        """The Caffe SSD512 VOC geometry: 7 maps, 24564 priors (`from_preset("ssd512")`)."""
+        return cls.from_preset("ssd512", num_classes, class_names)
 
     @classmethod
     def tiny(cls, num_classes=20, class_names=None):
-        """A small 160-pixel geometry for CPU experiments (`SSDTiny`).
-
-        5 maps (20, 10, 5, 3, 1; steps = 160 / size), 2390 priors. Prior
-        scales run from 0.1 to 0.9 of the image as in the SSD paper
-        (SSD300's are 0.1 to 0.88): min sizes 16, 32, 64, 104, 144 px, each
-        map's max size being the next map's min size (176 for the last).
-        """
-        return cls(
-            image_size=160,
-            feature_map_sizes=[20, 10, 5, 3, 1],
-            steps=[8, 16, 32, 160 / 3, 160],
-            min_sizes=[16, 32, 64, 104, 144],
-            max_sizes=[32, 64, 104, 144, 176],
-            aspect_ratios=[[2], [2, 3], [2, 3], [2], [2]],
-            num_classes=num_classes,
-            class_names=class_names,
-        )
+        """The 160-pixel geometry of `SSDTiny`: 5 maps, 2390 priors (`from_preset("tiny")`)."""
+        return cls.from_preset("tiny", num_classes, class_names)
 
     @classmethod
     def mobilenet_v2(cls, num_classes=20, class_names=None):
-        """The MobileNetV2-320 geometry (lufficc/SSD): 6 maps, 3234 priors."""
-        return cls(
-            image_size=320,
-            feature_map_sizes=[20, 10, 5, 3, 2, 1],
-            steps=[16, 32, 64, 107, 160, 320],
-            min_sizes=[60, 105, 150, 195, 240, 285],
-            max_sizes=[105, 150, 195, 240, 285, 330],
-            aspect_ratios=[[2, 3]] * 6,
-            num_classes=num_classes,
-            class_names=class_names,
-        )
+        """The MobileNetV2-320 geometry: 6 maps, 3234 priors (`from_preset("mobilenet_v2")`)."""
+        return cls.from_preset("mobilenet_v2", num_classes, class_names)

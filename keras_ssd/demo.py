@@ -118,8 +118,8 @@ def run_demo(out_dir="keras_ssd_demo", seed=0, verbose=1, **overrides):
     from keras_ssd.data import SYNTHETIC_CLASSES, VOCDataset, make_synthetic_voc
     from keras_ssd.evaluation.evaluate import evaluate
     from keras_ssd.models import SSDTiny
-    from keras_ssd.predict import predict_images
-    from keras_ssd.training import train_detector
+    from keras_ssd.inference.predict import predict_images
+    from keras_ssd.training.fit import train_detector
     from keras_ssd.visualize import draw_detections
 
     os.makedirs(out_dir, exist_ok=True)

@@ -115,7 +115,7 @@ def split_detector(model):
     import keras
 
     from keras_ssd.config import SSDConfig
-    from keras_ssd.inference import iter_layers
+    from keras_ssd.inference.model import iter_layers
     from keras_ssd.layers.decode_detections import DecodeDetections
 
     if not isinstance(model, keras.Model):
@@ -374,7 +374,7 @@ def export(model, path, format="tf_saved_model", *, input_dtype="float32",
 
     import tensorflow as tf
 
-    from keras_ssd import winograd
+    from keras_ssd.accel import winograd
     from keras_ssd.layers.decode_detections import DecodeDetections
 
     predictor, config, options = split_detector(model)

@@ -3,7 +3,6 @@
 import keras
 from keras import ops
 
-from keras_ssd.distribute import cross_replica_sum
 
 
 @keras.saving.register_keras_serializable(package="keras_ssd")
@@ -42,7 +41,7 @@ class SSDLoss(keras.losses.Loss):
     Call arguments:
         y_true: `(B, N, 5)`: 4 encoded offsets, then the class as a float
             (0 = background, 1..C objects, -1 = ignore), as made by
-            `keras_ssd.encoding.TargetEncoder`.
+            `keras_ssd.targets.TargetEncoder`.
         y_pred: `(B, N, 4 + C + 1)` model output: offsets then logits (index
             0 = background).
 
@@ -134,3 +133,24 @@ class SSDLoss(keras.losses.Loss):
         config = super().get_config()
         config.update({"neg_pos_ratio": self.neg_pos_ratio, "alpha": self.alpha})
         return config
+
+
+def cross_replica_sum(x):
+    """Sum of `x` over the replicas of the current `tf.distribute` step.
+
+    Inside a replica function of a TensorFlow strategy with several
+    replicas (e.g. the loss in `fit` under `MirroredStrategy`) this is an
+    all-reduce; everywhere else (one device, cross-replica context, JAX
+    where `DataParallel` programs already see the global batch, other
+    backends) it returns `x` unchanged.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return x
+    import tensorflow as tf
+
+    if not tf.distribute.has_strategy():
+        return x
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return x
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, x)

@@ -1,23 +1,14 @@
 """Loading keras-ssd models: make sure every keras-ssd object is registered
 with Keras first."""
 
-import importlib
-
-# Modules whose import registers keras-ssd classes with Keras' serializer.
-_REGISTERING_MODULES = (
-    "keras_ssd.layers",
-    "keras_ssd.models",
-    "keras_ssd.losses",
-    "keras_ssd.schedules",
-    "keras_ssd.inference",
-)
-
-
 def register_keras_ssd_objects():
     """Import the modules that register keras-ssd layers, models, losses and
     schedules, so `keras.saving.load_model` can rebuild them."""
-    for name in _REGISTERING_MODULES:
-        importlib.import_module(name)
+    import keras_ssd.accel.winograd_conv  # noqa: F401  (files saved by 0.1 name it)
+    import keras_ssd.layers  # noqa: F401
+    import keras_ssd.losses  # noqa: F401
+    import keras_ssd.models  # noqa: F401
+    import keras_ssd.training.schedules  # noqa: F401
 
 
 def load_model(path, compile=True, custom_objects=None, **kwargs):

@@ -2,7 +2,7 @@
 
 Keras' `jit_compile` is all or nothing per train/predict function, and on
 CPU whole-model XLA is slower than TensorFlow's oneDNN kernels (see
-`keras_ssd.runtime`). Some pieces, though, are many small element-wise and
+`keras_ssd.accel.runtime`). Some pieces, though, are many small element-wise and
 control-flow ops that XLA fuses well (the NMS loop, the box decoding, the
 Winograd transforms); `xla_compiled` compiles just those pieces.
 """

@@ -19,7 +19,7 @@ from keras_ssd.export import (
     export,
     split_detector,
 )
-from keras_ssd.inference import inference_model
+from keras_ssd.inference.model import inference_model
 from keras_ssd.models import SSDTiny
 
 SIZE = 160

@@ -10,7 +10,7 @@ from keras_ssd.config import SSDConfig
 from keras_ssd.data.augment import SSDAugmentation, apply_plan, resize_plan
 from keras_ssd.data.errors import DataError, check_on_error, logger
 from keras_ssd.data.images import MEAN_RGB
-from keras_ssd.encoding import TargetEncoder
+from keras_ssd.targets import TargetEncoder
 
 _SHUFFLE_STREAM = 0x5EED
 _ITEM_STREAM = 0xA11
@@ -71,7 +71,7 @@ class SSDSequence(keras.utils.PyDataset):
 
     Yields `(images, targets)`: images float32 `(B, S, S, 3)` RGB in 0..255
     (the model's preprocessing layer does the rest), targets float32 `(B, N,
-    5)` from `keras_ssd.encoding.TargetEncoder` over the anchors of `config`
+    5)` from `keras_ssd.targets.TargetEncoder` over the anchors of `config`
     (4 offsets, then the class with 0 = background and -1 = ignore). Boxes
     are normalised by the augmented image size.
 

@@ -42,8 +42,8 @@ class Predictor:
     """
 
     def __init__(self, model, confidence_threshold=0.01, iou_threshold=0.45, top_k=200):
-        from keras_ssd.inference import get_config_from_model, inference_model
-        from keras_ssd.runtime import apply_runtime_defaults
+        from keras_ssd.inference.model import get_config_from_model, inference_model
+        from keras_ssd.accel.runtime import apply_runtime_defaults
 
         if not isinstance(model, keras.Model):
             raise ValueError(

@@ -4,7 +4,6 @@ from keras_ssd.layers.anchor_boxes import AnchorBoxes
 from keras_ssd.layers.decode_detections import DecodeDetections
 from keras_ssd.layers.l2_normalization import L2Normalization
 from keras_ssd.layers.preprocessing import CaffePreprocessing, ImagePreprocessing
-from keras_ssd.layers.winograd_conv import WinogradConv2D
 
 __all__ = [
     "AnchorBoxes",
@@ -12,5 +11,4 @@ __all__ = [
     "DecodeDetections",
     "ImagePreprocessing",
     "L2Normalization",
-    "WinogradConv2D",
 ]

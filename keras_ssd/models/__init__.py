@@ -8,6 +8,7 @@ from keras_ssd.models.builders import (
     SSDMobileNetV2,
     SSDTiny,
     build_model,
+    get_builder,
 )
 from keras_ssd.models.mobilenet_v2 import mobilenet_v2_config
 from keras_ssd.models.vgg16 import decimate_fc6, decimate_fc7
@@ -19,6 +20,7 @@ __all__ = [
     "SSDTiny",
     "SSDMobileNetV2",
     "build_model",
+    "get_builder",
     "MODEL_BUILDERS",
     "mobilenet_v2_config",
     "decimate_fc6",

@@ -3,7 +3,7 @@
 import keras
 
 from keras_ssd.layers.l2_normalization import L2Normalization
-from keras_ssd.layers.winograd_conv import WinogradConv2D
+from keras_ssd.accel.winograd_conv import WinogradConv2D
 
 NORMALIZATIONS = ("l2", "batchnorm", "none")
 

@@ -1,11 +1,11 @@
-"""Builders for the standard SSD variants and `build_model` by name."""
+"""Builders for the variants of `keras_ssd.presets`, and `build_model` by name."""
 
+from keras_ssd import presets
 from keras_ssd.config import SSDConfig
-from keras_ssd.models.architectures import get_architecture
 from keras_ssd.models.ssd import SSD
 
 
-def _resolve_config(architecture, num_classes, class_names, config):
+def _resolve_config(variant, num_classes, class_names, config):
     if config is not None:
         config = SSDConfig.from_dict(
             config.to_dict() if isinstance(config, SSDConfig) else config
@@ -22,9 +22,15 @@ def _resolve_config(architecture, num_classes, class_names, config):
             changes["class_names"] = list(class_names)
             changes.setdefault("num_classes", len(class_names))
         return config.replace(**changes) if changes else config
-    if num_classes is None:
-        num_classes = len(class_names) if class_names is not None else 20
-    return get_architecture(architecture).default_config(num_classes, class_names)
+    return SSDConfig.from_preset(variant, num_classes, class_names)
+
+
+def _build(variant, num_classes, class_names, config, normalization, weight_decay,
+           backbone_weights, name, **kwargs):
+    config = _resolve_config(variant, num_classes, class_names, config)
+    return SSD(config, architecture=variant, normalization=normalization,
+               weight_decay=weight_decay, backbone_weights=backbone_weights, name=name,
+               **kwargs)
 
 
 def SSD300(num_classes=None, class_names=None, backbone_weights=None, normalization="l2",
@@ -32,7 +38,7 @@ def SSD300(num_classes=None, class_names=None, backbone_weights=None, normalizat
     """SSD300 on the reduced VGG16 with the exact Caffe VOC geometry.
 
     Maps 38, 19, 10, 5, 3, 1 (conv4_3 with L2 normalisation, fc7, conv6_2 ..
-    conv9_2), 8732 priors from `SSDConfig.ssd300`.
+    conv9_2), 8732 priors (preset `"ssd300"`).
 
     Args:
         num_classes: object classes without background; default 20, or
@@ -57,32 +63,28 @@ def SSD300(num_classes=None, class_names=None, backbone_weights=None, normalizat
     >>> model.output_shape
     (None, 8732, 25)
     """
-    config = _resolve_config("ssd300_vgg16", num_classes, class_names, config)
-    return SSD(config, architecture="ssd300_vgg16", normalization=normalization,
-               weight_decay=weight_decay, backbone_weights=backbone_weights, name=name,
-               **kwargs)
+    return _build("ssd300", num_classes, class_names, config, normalization,
+                  weight_decay, backbone_weights, name, **kwargs)
 
 
 def SSD512(num_classes=None, class_names=None, backbone_weights=None, normalization="l2",
            weight_decay=0.0, config=None, name="ssd512", **kwargs):
     """SSD512 on the reduced VGG16 (Caffe geometry): maps 64, 32, 16, 8, 4,
-    2, 1 (the last from a 4x4 pad-1 conv), 24564 priors. Arguments as
-    `SSD300`.
+    2, 1 (the last from a 4x4 pad-1 conv), 24564 priors (preset `"ssd512"`).
+    Arguments as `SSD300`.
 
     Returns:
         An `SSD` model, output `(B, 24564, 4 + num_classes + 1)`.
     """
-    config = _resolve_config("ssd512_vgg16", num_classes, class_names, config)
-    return SSD(config, architecture="ssd512_vgg16", normalization=normalization,
-               weight_decay=weight_decay, backbone_weights=backbone_weights, name=name,
-               **kwargs)
+    return _build("ssd512", num_classes, class_names, config, normalization,
+                  weight_decay, backbone_weights, name, **kwargs)
 
 
 def SSDTiny(num_classes=None, class_names=None, normalization="none", weight_decay=0.0,
             config=None, name="ssd_tiny", **kwargs):
     """A tiny SSD for CPU experiments: 160 px input, conv-BN-ReLU backbone of
-    16..128 filters, 5 maps (20, 10, 5, 3, 1), 2390 priors from
-    `SSDConfig.tiny`. No pretrained weights. Other arguments as `SSD300`.
+    16..128 filters, 5 maps (20, 10, 5, 3, 1), 2390 priors (preset `"tiny"`).
+    No pretrained weights. Other arguments as `SSD300`.
 
     Returns:
         An `SSD` model, output `(B, 2390, 4 + num_classes + 1)`.
@@ -92,9 +94,8 @@ def SSDTiny(num_classes=None, class_names=None, normalization="none", weight_dec
     >>> SSDTiny(num_classes=3).output_shape
     (None, 2390, 8)
     """
-    config = _resolve_config("ssd_tiny", num_classes, class_names, config)
-    return SSD(config, architecture="ssd_tiny", normalization=normalization,
-               weight_decay=weight_decay, name=name, **kwargs)
+    return _build("tiny", num_classes, class_names, config, normalization,
+                  weight_decay, None, name, **kwargs)
 
 
 def SSDMobileNetV2(num_classes=None, class_names=None, backbone_weights=None,
@@ -102,7 +103,7 @@ def SSDMobileNetV2(num_classes=None, class_names=None, backbone_weights=None,
                    name="ssd_mobilenet_v2", **kwargs):
     """SSD on `keras.applications.MobileNetV2` (alpha 1.0), 320 px input:
     sources `block_13_expand_relu` (20x20) and `out_relu` (10x10) plus four
-    extra blocks (5, 3, 2, 1), 3234 priors (`mobilenet_v2_config`).
+    extra blocks (5, 3, 2, 1), 3234 priors (preset `"mobilenet_v2"`).
 
     Args:
         backbone_weights: `None`, `"imagenet"` or a path to the `.h5` /
@@ -113,37 +114,36 @@ def SSDMobileNetV2(num_classes=None, class_names=None, backbone_weights=None,
     Returns:
         An `SSD` model, output `(B, 3234, 4 + num_classes + 1)`.
     """
-    config = _resolve_config("ssd_mobilenet_v2", num_classes, class_names, config)
-    return SSD(config, architecture="ssd_mobilenet_v2", normalization=normalization,
-               weight_decay=weight_decay, backbone_weights=backbone_weights, name=name,
-               **kwargs)
+    return _build("mobilenet_v2", num_classes, class_names, config, normalization,
+                  weight_decay, backbone_weights, name, **kwargs)
 
 
-#: Names accepted by `build_model` (and the CLI's `--model`).
-MODEL_BUILDERS = {
-    "ssd300": SSD300,
-    "ssd512": SSD512,
-    "tiny": SSDTiny,
-    "ssd_tiny": SSDTiny,
-    "mobilenet_v2": SSDMobileNetV2,
-    "ssd_mobilenet_v2": SSDMobileNetV2,
-}
+def get_builder(name):
+    """The builder function of the variant `name` (or an alias)."""
+    return globals()[presets.get(name).builder]
+
+
+#: Every accepted spelling -> builder, derived from `keras_ssd.presets`.
+MODEL_BUILDERS = {s: get_builder(p.name) for p in presets.PRESETS.values()
+                  for s in p.spellings}
 
 
 def build_model(name, num_classes=None, class_names=None, **kwargs):
     """Build an SSD variant by name (for the CLI and config files).
 
     Args:
-        name: `"ssd300"`, `"ssd512"`, `"tiny"` / `"ssd_tiny"` or
-            `"mobilenet_v2"` / `"ssd_mobilenet_v2"` (case-insensitive).
+        name: a variant of `keras_ssd.presets` (`"ssd300"`, `"ssd512"`,
+            `"mobilenet_v2"`, `"tiny"`) or an alias (case-insensitive, `-` or
+            `_`).
         num_classes, class_names, **kwargs: passed to the builder.
 
     Returns:
         An `SSD` model.
     """
-    key = str(name).lower().replace("-", "_")
-    if key not in MODEL_BUILDERS:
+    preset = presets.find(name)
+    if preset is None:
         raise ValueError(
-            f"unknown model {name!r}; choose one of {', '.join(sorted(MODEL_BUILDERS))}"
+            f"unknown model {name!r}; choose one of {', '.join(presets.names())}"
         )
-    return MODEL_BUILDERS[key](num_classes=num_classes, class_names=class_names, **kwargs)
+    return get_builder(preset.name)(num_classes=num_classes, class_names=class_names,
+                                    **kwargs)

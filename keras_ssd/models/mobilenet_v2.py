@@ -19,17 +19,13 @@ MOBILENET_V2_SOURCES = ("block_13_expand_relu", "out_relu")
 
 
 def mobilenet_v2_config(num_classes=20, class_names=None, image_size=320):
-    """SSDConfig for `SSDMobileNetV2` at 320 pixels: 6 maps, 3234 priors.
-
-    Priors follow lufficc/SSD's MobileNetV2-320 (min sizes 60..285 px, 6
-    boxes per cell everywhere).
-    """
+    """Deprecated alias of `SSDConfig.from_preset("mobilenet_v2", ...)`."""
     if image_size != 320:
         raise ValueError(
             "mobilenet_v2_config only defines the 320-pixel geometry; pass your "
             f"own SSDConfig for image_size={image_size}"
         )
-    return SSDConfig.mobilenet_v2(num_classes, class_names)
+    return SSDConfig.from_preset("mobilenet_v2", num_classes, class_names)
 
 
 def mobilenet_v2_features(x, normalization="none", regularizer=None, alpha=1.0):

@@ -4,7 +4,8 @@ import keras
 
 from keras_ssd.config import SSDConfig
 from keras_ssd.layers.preprocessing import ImagePreprocessing
-from keras_ssd.models.architectures import get_architecture
+from keras_ssd import presets
+from keras_ssd.models.backbones import get_backbone
 from keras_ssd.models.blocks import NORMALIZATIONS, kernel_regularizer
 from keras_ssd.models.heads import build_heads, check_feature_maps
 from keras_ssd.models.weights_files import check_weights_path
@@ -36,8 +37,9 @@ class SSD(keras.Model):
         config: `SSDConfig` (or its dict): priors, `num_classes` and
             `class_names`. Its `feature_map_sizes` must match what the
             architecture produces at `config.image_size`, else `ValueError`.
-        architecture: backbone name: `"ssd300_vgg16"`, `"ssd512_vgg16"`,
-            `"ssd_mobilenet_v2"` or `"ssd_tiny"`.
+        architecture: variant name from `keras_ssd.presets` (`"ssd300"`,
+            `"ssd512"`, `"mobilenet_v2"`, `"tiny"`; the 0.1 spellings such as
+            `"ssd300_vgg16"` are read as aliases).
         normalization: `"l2"` (L2Normalization, scale 20), `"batchnorm"` or
             `"none"` on the first (shallow) source map; `None` picks the
             architecture's default (`"l2"` for VGG16, `"none"` otherwise).
@@ -64,14 +66,14 @@ class SSD(keras.Model):
 
     Example:
 
-    >>> model = SSD(SSDConfig.tiny(num_classes=3), architecture="ssd_tiny")
+    >>> model = SSD(SSDConfig.tiny(num_classes=3), architecture="tiny")
     >>> model.output_shape
     (None, 2390, 8)
     >>> model.class_names
     ['class_0', 'class_1', 'class_2']
     """
 
-    def __init__(self, config, architecture="ssd300_vgg16", normalization=None,
+    def __init__(self, config, architecture="ssd300", normalization=None,
                  weight_decay=0.0, backbone_weights=None, **kwargs):
         config = SSDConfig.from_dict(config.to_dict() if isinstance(config, SSDConfig)
                                      else config)
@@ -80,9 +82,16 @@ class SSD(keras.Model):
                 "keras_ssd models need keras.config.image_data_format() == "
                 f"'channels_last', got {keras.config.image_data_format()!r}"
             )
-        spec = get_architecture(architecture)
+        preset = presets.find(architecture)
+        if preset is None:
+            raise ValueError(
+                f"unknown SSD architecture {architecture!r}; choose one of "
+                f"{', '.join(presets.names())}"
+            )
+        architecture = preset.name
+        backbone = get_backbone(preset.backbone)
         if normalization is None:
-            normalization = spec.default_normalization
+            normalization = preset.normalization
         if normalization not in NORMALIZATIONS:
             raise ValueError(
                 f"SSD: normalization must be one of {NORMALIZATIONS} or None, "
@@ -90,7 +99,7 @@ class SSD(keras.Model):
             )
         regularizer = kernel_regularizer(weight_decay)
         if backbone_weights is not None:
-            if spec.load_weights is None:
+            if backbone.load_weights is None:
                 raise ValueError(
                     f"SSD architecture {architecture!r} has no pretrained backbone; "
                     f"backbone_weights must be None, got {backbone_weights!r}"
@@ -100,8 +109,8 @@ class SSD(keras.Model):
 
         size = config.image_size
         inputs = keras.Input(shape=(size, size, 3), name="image")
-        x = ImagePreprocessing(spec.preprocessing, name="preprocessing")(inputs)
-        sources = spec.build_features(x, normalization=normalization,
+        x = ImagePreprocessing(preset.preprocessing, name="preprocessing")(inputs)
+        sources = backbone.build_features(x, normalization=normalization,
                                       regularizer=regularizer)
         check_feature_maps(sources, config, architecture)
         outputs = build_heads(sources, config, regularizer)
@@ -115,7 +124,7 @@ class SSD(keras.Model):
         self.weight_decay = float(weight_decay)
         self.source_names = [name for name, _ in sources]
         if backbone_weights is not None:
-            spec.load_weights(self, backbone_weights)
+            backbone.load_weights(self, backbone_weights)
 
     @property
     def config(self):
@@ -136,7 +145,7 @@ class SSD(keras.Model):
 
         For in-memory arrays (no `steps`, no callbacks, no distribution
         strategy) this runs the same compiled predict step through
-        `keras_ssd.runtime.predict_arrays`, sparing the ~50-100 ms that
+        `keras_ssd.accel.runtime.predict_arrays`, sparing the ~50-100 ms that
         `predict` spends building a data pipeline on every call (a sixth of
         an SSD300 forward pass on a CPU); no progress bar is shown then.
         Datasets, generators and everything else go to `keras.Model.predict`.
@@ -144,7 +153,7 @@ class SSD(keras.Model):
         if (steps is None and not callbacks and _is_array(x)
                 and getattr(self, "_distribute_strategy", None) is None
                 and keras.distribution.distribution() is None):
-            from keras_ssd.runtime import predict_arrays
+            from keras_ssd.accel.runtime import predict_arrays
 
             return predict_arrays(self, x, batch_size=32 if batch_size is None else batch_size)
         return super().predict(x, batch_size=batch_size, verbose=verbose, steps=steps,

@@ -5,7 +5,7 @@ import keras
 
 from keras_ssd.anchors import generate_anchors
 from keras_ssd.config import SSDConfig
-from keras_ssd.encoding import TargetEncoder
+from keras_ssd.targets import TargetEncoder
 from keras_ssd.layers.l2_normalization import L2Normalization
 from keras_ssd.layers.preprocessing import CaffePreprocessing, ImagePreprocessing
 from keras_ssd.losses import SSDLoss
@@ -197,7 +197,7 @@ def test_tiny_save_and_load_keeps_config_names_and_outputs(tmp_path):
     loaded = keras.saving.load_model(path)
     assert type(loaded) is SSD
     assert loaded.config == model.config and loaded.class_names == ["a", "b", "c"]
-    assert loaded.architecture == "ssd_tiny" and loaded.normalization == "l2"
+    assert loaded.architecture == "tiny" and loaded.normalization == "l2"
     assert loaded.weight_decay == 5e-4 and len(loaded.losses) == len(model.losses)
     x = _images(2, 160, seed=4)
     np.testing.assert_array_equal(

@@ -4,13 +4,15 @@ import keras
 import numpy as np
 import pytest
 
-from keras_ssd.callbacks import (
+from keras_ssd.training.callbacks import (
     LearningRateLogger,
     NonFiniteLossError,
     StepLearningRate,
     StopOnNaN,
 )
-from keras_ssd.schedules import WarmupPiecewiseDecay
+from keras_ssd.training.schedules import WarmupPiecewiseDecay
+
+pytestmark = pytest.mark.backend
 
 
 def _model(lr):
@@ -115,9 +117,9 @@ def test_values_added_by_earlier_callbacks_reach_later_ones_and_history():
 # ------------------------------------------------ MeanAveragePrecision
 def test_mean_average_precision_feeds_val_map_to_checkpoint_and_history(tmp_path):
     from keras_ssd.anchors import generate_anchors
-    from keras_ssd.callbacks import MeanAveragePrecision, TrainingCheckpoint
-    from keras_ssd.checkpoints import read_state
-    from keras_ssd.encoding import TargetEncoder
+    from keras_ssd.training.callbacks import MeanAveragePrecision, TrainingCheckpoint
+    from keras_ssd.training.checkpoints import read_state
+    from keras_ssd.targets import TargetEncoder
     from keras_ssd.evaluation import evaluate
     from keras_ssd.losses import SSDLoss
     from keras_ssd.models import SSDTiny
@@ -160,7 +162,7 @@ def test_mean_average_precision_feeds_val_map_to_checkpoint_and_history(tmp_path
 
 
 def test_mean_average_precision_rejects_bad_every():
-    from keras_ssd.callbacks import MeanAveragePrecision
+    from keras_ssd.training.callbacks import MeanAveragePrecision
 
     with pytest.raises(ValueError, match="every"):
         MeanAveragePrecision([], every=0)

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_ssd.schedules import WarmupPiecewiseDecay
+from keras_ssd.training.schedules import WarmupPiecewiseDecay
 
 
 def lr(schedule, step):

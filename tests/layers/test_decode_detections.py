@@ -7,7 +7,7 @@ import pytest
 from keras_ssd.anchors import generate_anchors
 from keras_ssd.boxes import decode_boxes
 from keras_ssd.config import SSDConfig
-from keras_ssd.encoding import TargetEncoder
+from keras_ssd.targets import TargetEncoder
 from keras_ssd.layers.anchor_boxes import AnchorBoxes
 from keras_ssd.layers.decode_detections import DecodeDetections, decode_offsets
 

@@ -23,7 +23,7 @@ measured default.
 
 Example:
 
->>> import keras_ssd.runtime as rt
+>>> import keras_ssd.accel.runtime as rt
 >>> model.compile(optimizer="sgd", loss=loss, **rt.compile_defaults())
 >>> rt.set_mixed_precision(True)   # before building the model
 'mixed_bfloat16'
@@ -267,7 +267,7 @@ def mixed_precision_copy(model, enabled=True, device=None):
         raise ValueError(
             f"mixed_precision_copy: {type(model).__name__} {model.name!r} did not "
             f"rebuild under the {policy!r} policy (its config pins layer dtypes); "
-            "build the model under keras_ssd.runtime.set_mixed_precision(...) instead"
+            "build the model under keras_ssd.accel.runtime.set_mixed_precision(...) instead"
         )
     copy.set_weights(model.get_weights())
     return apply_runtime_defaults(copy)

@@ -23,6 +23,8 @@ from keras_ssd.losses import SSDLoss
 from keras_ssd.models import SSDTiny
 from keras_ssd.nms import multiclass_nms
 
+pytestmark = pytest.mark.backend
+
 BACKEND = keras.backend.backend()
 
 
@@ -47,7 +49,7 @@ def _nms_inputs(seed=0):
 
 def _targets(model, n, seed=0):
     from keras_ssd.anchors import generate_anchors
-    from keras_ssd.encoding import TargetEncoder
+    from keras_ssd.targets import TargetEncoder
 
     rng = np.random.default_rng(seed)
     enc = TargetEncoder(generate_anchors(model.config), num_classes=model.num_classes)
@@ -112,7 +114,7 @@ def test_keras_file_round_trip_on_the_active_backend(trained, tmp_path):
 
 
 def test_predict_image_on_the_active_backend(trained):
-    from keras_ssd.predict import predict_image
+    from keras_ssd.inference.predict import predict_image
 
     model, _, _ = trained
     image = _images(1, seed=5)[0][:120].astype("uint8")  # 120 x 160, not square

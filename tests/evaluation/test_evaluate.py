@@ -10,8 +10,10 @@ import pytest
 from keras_ssd.evaluation import Predictor, coco_map, evaluate, predict_dataset, voc_map
 from keras_ssd.evaluation.evaluate import resize_for_model
 from keras_ssd.config import SSDConfig
-from keras_ssd.inference import inference_model
+from keras_ssd.inference.model import inference_model
 from keras_ssd.models import SSDTiny
+
+pytestmark = pytest.mark.backend
 
 SIZES = [(120, 90), (200, 160), (64, 256), (160, 160), (333, 101)]  # (width, height)
 

@@ -6,11 +6,13 @@ import pytest
 from keras import ops
 from PIL import Image
 
-import keras_ssd.predict as predict_module
+import keras_ssd.inference.predict as predict_module
 from keras_ssd.anchors import generate_anchors
 from keras_ssd.config import SSDConfig
-from keras_ssd.inference import inference_model
-from keras_ssd.predict import get_detector, predict_image, predict_images
+from keras_ssd.inference.model import inference_model
+from keras_ssd.inference.predict import get_detector, predict_image, predict_images
+
+pytestmark = pytest.mark.backend
 
 CONFIG = SSDConfig.tiny(num_classes=2, class_names=["cat", "dog"])
 ANCHORS = generate_anchors(CONFIG)

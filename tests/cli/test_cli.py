@@ -90,7 +90,7 @@ def test_no_command_prints_help_and_succeeds(capsys):
 def test_train_model_choices_are_the_documented_ones():
     parser = build_parser()
     args = parser.parse_args(["train", "--data", "x", "--model", "mobilenetv2"])
-    assert args.model == "mobilenetv2" and args.split == "trainval" and args.val_split == "test"
+    assert args.model == "mobilenet_v2" and args.split == "trainval" and args.val_split == "test"
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--data", "x", "--model", "resnet"])
 
@@ -275,7 +275,7 @@ def test_evaluate_and_predict_accept_a_saved_inference_model(capsys, model_file,
                                                              tmp_path):
     import keras
 
-    from keras_ssd.inference import inference_model
+    from keras_ssd.inference.model import inference_model
 
     path = tmp_path / "detector.keras"
     inference_model(keras.saving.load_model(model_file, compile=False)).save(path)

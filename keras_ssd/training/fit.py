@@ -46,7 +46,7 @@ def make_optimizer(name="sgd", learning_rate=1e-3, momentum=0.9, total_steps=Non
     Returns:
         A `keras.optimizers.Optimizer` whose rate is a `WarmupPiecewiseDecay`.
     """
-    from keras_ssd.schedules import WarmupPiecewiseDecay
+    from keras_ssd.training.schedules import WarmupPiecewiseDecay
 
     if boundaries is None:
         boundaries = [] if not total_steps else [
@@ -83,7 +83,7 @@ def train_detector(model, train_dataset, epochs, batch_size=32, learning_rate=1e
     Args:
         model: an SSD model (`SSD300`, `SSDTiny`, ...). If it is already
             compiled with an optimizer (e.g. returned by
-            `keras_ssd.checkpoints.resume`), that optimizer and its state are
+            `keras_ssd.training.checkpoints.resume`), that optimizer and its state are
             kept and `learning_rate`, `optimizer`, `momentum`, `warmup_epochs`
             and `lr_decay_epochs` are ignored.
         train_dataset: a detection dataset (`VOCDataset`, `COCODataset`, ...)
@@ -110,7 +110,7 @@ def train_detector(model, train_dataset, epochs, batch_size=32, learning_rate=1e
         callbacks: extra Keras callbacks (they run after the built-in ones
             and see `val_mAP`, `learning_rate` and `epoch_seconds`).
         jit_compile: `None` for the measured default of
-            `keras_ssd.runtime` (no XLA on CPU).
+            `keras_ssd.accel.runtime` (no XLA on CPU).
         verbose: Keras verbosity (1: progress bar, 2: one line per epoch).
 
     Returns:
@@ -118,11 +118,11 @@ def train_detector(model, train_dataset, epochs, batch_size=32, learning_rate=1e
         `learning_rate`, `epoch_seconds` and, with a validation set,
         `val_mAP` per epoch.
     """
-    from keras_ssd.callbacks import LearningRateLogger, MeanAveragePrecision, StopOnNaN
-    from keras_ssd.checkpoints import TrainingCheckpoint
+    from keras_ssd.training.callbacks import LearningRateLogger, MeanAveragePrecision, StopOnNaN
+    from keras_ssd.training.checkpoints import TrainingCheckpoint
     from keras_ssd.data import SSDSequence
     from keras_ssd.losses import SSDLoss
-    from keras_ssd.runtime import apply_runtime_defaults, compile_defaults
+    from keras_ssd.accel.runtime import apply_runtime_defaults, compile_defaults
 
     if int(epochs) < 1:
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")

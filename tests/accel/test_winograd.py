@@ -4,9 +4,11 @@ import pytest
 import keras
 from keras import ops
 
-from keras_ssd import winograd
-from keras_ssd.layers import WinogradConv2D
-from keras_ssd.layers.winograd_conv import auto_tile
+from keras_ssd.accel import winograd
+from keras_ssd.accel.winograd_conv import WinogradConv2D
+from keras_ssd.accel.winograd_conv import auto_tile
+
+pytestmark = pytest.mark.backend
 
 requires_tf = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                                  reason="the Winograd path is TensorFlow-only")

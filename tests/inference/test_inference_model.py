@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from keras_ssd.config import SSDConfig
-from keras_ssd.inference import get_config_from_model, inference_model
+from keras_ssd.inference.model import get_config_from_model, inference_model
 from keras_ssd.layers.anchor_boxes import AnchorBoxes
 from keras_ssd.layers.decode_detections import DecodeDetections
 

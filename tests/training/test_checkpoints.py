@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_ssd.checkpoints import (
+from keras_ssd.training.checkpoints import (
     BEST,
     LATEST,
     STATE,
@@ -18,7 +18,9 @@ from keras_ssd.checkpoints import (
     read_state,
     resume,
 )
-from keras_ssd.schedules import WarmupPiecewiseDecay
+from keras_ssd.training.schedules import WarmupPiecewiseDecay
+
+pytestmark = pytest.mark.backend
 
 
 def _data():
@@ -189,7 +191,7 @@ def test_kill_between_model_and_state_commit_resumes_at_the_newer_epoch(tmp_path
     model.fit(x, y, epochs=1, batch_size=8, shuffle=False, verbose=0, callbacks=[cb])
     # next epoch: latest.keras is replaced, then the process dies before the
     # final state.json commit
-    import keras_ssd.checkpoints as ck
+    import keras_ssd.training.checkpoints as ck
 
     real_write = ck.atomic_write_json
     calls = []

@@ -57,7 +57,7 @@ def test_demo_writes_model_predictions_plot_and_metrics(demo):
 def test_saved_demo_model_predicts_like_the_trained_one(demo):
     import keras
 
-    from keras_ssd.predict import predict_image
+    from keras_ssd.inference.predict import predict_image
 
     out, _ = demo
     detections = json.loads((out / "predictions" / "detections.json").read_text())

@@ -10,7 +10,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from keras_ssd import distribute
+from keras_ssd.training import distribute
+
+pytestmark = pytest.mark.backend
 
 # One SGD step of the tiny SSD on one device and split over 2 devices of this
 # CPU, in a fresh process (the device split and the backend are fixed at
@@ -31,9 +33,9 @@ STEP_SCRIPT = textwrap.dedent('''
     import keras
     import numpy as np
     import keras_ssd.losses
-    from keras_ssd import distribute
+    from keras_ssd.training import distribute
     from keras_ssd.anchors import generate_anchors
-    from keras_ssd.encoding import TargetEncoder
+    from keras_ssd.targets import TargetEncoder
     from keras_ssd.models import SSDTiny
 
     rng = np.random.default_rng(0)

@@ -1,11 +1,11 @@
-"""keras_ssd.runtime: the jit_compile choice per backend/device and the
+"""keras_ssd.accel.runtime: the jit_compile choice per backend/device and the
 mixed-precision switch (model output, loss and decoder stay float32)."""
 
 import keras
 import numpy as np
 import pytest
 
-from keras_ssd import runtime
+from keras_ssd.accel import runtime
 
 
 @pytest.fixture(autouse=True)
@@ -193,7 +193,7 @@ def test_mixed_precision_model_computes_bf16_outputs_float32(tiny_models):
 
 
 def test_loss_and_decoder_stay_float32_under_mixed_precision(tiny_models):
-    from keras_ssd.encoding import TargetEncoder
+    from keras_ssd.targets import TargetEncoder
     from keras_ssd.layers.decode_detections import DecodeDetections
     from keras_ssd.losses import SSDLoss
 

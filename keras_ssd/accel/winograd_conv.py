@@ -1,10 +1,10 @@
 """`WinogradConv2D`: a Keras `Conv2D` whose float32 CPU inference may run as
-a Winograd convolution (`keras_ssd.winograd`)."""
+a Winograd convolution (`keras_ssd.accel.winograd`)."""
 
 import keras
 from keras import ops
 
-from keras_ssd import winograd
+from keras_ssd.accel import winograd
 
 #: Output tile sizes `winograd_tile` accepts besides "auto": 0 = never.
 TILES = (0, 2, 4)
@@ -50,7 +50,7 @@ class WinogradConv2D(keras.layers.Conv2D):
     - the call is not training and the compute dtype is float32 (Winograd
       F4 in bfloat16 loses too much precision);
     - the backend is TensorFlow on a CPU (GPU libraries choose Winograd
-      themselves), and no `keras_ssd.winograd.disabled()` context is active.
+      themselves), and no `keras_ssd.accel.winograd.disabled()` context is active.
 
     A batch goes through the Winograd path image by image: a whole batch's
     transformed tiles do not fit in the CPU cache, one image's do. Measured
@@ -127,7 +127,7 @@ class WinogradConv2D(keras.layers.Conv2D):
             return 0
         if keras.backend.backend() != "tensorflow":
             return 0
-        from keras_ssd.runtime import default_device
+        from keras_ssd.accel.runtime import default_device
 
         return self._tile if default_device() == "cpu" else 0
 

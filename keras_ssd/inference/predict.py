@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from keras_ssd.imaging import load_image
-from keras_ssd.inference import iter_layers
+from keras_ssd.inference.model import iter_layers
 
 __all__ = ["predict_image", "predict_images", "preprocess_images", "get_detector"]
 
@@ -39,8 +39,8 @@ class _Detector:
     """A model that outputs final detections plus its input geometry."""
 
     def __init__(self, model, confidence_threshold, iou_threshold, top_k):
-        from keras_ssd.inference import get_config_from_model, inference_model
-        from keras_ssd.runtime import apply_runtime_defaults
+        from keras_ssd.inference.model import get_config_from_model, inference_model
+        from keras_ssd.accel.runtime import apply_runtime_defaults
 
         self.config = get_config_from_model(model)
         decoder = _decode_layer(model)

@@ -23,7 +23,7 @@ import math
 import keras
 import numpy as np
 
-from keras_ssd.checkpoints import TrainingCheckpoint, resume  # noqa: F401
+from keras_ssd.training.checkpoints import TrainingCheckpoint, resume  # noqa: F401
 
 
 def _current_learning_rate(optimizer):

@@ -31,7 +31,7 @@ Why the result equals single-device training on the global batch:
 
 Example:
 
->>> from keras_ssd import distribute
+>>> from keras_ssd.training import distribute
 >>> strategy = distribute.get_strategy("mirrored")
 >>> with distribute.strategy_scope(strategy):
 ...     model = SSDTiny(num_classes=20)
@@ -45,6 +45,8 @@ import json
 import os
 
 import keras
+
+from keras_ssd.losses import cross_replica_sum  # noqa: F401  (re-exported)
 
 __all__ = [
     "STRATEGIES",
@@ -323,14 +325,14 @@ def build_and_compile(build_fn, strategy=None, optimizer="sgd", loss=None,
         optimizer: optimizer, its name, or a callable creating it.
         loss: default `keras_ssd.losses.SSDLoss()`.
         sync_batchnorm: see `prepare_model`.
-        jit_compile: `None` for `keras_ssd.runtime.default_jit_compile()`.
+        jit_compile: `None` for `keras_ssd.accel.runtime.default_jit_compile()`.
         **compile_kwargs: other `model.compile` arguments.
 
     Returns:
         The compiled model.
     """
     from keras_ssd.losses import SSDLoss
-    from keras_ssd.runtime import compile_defaults
+    from keras_ssd.accel.runtime import compile_defaults
 
     if not callable(build_fn):
         raise ValueError(f"build_fn must be a callable returning a model, got {build_fn!r}")
@@ -372,24 +374,3 @@ def distributed_training(name="none", batch_size=None, devices=None):
         check_global_batch_size(batch_size, strategy)
     with strategy_scope(strategy):
         yield strategy
-
-
-def cross_replica_sum(x):
-    """Sum of `x` over the replicas of the current `tf.distribute` step.
-
-    Inside a replica function of a TensorFlow strategy with several
-    replicas (e.g. the loss in `fit` under `MirroredStrategy`) this is an
-    all-reduce; everywhere else (one device, cross-replica context, JAX
-    where `DataParallel` programs already see the global batch, other
-    backends) it returns `x` unchanged.
-    """
-    if _backend() != "tensorflow":
-        return x
-    import tensorflow as tf
-
-    if not tf.distribute.has_strategy():
-        return x
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return x
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, x)

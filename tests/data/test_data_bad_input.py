@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_ssd.config import SSDConfig
 from keras_ssd.data import DataError, SSDSequence, VOCDataset, load_image, write_voc_xml
 
 CLASSES = ("circle", "square")
 
 
-def tiny_config():
-    return SSDConfig(image_size=32, feature_map_sizes=[4, 2], steps=[8, 16], min_sizes=[8, 16],
-                     max_sizes=[16, 28], aspect_ratios=[[2], [2]], num_classes=2)
+@pytest.fixture(scope="module")
+def tiny_config(tiny_config):
+    """The shared small config, for 2 classes and ratio 2 only on both maps."""
+    return lambda: tiny_config(2, max_sizes=[16, 28], aspect_ratios=[[2], [2]])
 
 
 class VOCDir:
@@ -203,7 +203,7 @@ def test_missing_or_bad_fields_are_named(voc, xml, problem):
         voc.dataset()
 
 
-def test_image_without_objects_is_kept_and_all_background(voc):
+def test_image_without_objects_is_kept_and_all_background(voc, tiny_config):
     voc.add("a", objects=[])
     ds = voc.dataset()
     assert ds[0]["boxes"].shape == (0, 4) and ds[0]["labels"].shape == (0,)
@@ -283,7 +283,7 @@ def _corrupt_after_load(voc, image_id):
         f.write(b"garbage")
 
 
-def test_sequence_raises_naming_file_record_and_batch(voc):
+def test_sequence_raises_naming_file_record_and_batch(voc, tiny_config):
     voc.add("a").add("b")
     ds = voc.dataset()
     _corrupt_after_load(voc, "b")
@@ -292,7 +292,7 @@ def test_sequence_raises_naming_file_record_and_batch(voc):
         seq[0]
 
 
-def test_sequence_skip_mode_substitutes_and_counts(voc, caplog):
+def test_sequence_skip_mode_substitutes_and_counts(voc, caplog, tiny_config):
     voc.add("a").add("b").add("c")
     ds = voc.dataset()
     _corrupt_after_load(voc, "b")
@@ -309,7 +309,7 @@ def _get(args):
     return seq[i]
 
 
-def test_error_in_a_worker_process_surfaces_as_data_error(voc):
+def test_error_in_a_worker_process_surfaces_as_data_error(voc, tiny_config):
     voc.add("a").add("b")
     ds = voc.dataset()
     _corrupt_after_load(voc, "a")

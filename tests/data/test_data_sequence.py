@@ -11,17 +11,18 @@ from PIL import Image
 
 from keras_ssd.anchors import generate_anchors
 from keras_ssd.boxes import decode_boxes
-from keras_ssd.config import SSDConfig
 from keras_ssd.data import SSDSequence, VOCDataset, eval_batches, make_synthetic_voc
 from keras_ssd.data.synthetic import SYNTHETIC_CLASSES
 
 SIZE = 48
 
 
-def tiny_config(num_classes=4):
-    return SSDConfig(image_size=SIZE, feature_map_sizes=[6, 3], steps=[8, 16],
-                     min_sizes=[10, 24], max_sizes=[24, 40], aspect_ratios=[[2], [2]],
-                     num_classes=num_classes)
+@pytest.fixture(scope="module")
+def tiny_config(tiny_config):
+    """The shared small config on this file's 48-pixel images (maps 6 and 3)."""
+    geometry = dict(image_size=SIZE, feature_map_sizes=[6, 3], min_sizes=[10, 24],
+                    max_sizes=[24, 40], aspect_ratios=[[2], [2]])
+    return lambda num_classes=4: tiny_config(num_classes, **geometry)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def _batches(seq):
     return [seq[i] for i in range(len(seq))]
 
 
-def test_batches_have_documented_shapes_and_dtypes(dataset):
+def test_batches_have_documented_shapes_and_dtypes(dataset, tiny_config):
     cfg = tiny_config()
     seq = SSDSequence(dataset, cfg, batch_size=4, augment=True, seed=0)
     assert len(seq) == 3 and seq.num_batches == 3
@@ -50,7 +51,7 @@ def test_batches_have_documented_shapes_and_dtypes(dataset):
     assert set(np.unique(y[..., 4])) <= set(range(0, 5))
 
 
-def test_unaugmented_targets_decode_to_the_resized_boxes(dataset):
+def test_unaugmented_targets_decode_to_the_resized_boxes(dataset, tiny_config):
     cfg = tiny_config()
     seq = SSDSequence(dataset, cfg, batch_size=2, augment=False)
     _, y = seq[0]
@@ -66,7 +67,7 @@ def test_unaugmented_targets_decode_to_the_resized_boxes(dataset):
     assert set(d.argmin(1)) == set(range(len(gt)))  # every object has a prior
 
 
-def test_same_seed_same_batches_and_epochs_reshuffle(dataset):
+def test_same_seed_same_batches_and_epochs_reshuffle(dataset, tiny_config):
     cfg = tiny_config()
     a = SSDSequence(dataset, cfg, batch_size=4, augment=True, seed=7)
     b = SSDSequence(dataset, cfg, batch_size=4, augment=True, seed=7)
@@ -86,7 +87,7 @@ def test_same_seed_same_batches_and_epochs_reshuffle(dataset):
     assert not np.array_equal(c[0][0], b[0][0])
 
 
-def test_every_record_each_epoch_and_a_full_last_batch(dataset):
+def test_every_record_each_epoch_and_a_full_last_batch(dataset, tiny_config):
     seq = SSDSequence(dataset, tiny_config(), batch_size=4, augment=True, seed=1)
     idx = np.concatenate([seq.batch_indices(i)[0] for i in range(len(seq))])
     assert len(idx) == 12 and set(idx) == set(range(10))
@@ -100,7 +101,7 @@ def _get(args):
     return seq[i]
 
 
-def test_batches_identical_with_thread_and_process_workers(dataset):
+def test_batches_identical_with_thread_and_process_workers(dataset, tiny_config):
     seq = SSDSequence(dataset, tiny_config(), batch_size=4, augment=True, seed=3)
     seq.set_epoch(2)
     serial = _batches(seq)
@@ -114,7 +115,7 @@ def test_batches_identical_with_thread_and_process_workers(dataset):
         np.testing.assert_array_equal(y, yp)
 
 
-def test_eval_batches_cover_every_record_once_with_original_sizes(voc_root):
+def test_eval_batches_cover_every_record_once_with_original_sizes(voc_root, tiny_config):
     test = VOCDataset(voc_root, "test", class_names=SYNTHETIC_CLASSES)
     got = list(eval_batches(test, SIZE, batch_size=2))
     assert [len(info["indices"]) for _, info in got] == [2, 1]
@@ -128,7 +129,7 @@ def test_eval_batches_cover_every_record_once_with_original_sizes(voc_root):
     assert len(list(seq.eval_batches())) == 2
 
 
-def test_difficult_boxes_are_positives_unless_ignored(tmp_path):
+def test_difficult_boxes_are_positives_unless_ignored(tmp_path, tiny_config):
     from keras_ssd.data import write_voc_xml
 
     for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
@@ -144,7 +145,7 @@ def test_difficult_boxes_are_positives_unless_ignored(tmp_path):
     assert (y[:, 4] == -1).any() and not (y[:, 4] == 1).any() and (y[:, 4] == 2).any()
 
 
-def test_class_count_mismatch_and_bad_arguments_are_refused(dataset):
+def test_class_count_mismatch_and_bad_arguments_are_refused(dataset, tiny_config):
     with pytest.raises(ValueError, match="4 classes but the config has num_classes=20"):
         SSDSequence(dataset, tiny_config(20))
     with pytest.raises(ValueError, match="batch_size"):
@@ -156,16 +157,15 @@ def test_class_count_mismatch_and_bad_arguments_are_refused(dataset):
         SSDSequence(dataset, tiny_config(), augmentation=SSDAugmentation(300))
 
 
-def test_augmentation_options_dict_is_used(dataset):
+def test_augmentation_options_dict_is_used(dataset, tiny_config):
     seq = SSDSequence(dataset, tiny_config(), batch_size=2, augment=True, seed=0,
                       augmentation={"flip_prob": 0.0, "expand_prob": 0.0})
     assert seq.augmentation.flip_prob == 0.0 and seq.augmentation.output_size == (SIZE, SIZE)
 
 
-def _fit_losses(dataset, **workers):
+def _fit_losses(dataset, cfg, **workers):
     import keras
 
-    cfg = tiny_config()
     seq = SSDSequence(dataset, cfg, batch_size=4, augment=True, seed=0, **workers)
     keras.utils.set_random_seed(0)
     inputs = keras.Input((SIZE, SIZE, 3))
@@ -179,10 +179,11 @@ def _fit_losses(dataset, **workers):
     return history.history["loss"]
 
 
-def test_model_fit_gives_the_same_losses_with_and_without_worker_processes(dataset):
-    serial = _fit_losses(dataset)
-    threads = _fit_losses(dataset, workers=2)
-    processes = _fit_losses(dataset, workers=2, use_multiprocessing=True)
+def test_model_fit_gives_the_same_losses_with_and_without_worker_processes(dataset,
+                                                                          tiny_config):
+    serial = _fit_losses(dataset, tiny_config())
+    threads = _fit_losses(dataset, tiny_config(), workers=2)
+    processes = _fit_losses(dataset, tiny_config(), workers=2, use_multiprocessing=True)
     assert len(serial) == 2 and np.isfinite(serial).all()
     np.testing.assert_allclose(threads, serial, rtol=1e-5)
     np.testing.assert_allclose(processes, serial, rtol=1e-5)

@@ -1,0 +1,67 @@
+"""Fixtures shared by the whole suite: a small SSD configuration, a tiny
+SSD model and a small synthetic VOC dataset."""
+
+import os
+
+import pytest
+
+# Keep TensorFlow's C++ start-up chatter out of test output (and out of the
+# subprocesses tests start, which inherit the environment).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+#: A 32-pixel geometry with two maps (4x4 with 4 priors per cell, 2x2 with
+#: 6): 88 priors, small enough to check by hand.
+SMALL_GEOMETRY = dict(
+    image_size=32,
+    feature_map_sizes=[4, 2],
+    steps=[8, 16],
+    min_sizes=[8, 16],
+    max_sizes=[16, 24],
+    aspect_ratios=[[2], [2, 3]],
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """Factory `tiny_config(num_classes=3, **changes)` of small `SSDConfig`s
+    (`SMALL_GEOMETRY`, fields overridden by `changes`)."""
+    from keras_ssd.config import SSDConfig
+
+    def make(num_classes=3, **changes):
+        return SSDConfig(num_classes=num_classes, **{**SMALL_GEOMETRY, **changes})
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def make_tiny_model():
+    """Factory `make_tiny_model(num_classes=2, seed=1, **kwargs)`: a fresh
+    `SSDTiny` (160 px, 2390 priors) with seeded random weights."""
+
+    def make(num_classes=2, seed=1, **kwargs):
+        import keras
+
+        from keras_ssd.models import SSDTiny
+
+        keras.utils.set_random_seed(seed)
+        return SSDTiny(num_classes=num_classes, **kwargs)
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def tiny_model(make_tiny_model):
+    """An untrained `SSDTiny` for 2 classes (seed 1), shared within a module:
+    tests must not train or change it."""
+    return make_tiny_model()
+
+
+@pytest.fixture(scope="session")
+def synthetic_voc(tmp_path_factory):
+    """A small synthetic VOC directory (shapes at 160 px: 12 trainval and 4
+    test images, seed 3), shared read-only by the whole session."""
+    from keras_ssd.data import make_synthetic_voc
+
+    root = tmp_path_factory.mktemp("synthetic_voc") / "shapes"
+    make_synthetic_voc(root, num_trainval=12, num_test=4, image_size=160, seed=3)
+    return str(root)

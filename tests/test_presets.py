@@ -1,0 +1,82 @@
+"""The one registry of variants: every reader (config, builders, `SSD`, the
+CLI) takes its names and geometry from `keras_ssd.presets`."""
+
+import pytest
+
+from keras_ssd import presets
+from keras_ssd.anchors import generate_anchors
+from keras_ssd.config import SSDConfig
+
+
+def test_each_variant_has_one_canonical_name_and_distinct_spellings():
+    assert presets.names() == ["ssd300", "ssd512", "mobilenet_v2", "tiny"]
+    spellings = [s for p in presets.PRESETS.values() for s in p.spellings]
+    assert len(spellings) == len(set(spellings))
+
+
+@pytest.mark.parametrize("spelling, name", [
+    ("ssd300", "ssd300"), ("SSD300", "ssd300"), ("ssd300_vgg16", "ssd300"),
+    ("ssd512_vgg16", "ssd512"), ("mobilenetv2", "mobilenet_v2"),
+    ("ssd_mobilenet_v2", "mobilenet_v2"), ("MobileNet-V2", "mobilenet_v2"),
+    ("SSD-Tiny", "tiny"), ("ssd_tiny", "tiny"),
+])
+def test_old_and_loose_spellings_resolve_to_the_canonical_name(spelling, name):
+    assert presets.canonical_name(spelling) == name
+
+
+def test_unknown_variant_is_a_clear_error_listing_the_names():
+    with pytest.raises(ValueError, match="unknown SSD variant 'yolo'; choose one of "
+                                         "ssd300, ssd512, mobilenet_v2, tiny"):
+        presets.get("yolo")
+    assert presets.find("yolo") is None
+
+
+@pytest.mark.parametrize("name, count", [
+    ("ssd300", 8732), ("ssd512", 24564), ("mobilenet_v2", 3234), ("tiny", 2390),
+])
+def test_config_from_preset_gives_the_published_prior_counts(name, count):
+    config = SSDConfig.from_preset(name, num_classes=5)
+    assert config.num_anchors == count == len(generate_anchors(config))
+    assert config.num_classes == 5
+
+
+def test_config_classmethods_are_the_registry_geometry():
+    for name, method in [("ssd300", SSDConfig.ssd300), ("ssd512", SSDConfig.ssd512),
+                         ("mobilenet_v2", SSDConfig.mobilenet_v2), ("tiny", SSDConfig.tiny)]:
+        assert method(7) == SSDConfig.from_preset(name, 7)
+    assert SSDConfig.from_preset("tiny", class_names=["a", "b"]).num_classes == 2
+    assert SSDConfig.from_preset("ssd300").num_classes == 20
+
+
+def test_registry_tables_are_plain_data_that_callers_cannot_corrupt():
+    config = SSDConfig.from_preset("tiny", 2)
+    config.min_sizes[0] = 999.0
+    assert presets.get("tiny").geometry["min_sizes"][0] == 16
+    assert SSDConfig.from_preset("tiny", 2).min_sizes[0] == 16
+
+
+def test_every_preset_names_a_backbone_and_a_builder_that_exist():
+    import keras_ssd.models as models
+    from keras_ssd.models.backbones import BACKBONES
+
+    for preset in presets.PRESETS.values():
+        assert preset.backbone in BACKBONES
+        assert models.get_builder(preset.name) is getattr(models, preset.builder)
+        assert (BACKBONES[preset.backbone].load_weights is not None) == \
+            preset.pretrained_backbone
+    assert set(models.MODEL_BUILDERS) == {s for p in presets.PRESETS.values()
+                                          for s in p.spellings}
+
+
+def test_models_store_the_canonical_name_whatever_spelling_built_them():
+    from keras_ssd.models import SSD, build_model
+
+    model = SSD(SSDConfig.tiny(2), architecture="ssd_tiny")
+    assert model.architecture == "tiny" and model.get_config()["architecture"] == "tiny"
+    assert build_model("SSD-Tiny", num_classes=2).architecture == "tiny"
+
+
+def test_the_cli_offers_exactly_the_registry_names():
+    from keras_ssd.cli import MODEL_CHOICES
+
+    assert list(MODEL_CHOICES) == presets.names()

@@ -19,7 +19,6 @@ setup(
     license_files=["LICENSE"],
     python_requires=">=3.10",
     packages=find_packages(include=["keras_ssd", "keras_ssd.*"]),
-    py_modules=["_keras_ssd_cli"],
     install_requires=[
         "keras>=3.8",
         "tensorflow>=2.16",
@@ -35,7 +34,7 @@ setup(
         "export": ["tf2onnx>=1.17", "onnxruntime>=1.17", "onnx>=1.15"],
         "jax": ["jax>=0.4.30"],
     },
-    entry_points={"console_scripts": ["keras-ssd=_keras_ssd_cli:main"]},
+    entry_points={"console_scripts": ["keras-ssd=keras_ssd.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Image Recognition",

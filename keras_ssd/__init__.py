@@ -4,10 +4,10 @@ Importing the package registers every keras-ssd layer, model, loss and
 schedule with Keras, so `keras.saving.load_model("model.keras")` works after
 `import keras_ssd` (`keras_ssd.load_model` does the same explicitly).
 
-The `keras-ssd` command sets `KERAS_SSD_LAZY_IMPORTS=1` before importing the
-package: the Keras-dependent names are then imported on first use, so that
-`keras-ssd --help` and argument errors answer at once, without loading (and
-hearing from) TensorFlow.
+Started as the command line (`keras-ssd` or `python -m keras_ssd`), or with
+`KERAS_SSD_LAZY_IMPORTS=1`, the package imports its Keras-dependent names on
+first use instead, so that `keras-ssd --help` and argument errors answer at
+once, without loading (and hearing from) TensorFlow.
 """
 
 import importlib as _importlib
@@ -135,7 +135,30 @@ def __dir__():
     return sorted(set(globals()) | set(_KERAS_API))
 
 
-if _os.environ.get("KERAS_SSD_LAZY_IMPORTS", "") != "1":
+def _lazy_imports():
+    """Import the Keras-dependent names on first use instead of now?
+
+    `KERAS_SSD_LAZY_IMPORTS=1` says yes and any other value no; unset, the
+    answer is yes only when this process is the command line (the `keras-ssd`
+    script or `python -m keras_ssd`), so that `--help` and argument errors
+    need not load TensorFlow.
+    """
+    setting = _os.environ.get("KERAS_SSD_LAZY_IMPORTS")
+    if setting is not None:
+        return setting == "1"
+    script = _sys.argv[0] if _sys.argv else ""
+    name = _os.path.splitext(_os.path.basename(script))[0]  # Windows: .exe, -script.py
+    if name.removesuffix("-script") == "keras-ssd":
+        return True
+    if script == "-m":  # `python -m MODULE` while MODULE is located
+        argv = list(getattr(_sys, "orig_argv", ()))
+        for i, arg in enumerate(argv[1:], 1):
+            if arg.startswith("-m"):
+                return (arg[2:] or "".join(argv[i + 1:i + 2])) == "keras_ssd"
+    return False
+
+
+if not _lazy_imports():
     for _name in _KERAS_API:
         _resolve(_name)
     del _name

@@ -1,3 +1,5 @@
+"""`python -m keras_ssd`: the `keras-ssd` command line."""
+
 import sys
 
 from keras_ssd.cli import main

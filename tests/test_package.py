@@ -1,5 +1,8 @@
 """The installed package: version, public API, lazy imports for the CLI."""
 
+import ast
+import importlib.metadata
+import importlib.util
 import os
 import re
 import shutil
@@ -84,3 +87,15 @@ def test_console_script_help_is_quick_and_quiet():
         assert command in proc.stdout
     proc = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == f"keras-ssd {keras_ssd.__version__}"
+
+
+def test_the_distribution_installs_only_the_keras_ssd_package():
+    # The command line lives in keras_ssd.cli: no module beside the package.
+    setup_call = next(node for node in ast.walk(ast.parse((ROOT / "setup.py").read_text()))
+                      if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setup")
+    assert "py_modules" not in {keyword.arg for keyword in setup_call.keywords}
+    dist = importlib.metadata.distribution("keras-ssd")
+    assert (dist.read_text("top_level.txt") or "").split() == ["keras_ssd"]
+    scripts = [(e.name, e.value) for e in dist.entry_points if e.group == "console_scripts"]
+    assert scripts == [("keras-ssd", "keras_ssd.cli:main")]
+    assert importlib.util.find_spec("_keras_ssd_cli") is None

@@ -1,0 +1,197 @@
+"""What the subcommands share: argument types, the checks that run before
+TensorFlow is imported, `CLIError`, and loading a `--model-file`.
+
+Nothing here imports Keras at module level: `keras-ssd --help` and argument
+errors must answer without loading TensorFlow. Helpers that need a model
+import keras-ssd's Keras parts inside the function.
+"""
+
+import argparse
+import os
+
+from keras_ssd import presets
+
+#: The 20 Pascal VOC classes, in the devkit's order (the default `--classes`).
+#: The same tuple as `keras_ssd.data.VOC_CLASSES`, kept here so that parsing
+#: arguments does not import the data package (numpy, Pillow).
+VOC_CLASSES = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
+    "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
+    "sheep", "sofa", "train", "tvmonitor",
+)
+
+#: `--model` choices: the variants of `keras_ssd.presets`.
+MODEL_CHOICES = presets.names()
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line, exit status `status`."""
+
+    def __init__(self, message, status=1):
+        super().__init__(message)
+        self.status = status
+
+
+# ----------------------------------------------------------- argument types
+def _argument_type(convert, accept, expected):
+    """An argparse `type`: `convert(text)`, then `accept(value)` or an error."""
+
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
+
+
+_positive_int = _argument_type(int, lambda v: v > 0, "a positive integer")
+_non_negative_int = _argument_type(int, lambda v: v >= 0, "an integer >= 0")
+_positive_float = _argument_type(
+    float, lambda v: 0 < v < float("inf"), "a positive number")
+
+
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _unit_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
+def _model_name(text):
+    """`--model` type: a variant name or alias -> its canonical name."""
+    preset = presets.find(text)
+    if preset is None:
+        raise argparse.ArgumentTypeError(
+            f"invalid choice: {text!r} (choose from {', '.join(MODEL_CHOICES)})")
+    return preset.name
+
+
+def parse_classes(value):
+    """`--classes`: a comma-separated list, or a text file with one name per line.
+
+    Returns a list of unique, non-empty names. A value that names an existing
+    file is read as a file; a value that looks like a file name (has a path
+    separator or a `.txt` / `.names` suffix) but does not exist is an error.
+    """
+    if value is None:
+        return list(VOC_CLASSES)
+    text = str(value).strip()
+    if os.path.isfile(text):
+        try:
+            with open(text, "r", encoding="utf-8") as f:
+                names = [line.strip() for line in f]
+        except (OSError, UnicodeDecodeError) as e:
+            raise CLIError(f"cannot read class file {text}: {e}", status=2) from None
+        names = [n for n in names if n and not n.startswith("#")]
+        where = f"class file {text}"
+    elif os.path.isdir(text):
+        raise CLIError(f"--classes {text} is a folder, not a class file", status=2)
+    elif "," not in text and (
+        os.sep in text or "/" in text or text.lower().endswith((".txt", ".names", ".csv"))
+    ):
+        raise CLIError(f"class file not found: {text}", status=2)
+    else:
+        names = [n.strip() for n in text.split(",")]
+        if any(not n for n in names):
+            raise CLIError(f"--classes {text!r} has an empty class name", status=2)
+        where = "--classes"
+    if not names:
+        raise CLIError(f"{where} lists no class names", status=2)
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise CLIError(f"{where} repeats class names: {', '.join(duplicates)}", status=2)
+    return names
+
+
+# ------------------------------------------------- checks before TensorFlow
+def _require_dir(path, option):
+    if not os.path.exists(path):
+        raise CLIError(f"{option}: folder not found: {path}", status=2)
+    if not os.path.isdir(path):
+        raise CLIError(f"{option}: not a folder: {path}", status=2)
+
+
+def _require_model_file(path):
+    if not os.path.exists(path):
+        raise CLIError(f"--model-file: file not found: {path}", status=2)
+    if os.path.isdir(path):
+        raise CLIError(f"--model-file: {path} is a folder, not a .keras model file", status=2)
+
+
+def _require_voc_split(root, split, option):
+    """A VOC folder must hold `ImageSets/Main/<split>.txt`."""
+    _require_dir(root, option)
+    split_file = os.path.join(root, "ImageSets", "Main", f"{split}.txt")
+    if not os.path.isfile(split_file):
+        raise CLIError(
+            f"{option} {root}: no split file ImageSets/Main/{split}.txt "
+            "(expected a Pascal VOC folder such as VOCdevkit/VOC2007)",
+            status=2,
+        )
+
+
+def _require_out_folder(path, option="--out"):
+    """An output folder may be missing (it is created) but not a file."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise CLIError(f"{option} {path} exists and is not a folder", status=2)
+
+
+def _quiet_tensorflow():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+# -------------------------------------------------------------- model files
+def _load_model_file(path):
+    """Load the `.keras` file of `--model-file`; `CLIError` if it cannot be."""
+    _require_model_file(path)
+    _quiet_tensorflow()
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise CLIError(
+            f"--model-file {path} is not a keras-ssd model (not a .keras archive)"
+        )
+    from keras_ssd.saving import load_model
+
+    try:
+        return load_model(path, compile=False)
+    except Exception as e:  # noqa: BLE001 - any loading failure is a bad file here
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CLIError(
+            f"--model-file {path} is not a keras-ssd model ({reason[:300]})"
+        ) from None
+
+
+def load_ssd_model(path):
+    """Load a keras-ssd `.keras` file; `CLIError` if it is anything else."""
+    model = _load_model_file(path)
+    from keras_ssd.config import SSDConfig
+    from keras_ssd.inference.model import get_config_from_model
+
+    try:
+        config = get_config_from_model(model)
+    except ValueError:
+        config = None
+    if not isinstance(config, SSDConfig):
+        raise CLIError(
+            f"--model-file {path} is a Keras model but not a keras-ssd SSD model "
+            "(it has no SSDConfig)"
+        )
+    return model

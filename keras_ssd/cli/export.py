@@ -1,0 +1,111 @@
+"""`keras-ssd export`: a trained model as a SavedModel, ONNX or LiteRT
+detector with decoding and NMS inside (`keras_ssd.export.export`)."""
+
+import argparse
+import importlib.util
+
+from keras_ssd.cli.args import (
+    CLIError,
+    _load_model_file,
+    _positive_int,
+    _require_model_file,
+    _unit_float,
+)
+# keras_ssd.export imports TensorFlow only inside its functions, so its
+# constants can build the parser.
+from keras_ssd.export import (
+    DEFAULT_ONNX_OPSET,
+    EXPORT_EXTRA,
+    FORMATS,
+    INPUT_DTYPES,
+    OUTPUT_NAMES,
+    normalize_format,
+)
+
+HELP = ("export a trained model as a SavedModel, ONNX or LiteRT detector "
+        "with decoding and NMS inside")
+
+
+def _format_argument(text):
+    try:
+        return normalize_format(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected one of {', '.join(FORMATS)} (or saved_model, tflite), got {text!r}"
+        ) from None
+
+
+def add_arguments(p):
+    p.add_argument("--model-file", required=True, metavar="M.keras",
+                   help="a model saved by `keras-ssd train` (a training or an "
+                        "inference .keras model)")
+    p.add_argument("--format", type=_format_argument, default="tf_saved_model",
+                   metavar="{" + ",".join(FORMATS) + "}",
+                   help="artifact type (default: tf_saved_model)")
+    p.add_argument("--out", required=True, metavar="PATH",
+                   help="where to write: a folder for tf_saved_model, a .onnx or "
+                        ".tflite file otherwise")
+    p.add_argument("--input-dtype", choices=INPUT_DTYPES, default="float32",
+                   help="dtype of the artifact's RGB image input (default: float32, "
+                        "values 0..255)")
+    p.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="fixed batch size (default: dynamic for tf_saved_model and "
+                        "onnx, 1 for litert)")
+    p.add_argument("--threshold", type=_unit_float, default=None,
+                   help="minimum detection score kept (default: the model's decoder "
+                        "setting, else 0.01)")
+    p.add_argument("--iou-threshold", type=_unit_float, default=None,
+                   help="non-maximum suppression IoU (default: 0.45)")
+    p.add_argument("--top-k", type=_positive_int, default=None,
+                   help="detections per image, the length of the outputs (default: 200)")
+    p.add_argument("--max-candidates-per-class", type=_positive_int, default=None,
+                   help="candidates per class entering NMS (default: 400)")
+    p.add_argument("--opset", type=int, default=None,
+                   help=f"ONNX opset (default: {DEFAULT_ONNX_OPSET}; onnx only)")
+
+
+def _load_detector(path):
+    """Load a training or inference keras-ssd `.keras` file to export."""
+    from keras_ssd.export import split_detector
+
+    model = _load_model_file(path)
+    try:
+        split_detector(model)
+    except ValueError as e:
+        raise CLIError(f"--model-file {path}: {str(e).removeprefix('export: ')}") from None
+    return model
+
+
+def run(args):
+    """Check the arguments, load the model, write the artifact."""
+    from keras_ssd.export import _check_path, export
+
+    _require_model_file(args.model_file)
+    try:
+        _check_path(args.out, args.format)
+    except ValueError as e:
+        raise CLIError(f"--out: {str(e).removeprefix('export: ')}", status=2) from None
+    if args.opset is not None and args.format != "onnx":
+        raise CLIError(
+            f"--opset only applies to --format onnx, not {args.format}", status=2
+        )
+    if args.format == "onnx":
+        missing = [m for m in ("tf2onnx", "onnx") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise CLIError(
+                f"--format onnx needs {' and '.join(missing)}, which "
+                f"{'is' if len(missing) == 1 else 'are'} not installed: {EXPORT_EXTRA}"
+            )
+    model = _load_detector(args.model_file)
+    options = {
+        "confidence_threshold": args.threshold,
+        "iou_threshold": args.iou_threshold,
+        "top_k": args.top_k,
+        "max_candidates_per_class": args.max_candidates_per_class,
+    }
+    options = {k: v for k, v in options.items() if v is not None}
+    path = export(model, args.out, args.format, input_dtype=args.input_dtype,
+                  batch_size=args.batch_size, opset=args.opset, **options)
+    print(f"wrote {args.format} detector to {path} (input images "
+          f"{args.input_dtype}; outputs {', '.join(OUTPUT_NAMES)})")
+    return 0

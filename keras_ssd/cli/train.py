@@ -1,0 +1,201 @@
+"""`keras-ssd train`: train an SSD on Pascal VOC-format data."""
+
+import os
+
+from keras_ssd import presets
+from keras_ssd.cli.args import (
+    MODEL_CHOICES,
+    CLIError,
+    _model_name,
+    _non_negative_float,
+    _non_negative_int,
+    _positive_float,
+    _positive_int,
+    _quiet_tensorflow,
+    _require_out_folder,
+    _require_voc_split,
+    _unit_float,
+    parse_classes,
+)
+
+HELP = "train an SSD on Pascal VOC-format data"
+
+
+def add_arguments(p):
+    data = p.add_argument_group("data")
+    data.add_argument("--data", action="append", required=True, metavar="DIR",
+                      help="Pascal VOC folder (e.g. VOCdevkit/VOC2007); repeat to "
+                           "train on several (VOC07+12: --data VOC2007 --data VOC2012)")
+    data.add_argument("--split", default="trainval",
+                      help="image set of the --data folders (default: trainval)")
+    data.add_argument("--val-data", metavar="DIR",
+                      help="VOC folder to compute validation mAP on after each "
+                           "--eval-every epochs (default: none)")
+    data.add_argument("--val-split", default="test",
+                      help="image set of --val-data (default: test)")
+    data.add_argument("--classes", metavar="NAMES_OR_FILE",
+                      help="comma-separated class names, or a text file with one "
+                           "name per line (default: the 20 VOC classes)")
+    data.add_argument("--workers", type=_non_negative_int, default=2,
+                      help="data-loading threads (0 = load in the training loop; "
+                           "default: 2)")
+    model = p.add_argument_group("model")
+    model.add_argument("--model", type=_model_name, default="ssd300",
+                       metavar="{" + ",".join(MODEL_CHOICES) + "}",
+                       help="SSD variant (default: ssd300)")
+    model.add_argument("--backbone-weights", default="imagenet", metavar="{imagenet,none,PATH}",
+                       help="backbone initialisation: 'imagenet' (Keras downloads the "
+                            "weights), 'none' (random) or a .h5/.weights.h5 file "
+                            "(default: imagenet; ignored by --model tiny)")
+    opt = p.add_argument_group("optimisation (SGD with momentum, the paper's recipe)")
+    opt.add_argument("--epochs", type=_positive_int, default=120,
+                     help="training epochs (default: 120)")
+    opt.add_argument("--batch-size", type=_positive_int, default=32,
+                     help="images per step (default: 32)")
+    opt.add_argument("--lr", type=_positive_float, default=1e-3,
+                     help="base learning rate (default: 0.001)")
+    opt.add_argument("--momentum", type=_unit_float, default=0.9,
+                     help="SGD momentum (default: 0.9)")
+    opt.add_argument("--weight-decay", type=_non_negative_float, default=5e-4,
+                     help="L2 weight decay on convolution kernels (default: 0.0005)")
+    opt.add_argument("--warmup-epochs", type=_non_negative_float, default=1.0,
+                     help="linear learning-rate warm-up length in epochs (default: 1)")
+    opt.add_argument("--lr-decay-epochs", default=None, metavar="E1,E2",
+                     help="epochs after which the learning rate is multiplied by 0.1 "
+                          "(default: at 2/3 and 5/6 of --epochs, as 80k and 100k of "
+                          "120k iterations)")
+    run = p.add_argument_group("run")
+    run.add_argument("--checkpoint-dir", default="checkpoints", metavar="DIR",
+                     help="where latest.keras and best.keras are written "
+                          "(default: ./checkpoints)")
+    run.add_argument("--resume", action="store_true",
+                     help="continue from the latest checkpoint in --checkpoint-dir "
+                          "(optimizer state and epoch count included)")
+    run.add_argument("--eval-every", type=_positive_int, default=1, metavar="N",
+                     help="evaluate --val-data every N epochs (default: 1)")
+    run.add_argument("--no-augment", dest="augment", action="store_false",
+                     help="disable the SSD data augmentation")
+    run.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    run.add_argument("--distribute", choices=("none", "mirrored", "multi-worker"),
+                     default="none",
+                     help="distribution strategy: none (one device, default), mirrored "
+                          "(all GPUs of this machine; DataParallel under JAX) or "
+                          "multi-worker (several machines, configured by TF_CONFIG; give "
+                          "every worker the same --seed). --batch-size is the global "
+                          "batch. See docs/distributed.md")
+
+
+def _parse_epochs_list(text, epochs):
+    try:
+        values = [float(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise CLIError(f"--lr-decay-epochs must be comma-separated numbers, got {text!r}",
+                       status=2) from None
+    if any(not 0 < v < epochs for v in values):
+        raise CLIError(f"--lr-decay-epochs values must lie between 0 and --epochs ({epochs}), "
+                       f"got {text!r}", status=2)
+    return values
+
+
+def _check_backbone_weights(value, model_name):
+    key = str(value).lower()
+    pretrained = presets.get(model_name).pretrained_backbone
+    if key in ("none", "imagenet"):
+        if not pretrained and key == "imagenet":
+            return None  # e.g. the tiny backbone has no pretrained weights
+        return None if key == "none" else "imagenet"
+    if not pretrained:
+        raise CLIError(f"--backbone-weights: the {model_name} model has no pretrained "
+                       "backbone; use none", status=2)
+    if not os.path.isfile(value):
+        raise CLIError(f"--backbone-weights: weights file not found: {value} "
+                       "(expected imagenet, none or a .h5 file)", status=2)
+    return value
+
+
+def run(args):
+    # Check everything a typo can break before TensorFlow is imported.
+    for root in args.data:
+        _require_voc_split(root, args.split, "--data")
+    if args.val_data:
+        _require_voc_split(args.val_data, args.val_split, "--val-data")
+    class_names = parse_classes(args.classes)
+    backbone_weights = _check_backbone_weights(args.backbone_weights, args.model)
+    decay_epochs = (None if args.lr_decay_epochs is None
+                    else _parse_epochs_list(args.lr_decay_epochs, args.epochs))
+    _require_out_folder(args.checkpoint_dir, "--checkpoint-dir")
+    latest = os.path.join(args.checkpoint_dir, "latest.keras")
+    if args.resume and not os.path.isfile(latest):
+        raise CLIError(f"--resume: no checkpoint to resume from ({latest} not found)",
+                       status=2)
+    _quiet_tensorflow()
+    import keras
+
+    from keras_ssd.data import VOCDataset
+
+    train_set = VOCDataset(args.data, split=args.split, class_names=class_names)
+    val_set = (VOCDataset(args.val_data, split=args.val_split, class_names=class_names)
+               if args.val_data else None)
+    if len(train_set) == 0:
+        raise CLIError(f"--data: split {args.split!r} lists no images")
+    keras.utils.set_random_seed(args.seed)
+    from keras_ssd.training.distribute import check_global_batch_size, get_strategy, strategy_scope
+
+    try:
+        strategy = get_strategy(args.distribute)
+        check_global_batch_size(args.batch_size, strategy)
+    except ValueError as e:
+        raise CLIError(f"--distribute {args.distribute}: {e}", status=2) from None
+    with strategy_scope(strategy):
+        return _train_in_scope(args, strategy, train_set, val_set, class_names,
+                               backbone_weights, decay_epochs, latest)
+
+
+def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_weights,
+                    decay_epochs, latest):
+    import time
+
+    from keras_ssd.training.distribute import prepare_model
+    from keras_ssd.training.fit import train_detector
+
+    initial_epoch = 0
+    if args.resume:
+        from keras_ssd.training.checkpoints import resume
+
+        model, initial_epoch = resume(args.checkpoint_dir)
+        if list(model.config.names) != list(class_names):
+            raise CLIError(f"--resume: the checkpoint in {args.checkpoint_dir} was trained on "
+                           f"classes {model.config.names}, not {class_names}")
+        print(f"resuming {latest} at epoch {initial_epoch}")
+    else:
+        from keras_ssd.models import build_model
+
+        kwargs = {"weight_decay": args.weight_decay}
+        if presets.get(args.model).pretrained_backbone:
+            kwargs["backbone_weights"] = backbone_weights
+        model = build_model(args.model, class_names=class_names, **kwargs)
+    model = prepare_model(model, strategy)
+    print(f"training {model.name} ({model.count_params():,} parameters, "
+          f"{model.config.image_size}px, {model.config.num_anchors} priors) on "
+          f"{len(train_set)} images of {', '.join(args.data)}"
+          + (f"; validating on {len(val_set)} images" if val_set is not None else ""))
+    start = time.perf_counter()
+    history = train_detector(
+        model, train_set, epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.lr, momentum=args.momentum, warmup_epochs=args.warmup_epochs,
+        lr_decay_epochs=decay_epochs, val_dataset=val_set, eval_every=args.eval_every,
+        checkpoint_dir=args.checkpoint_dir, initial_epoch=initial_epoch,
+        augment=args.augment, workers=args.workers, seed=args.seed, verbose=1,
+    )
+    seconds = time.perf_counter() - start
+    logs = history.history
+    print(f"\nfinished {len(logs.get('loss', []))} epochs in {seconds / 60:.1f} min; "
+          f"final loss {logs['loss'][-1]:.4f}" if logs.get("loss") else "no epoch ran")
+    maps = [m for m in logs.get("val_mAP", []) if m is not None]
+    if maps:
+        print(f"validation mAP (VOC07): last {maps[-1]:.4f}, best {max(maps):.4f}")
+    print(f"checkpoints: {os.path.join(args.checkpoint_dir, 'latest.keras')}"
+          + (f", {os.path.join(args.checkpoint_dir, 'best.keras')}" if maps else ""))
+    print(f"next: keras-ssd evaluate --data DIR --split test --model-file "
+          f"{os.path.join(args.checkpoint_dir, 'best.keras' if maps else 'latest.keras')}")
+    return 0

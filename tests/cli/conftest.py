@@ -1,0 +1,50 @@
+"""Fixtures of the command-line tests: run `main` in-process, check one-line
+errors, and a saved tiny model (`synthetic_voc` comes from tests/conftest.py)."""
+
+import pytest
+
+from keras_ssd.cli import main
+
+
+def _assert_one_line_error(code, err, *fragments, status=None):
+    assert code != 0
+    if status is not None:
+        assert code == status
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """`run_cli(*argv) -> (exit status, stdout, stderr)` of `keras-ssd ARGV`."""
+
+    def run(*argv):
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def assert_one_line_error():
+    """`assert_one_line_error(code, err, *fragments, status=None)`: the command
+    failed (with `status`) and printed one error line holding `fragments`."""
+    return _assert_one_line_error
+
+
+@pytest.fixture(scope="session")
+def model_file(tmp_path_factory):
+    """An untrained `SSDTiny` for the synthetic classes, saved as `.keras`."""
+    import keras
+
+    from keras_ssd.data import SYNTHETIC_CLASSES
+    from keras_ssd.models import SSDTiny
+
+    keras.utils.set_random_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    SSDTiny(class_names=list(SYNTHETIC_CLASSES)).save(path)
+    return str(path)

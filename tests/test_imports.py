@@ -2,10 +2,11 @@
 down the layers.
 
 From the bottom: box geometry (config, presets, anchors, boxes, matching,
-targets, NMS) <- Keras layers, models and the loss <- data, speed-ups and
-saving <- inference (images to detections) <- evaluation (runs inference,
-scores it) <- training (its mAP callback evaluates) <- export, visualize, the
-demo <- the command line.
+targets, NMS) <- Keras layers, models and the loss <- data and speed-ups <-
+inference (images to detections) <- evaluation (runs inference, scores it)
+<- training and model loading (the mAP callback evaluates; `load_model`
+registers the LR schedule) <- export, visualize, the demo <- the command
+line.
 """
 
 import ast
@@ -32,10 +33,11 @@ LAYERS = {
     "keras_ssd.losses": 1,
     "keras_ssd.data": 2,
     "keras_ssd.accel": 2,
-    "keras_ssd.saving": 2,
     "keras_ssd.inference": 3,
     "keras_ssd.evaluation": 4,
     "keras_ssd.training": 5,
+    # load_model registers every serializable class, the LR schedule included.
+    "keras_ssd.saving": 5,
     "keras_ssd.export": 6,
     "keras_ssd.visualize": 6,
     "keras_ssd.demo": 6,

@@ -173,7 +173,7 @@ def check_same_detections(ours, reference):
         if n != len(scores) or not np.array_equal(ours["labels"][b, :n], labels):
             raise AssertionError(f"image {b}: detections differ from numpy_loop")
         np.testing.assert_allclose(ours["boxes"][b, :n], boxes, atol=1e-6)
-        np.testing.assert_allclose(ours["confidence"][b, :n], scores, atol=1e-6)
+        np.testing.assert_allclose(ours["scores"][b, :n], scores, atol=1e-6)
 
 
 # ---------------------------------------------------------------------- timing

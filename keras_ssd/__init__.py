@@ -86,6 +86,7 @@ _MOVED_MODULES = {
     "keras_ssd.winograd": "keras_ssd.accel.winograd",
     "keras_ssd.layers.winograd_conv": "keras_ssd.accel.winograd_conv",
     "keras_ssd.predict": "keras_ssd.inference.predict",
+    "keras_ssd.imaging": "keras_ssd.data.images",
 }
 
 

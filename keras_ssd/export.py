@@ -14,12 +14,13 @@ Every artifact has one input and four outputs:
   (multiply by `S`, or by an original image's width/height, for pixels);
 - `scores`: `(B, top_k)` float32 class probability;
 - `labels`: `(B, top_k)` int32 0-based class, -1 on padding rows;
-- `count`: `(B,)` int32 number of real detections (rows `0..count-1`).
+- `num_detections`: `(B,)` int32 number of real detections (rows
+  `0..num_detections-1`).
 
-These are the outputs of `keras_ssd.inference_model` (`confidence` and
-`num_detections` renamed to `scores` and `count`), computed by the same
-`DecodeDetections` graph through its portable `keras.ops` path (the XLA fast
-path is never exported).
+These are the outputs of `keras_ssd.inference_model` under the same names
+(docs/outputs.md; keras-ssd 0.1 artifacts called `num_detections` `count`),
+computed by the same `DecodeDetections` graph through its portable
+`keras.ops` path (the XLA fast path is never exported).
 
 The conversion runs on the TensorFlow backend. ONNX needs the `export` extra
 (`pip install "keras-ssd[export]"`: tf2onnx, onnx, onnxruntime); LiteRT uses
@@ -44,8 +45,9 @@ _FORMAT_ALIASES = {
 }
 #: Accepted `input_dtype` values.
 INPUT_DTYPES = ("float32", "uint8")
-#: Output names of every artifact, in this order.
-OUTPUT_NAMES = ("boxes", "scores", "labels", "count")
+#: Output names of every artifact, in this order: the decoder's
+#: (`keras_ssd.inference.OUTPUT_KEYS`; "num_detections" was "count" in 0.1).
+OUTPUT_NAMES = ("boxes", "scores", "labels", "num_detections")
 #: `DecodeDetections` options `export` accepts.
 DECODE_OPTIONS = (
     "confidence_threshold",
@@ -97,6 +99,9 @@ def default_extension(format):
 def split_detector(model):
     """Split a training SSD or an inference model for export.
 
+    `keras_ssd.inference.split_detector`, the decoder discovery of the
+    inference path, with errors prefixed `export:`.
+
     Args:
         model: a keras-ssd training model (a `keras.Model` with an `SSDConfig`
             `config`, output `(B, N, 4 + num_classes + 1)`), or an inference
@@ -112,49 +117,12 @@ def split_detector(model):
     Raises:
         ValueError: when the model is neither.
     """
-    import keras
+    from keras_ssd.inference.detector import split_detector as split
 
-    from keras_ssd.config import SSDConfig
-    from keras_ssd.inference.model import iter_layers
-    from keras_ssd.layers.decode_detections import DecodeDetections
-
-    if not isinstance(model, keras.Model):
-        raise ValueError(
-            f"export: expected a keras-ssd keras.Model, got {type(model).__name__}"
-        )
-    decoders = [l for l in iter_layers(model) if isinstance(l, DecodeDetections)]
-    if len(decoders) > 1:
-        raise ValueError(
-            f"export: model {model.name!r} holds {len(decoders)} DecodeDetections "
-            "layers; expected one (an inference model) or none (a training model)"
-        )
-    if not decoders:
-        config = getattr(model, "config", None)
-        if not isinstance(config, SSDConfig):
-            raise ValueError(
-                f"export: model {model.name!r} is not a keras-ssd model: it has no "
-                "SSDConfig `config` attribute and no DecodeDetections layer"
-            )
-        return model, config, {}
-    decoder = decoders[0]
     try:
-        decoder_inputs = decoder.input
-    except (AttributeError, ValueError) as e:
-        raise ValueError(
-            f"export: cannot trace the inputs of the DecodeDetections layer in "
-            f"{model.name!r} ({e}); export the training model instead"
-        ) from None
-    if not isinstance(decoder_inputs, (list, tuple)):
-        decoder_inputs = [decoder_inputs]
-    if len(model.inputs) != 1:
-        raise ValueError(
-            f"export: the model must take one image input, {model.name!r} takes "
-            f"{len(model.inputs)}"
-        )
-    predictor = keras.Model(model.inputs[0], list(decoder_inputs),
-                            name=f"{model.name}_predictor")
-    options = {name: getattr(decoder, name) for name in DECODE_OPTIONS}
-    return predictor, decoder.config, options
+        return split(model)
+    except ValueError as e:
+        raise ValueError(f"export: {e}") from None
 
 
 def _image_size(predictor, config):
@@ -220,12 +188,7 @@ def _serving_function(predictor, decoder):
         if not isinstance(inputs, (list, tuple)):
             inputs = [inputs]
         detections = decoder(*inputs)
-        return {
-            "boxes": detections["boxes"],
-            "scores": detections["confidence"],
-            "labels": detections["labels"],
-            "count": detections["num_detections"],
-        }
+        return {name: detections[name] for name in OUTPUT_NAMES}
 
     return serve
 
@@ -337,8 +300,8 @@ def export(model, path, format="tf_saved_model", *, input_dtype="float32",
     'ssd_tiny.onnx'
     >>> import onnxruntime as ort
     >>> session = ort.InferenceSession("ssd_tiny.onnx")
-    >>> boxes, count, labels, scores = session.run(
-    ...     ["boxes", "count", "labels", "scores"], {"images": images})
+    >>> boxes, scores, labels, num_detections = session.run(
+    ...     ["boxes", "scores", "labels", "num_detections"], {"images": images})
     """
     import keras
 

@@ -5,7 +5,8 @@ import colorsys
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from keras_ssd.imaging import load_image
+from keras_ssd.data.images import load_image
+from keras_ssd.inference.detector import as_detections
 
 __all__ = ["class_color", "draw_detections"]
 
@@ -39,9 +40,11 @@ def draw_detections(image, detections, class_names=None, line_width=None, font_s
     Args:
         image: an image path, a PIL image or an `(H, W, 3)` / `(H, W)` array
             (uint8, or floats in [0, 255]).
-        detections: a dict with `"boxes"` `(K, 4)` pixel xyxy, `"scores"`
-            `(K,)`, `"labels"` `(K,)` 0-based and optionally `"names"` (what
-            `predict_image` returns).
+        detections: one image's detections, the per-image keys of
+            docs/outputs.md: `"boxes"` `(K, 4)` pixel xyxy, `"labels"` `(K,)`
+            0-based, optionally `"scores"` `(K,)` and `"names"` (what
+            `predict_image` and `evaluate(..., return_detections=True)`
+            return).
         class_names: optional list of class names used when `detections` has
             no `"names"`; without either, the caption shows the label index.
         line_width: box outline width in pixels; defaults to about 0.4% of
@@ -63,6 +66,7 @@ def draw_detections(image, detections, class_names=None, line_width=None, font_s
             "draw_detections: detections must be a dict with 'boxes', 'scores' and "
             f"'labels', got {type(detections).__name__}"
         )
+    detections = as_detections(detections)
     missing = [k for k in ("boxes", "labels") if k not in detections]
     if missing:
         raise ValueError(f"draw_detections: detections lack {', '.join(missing)}")

@@ -85,9 +85,9 @@ def keras_detections(model, images):
     out = model(images.astype("float32"))
     return {
         "boxes": np.asarray(out["boxes"]),
-        "scores": np.asarray(out["confidence"]),
+        "scores": np.asarray(out["scores"]),
         "labels": np.asarray(out["labels"]),
-        "count": np.asarray(out["num_detections"]),
+        "num_detections": np.asarray(out["num_detections"]),
     }
 
 
@@ -100,8 +100,8 @@ def assert_same_detections(got, want):
     got = {k: np.asarray(v) for k, v in got.items()}
     assert sorted(got) == sorted(OUTPUT_NAMES)
     assert got["boxes"].dtype == np.float32 and got["scores"].dtype == np.float32
-    assert got["labels"].dtype == np.int32 and got["count"].dtype == np.int32
-    np.testing.assert_array_equal(got["count"], want["count"])
+    assert got["labels"].dtype == np.int32 and got["num_detections"].dtype == np.int32
+    np.testing.assert_array_equal(got["num_detections"], want["num_detections"])
     np.testing.assert_array_equal(got["labels"], want["labels"])
     np.testing.assert_allclose(got["boxes"], want["boxes"], atol=ATOL)
     np.testing.assert_allclose(got["scores"], want["scores"], atol=ATOL)
@@ -117,7 +117,7 @@ def test_crafted_model_gives_separated_detections_that_nms_and_top_k_cut(
     scores = np.asarray(ops.softmax(predictions[..., 4:], axis=-1))[..., 1:]
     threshold = DECODE["confidence_threshold"]
     candidates = (scores > threshold).sum(axis=(1, 2))
-    count = expected["count"]
+    count = expected["num_detections"]
     assert count.tolist()[1] == 0 and count.max() == DECODE["top_k"]
     assert count.sum() > 10
     assert (count <= candidates).all() and (count < candidates).any()  # NMS / top_k
@@ -142,6 +142,14 @@ def test_split_detector_takes_a_training_or_an_inference_model(ssd, images):
     np.testing.assert_allclose(np.asarray(predictions),
                                np.asarray(ssd(images[:1].astype("float32"))), atol=1e-6)
     assert tuple(priors.shape) == (1, ssd.config.num_anchors, 4)
+
+
+def test_artifacts_and_the_decoder_share_one_vocabulary():
+    from keras_ssd.inference import OUTPUT_KEYS
+    from keras_ssd.layers.decode_detections import DecodeDetections
+
+    assert OUTPUT_NAMES == OUTPUT_KEYS == ("boxes", "scores", "labels", "num_detections")
+    assert DecodeDetections(crafted_tiny_ssd().config).output_keys == OUTPUT_KEYS
 
 
 @tf_only

@@ -5,9 +5,13 @@ corrupt or truncated files, unknown formats, decompression bombs. EXIF
 orientation is applied, so pixels are in the displayed orientation (the one
 annotation tools show and the boxes refer to). Grayscale, palette, CMYK,
 16-bit and alpha images all come out as 3-channel RGB.
+
+`load_image` is the one entry point for what users call "an image": a file
+path, a PIL image or an array.
 """
 
 import math
+import os
 import warnings
 
 import numpy as np
@@ -137,14 +141,67 @@ def decode_image(path, expected_size=None, reduce_factor=1):
     return img, k
 
 
-def load_image(path, expected_size=None):
-    """Decode an image file to an RGB uint8 array `(H, W, 3)`.
+def check_image_file(path):
+    """`path` as a `str`, or a `DataError` saying that no such image file exists."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise DataError(None, f"image file not found: {path}")
+    return path
 
-    EXIF-transposed; grayscale, palette, CMYK, 16-bit and alpha images are
-    converted (alpha composited onto `MEAN_RGB`).
+
+def load_image(image, expected_size=None):
+    """Return `image` as a new RGB uint8 array of shape `(H, W, 3)`.
+
+    Args:
+        image: a file path (`str` or `os.PathLike`), a `PIL.Image.Image`, or
+            an array `(H, W)`, `(H, W, 1)`, `(H, W, 3)` or `(H, W, 4)`
+            (uint8, or floats with values in [0, 255]). Files are decoded as
+            `decode_image` does (EXIF orientation applied; grayscale,
+            palette, CMYK, 16-bit converted; alpha composited onto
+            `MEAN_RGB`); for PIL images and arrays, alpha is dropped.
+        expected_size: files only: the `(width, height)` the displayed image
+            must have, see `decode_image`.
+
+    Returns:
+        A C-contiguous `(H, W, 3)` uint8 array.
 
     Raises:
-        DataError: see `decode_image`.
+        DataError: (a `ValueError`) the file is missing, unreadable,
+            corrupt or mis-sized; the message names it.
+        ValueError: an array of unsupported shape, empty or with non-finite
+            values, or an object that is no image.
     """
-    img, _ = decode_image(path, expected_size)
-    return np.asarray(img, dtype=np.uint8)
+    if isinstance(image, (str, os.PathLike)):
+        img, _ = decode_image(check_image_file(image), expected_size)
+        return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
+    if isinstance(image, Image.Image):
+        return np.array(image.convert("RGB"), dtype=np.uint8)
+    try:
+        array = np.asarray(image)
+    except Exception:  # noqa: BLE001 - any non-array-like input
+        array = None
+    if array is None or array.dtype == object or not (
+        np.issubdtype(array.dtype, np.number) or array.dtype == bool
+    ):
+        raise ValueError(
+            "image must be a file path, a PIL image or a numeric array, got "
+            f"{type(image).__name__}"
+        )
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim == 2:
+        array = np.stack([array] * 3, axis=-1)
+    if array.ndim != 3 or array.shape[-1] not in (3, 4):
+        raise ValueError(
+            "image array must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), "
+            f"got {tuple(np.shape(image))}"
+        )
+    array = array[..., :3]
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"image array is empty: shape {tuple(np.shape(image))}")
+    if array.dtype == np.uint8:
+        return np.ascontiguousarray(array)
+    array = array.astype(np.float64)
+    if not np.all(np.isfinite(array)):
+        raise ValueError("image array contains NaN or infinite values")
+    return np.ascontiguousarray(np.clip(np.rint(array), 0, 255).astype(np.uint8))

@@ -23,12 +23,47 @@ def _load_source(dataset, index, reduce_factor):
     return dataset.load_image(index), 1
 
 
-def _resize_item(dataset, index, size):
-    """Un-augmented, resized image of record `index` and its record."""
-    rec = dataset[index]
-    plan = resize_plan(rec["width"], rec["height"], rec["boxes"], size)
-    image, k = _load_source(dataset, index, plan.reduce_factor)
-    return apply_plan(image, plan, k, MEAN_RGB), rec, plan
+def load_resized(dataset, index, size):
+    """Record `index`'s image as `SSDSequence(augment=False)` renders it.
+
+    Stretched to `size` (aspect ratio not kept) by `apply_plan` of a
+    `resize_plan`; decoded with `dataset.load_pil_image(i, reduce_factor)`
+    when the dataset has it (JPEG DCT-scaled decoding of large images), else
+    with `dataset.load_image(i)`. The evaluation input.
+
+    Args:
+        dataset: a detection dataset (records and `load_image`).
+        index: the record.
+        size: int or `(height, width)`: the model input size.
+
+    Returns:
+        `(image, width, height)`: uint8 `(H, W, 3)` at `size` and the
+        original image's size.
+
+    Raises:
+        ValueError: `load_image` returned no `(H, W, 3)` image, or one whose
+            size differs from its record's.
+    """
+    record = dataset[index]
+    if getattr(dataset, "load_pil_image", None) is not None:
+        width, height = int(record["width"]), int(record["height"])
+        plan = resize_plan(width, height, np.zeros((0, 4)), size)
+        image, k = _load_source(dataset, index, plan.reduce_factor)
+        return apply_plan(image, plan, k, MEAN_RGB), width, height
+    image = np.asarray(dataset.load_image(index))
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(
+            f"dataset.load_image({index}) returned shape {image.shape}, expected (H, W, 3)"
+        )
+    height, width = image.shape[:2]
+    if isinstance(record, dict) and record.get("width") is not None:
+        if (int(record["width"]), int(record["height"])) != (width, height):
+            raise ValueError(
+                f"image {index} ({record.get('image_path', '')}) is {width}x{height} "
+                f"but its record says {record['width']}x{record['height']}"
+            )
+    plan = resize_plan(width, height, np.zeros((0, 4)), size)
+    return apply_plan(image, plan, 1, MEAN_RGB), width, height
 
 
 def eval_batches(dataset, image_size, batch_size=8):
@@ -55,10 +90,10 @@ def eval_batches(dataset, image_size, batch_size=8):
         idx = list(range(start, min(n, start + int(batch_size))))
         images, ids, sizes = [], [], []
         for i in idx:
-            image, rec, _ = _resize_item(dataset, i, image_size)
+            image, width, height = load_resized(dataset, i, image_size)
             images.append(image)
-            ids.append(rec["image_id"])
-            sizes.append((rec["height"], rec["width"]))
+            ids.append(dataset[i]["image_id"])
+            sizes.append((height, width))
         yield np.stack(images).astype(np.float32), {
             "indices": np.asarray(idx, dtype=np.int64),
             "image_ids": ids,

@@ -67,7 +67,8 @@ def inference_model(model, name=None, **decode_options):
 
     Returns:
         `keras.Model` mapping images `(B, S, S, 3)` to the `DecodeDetections`
-        dict (`boxes`, `confidence`, `labels`, `num_detections`).
+        dict (`boxes`, `scores`, `labels`, `num_detections`; docs/outputs.md;
+        keras-ssd 0.1 named `scores` `confidence`).
 
     Raises:
         ValueError: when the model has no SSD config, its output does not

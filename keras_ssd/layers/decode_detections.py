@@ -2,6 +2,7 @@
 per-class NMS, top-k), batched with fixed output shapes."""
 
 import numbers
+import warnings
 
 import keras
 from keras import ops
@@ -12,6 +13,13 @@ from keras_ssd.nms import multiclass_nms
 from keras_ssd.xla import xla_compiled
 
 _TILE_SIZE = 64
+
+#: The output keys, the vocabulary of docs/outputs.md.
+OUTPUT_KEYS = ("boxes", "scores", "labels", "num_detections")
+#: keras-ssd 0.1 called `scores` "confidence"; layers loaded from 0.1 files
+#: (their config has no "output_keys") keep that name, since the saved
+#: model's outputs refer to it.
+_OUTPUT_KEYS_0_1 = ("boxes", "confidence", "labels", "num_detections")
 
 
 def _check_number(name, value, low, high, low_open=False):
@@ -109,11 +117,12 @@ class DecodeDetections(keras.layers.Layer):
         dict of
         - `"boxes"`: `(B, top_k, 4)` float32 normalised `(xmin, ymin, xmax,
           ymax)`,
-        - `"confidence"`: `(B, top_k)` float32 class probability,
+        - `"scores"`: `(B, top_k)` float32 class probability,
         - `"labels"`: `(B, top_k)` int32 0-based class (-1 for padding),
         - `"num_detections"`: `(B,)` int32 number of real detections.
-        Detections come sorted by descending confidence; padding rows have
-        zero boxes and zero confidence.
+        Detections come sorted by descending score; padding rows have zero
+        boxes and zero scores. keras-ssd 0.1 named `scores` `"confidence"`;
+        a layer loaded from a 0.1 file keeps that name (docs/outputs.md).
 
     Example:
 
@@ -219,7 +228,7 @@ class DecodeDetections(keras.layers.Layer):
         n = self.config.num_anchors
         boxes = ops.reshape(boxes, (-1, n, 4))
         scores = ops.reshape(scores, (-1, n, self.config.num_classes))
-        return multiclass_nms(
+        detections = multiclass_nms(
             boxes,
             scores,
             score_threshold=self.confidence_threshold,
@@ -229,13 +238,19 @@ class DecodeDetections(keras.layers.Layer):
             tile_size=_TILE_SIZE,
             use_xla=self.use_xla,
         )
+        return {
+            "boxes": detections["boxes"],
+            self._scores_key: detections["confidence"],
+            "labels": detections["labels"],
+            "num_detections": detections["num_detections"],
+        }
 
     def compute_output_shape(self, predictions_shape, anchors_shape=None):
         self._check_shapes(predictions_shape, anchors_shape)
         b = predictions_shape[0]
         return {
             "boxes": (b, self.top_k, 4),
-            "confidence": (b, self.top_k),
+            self._scores_key: (b, self.top_k),
             "labels": (b, self.top_k),
             "num_detections": (b,),
         }
@@ -246,7 +261,7 @@ class DecodeDetections(keras.layers.Layer):
         )
         dtypes = {
             "boxes": "float32",
-            "confidence": "float32",
+            self._scores_key: "float32",
             "labels": "int32",
             "num_detections": "int32",
         }
@@ -263,6 +278,39 @@ class DecodeDetections(keras.layers.Layer):
                 "top_k": self.top_k,
                 "clip_boxes": self.clip_boxes,
                 "use_xla": self.use_xla,
+                "output_keys": list(self.output_keys),
             }
         )
         return base
+
+    # The name of the scores output: "confidence" in layers from 0.1 files.
+    _scores_key = "scores"
+
+    @property
+    def output_keys(self):
+        """The keys of the output dict, in order (`OUTPUT_KEYS`)."""
+        return (_OUTPUT_KEYS_0_1 if self._scores_key == "confidence"
+                else OUTPUT_KEYS)
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        names = tuple(config.pop("output_keys", _OUTPUT_KEYS_0_1))
+        if names not in (OUTPUT_KEYS, _OUTPUT_KEYS_0_1):
+            raise ValueError(
+                f"DecodeDetections: unknown output_keys {list(names)}; expected "
+                f"{list(OUTPUT_KEYS)}"
+            )
+        layer = super().from_config(config)
+        if names == _OUTPUT_KEYS_0_1:
+            warnings.warn(
+                f"DecodeDetections {layer.name!r} comes from a keras-ssd 0.1 file: its "
+                "output keeps the old key 'confidence' (now 'scores'). keras-ssd's "
+                "own functions read either; rebuild the model with "
+                "keras_ssd.inference_model(...) and save it again to get the new "
+                "names (docs/outputs.md).",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            layer._scores_key = "confidence"
+        return layer

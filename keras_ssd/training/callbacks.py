@@ -150,8 +150,9 @@ class MeanAveragePrecision(keras.callbacks.Callback):
     is absent (Keras's checkpoint and early-stopping callbacks then warn and
     wait for the next evaluation); it always evaluates at the last epoch.
 
-    The inference model (decoder + NMS) is built once, on first use, and
-    shares the weights of the model being trained.
+    Detection runs through the model's `keras_ssd.inference.Detector` (the
+    path `predict_image` and `evaluate` take), built once, on first use; its
+    decoder (softmax, NMS) shares the weights of the model being trained.
 
     Args:
         dataset: validation dataset (records interface: `len`, `ds[i]`,
@@ -208,10 +209,13 @@ class MeanAveragePrecision(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if not self._due(epoch):
             return
-        from keras_ssd.evaluation.evaluate import Predictor, evaluate
+        from keras_ssd.evaluation.evaluate import evaluate
+        from keras_ssd.inference.detector import get_detector
 
         if self._predictor is None or self._predictor.model is not self.model:
-            self._predictor = Predictor(
+            # The model's cached Detector: `evaluate(model, ...)` and
+            # `predict_image(model, ...)` with these settings reuse it.
+            self._predictor = get_detector(
                 self.model,
                 confidence_threshold=self.confidence_threshold,
                 iou_threshold=self.iou_threshold,

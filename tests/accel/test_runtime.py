@@ -217,7 +217,7 @@ def test_loss_and_decoder_stay_float32_under_mixed_precision(tiny_models):
     assert np.isfinite(float(loss))
     out = decoder(pred_bf16)
     assert keras.backend.standardize_dtype(out["boxes"].dtype) == "float32"
-    assert keras.backend.standardize_dtype(out["confidence"].dtype) == "float32"
+    assert keras.backend.standardize_dtype(out["scores"].dtype) == "float32"
 
 
 def test_mixed_precision_copy_runs_the_same_weights_in_bf16(tiny_models):

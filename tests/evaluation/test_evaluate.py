@@ -84,7 +84,7 @@ class OraclePredictor(Predictor):
             boxes[j, :g] = r["boxes"] / scale + shift
             conf[j, :g] = np.linspace(0.9, 0.5, g)
             labels[j, :g] = r["labels"]
-        return {"boxes": boxes, "confidence": conf, "labels": labels}
+        return {"boxes": boxes, "scores": conf, "labels": labels}
 
 
 def test_boxes_come_back_in_original_pixels_with_padded_batches():
@@ -120,6 +120,21 @@ def test_evaluate_equals_voc_map_on_returned_detections():
     direct = voc_map(result["detections"], ds.records, 2, use_07_metric=False)
     np.testing.assert_allclose(result["AP"], direct["AP"])
     assert 0.0 < result["mAP"] < 1.0
+
+
+def test_a_predictor_answering_with_0_1_keys_still_works_with_a_warning():
+    ds = ToyDataset()
+
+    class OldKeys(OraclePredictor):
+        def predict_batch(self, images):
+            out = super().predict_batch(images)
+            out["confidence"] = out.pop("scores")
+            return out
+
+    with pytest.warns(DeprecationWarning, match="'confidence'.*'scores'"):
+        result = evaluate(OldKeys(ds), ds, verbose=0, return_detections=True)
+    assert result["mAP"] == pytest.approx(1.0)
+    assert set(result["detections"][0]) == {"boxes", "scores", "labels", "names"}
 
 
 def test_max_images_limits_the_ground_truth_too():
@@ -165,7 +180,7 @@ def test_real_tiny_model_batched_equals_one_by_one(tiny_model):
         scale = np.array([r["width"], r["height"]] * 2)
         expected = np.clip(np.asarray(out["boxes"][0])[keep] * scale, 0, scale)
         np.testing.assert_allclose(d["boxes"], expected, rtol=1e-4, atol=1e-3)
-        np.testing.assert_allclose(d["scores"], np.asarray(out["confidence"][0])[keep], atol=1e-5)
+        np.testing.assert_allclose(d["scores"], np.asarray(out["scores"][0])[keep], atol=1e-5)
         assert (d["boxes"][:, 2] <= r["width"]).all() and (d["boxes"][:, 3] <= r["height"]).all()
 
 
@@ -237,7 +252,7 @@ def test_coco_metric_without_pycocotools_says_how_to_install(monkeypatch):
 def test_evaluate_on_synthetic_voc_sees_the_training_pipelines_images(tmp_path, tiny_model):
     from keras_ssd.data import VOCDataset, make_synthetic_voc
     from keras_ssd.data.sequence import eval_batches
-    from keras_ssd.evaluation.evaluate import _load_resized
+    from keras_ssd.data.sequence import load_resized
 
     root = make_synthetic_voc(
         tmp_path / "voc", num_trainval=1, num_test=3, image_size=(200, 150),
@@ -246,7 +261,7 @@ def test_evaluate_on_synthetic_voc_sees_the_training_pipelines_images(tmp_path, 
     ds = VOCDataset(root, "test", class_names=("circle", "square"))
     expected = np.concatenate([b for b, _ in eval_batches(ds, 160, batch_size=3)])
     for i in range(len(ds)):
-        img, w, h = _load_resized(ds, i, 160)
+        img, w, h = load_resized(ds, i, 160)
         assert (w, h) == (200, 150)
         np.testing.assert_array_equal(img.astype("float32"), expected[i])
     result = evaluate(tiny_model, ds, batch_size=2, top_k=20, verbose=0)

@@ -41,7 +41,7 @@ def assert_same_detections(got, want):
     np.testing.assert_array_equal(got["num_detections"], want["num_detections"])
     np.testing.assert_array_equal(got["labels"], want["labels"])
     np.testing.assert_allclose(got["boxes"], want["boxes"], atol=1e-6)
-    np.testing.assert_allclose(got["confidence"], want["confidence"], atol=1e-6)
+    np.testing.assert_allclose(got["scores"], want["scores"], atol=1e-6)
 
 
 def images(n=2, size=32, seed=1):
@@ -54,7 +54,7 @@ def test_inference_model_equals_decoding_the_training_output():
     detector = inference_model(model, top_k=20, confidence_threshold=0.05)
     x = images()
     out = detector.predict(x, verbose=0)
-    assert set(out) == {"boxes", "confidence", "labels", "num_detections"}
+    assert set(out) == {"boxes", "scores", "labels", "num_detections"}
     assert out["boxes"].shape == (2, 20, 4) and out["labels"].dtype == np.int32
     expected = DecodeDetections(config, top_k=20, confidence_threshold=0.05)(
         model.predict(x, verbose=0)
@@ -116,7 +116,7 @@ def test_mixed_precision_training_model_gives_float32_detections():
     finally:
         keras.config.set_dtype_policy(previous)
     out = detector.predict(images(1), verbose=0)
-    assert out["boxes"].dtype == np.float32 and out["confidence"].dtype == np.float32
+    assert out["boxes"].dtype == np.float32 and out["scores"].dtype == np.float32
 
 
 def test_real_ssd_tiny_model_round_trip(tmp_path):

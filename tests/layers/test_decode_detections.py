@@ -65,7 +65,7 @@ def test_decode_of_encoded_targets_recovers_boxes_and_labels(use_xla):
     order = np.argsort(out["labels"][0, :3])
     assert out["labels"][0, :3][order].tolist() == [0, 1, 2]
     np.testing.assert_allclose(out["boxes"][0, :3][order], gt[[1, 2, 0]], atol=1e-5)
-    np.testing.assert_allclose(out["confidence"][0, :3], 1.0, atol=1e-6)
+    np.testing.assert_allclose(out["scores"][0, :3], 1.0, atol=1e-6)
 
 
 def test_output_shapes_dtypes_and_padding():
@@ -75,18 +75,18 @@ def test_output_shapes_dtypes_and_padding():
     layer = DecodeDetections(config, top_k=7)
     out = as_numpy(layer(pred))
     assert out["boxes"].shape == (2, 7, 4) and out["boxes"].dtype == np.float32
-    assert out["confidence"].shape == (2, 7) and out["confidence"].dtype == np.float32
+    assert out["scores"].shape == (2, 7) and out["scores"].dtype == np.float32
     assert out["labels"].shape == (2, 7) and out["labels"].dtype == np.int32
     assert out["num_detections"].shape == (2,) and out["num_detections"].dtype == np.int32
     assert out["num_detections"].tolist() == [3, 0]  # 0.7, 0.05, 0.05 > 0.01
     assert out["labels"][0].tolist() == [0, 1, 2, -1, -1, -1, -1]
-    np.testing.assert_allclose(out["confidence"][0, :3], [0.7, 0.05, 0.05], rtol=1e-5)
-    assert (out["confidence"][0, 3:] == 0).all() and (out["boxes"][0, 3:] == 0).all()
+    np.testing.assert_allclose(out["scores"][0, :3], [0.7, 0.05, 0.05], rtol=1e-5)
+    assert (out["scores"][0, 3:] == 0).all() and (out["boxes"][0, 3:] == 0).all()
     assert (out["labels"][1] == -1).all() and (out["boxes"][1] == 0).all()
     expected_box = decode_boxes(pred[0, 5, :4], generate_anchors(config)[5])
     np.testing.assert_allclose(out["boxes"][0, 0], expected_box, atol=1e-6)
     assert layer.compute_output_shape((None, config.num_anchors, 8)) == {
-        "boxes": (None, 7, 4), "confidence": (None, 7), "labels": (None, 7),
+        "boxes": (None, 7, 4), "scores": (None, 7), "labels": (None, 7),
         "num_detections": (None,),
     }
 
@@ -125,7 +125,7 @@ def test_top_k_keeps_the_best_over_classes_sorted():
     out = as_numpy(DecodeDetections(config, confidence_threshold=0.25, top_k=5,
                                     use_xla=False)(pred))
     assert out["num_detections"].tolist() == [5]
-    np.testing.assert_allclose(out["confidence"][0], scores[::-1][:5], rtol=1e-5)
+    np.testing.assert_allclose(out["scores"][0], scores[::-1][:5], rtol=1e-5)
 
 
 def test_max_candidates_per_class_limits_nms_input():
@@ -139,7 +139,7 @@ def test_max_candidates_per_class_limits_nms_input():
     few = as_numpy(DecodeDetections(config, max_candidates_per_class=4, use_xla=False)(pred))
     assert full["num_detections"].tolist() == [16]
     assert few["num_detections"].tolist() == [4]
-    np.testing.assert_allclose(few["confidence"][0, :4], full["confidence"][0, :4])
+    np.testing.assert_allclose(few["scores"][0, :4], full["scores"][0, :4])
 
 
 def test_overlapping_same_class_boxes_are_suppressed_other_classes_kept():
@@ -195,7 +195,7 @@ def test_xla_and_plain_paths_agree_on_random_heads():
     np.testing.assert_array_equal(a["labels"], b["labels"])
     np.testing.assert_array_equal(a["num_detections"], b["num_detections"])
     np.testing.assert_allclose(a["boxes"], b["boxes"], rtol=0, atol=1e-6)
-    np.testing.assert_allclose(a["confidence"], b["confidence"], rtol=1e-6, atol=0)
+    np.testing.assert_allclose(a["scores"], b["scores"], rtol=1e-6, atol=0)
     assert (a["num_detections"] > 10).all()
 
 
@@ -229,7 +229,7 @@ def test_float32_output_under_mixed_precision_policy():
         keras.config.set_dtype_policy(previous)
     assert layer.compute_dtype == "float32"
     assert keras.backend.standardize_dtype(out["boxes"].dtype) == "float32"
-    assert keras.backend.standardize_dtype(out["confidence"].dtype) == "float32"
+    assert keras.backend.standardize_dtype(out["scores"].dtype) == "float32"
 
 
 @pytest.mark.parametrize(

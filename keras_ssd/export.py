@@ -337,7 +337,6 @@ def export(model, path, format="tf_saved_model", *, input_dtype="float32",
 
     import tensorflow as tf
 
-    from keras_ssd.accel import winograd
     from keras_ssd.layers.decode_detections import DecodeDetections
 
     predictor, config, options = split_detector(model)
@@ -351,16 +350,14 @@ def export(model, path, format="tf_saved_model", *, input_dtype="float32",
 
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    # The artifacts hold plain convolutions: the CPU Winograd path of
-    # `WinogradConv2D` runs as XLA clusters, which ONNX and LiteRT lack.
-    with winograd.disabled():
-        if fmt == "tf_saved_model":
-            _write_saved_model(predictor, serve, spec, path)
-        elif fmt == "onnx":
-            _write_onnx(serve, spec, path,
-                        DEFAULT_ONNX_OPSET if opset is None else int(opset))
-        else:
-            _write_litert(predictor, serve, spec, path)
+    # Models hold plain convolutions (speed-ups are applied only to the views
+    # of keras_ssd.accel.prepare_for_inference), so the artifacts trace them.
+    if fmt == "tf_saved_model":
+        _write_saved_model(predictor, serve, spec, path)
+    elif fmt == "onnx":
+        _write_onnx(serve, spec, path, DEFAULT_ONNX_OPSET if opset is None else int(opset))
+    else:
+        _write_litert(predictor, serve, spec, path)
     if verbose:
         print(f"exported {fmt} detector ({input_dtype} images "
               f"{batch or 'B'}x{height}x{width}x3 -> {', '.join(OUTPUT_NAMES)}) to {path}")

@@ -25,6 +25,9 @@ def load_model(path, compile=True, custom_objects=None, **kwargs):
     """
     import keras
 
+    from keras_ssd.accel.legacy_files import plain_conv_copy
+
     register_keras_ssd_objects()
-    return keras.saving.load_model(path, custom_objects=custom_objects, compile=compile,
-                                   **kwargs)
+    with plain_conv_copy(path) as readable:  # 0.1 files: WinogradConv2D -> Conv2D
+        return keras.saving.load_model(readable, custom_objects=custom_objects,
+                                       compile=compile, **kwargs)

@@ -1,15 +1,16 @@
 """Speed-ups, applied to a model where it runs; never part of its definition.
 
+- `apply.py`: `prepare_for_inference(model)`, the view of a model that the
+  inference path and the benchmarks run: the measured `jit_compile` default
+  and, for float32 CPU inference on TensorFlow, Winograd convolutions.
 - `runtime.py`: the measured `jit_compile` default per backend and device,
-  mixed precision, and the fast array path of `predict`.
+  mixed precision, and the fast array path of `predict` (`predict_arrays`).
 - `winograd.py`, `winograd_conv.py`: Winograd F(2x2)/F(4x4) 3x3
-  convolutions for float32 CPU inference.
+  convolutions for float32 CPU inference, and the `WinogradConv2D` layer.
+- `legacy_files.py`: files saved by keras-ssd 0.1, whose SSDs held
+  `WinogradConv2D` layers, read as plain `Conv2D` (`keras_ssd.load_model`).
 """
 
+from keras_ssd.accel.apply import prepare_for_inference, winograd_tiles
 
-def prepare_for_inference(model):
-    """The model to run for inference: `model` with the measured speed-ups of
-    the machine it runs on applied (never changes `model` itself)."""
-    from keras_ssd.accel.runtime import apply_runtime_defaults
-
-    return apply_runtime_defaults(model)
+__all__ = ["prepare_for_inference", "winograd_tiles"]

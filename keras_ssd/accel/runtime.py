@@ -33,6 +33,10 @@ import os
 
 import keras
 
+# The array fast path of `predict` lives with the models (`SSD.predict` uses
+# it); it is public here too, for any built Keras model.
+from keras_ssd.models.fast_predict import predict_arrays  # noqa: F401
+
 JIT_ENV = "KERAS_SSD_JIT_COMPILE"
 DEVICE_ENV = "KERAS_SSD_DEVICE"
 
@@ -271,46 +275,3 @@ def mixed_precision_copy(model, enabled=True, device=None):
         )
     copy.set_weights(model.get_weights())
     return apply_runtime_defaults(copy)
-
-
-def predict_arrays(model, x, batch_size=32):
-    """`model.predict` for in-memory arrays without its per-call overhead.
-
-    Keras' `predict` builds a data adapter, a `tf.data` pipeline and
-    callbacks on every call: about 50-100 ms on a 2-core CPU, a sixth of an
-    SSD300 batch-1 forward pass. This runs the same compiled predict step
-    (`predict_on_batch`, honouring `model.jit_compile`) over slices of `x`
-    and concatenates the results.
-
-    Args:
-        model: a built `keras.Model`.
-        x: array (or a list/dict of arrays) with a leading batch axis.
-        batch_size: int >= 1, images per step.
-
-    Returns:
-        The outputs, as `model.predict` returns them (numpy arrays, same
-        nesting).
-    """
-    import numpy as np
-
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-            or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    leaves = keras.tree.flatten(x)
-    if not leaves:
-        raise ValueError("predict_arrays: x holds no arrays")
-    n = int(leaves[0].shape[0])
-    if any(int(leaf.shape[0]) != n for leaf in leaves):
-        raise ValueError(
-            "predict_arrays: all inputs must have the same batch size, got "
-            f"{[int(leaf.shape[0]) for leaf in leaves]}"
-        )
-    outputs = []
-    for start in range(0, n, batch_size):
-        chunk = keras.tree.map_structure(lambda a: a[start:start + batch_size], x)
-        outputs.append(model.predict_on_batch(chunk))
-    if not outputs:
-        raise ValueError("predict_arrays: x has an empty batch axis")
-    if len(outputs) == 1:
-        return keras.tree.map_structure(np.asarray, outputs[0])
-    return keras.tree.map_structure(lambda *parts: np.concatenate(parts, axis=0), *outputs)

@@ -18,11 +18,12 @@ the matmuls run through the backend's own GEMM.
 
 The result equals the direct convolution up to float rounding: about 3e-6
 (F2) and 2e-5 (F4) of the output's largest magnitude in float32. In
-bfloat16 F4's error reaches 10%, so `keras_ssd.layers.WinogradConv2D` only
-uses this path in float32.
+bfloat16 F4's error reaches 10%, so `keras_ssd.accel.prepare_for_inference`
+and `WinogradConv2D` only use this path in float32.
 """
 
 import contextlib
+import warnings
 
 import numpy as np
 from keras import ops
@@ -63,9 +64,22 @@ _DISABLED = []
 
 @contextlib.contextmanager
 def disabled():
-    """Within this context `WinogradConv2D` layers traced anew use the
-    direct convolution (e.g. for exporters whose runtimes cannot run the XLA
-    clusters of the Winograd path)."""
+    """Deprecated: within this context `WinogradConv2D` layers (and the
+    views of `keras_ssd.accel.prepare_for_inference`) traced anew use the
+    direct convolution.
+
+    Export no longer needs it: keras-ssd's models hold plain `Conv2D`
+    layers, and the Winograd path is applied to a model only when it is
+    prepared for inference. To run a model without it, run the model itself
+    (or `prepare_for_inference(model, winograd=False)`). Goes in 0.3.
+    """
+    warnings.warn(
+        "keras_ssd.accel.winograd.disabled() is deprecated: models hold plain Conv2D "
+        "layers and export needs no switch; run the model itself, or "
+        "prepare_for_inference(model, winograd=False), for direct convolutions",
+        DeprecationWarning,
+        stacklevel=3,
+    )
     _DISABLED.append(True)
     try:
         yield
@@ -74,7 +88,7 @@ def disabled():
 
 
 def is_disabled():
-    """True inside `disabled()`."""
+    """True inside the deprecated `disabled()` context."""
     return bool(_DISABLED)
 
 

@@ -1,5 +1,7 @@
 """`WinogradConv2D`: a Keras `Conv2D` whose float32 CPU inference may run as
-a Winograd convolution (`keras_ssd.accel.winograd`)."""
+a Winograd convolution (`keras_ssd.accel.winograd`), and the pieces
+`keras_ssd.accel.prepare_for_inference` uses to run plain `Conv2D` layers
+the same way (`eligible`, `auto_tile`, `winograd_call`)."""
 
 import keras
 from keras import ops
@@ -34,10 +36,79 @@ def auto_tile(height, width, in_channels, out_channels):
     return 0
 
 
+def eligible(layer):
+    """True when `layer` is a `Conv2D` that Winograd F(m x m, 3 x 3) can
+    compute: 3x3, stride 1, undilated, ungrouped, "same"-padded,
+    channels-last and not quantized."""
+    return (
+        isinstance(layer, keras.layers.Conv2D)
+        and tuple(layer.kernel_size) == (3, 3)
+        and tuple(layer.strides) == (1, 1)
+        and tuple(layer.dilation_rate) == (1, 1)
+        and layer.groups == 1
+        and layer.padding == "same"
+        and layer.data_format == "channels_last"
+        and getattr(layer, "quantization_mode", None) is None
+    )
+
+
+def runs_on_this_machine(compute_dtype="float32"):
+    """True when the Winograd path is the measured faster choice for a layer
+    computing in `compute_dtype` here: float32 on the TensorFlow backend on
+    a CPU (GPU libraries pick Winograd themselves; F4 in bfloat16 loses too
+    much precision)."""
+    if compute_dtype != "float32" or keras.backend.backend() != "tensorflow":
+        return False
+    from keras_ssd.accel.runtime import default_device
+
+    return default_device() == "cpu"
+
+
+def _winograd_image(conv, inputs, tile):
+    kernel = conv.kernel  # a variable, or a tensor when LoRA is enabled
+    kernel = getattr(kernel, "value", kernel)
+    outputs = winograd.winograd_conv3x3(inputs, kernel, tile)
+    if conv.use_bias:
+        outputs = ops.add(outputs, ops.reshape(conv.bias, (1, 1, 1, conv.filters)))
+    if conv.activation is not None:
+        outputs = conv.activation(outputs)
+    return outputs
+
+
+def winograd_call(conv, inputs, tile):
+    """`conv(inputs)` for an `eligible` `Conv2D`, computed as Winograd
+    F(tile x tile, 3 x 3) with `conv`'s own kernel, bias and activation
+    (TensorFlow backend).
+
+    A batch goes through image by image: each image's transformed tiles stay
+    in the CPU cache (a whole batch's do not, and then the direct
+    convolution is faster), two images in flight so that one's transforms
+    overlap the other's matmuls. Measured at batch 8: 1.20x the direct
+    convolution; one image in flight: 1.09x; the whole batch at once: 0.91x.
+    """
+    if inputs.shape[0] == 1:
+        return _winograd_image(conv, inputs, tile)
+    import tensorflow as tf
+
+    return tf.map_fn(
+        lambda image: _winograd_image(conv, image[None], tile)[0],
+        inputs,
+        parallel_iterations=2,
+        fn_output_signature=tf.TensorSpec(
+            conv.compute_output_shape(inputs.shape)[1:], conv.compute_dtype),
+    )
+
+
 @keras.saving.register_keras_serializable(package="keras_ssd")
 class WinogradConv2D(keras.layers.Conv2D):
     """A `Conv2D` that computes float32 CPU inference with Winograd's
     minimal filtering algorithm where that is faster.
+
+    keras-ssd's builders make plain `Conv2D` layers and apply this path when
+    a model is run for inference (`keras_ssd.accel.prepare_for_inference`),
+    so saved models and exports hold only standard layers. This class bakes
+    the path into a layer of your own model instead; it saves and loads as
+    `keras_ssd>WinogradConv2D`.
 
     The weights, the training path and the results are those of
     `keras.layers.Conv2D` (the outputs agree to float rounding: about 3e-6
@@ -50,10 +121,12 @@ class WinogradConv2D(keras.layers.Conv2D):
     - the call is not training and the compute dtype is float32 (Winograd
       F4 in bfloat16 loses too much precision);
     - the backend is TensorFlow on a CPU (GPU libraries choose Winograd
-      themselves), and no `keras_ssd.accel.winograd.disabled()` context is active.
+      themselves), and no (deprecated) `keras_ssd.accel.winograd.disabled()`
+      context is active.
 
-    A batch goes through the Winograd path image by image: a whole batch's
-    transformed tiles do not fit in the CPU cache, one image's do. Measured
+    A batch goes through the Winograd path image by image (`winograd_call`):
+    a whole batch's transformed tiles do not fit in the CPU cache, one
+    image's do. Measured
     on a 2-core AVX-512 CPU the path makes the SSD300 float32 forward pass
     about 20% faster at batch 1 and at batch 8.
 
@@ -90,26 +163,19 @@ class WinogradConv2D(keras.layers.Conv2D):
         self._tile = 0
 
     def _eligible(self):
-        return (
-            tuple(self.kernel_size) == (3, 3)
-            and tuple(self.strides) == (1, 1)
-            and tuple(self.dilation_rate) == (1, 1)
-            and self.groups == 1
-            and self.padding == "same"
-            and self.data_format == "channels_last"
-        )
+        return eligible(self)
 
     def build(self, input_shape):
         super().build(input_shape)
         if self.winograd_tile == 0:
             self._tile = 0
             return
-        eligible = self._eligible() and None not in tuple(input_shape[1:3])
+        fits = self._eligible() and None not in tuple(input_shape[1:3])
         if self.winograd_tile == "auto":
             self._tile = auto_tile(input_shape[1], input_shape[2], input_shape[-1],
-                                   self.filters) if eligible else 0
+                                   self.filters) if fits else 0
             return
-        if not eligible:
+        if not fits:
             raise ValueError(
                 f"WinogradConv2D {self.name!r}: winograd_tile={self.winograd_tile} needs a "
                 "3x3, stride-1, undilated, ungrouped, 'same', channels_last convolution "
@@ -123,46 +189,15 @@ class WinogradConv2D(keras.layers.Conv2D):
     def active_tile(self):
         """The tile the Winograd path would use (0: none), given the layer's
         configuration and the current backend, device and dtype."""
-        if not self._tile or winograd.is_disabled() or self.compute_dtype != "float32":
+        if not self._tile or winograd.is_disabled():
             return 0
-        if keras.backend.backend() != "tensorflow":
-            return 0
-        from keras_ssd.accel.runtime import default_device
-
-        return self._tile if default_device() == "cpu" else 0
-
-    def _winograd_call(self, inputs, tile):
-        kernel = self.kernel  # a variable, or a tensor when LoRA is enabled
-        kernel = getattr(kernel, "value", kernel)
-        outputs = winograd.winograd_conv3x3(inputs, kernel, tile)
-        if self.use_bias:
-            outputs = ops.add(outputs, ops.reshape(self.bias, (1, 1, 1, self.filters)))
-        if self.activation is not None:
-            outputs = self.activation(outputs)
-        return outputs
+        return self._tile if runs_on_this_machine(self.compute_dtype) else 0
 
     def call(self, inputs, training=None):
         tile = 0 if training else self.active_tile
         if not tile:
             return super().call(inputs)
-        if inputs.shape[0] == 1:
-            return self._winograd_call(inputs, tile)
-        # Several images: image by image, so that each image's transformed
-        # tiles stay in the CPU cache (a whole batch's do not, and then the
-        # direct convolution is faster), two images in flight so that one's
-        # transforms overlap the other's matmuls. Measured at batch 8: 1.20x
-        # the direct convolution; one image in flight: 1.09x; the whole
-        # batch at once: 0.91x. `active_tile` is non-zero only on the
-        # TensorFlow backend.
-        import tensorflow as tf
-
-        return tf.map_fn(
-            lambda image: self._winograd_call(image[None], tile)[0],
-            inputs,
-            parallel_iterations=2,
-            fn_output_signature=tf.TensorSpec(
-                self.compute_output_shape(inputs.shape)[1:], self.compute_dtype),
-        )
+        return winograd_call(self, inputs, tile)
 
     def get_config(self):
         config = super().get_config()

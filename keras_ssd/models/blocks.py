@@ -3,24 +3,20 @@
 import keras
 
 from keras_ssd.layers.l2_normalization import L2Normalization
-from keras_ssd.accel.winograd_conv import WinogradConv2D
 
 NORMALIZATIONS = ("l2", "batchnorm", "none")
 
 
 def conv(x, filters, kernel_size, name, strides=1, padding="same", dilation_rate=1,
          activation="relu", regularizer=None, use_bias=True):
-    """A `Conv2D` with an explicit name and the model's kernel regularizer.
+    """A `keras.layers.Conv2D` with an explicit name and the model's kernel
+    regularizer.
 
-    3x3 stride-1 "same" convolutions are `WinogradConv2D` layers (a `Conv2D`
-    with a faster single-image CPU inference path for the layers where it
-    measured faster; identical weights and training path).
+    Models hold plain convolutions: speed-ups for one kind of machine (the
+    Winograd path of float32 CPU inference) are applied when a model is run
+    for inference, by `keras_ssd.accel.prepare_for_inference`.
     """
-    layer_class = keras.layers.Conv2D
-    if (kernel_size in (3, (3, 3)) and strides in (1, (1, 1)) and padding == "same"
-            and dilation_rate in (1, (1, 1))):
-        layer_class = WinogradConv2D
-    return layer_class(
+    return keras.layers.Conv2D(
         filters,
         kernel_size,
         strides=strides,

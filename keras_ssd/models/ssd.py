@@ -7,6 +7,7 @@ from keras_ssd.layers.preprocessing import ImagePreprocessing
 from keras_ssd import presets
 from keras_ssd.models.backbones import get_backbone
 from keras_ssd.models.blocks import NORMALIZATIONS, kernel_regularizer
+from keras_ssd.models.fast_predict import predict_arrays
 from keras_ssd.models.heads import build_heads, check_feature_maps
 from keras_ssd.models.weights_files import check_weights_path
 
@@ -145,7 +146,8 @@ class SSD(keras.Model):
 
         For in-memory arrays (no `steps`, no callbacks, no distribution
         strategy) this runs the same compiled predict step through
-        `keras_ssd.accel.runtime.predict_arrays`, sparing the ~50-100 ms that
+        `keras_ssd.models.fast_predict.predict_arrays` (also
+        `keras_ssd.accel.runtime.predict_arrays`), sparing the ~50-100 ms that
         `predict` spends building a data pipeline on every call (a sixth of
         an SSD300 forward pass on a CPU); no progress bar is shown then.
         Datasets, generators and everything else go to `keras.Model.predict`.
@@ -153,11 +155,25 @@ class SSD(keras.Model):
         if (steps is None and not callbacks and _is_array(x)
                 and getattr(self, "_distribute_strategy", None) is None
                 and keras.distribution.distribution() is None):
-            from keras_ssd.accel.runtime import predict_arrays
-
             return predict_arrays(self, x, batch_size=32 if batch_size is None else batch_size)
         return super().predict(x, batch_size=batch_size, verbose=verbose, steps=steps,
                                callbacks=callbacks)
+
+    def load_own_variables(self, store):
+        # keras-ssd 0.1 made the 3x3 stride-1 convolutions WinogradConv2D
+        # layers, and Keras names stored weights after the layer classes:
+        # such a file needs its weights renamed, which keras_ssd.load_model
+        # does (keras_ssd.accel.legacy_files). Say so instead of failing on
+        # mismatched shapes.
+        has_path = getattr(store, "has_path", None)
+        if (getattr(store, "_h5_entry_path", None) == "" and callable(has_path)
+                and has_path("layers/winograd_conv2d")):
+            raise ValueError(
+                f"{self.name!r} was saved by keras-ssd 0.1 (its convolutions were "
+                "WinogradConv2D layers, stored under other names): load the file with "
+                "keras_ssd.load_model(path), which reads it as plain Conv2D layers"
+            )
+        super().load_own_variables(store)
 
     def get_config(self):
         return {

@@ -222,23 +222,30 @@ def test_config_and_keras_file_round_trip(tmp_path):
 
 
 @requires_tf
-def test_ssd300_inference_with_winograd_matches_direct_convolutions():
+def test_ssd300_inference_with_winograd_matches_direct_convolutions(monkeypatch):
+    from keras_ssd.accel import prepare_for_inference, winograd_tiles
     from keras_ssd.models import SSD300
 
+    monkeypatch.setenv("KERAS_SSD_DEVICE", "cpu")
     model = SSD300(num_classes=3)
-    tiles = {layer.name: layer._tile for layer in model.layers
-             if isinstance(layer, WinogradConv2D) and layer._tile}
+    assert not any(isinstance(layer, WinogradConv2D) for layer in model.layers)
+    fast = prepare_for_inference(model)
+    tiles = winograd_tiles(fast)
     assert tiles == {"conv2_2": 4, "conv3_1": 4, "conv3_2": 4, "conv3_3": 4,
                      "conv4_1": 2, "conv4_2": 2, "conv4_3": 2}
-    twin = SSD300(num_classes=3)
-    twin.set_weights(model.get_weights())
     x = np.random.default_rng(6).uniform(0, 255, (2, 300, 300, 3)).astype("float32")
-    with winograd.disabled():
-        expected = twin.predict_on_batch(x)
+    expected = model.predict_on_batch(x)  # the model itself: direct convolutions
     scale = np.abs(expected).max()
     for images in (x[:1], x):
-        got = model.predict_on_batch(images)
+        got = fast.predict_on_batch(images)
         assert np.abs(got - expected[:len(images)]).max() <= 1e-4 * scale
+
+
+def test_the_disabled_context_is_deprecated():
+    with pytest.warns(DeprecationWarning, match="export needs no switch"):
+        with winograd.disabled():
+            assert winograd.is_disabled()
+    assert not winograd.is_disabled()
 
 
 @requires_tf

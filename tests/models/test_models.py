@@ -101,6 +101,17 @@ def test_ssd300_forward_backward(ssd300):
     assert float(tf.reduce_max(tf.abs(first))) > 0
 
 
+def test_models_hold_plain_keras_convolutions(ssd300, ssd512, tiny):
+    # Speed-ups are applied to a model for inference (keras_ssd.accel), not
+    # built into it: every convolution is a plain keras.layers.Conv2D.
+    for model in (ssd300, ssd512, tiny):
+        convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+        assert convs
+        assert {type(layer) for layer in convs} == {keras.layers.Conv2D}, model.name
+        assert all(layer.__module__.startswith("keras.") for layer in model.layers
+                   if not isinstance(layer, (L2Normalization, ImagePreprocessing))), model.name
+
+
 def test_ssd300_save_and_load_keras_file(ssd300, tmp_path):
     path = tmp_path / "ssd300.keras"
     ssd300.save(path)

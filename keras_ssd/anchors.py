@@ -1,17 +1,19 @@
-"""Prior (default / anchor) boxes, computed from an `SSDConfig`.
+"""Anchor boxes (the SSD paper's "default boxes", Caffe's "priors"),
+computed from an `SSDConfig`.
 
-This is the single place the prior formula lives: the model's `AnchorBoxes`
-layer, `encode_targets` and `DecodeDetections` all take their priors from
-here.
+This is the single place the anchor formula lives: the model's
+`AnchorBoxes` layer, `encode_targets` and `DecodeDetections` all take their
+anchors from here.
 """
 
 import numpy as np
 
+from keras_ssd.boxes import clip, cxcywh_to_xyxy, xyxy_to_cxcywh
 from keras_ssd.config import SSDConfig
 
 
 def cell_box_sizes(config, index):
-    """Widths and heights, in pixels, of the priors of one cell of map `index`.
+    """Widths and heights, in pixels, of the anchors of one cell of map `index`.
 
     Caffe order: the min square, the sqrt(min * max) square, then for each
     aspect ratio `r` a box of ratio `r` followed by one of ratio `1 / r`.
@@ -31,7 +33,7 @@ def cell_box_sizes(config, index):
 
 
 def feature_map_anchors(config, index):
-    """Priors of feature map `index` as normalised `(cx, cy, w, h)`.
+    """Anchors of feature map `index` as normalised `(cx, cy, w, h)`.
 
     Ordered row, then column, then box within the cell: the order in which a
     head's `(H, W, k * 4)` output is reshaped to `(H * W * k, 4)`.
@@ -54,14 +56,12 @@ def feature_map_anchors(config, index):
     out[..., 3] = wh[None, None, :, 1]
     out = out.reshape(-1, 4)
     if config.clip:
-        xyxy = np.concatenate([out[:, :2] - out[:, 2:] / 2, out[:, :2] + out[:, 2:] / 2], 1)
-        xyxy = np.clip(xyxy, 0.0, 1.0)
-        out = np.concatenate([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], 1)
+        out = xyxy_to_cxcywh(clip(cxcywh_to_xyxy(out), 0.0, 1.0))
     return out.astype(np.float32)
 
 
 def generate_anchors(config):
-    """All priors of a configuration, normalised `(cx, cy, w, h)`.
+    """All anchors (priors) of a configuration, normalised `(cx, cy, w, h)`.
 
     Args:
         config: an `SSDConfig`, its dict form, or a model with a `config`

@@ -234,14 +234,9 @@ def _write_onnx(serve, spec, path, opset):
 def _write_litert(predictor, serve, spec, path):
     import tensorflow as tf
 
-    from keras_ssd import nms
-
     with tempfile.TemporaryDirectory(prefix="keras_ssd_litert_") as tmp:
         saved = os.path.join(tmp, "saved_model")
-        # LiteRT's builtin operators have no float64 kernels: trace the NMS
-        # overlap test in float32 (as keras_ssd.nms does on JAX without x64).
-        with nms.overlap_dtype("float32"):
-            _write_saved_model(predictor, serve, spec, saved)
+        _write_saved_model(predictor, serve, spec, saved)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         try:
@@ -341,7 +336,11 @@ def export(model, path, format="tf_saved_model", *, input_dtype="float32",
 
     predictor, config, options = split_detector(model)
     options.update(decode_options)
+    # LiteRT's builtin operators have no float64 kernels: its decoder takes
+    # the NMS overlap decisions in float32 (as keras_ssd.nms does on JAX
+    # without x64).
     decoder = DecodeDetections(config, use_xla=False, name="export_detections",
+                               overlap_dtype="float32" if fmt == "litert" else None,
                                **options)
     height, width = _image_size(predictor, config)
     spec = tf.TensorSpec((batch, height, width, 3), getattr(tf, input_dtype),

@@ -1,5 +1,5 @@
-"""Matching ground-truth boxes to priors (the SSD "bipartite + per-prior"
-strategy), vectorised over priors."""
+"""Matching ground-truth boxes to anchors (priors): the SSD "bipartite +
+per-anchor" strategy, vectorised over anchors."""
 
 import numpy as np
 
@@ -7,19 +7,19 @@ _MIN_OVERLAP = 1e-6
 
 
 def bipartite_match(overlaps):
-    """Give every ground truth its own prior, greedily by highest IoU.
+    """Give every ground truth its own anchor, greedily by highest IoU.
 
-    Repeatedly takes the (ground truth, prior) pair with the highest IoU
-    among unmatched ground truths and unmatched priors, as Caffe does, so two
-    objects competing for the same prior end up on different priors. Ties go
-    to the lower ground-truth index, then the lower prior index. A ground
-    truth that overlaps no prior at all stays unmatched.
+    Repeatedly takes the (ground truth, anchor) pair with the highest IoU
+    among unmatched ground truths and unmatched anchors, as Caffe does, so two
+    objects competing for the same anchor end up on different anchors. Ties go
+    to the lower ground-truth index, then the lower anchor index. A ground
+    truth that overlaps no anchor at all stays unmatched.
 
     Args:
         overlaps: `(G, N)` IoU matrix.
 
     Returns:
-        int array `(G,)`: the prior index of each ground truth, or -1.
+        int array `(G,)`: the anchor index of each ground truth, or -1.
     """
     overlaps = np.asarray(overlaps)
     num_gt = overlaps.shape[0]
@@ -28,7 +28,7 @@ def bipartite_match(overlaps):
         return result
     best = overlaps.argmax(axis=1)
     best_iou = overlaps[np.arange(num_gt), best]
-    # Fast path: no two ground truths want the same prior. The greedy global
+    # Fast path: no two ground truths want the same anchor. The greedy global
     # procedure then gives every ground truth its own row maximum.
     if len(set(best.tolist())) == num_gt:
         return np.where(best_iou > _MIN_OVERLAP, best, -1)
@@ -45,28 +45,28 @@ def bipartite_match(overlaps):
 
 
 def match_anchors(overlaps, iou_threshold=0.5):
-    """Assign each prior to a ground truth or to background.
+    """Assign each anchor to a ground truth or to background.
 
-    First every ground truth takes its prior through `bipartite_match`
-    (even when the IoU is below the threshold); then every other prior whose
+    First every ground truth takes its anchor through `bipartite_match`
+    (even when the IoU is below the threshold); then every other anchor whose
     best IoU with any ground truth is at least `iou_threshold` takes that
     best ground truth (ties to the lower index).
 
     Args:
-        overlaps: `(G, N)` IoU matrix between ground truths and priors.
-        iou_threshold: float, IoU from which a prior is positive.
+        overlaps: `(G, N)` IoU matrix between ground truths and anchors.
+        iou_threshold: float, IoU from which an anchor is positive.
 
     Returns:
-        int array `(N,)`: matched ground-truth index per prior, -1 for
+        int array `(N,)`: matched ground-truth index per anchor, -1 for
         background.
     """
     overlaps = np.asarray(overlaps)
-    num_gt, num_priors = overlaps.shape
+    num_gt, num_anchors = overlaps.shape
     if num_gt == 0:
-        return np.full(num_priors, -1, dtype=np.int64)
-    # argmax over the short axis is slow on a (G, N) array; only the priors
+        return np.full(num_anchors, -1, dtype=np.int64)
+    # argmax over the short axis is slow on a (G, N) array; only the anchors
     # that clear the threshold need to know which ground truth is best.
-    matches = np.full(num_priors, -1, dtype=np.int64)
+    matches = np.full(num_anchors, -1, dtype=np.int64)
     positive = np.nonzero(overlaps.max(axis=0) >= iou_threshold)[0]
     if positive.size:
         matches[positive] = overlaps[:, positive].argmax(axis=0)

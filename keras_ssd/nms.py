@@ -21,6 +21,8 @@ IoU decisions are taken in float64 on the float32 boxes, which makes them
 immune to fused multiply-adds: on the TensorFlow backend the NMS of
 `multiclass_nms` runs as an XLA cluster (several times faster on CPU) and
 still keeps exactly the boxes the plain graph and a numpy reference keep.
+Runtimes without float64 kernels (LiteRT) get `overlap_dtype="float32"`.
+The IoU arithmetic itself is `keras_ssd.boxes.iou_above_ops`.
 The per-class candidate selection (`top_k`) stays outside XLA, on scores
 with everything at or below the threshold set to -1: XLA sorts where
 TensorFlow's kernel keeps a heap, and on mostly-background scores the heap
@@ -28,96 +30,41 @@ then sees only the few real candidates.
 """
 
 import contextlib
+import warnings
 
 import keras
 from keras import ops
 
+from keras_ssd.boxes import iou_above_ops, iou_ops
 from keras_ssd.xla import xla_compiled
 
+#: `overlap_dtype` values `multiclass_nms`, `greedy_nms` and
+#: `DecodeDetections` accept (`None`: float64, or float32 on JAX without x64).
+OVERLAP_DTYPES = (None, "float32", "float64")
 
-def _intersection_union(boxes_a, boxes_b):
-    """Pairwise intersection and union areas `(..., M, N)` of xyxy boxes."""
-    ax1, ay1, ax2, ay2 = (boxes_a[..., i] for i in range(4))
-    bx1, by1, bx2, by2 = (boxes_b[..., i] for i in range(4))
-    area_a = (ax2 - ax1) * (ay2 - ay1)
-    area_b = (bx2 - bx1) * (by2 - by1)
-    iw = ops.maximum(
-        ops.minimum(ax2[..., :, None], bx2[..., None, :])
-        - ops.maximum(ax1[..., :, None], bx1[..., None, :]),
-        0.0,
-    )
-    ih = ops.maximum(
-        ops.minimum(ay2[..., :, None], by2[..., None, :])
-        - ops.maximum(ay1[..., :, None], by1[..., None, :]),
-        0.0,
-    )
-    inter = iw * ih
-    union = (area_a[..., :, None] + area_b[..., None, :]) - inter
-    return inter, union
+#: keras-ssd 0.1 name of `keras_ssd.boxes.iou_ops`.
+pairwise_iou = iou_ops
 
-
-def pairwise_iou(boxes_a, boxes_b):
-    """IoU of every box in `boxes_a` with every box in `boxes_b`, in the
-    dtype of the inputs.
-
-    Args:
-        boxes_a: `(..., M, 4)` xyxy boxes.
-        boxes_b: `(..., N, 4)` xyxy boxes, same leading dimensions.
-
-    Returns:
-        `(..., M, N)` IoU; 0 where the union is not positive.
-
-    The arithmetic (and its order) is fixed so that a numpy implementation
-    of the same formula gives bit-identical values (outside XLA, which may
-    fuse multiply-adds):
-    `area = (x2 - x1) * (y2 - y1)`,
-    `inter = max(min(x2a, x2b) - max(x1a, x1b), 0) * max(min(y2a, y2b) -
-    max(y1a, y1b), 0)`, `iou = inter / (area_a + area_b - inter)`.
-    """
-    inter, union = _intersection_union(boxes_a, boxes_b)
-    positive = union > 0.0
-    return ops.where(positive, inter / ops.where(positive, union, 1.0), 0.0)
-
-
-def _overlaps(boxes_a, boxes_b, iou_threshold):
-    """`pairwise_iou(a, b) > iou_threshold` for `iou_threshold >= 0`.
-
-    Call it with float64 boxes holding float32 values (see `greedy_nms`).
-    Skips the zero-union guard of `pairwise_iou`: a positive intersection
-    implies a positive union, and with no intersection `0 / union` is 0,
-    -0 or NaN, none of which exceeds a non-negative threshold. Same answer,
-    three fewer passes over the pair matrix.
-    """
-    inter, union = _intersection_union(boxes_a, boxes_b)
-    return (inter / union) > iou_threshold
-
-
+# Set only by the deprecated `overlap_dtype()` context manager.
 _DECISION_DTYPE_OVERRIDE = []
 
 
-@contextlib.contextmanager
-def overlap_dtype(dtype):
-    """Trace NMS with its IoU test in `dtype` ("float32" or "float64").
-
-    For exporters whose runtime has no float64 kernels (e.g. LiteRT):
-
-    >>> with overlap_dtype("float32"):
-    ...     concrete = tf.function(detector).get_concrete_function(spec)
-
-    float32 decisions can differ from the default float64 ones only when an
-    IoU lies within rounding of the threshold.
-    """
-    if dtype not in ("float32", "float64"):
-        raise ValueError(f"overlap_dtype must be 'float32' or 'float64', got {dtype!r}")
-    _DECISION_DTYPE_OVERRIDE.append(dtype)
-    try:
-        yield
-    finally:
-        _DECISION_DTYPE_OVERRIDE.pop()
+def check_overlap_dtype(overlap_dtype, where="overlap_dtype"):
+    """`overlap_dtype` if it is one of `OVERLAP_DTYPES`, else ValueError."""
+    if overlap_dtype is not None and not (
+        isinstance(overlap_dtype, str) and overlap_dtype in OVERLAP_DTYPES
+    ):
+        raise ValueError(
+            f"{where} must be 'float32', 'float64' or None, got {overlap_dtype!r}"
+        )
+    return overlap_dtype
 
 
-def _decision_dtype():
-    """float64, except on JAX without x64 support (then float32)."""
+def _decision_dtype(overlap_dtype=None):
+    """The dtype NMS takes its IoU decisions in: `overlap_dtype` when given,
+    else float64, except on JAX without x64 support (then float32)."""
+    if overlap_dtype is not None:
+        return check_overlap_dtype(overlap_dtype)
     if _DECISION_DTYPE_OVERRIDE:
         return _DECISION_DTYPE_OVERRIDE[-1]
     if keras.backend.backend() == "jax":
@@ -128,7 +75,30 @@ def _decision_dtype():
     return "float64"
 
 
-def greedy_nms(boxes, valid, iou_threshold=0.45, tile_size=64):
+@contextlib.contextmanager
+def overlap_dtype(dtype):
+    """Deprecated: pass `overlap_dtype=` to `multiclass_nms`, `greedy_nms` or
+    `DecodeDetections` instead.
+
+    Traces NMS calls that do not say otherwise with the IoU test in `dtype`
+    ("float32" or "float64"), process-wide, while the context is open.
+    """
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"overlap_dtype must be 'float32' or 'float64', got {dtype!r}")
+    warnings.warn(
+        "keras_ssd.nms.overlap_dtype() is deprecated: pass overlap_dtype= to "
+        "multiclass_nms / greedy_nms / DecodeDetections instead",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    _DECISION_DTYPE_OVERRIDE.append(dtype)
+    try:
+        yield
+    finally:
+        _DECISION_DTYPE_OVERRIDE.pop()
+
+
+def greedy_nms(boxes, valid, iou_threshold=0.45, tile_size=64, overlap_dtype=None):
     """Greedy NMS over the last axis of groups of score-sorted candidates.
 
     Args:
@@ -140,6 +110,9 @@ def greedy_nms(boxes, valid, iou_threshold=0.45, tile_size=64):
         iou_threshold: float, a candidate is suppressed by a kept box when
             their IoU is strictly greater than this.
         tile_size: int, candidates per tile; only changes speed.
+        overlap_dtype: "float64", "float32" or None (default): the dtype of
+            the IoU test; None means float64, or float32 on JAX without
+            `jax_enable_x64`.
 
     Returns:
         `(..., K)` bool mask of kept candidates: exactly what a sequential
@@ -148,10 +121,12 @@ def greedy_nms(boxes, valid, iou_threshold=0.45, tile_size=64):
     The IoU test is done in float64 on the float32 box values. Products of
     float32 differences are exact in float64, so fused multiply-adds (which
     XLA may form) cannot change any IoU: the plain graph, XLA and a numpy
-    float64 reference take identical decisions. (On JAX without
-    `jax_enable_x64` the test runs in float32.)
+    float64 reference take identical decisions. (With `overlap_dtype=
+    "float32"`, e.g. for LiteRT, decisions can differ from the float64 ones
+    only when an IoU lies within rounding of the threshold.)
     """
-    boxes = ops.cast(ops.cast(ops.convert_to_tensor(boxes), "float32"), _decision_dtype())
+    decision_dtype = _decision_dtype(overlap_dtype)
+    boxes = ops.cast(ops.cast(ops.convert_to_tensor(boxes), "float32"), decision_dtype)
     valid = ops.cast(ops.convert_to_tensor(valid), "bool")
     shape = ops.shape(boxes)
     lead = tuple(shape[:-2])
@@ -200,7 +175,7 @@ def greedy_nms(boxes, valid, iou_threshold=0.45, tile_size=64):
         def prev_body(s, suppressed):
             bs = ops.take(b_tiles, s, axis=0)
             ks = ops.take(keep, s, axis=0)
-            hit = ops.logical_and(ks[:, :, None], _overlaps(bs, bt, iou_threshold))
+            hit = ops.logical_and(ks[:, :, None], iou_above_ops(bs, bt, iou_threshold))
             return s + 1, ops.logical_or(suppressed, ops.any(hit, axis=1))
 
         _, suppressed = ops.while_loop(
@@ -208,7 +183,7 @@ def greedy_nms(boxes, valid, iou_threshold=0.45, tile_size=64):
                                    ops.zeros_like(cand))
         )
         cand = ops.logical_and(cand, ops.logical_not(suppressed))
-        inner = ops.logical_and(_overlaps(bt, bt, iou_threshold), strictly_before[None])
+        inner = ops.logical_and(iou_above_ops(bt, bt, iou_threshold), strictly_before[None])
 
         def fix_cond(cur, changed, n):
             return ops.logical_and(changed, n < t)
@@ -235,7 +210,7 @@ def greedy_nms(boxes, valid, iou_threshold=0.45, tile_size=64):
 
 def multiclass_nms(boxes, scores, score_threshold=0.01, iou_threshold=0.45,
                    max_candidates_per_class=400, top_k=200, tile_size=64,
-                   use_xla=None):
+                   use_xla=None, overlap_dtype=None):
     """Per-class greedy NMS for a batch, then the best `top_k` over classes.
 
     Args:
@@ -254,6 +229,9 @@ def multiclass_nms(boxes, scores, score_threshold=0.01, iou_threshold=0.45,
             XLA's sort). `None` (default) means
             yes on the TensorFlow backend; ignored on other backends (JAX
             compiles whole functions itself).
+        overlap_dtype: "float64", "float32" or None (default): the dtype
+            NMS takes its IoU decisions in (see `greedy_nms`); "float32" for
+            runtimes without float64 kernels (LiteRT).
 
     Returns:
         dict with `boxes` `(B, top_k, 4)`, `confidence` `(B, top_k)`,
@@ -271,19 +249,20 @@ def multiclass_nms(boxes, scores, score_threshold=0.01, iou_threshold=0.45,
         )
     n, c = int(scores.shape[1]), int(scores.shape[2])
     k = int(min(int(max_candidates_per_class), n))
+    decision_dtype = _decision_dtype(overlap_dtype)
     class_major, suppress = _class_major_scores, _suppress
     if use_xla is not False:
         # The options are arguments (tf.function traces per value); only
         # what the functions read from elsewhere goes into the key.
         class_major = xla_compiled(("class_major",), class_major)
-        suppress = xla_compiled(("suppress", _decision_dtype()), _suppress)
+        suppress = xla_compiled(("suppress",), _suppress)
     # The reshapes only pin static shapes: what a compiled function returns
     # may carry unknown dimensions when TensorFlow answers a call with a
     # more general trace of it.
     per_class = ops.reshape(class_major(scores, float(score_threshold)), (-1, c, n))
     cand_scores, cand_idx = select_candidates(per_class, k)
     cand_boxes, keep = suppress(boxes, cand_scores, cand_idx, float(score_threshold),
-                                float(iou_threshold), int(tile_size))
+                                float(iou_threshold), int(tile_size), decision_dtype)
     cand_boxes = ops.reshape(cand_boxes, (-1, c, k, 4))
     keep = ops.reshape(keep, (-1, c, k))
     return _top_detections(cand_boxes, cand_scores, keep, int(top_k))
@@ -320,7 +299,8 @@ def select_candidates(scores, k):
     return ops.top_k(scores, k, sorted=True)
 
 
-def _suppress(boxes, cand_scores, cand_idx, score_threshold, iou_threshold, tile_size):
+def _suppress(boxes, cand_scores, cand_idx, score_threshold, iou_threshold, tile_size,
+              decision_dtype):
     """Gather the candidate boxes `(B, C, K, 4)` and run greedy NMS on them;
     returns `(cand_boxes, keep)`."""
     batch = ops.shape(cand_idx)[0]
@@ -330,7 +310,8 @@ def _suppress(boxes, cand_scores, cand_idx, score_threshold, iou_threshold, tile
     offset = ops.arange(batch, dtype=cand_idx.dtype)[:, None, None] * n
     cand_boxes = ops.take(ops.reshape(boxes, (-1, 4)), cand_idx + offset, axis=0)
     valid = cand_scores > score_threshold
-    keep = greedy_nms(cand_boxes, valid, iou_threshold, tile_size=tile_size)
+    keep = greedy_nms(cand_boxes, valid, iou_threshold, tile_size=tile_size,
+                      overlap_dtype=decision_dtype)
     return cand_boxes, keep
 
 

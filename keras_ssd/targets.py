@@ -1,36 +1,45 @@
-"""Training targets: match ground truth to priors and encode the offsets."""
+"""Training targets: match ground truth to anchors (priors) and encode the
+offsets. The box arithmetic (IoU, grid IoU, encoding) is `keras_ssd.boxes`."""
 
 import threading
 
 import numpy as np
 
-from keras_ssd.boxes import cxcywh_to_xyxy, encode_boxes, validate_boxes
+from keras_ssd.boxes import (
+    anchor_grid,
+    cxcywh_to_xyxy,
+    encode,
+    grid_iou,
+    iou,
+    validate_boxes,
+)
 from keras_ssd.config import DEFAULT_VARIANCES
 from keras_ssd.matching import match_anchors
 
 
 class TargetEncoder:
-    """Encodes one image's boxes against a fixed set of priors.
+    """Encodes one image's boxes against a fixed set of anchors (priors).
 
-    Holds the priors in both formats so that encoding many images (the data
+    Holds the anchors in both formats so that encoding many images (the data
     pipeline) does not redo the conversion. `encode_targets` is the one-shot
     functional form.
 
     Args:
-        anchors: `(N, 4)` normalised `(cx, cy, w, h)` priors, as returned by
-            `keras_ssd.generate_anchors`.
-        iou_threshold: float, IoU from which a prior is positive.
+        anchors: `(N, 4)` normalised `(cx, cy, w, h)` anchors, as returned
+            by `keras_ssd.generate_anchors`.
+        iou_threshold: float, IoU from which an anchor is positive.
         variances: 4 floats, the encoding variances.
         num_classes: optional int; when given, labels must be below it.
         grid: optional list of `(feature_map_size, boxes_per_cell)` describing
             how `anchors` tile the feature maps (as `generate_anchors` lays
-            them out). It enables a faster, exact IoU that computes overlaps
-            per axis and multiplies them on the grid. `from_config` sets it.
+            them out). It enables `keras_ssd.boxes.grid_iou`, a faster, exact
+            IoU that computes overlaps per axis and multiplies them on the
+            grid. `from_config` sets it.
 
     Call arguments:
         boxes: `(G, 4)` normalised xyxy boxes of one image.
         labels: `(G,)` 0-based class labels.
-        ignore: optional `(G,)` bool; priors whose match is an ignored box
+        ignore: optional `(G,)` bool; anchors whose match is an ignored box
             (e.g. VOC "difficult") get class -1, "ignore", in the loss.
 
     Returns:
@@ -53,9 +62,7 @@ class TargetEncoder:
             raise ValueError(f"iou_threshold must lie in (0, 1], got {iou_threshold}")
         self.anchors = anchors
         self.anchors_xyxy = cxcywh_to_xyxy(anchors).astype(np.float32)
-        wh = self.anchors_xyxy[:, 2:] - self.anchors_xyxy[:, :2]
-        self._aarea = (wh[:, 0] * wh[:, 1]).astype(np.float32)
-        self._grid = self._grid_layout(grid) if grid is not None else None
+        self._grid = anchor_grid(self.anchors_xyxy, grid) if grid is not None else None
         self._local = threading.local()
         self.iou_threshold = float(iou_threshold)
         self.variances = np.asarray(variances, dtype=np.float32)
@@ -63,7 +70,7 @@ class TargetEncoder:
 
     @classmethod
     def from_config(cls, config, iou_threshold=0.5, **kwargs):
-        """An encoder for the priors of an `SSDConfig` (with its variances)."""
+        """An encoder for the anchors of an `SSDConfig` (with its variances)."""
         from keras_ssd.anchors import generate_anchors
         from keras_ssd.config import SSDConfig
 
@@ -72,33 +79,6 @@ class TargetEncoder:
         kwargs.setdefault("num_classes", config.num_classes)
         return cls(generate_anchors(config), iou_threshold=iou_threshold,
                    variances=config.variances, grid=grid, **kwargs)
-
-    def _grid_layout(self, grid):
-        """Per-axis intervals of grid-laid priors, checked against the priors."""
-        xs, ys, maps = [], [], []
-        start = 0
-        for f, k in grid:
-            f, k = int(f), int(k)
-            end = start + f * f * k
-            if end > self.num_anchors:
-                raise ValueError(f"grid {grid} describes more than {self.num_anchors} anchors")
-            seg = self.anchors_xyxy[start:end].reshape(f, f, k, 4)
-            x_iv = seg[0, :, :, 0::2]  # (cols, k, 2): x-intervals along a row
-            y_iv = seg[:, 0, :, 1::2]  # (rows, k, 2)
-            if not (np.array_equal(seg[..., 0::2], np.broadcast_to(x_iv, seg[..., 0::2].shape))
-                    and np.array_equal(
-                        seg[..., 1::2],
-                        np.broadcast_to(y_iv[:, None], seg[..., 1::2].shape))):
-                raise ValueError("anchors are not laid out on the given grid")
-            xs.append(x_iv.reshape(-1, 2))
-            ys.append(y_iv.reshape(-1, 2))
-            maps.append((start, end, f, k))
-            start = end
-        if start != self.num_anchors:
-            raise ValueError(f"grid {grid} describes {start} anchors, not {self.num_anchors}")
-        x_iv = np.ascontiguousarray(np.concatenate(xs).T)
-        y_iv = np.ascontiguousarray(np.concatenate(ys).T)
-        return x_iv, y_iv, maps
 
     def __getstate__(self):
         # Scratch buffers are per thread and rebuilt on demand: don't pickle
@@ -126,49 +106,16 @@ class TargetEncoder:
         return bufs[0][:num_boxes], bufs[1][:num_boxes]
 
     def overlaps(self, boxes):
-        """IoU `(G, N)` of float32 xyxy `boxes` with the priors.
+        """IoU `(G, N)` of float32 xyxy `boxes` (positive width and height)
+        with the anchors: `keras_ssd.boxes.grid_iou` when the grid is known,
+        else `keras_ssd.boxes.iou` (the same values).
 
         Returns a view into a per-thread buffer, valid until the next call.
         """
-        g = boxes.shape[0]
-        inter, tmp = self._scratch(g)
-        x1, y1, x2, y2 = (boxes[:, i : i + 1] for i in range(4))
-        if self._grid is not None:
-            # Overlap along x depends only on (column, box), along y only on
-            # (row, box): compute both per axis, multiply on the grid.
-            x_iv, y_iv, maps = self._grid
-            iw = np.minimum(x2, x_iv[1]) - np.maximum(x1, x_iv[0])
-            ih = np.minimum(y2, y_iv[1]) - np.maximum(y1, y_iv[0])
-            np.maximum(iw, 0.0, out=iw)
-            np.maximum(ih, 0.0, out=ih)
-            offset = 0
-            for start, end, f, k in maps:
-                out = inter[:, start:end]
-                out.shape = (g, f, f * k)  # a view: raises rather than copy
-                n = f * k
-                # out[g, row, (col, box)] = ih[g, row, box] * iw[g, col, box].
-                # Tiling ih along the columns keeps numpy's inner loop long
-                # (f * k); broadcasting over a length-k inner axis is ~6x slower.
-                np.multiply(
-                    np.tile(ih[:, offset : offset + n].reshape(g, f, k), (1, 1, f)),
-                    iw[:, None, offset : offset + n],
-                    out=out,
-                )
-                offset += n
-        else:
-            lt_x = np.maximum(x1, self.anchors_xyxy[:, 0])
-            np.minimum(x2, self.anchors_xyxy[:, 2], out=inter)
-            np.subtract(inter, lt_x, out=inter)
-            np.maximum(inter, 0.0, out=inter)
-            lt_y = np.maximum(y1, self.anchors_xyxy[:, 1])
-            np.minimum(y2, self.anchors_xyxy[:, 3], out=tmp)
-            np.subtract(tmp, lt_y, out=tmp)
-            np.maximum(tmp, 0.0, out=tmp)
-            np.multiply(inter, tmp, out=inter)
-        np.add((x2 - x1) * (y2 - y1), self._aarea, out=tmp)
-        np.subtract(tmp, inter, out=tmp)
-        np.divide(inter, tmp, out=inter)
-        return inter
+        buffers = self._scratch(boxes.shape[0])
+        if self._grid is None:
+            return iou(boxes, self.anchors_xyxy, *buffers)
+        return grid_iou(boxes, self._grid, *buffers)
 
     def __call__(self, boxes, labels, ignore=None):
         labels = np.asarray(labels)
@@ -195,7 +142,7 @@ class TargetEncoder:
         matches = match_anchors(overlaps, self.iou_threshold)
         pos = np.flatnonzero(matches >= 0)
         idx = matches[pos]
-        out[pos, :4] = encode_boxes(boxes[idx], self.anchors[pos], self.variances)
+        out[pos, :4] = encode(boxes[idx], self.anchors[pos], self.variances)
         cls = labels[idx].astype(np.float32) + 1.0
         if ignore is not None:
             ignore = np.asarray(ignore, dtype=bool)
@@ -215,8 +162,8 @@ def encode_targets(boxes, labels, anchors, iou_threshold=0.5,
     Args:
         boxes: `(G, 4)` normalised xyxy boxes (may be empty).
         labels: `(G,)` 0-based class labels.
-        anchors: `(N, 4)` priors from `generate_anchors`.
-        iou_threshold: float, IoU from which a prior is positive.
+        anchors: `(N, 4)` anchors from `generate_anchors`.
+        iou_threshold: float, IoU from which an anchor is positive.
         variances: 4 floats, the encoding variances.
         ignore: optional `(G,)` bool mask of boxes to ignore in the loss.
 

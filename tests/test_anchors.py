@@ -6,7 +6,7 @@ import pytest
 from keras_ssd import SSDConfig, generate_anchors
 
 
-def caffe_priors(image_size, maps, steps, min_sizes, max_sizes, ratios, offset=0.5):
+def caffe_anchors(image_size, maps, steps, min_sizes, max_sizes, ratios, offset=0.5):
     """The Caffe PriorBox formula, written out loop by loop."""
     out = []
     for f, step, lo, hi, rs in zip(maps, steps, min_sizes, max_sizes, ratios):
@@ -25,9 +25,9 @@ def caffe_priors(image_size, maps, steps, min_sizes, max_sizes, ratios, offset=0
     return np.array(out)
 
 
-def test_ssd300_priors_equal_caffe_formula():
+def test_ssd300_anchors_equal_caffe_formula():
     a = generate_anchors(SSDConfig.ssd300(20))
-    expected = caffe_priors(
+    expected = caffe_anchors(
         300, [38, 19, 10, 5, 3, 1], [8, 16, 32, 64, 100, 300],
         [30, 60, 111, 162, 213, 264], [60, 111, 162, 213, 264, 315],
         [[2], [2, 3], [2, 3], [2, 3], [2], [2]],
@@ -37,9 +37,9 @@ def test_ssd300_priors_equal_caffe_formula():
     np.testing.assert_allclose(a, expected, atol=1e-6)
 
 
-def test_ssd512_priors_equal_caffe_formula():
+def test_ssd512_anchors_equal_caffe_formula():
     a = generate_anchors(SSDConfig.ssd512(20))
-    expected = caffe_priors(
+    expected = caffe_anchors(
         512, [64, 32, 16, 8, 4, 2, 1], [8, 16, 32, 64, 128, 256, 512],
         [35.84, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8],
         [76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.6],
@@ -49,7 +49,7 @@ def test_ssd512_priors_equal_caffe_formula():
     np.testing.assert_allclose(a, expected, atol=1e-6)
 
 
-def test_known_prior_values():
+def test_known_anchor_values():
     a = generate_anchors(SSDConfig.ssd300(20))
     # First prior: cell (0, 0) of the 38x38 map, 30 px square.
     np.testing.assert_allclose(a[0], [4 / 300, 4 / 300, 0.1, 0.1], atol=1e-7)
@@ -59,7 +59,7 @@ def test_known_prior_values():
     )
 
 
-def test_clip_keeps_priors_inside_image():
+def test_clip_keeps_anchors_inside_image():
     c = SSDConfig.ssd300(20).replace(clip=True)
     a = generate_anchors(c)
     xyxy = np.concatenate([a[:, :2] - a[:, 2:] / 2, a[:, :2] + a[:, 2:] / 2], 1)

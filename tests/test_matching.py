@@ -3,13 +3,13 @@ import numpy as np
 from keras_ssd.matching import bipartite_match, match_anchors
 
 
-def test_every_object_gets_a_prior_even_below_threshold():
+def test_every_object_gets_an_anchor_even_below_threshold():
     overlaps = np.array([[0.1, 0.3, 0.2, 0.0]])
     m = match_anchors(overlaps, 0.5)
     assert m.tolist() == [-1, 0, -1, -1]
 
 
-def test_two_objects_competing_for_one_prior_get_different_priors():
+def test_two_objects_competing_for_one_anchor_get_different_anchors():
     # Both objects like prior 1 best; object 0 likes it more, so object 1
     # takes its second choice (prior 2) rather than losing its match.
     overlaps = np.array([[0.1, 0.45, 0.2, 0.0], [0.0, 0.4, 0.35, 0.3]])

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from keras_ssd import nms as nms_module
 from keras_ssd.nms import greedy_nms, multiclass_nms, overlap_dtype, pairwise_iou
 
 
@@ -221,3 +222,96 @@ def test_overlap_dtype_float32_decides_like_a_float32_reference():
     with pytest.raises(ValueError, match="overlap_dtype"):
         with overlap_dtype("float16"):
             pass
+
+
+def _float32_reference_keep(boxes, threshold):
+    keep = np.zeros(len(boxes), bool)
+    for i in range(len(boxes)):
+        kept = np.nonzero(keep)[0]
+        iou = reference_iou(boxes[i:i + 1], boxes[kept], np.float32)
+        keep[i] = not (kept.size and (iou[0] > np.float32(threshold)).any())
+    return keep
+
+
+def _near_threshold_boxes(threshold=0.45):
+    """Pairs of boxes whose IoU lies within float32 rounding of the threshold,
+    so that the float32 and float64 decisions can be told apart."""
+    rng = np.random.default_rng(23)
+    found = []
+    for _ in range(1000):
+        if len(found) == 6:
+            break
+        a = random_boxes(rng, (1,))[0]
+        b = a.copy()
+        b[2] = np.nextafter(a[2], np.float32(2))  # almost the same box
+        # shrink b's height until its IoU with a crosses the threshold
+        h = a[3] - a[1]
+        b[3] = a[1] + np.float32(threshold) * h
+        for _ in range(64):
+            pair = np.stack([a, b])
+            d64 = reference_iou(pair[:1], pair[1:])[0, 0] > threshold
+            d32 = reference_iou(pair[:1], pair[1:], np.float32)[0, 0] > np.float32(threshold)
+            if d64 != d32:
+                found.append(pair)
+                break
+            b[3] = np.nextafter(b[3], np.float32(2))
+    assert len(found) == 6
+    return np.stack(found)  # (groups, 2, 4)
+
+
+def test_explicit_overlap_dtype_decides_in_that_dtype():
+    rng = np.random.default_rng(21)
+    boxes = random_boxes(rng, (4, 90), clustered=True)
+    valid = np.ones((4, 90), bool)
+    got = np.asarray(greedy_nms(boxes, valid, 0.45, tile_size=32, overlap_dtype="float32"))
+    for g in range(4):
+        np.testing.assert_array_equal(got[g], _float32_reference_keep(boxes[g], 0.45))
+    # Boxes where the two precisions disagree: each call follows its own.
+    pairs = _near_threshold_boxes()
+    valid = np.ones(pairs.shape[:2], bool)
+    want64 = np.stack([reference_greedy(p, [True, True], 0.45) for p in pairs])
+    want32 = np.stack([_float32_reference_keep(p, 0.45) for p in pairs])
+    assert (want64 != want32).any()
+    for dtype, want in (("float64", want64), ("float32", want32)):
+        if dtype == "float64" and nms_module._decision_dtype() != "float64":
+            continue  # JAX without x64
+        got = np.asarray(greedy_nms(pairs, valid, 0.45, overlap_dtype=dtype))
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("use_xla", [False, True])
+def test_multiclass_nms_passes_overlap_dtype_down(use_xla):
+    pairs = _near_threshold_boxes()  # (6, 2, 4): one image per pair
+    scores = np.array([[[0.9], [0.8]]] * len(pairs), np.float32)
+    out32 = multiclass_nms(pairs, scores, 0.01, 0.45, 400, 10, use_xla=use_xla,
+                           overlap_dtype="float32")
+    want32 = np.stack([_float32_reference_keep(p, 0.45) for p in pairs]).sum(1)
+    np.testing.assert_array_equal(np.asarray(out32["num_detections"]), want32)
+    if nms_module._decision_dtype() == "float64":
+        out = multiclass_nms(pairs, scores, 0.01, 0.45, 400, 10, use_xla=use_xla)
+        want = np.stack([reference_greedy(p, [True, True], 0.45) for p in pairs]).sum(1)
+        np.testing.assert_array_equal(np.asarray(out["num_detections"]), want)
+        assert (want != want32).any()
+
+
+def test_bad_overlap_dtype_is_a_clear_error():
+    boxes = np.zeros((1, 2, 4), np.float32)
+    with pytest.raises(ValueError, match="overlap_dtype must be 'float32', 'float64' or None"):
+        greedy_nms(boxes, np.ones((1, 2), bool), overlap_dtype="float16")
+    with pytest.raises(ValueError, match="overlap_dtype"):
+        multiclass_nms(boxes, np.ones((1, 2, 1), np.float32), overlap_dtype="half")
+
+
+def test_overlap_dtype_context_is_deprecated_and_still_works():
+    rng = np.random.default_rng(22)
+    boxes = random_boxes(rng, (2, 40), clustered=True)
+    valid = np.ones((2, 40), bool)
+    with pytest.warns(DeprecationWarning, match="overlap_dtype= "):
+        with overlap_dtype("float32"):
+            assert nms_module._decision_dtype() == "float32"
+            got = np.asarray(greedy_nms(boxes, valid, 0.45))
+            # an explicit argument wins over the context
+            assert nms_module._decision_dtype("float64") == "float64"
+    assert nms_module._decision_dtype() in ("float64", "float32")
+    for g in range(2):
+        np.testing.assert_array_equal(got[g], _float32_reference_keep(boxes[g], 0.45))

@@ -38,7 +38,7 @@ def test_decode_of_encode_recovers_boxes(anchors):
     np.testing.assert_array_equal(y[pos, 4], labels[owner] + 1)
 
 
-def test_every_object_gets_at_least_one_prior(anchors):
+def test_every_object_gets_at_least_one_anchor(anchors):
     rng = np.random.default_rng(1)
     boxes = random_boxes(rng, 20)
     boxes[0] = [0.5, 0.5, 0.505, 0.52]  # tiny: no prior reaches IoU 0.5
@@ -101,6 +101,9 @@ def test_grid_encoder_equals_generic_encoder():
             np.testing.assert_array_equal(fast(boxes, labels), plain(boxes, labels))
             ref = iou(boxes.astype(np.float32), fast.anchors_xyxy)
             np.testing.assert_allclose(fast.overlaps(boxes.astype(np.float32)), ref, atol=1e-6)
+            # ... and in fact bit for bit, like the plain encoder's dense IoU
+            np.testing.assert_array_equal(fast.overlaps(boxes.astype(np.float32)), ref)
+            np.testing.assert_array_equal(plain.overlaps(boxes.astype(np.float32)), ref)
 
 
 def test_wrong_grid_is_rejected():

@@ -1,4 +1,7 @@
-"""`AnchorBoxes`: the SSD priors of a configuration as a model tensor."""
+"""`AnchorBoxes`: the SSD anchors (priors) of a configuration as a model
+tensor."""
+
+import warnings
 
 import keras
 import numpy as np
@@ -17,20 +20,20 @@ def _as_config(config):
 
 @keras.saving.register_keras_serializable(package="keras_ssd")
 class AnchorBoxes(keras.layers.Layer):
-    """Emits the priors of an `SSDConfig`, repeated over the batch.
+    """Emits the anchors (priors) of an `SSDConfig`, repeated over the batch.
 
-    The priors come from `keras_ssd.anchors` (the single place the formula
+    The anchors come from `keras_ssd.anchors` (the single place the formula
     lives), so a model, its target encoder and its decoder always agree. The
-    layer has no weights; the priors are rebuilt from the configuration when
-    a saved model is loaded.
+    layer has no weights; the anchors are rebuilt from the configuration
+    when a saved model is loaded.
 
     Args:
         config: `SSDConfig` (or its dict form).
         feature_map_index: optional int. When given, the layer takes that
-            feature map `(B, H, W, C)` and emits only its `H * W * k` priors;
+            feature map `(B, H, W, C)` and emits only its `H * W * k` anchors;
             `H` and `W` must equal `config.feature_map_sizes[index]`. When
             `None`, the layer takes the model's predictions `(B, N, ...)` and
-            emits all `N == config.num_anchors` priors.
+            emits all `N == config.num_anchors` anchors.
         **kwargs: standard layer arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -38,8 +41,8 @@ class AnchorBoxes(keras.layers.Layer):
             size and shape are used.
 
     Returns:
-        float32 tensor `(B, num_priors, 4)` of normalised `(cx, cy, w, h)`
-        priors, ordered map, row, column, box (the order the heads emit).
+        float32 tensor `(B, num_anchors, 4)` of normalised `(cx, cy, w, h)`
+        anchors, ordered map, row, column, box (the order the heads emit).
 
     Example:
 
@@ -63,28 +66,39 @@ class AnchorBoxes(keras.layers.Layer):
                     f"got {feature_map_index!r}"
                 )
             feature_map_index = int(feature_map_index)
-            self._priors = feature_map_anchors(self.config, feature_map_index)
+            self._anchors = feature_map_anchors(self.config, feature_map_index)
         else:
-            self._priors = generate_anchors(self.config)
+            self._anchors = generate_anchors(self.config)
         self.feature_map_index = feature_map_index
 
     @property
+    def num_anchors(self):
+        """Number of anchors the layer emits per image."""
+        return int(self._anchors.shape[0])
+
+    @property
     def num_priors(self):
-        return int(self._priors.shape[0])
+        """Deprecated name of `num_anchors`."""
+        warnings.warn(
+            "AnchorBoxes.num_priors is deprecated; use AnchorBoxes.num_anchors",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.num_anchors
 
     def _check_shape(self, shape):
         shape = tuple(shape)
         if self.feature_map_index is None:
             if len(shape) < 2:
                 raise ValueError(
-                    "AnchorBoxes: expected predictions of shape (batch, num_priors, "
+                    "AnchorBoxes: expected predictions of shape (batch, num_anchors, "
                     f"...), got {shape}"
                 )
             n = shape[1]
-            if n is not None and int(n) != self.num_priors:
+            if n is not None and int(n) != self.num_anchors:
                 raise ValueError(
                     f"AnchorBoxes: predictions have {n} priors but the SSD config has "
-                    f"{self.num_priors} (feature maps {self.config.feature_map_sizes}, "
+                    f"{self.num_anchors} (feature maps {self.config.feature_map_sizes}, "
                     f"boxes per cell {self.config.boxes_per_cell})"
                 )
         else:
@@ -109,12 +123,12 @@ class AnchorBoxes(keras.layers.Layer):
     def call(self, inputs):
         self._check_shape(inputs.shape)
         batch = ops.shape(inputs)[0]
-        priors = ops.convert_to_tensor(self._priors, dtype="float32")
-        return ops.broadcast_to(priors[None], (batch, self.num_priors, 4))
+        anchors = ops.convert_to_tensor(self._anchors, dtype="float32")
+        return ops.broadcast_to(anchors[None], (batch, self.num_anchors, 4))
 
     def compute_output_shape(self, input_shape):
         self._check_shape(input_shape)
-        return (input_shape[0], self.num_priors, 4)
+        return (input_shape[0], self.num_anchors, 4)
 
     def compute_output_spec(self, inputs):
         return keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype="float32")

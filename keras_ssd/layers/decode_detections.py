@@ -8,8 +8,9 @@ import keras
 from keras import ops
 
 from keras_ssd.anchors import generate_anchors
+from keras_ssd.boxes import clip_ops, decode_ops
 from keras_ssd.config import SSDConfig
-from keras_ssd.nms import multiclass_nms
+from keras_ssd.nms import check_overlap_dtype, multiclass_nms
 from keras_ssd.xla import xla_compiled
 
 _TILE_SIZE = 64
@@ -41,35 +42,16 @@ def _check_positive_int(name, value):
     return int(value)
 
 
-def decode_offsets(offsets, anchors, variances):
-    """SSD offsets -> normalised xyxy boxes with `keras.ops` (float32).
-
-    The tensor counterpart of `keras_ssd.boxes.decode_boxes`.
-
-    Args:
-        offsets: `(..., 4)` encoded offsets.
-        anchors: `(..., 4)` `(cx, cy, w, h)` priors, broadcastable.
-        variances: 4 floats.
-
-    Returns:
-        `(..., 4)` float32 `(xmin, ymin, xmax, ymax)`.
-    """
-    offsets = ops.cast(offsets, "float32")
-    anchors = ops.cast(anchors, "float32")
-    v = [float(x) for x in variances]
-    cx = anchors[..., 0] + offsets[..., 0] * v[0] * anchors[..., 2]
-    cy = anchors[..., 1] + offsets[..., 1] * v[1] * anchors[..., 3]
-    half_w = anchors[..., 2] * ops.exp(offsets[..., 2] * v[2]) / 2.0
-    half_h = anchors[..., 3] * ops.exp(offsets[..., 3] * v[3]) / 2.0
-    return ops.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=-1)
+#: keras-ssd 0.1 name of `keras_ssd.boxes.decode_ops`.
+decode_offsets = decode_ops
 
 
 def _decode_and_score(predictions, anchors, variances, clip_boxes):
     """`(B, N, 4 + C + 1)` predictions -> xyxy boxes `(B, N, 4)` and class
     probabilities without the background `(B, N, C)`."""
-    boxes = decode_offsets(predictions[..., :4], anchors, variances)
+    boxes = decode_ops(predictions[..., :4], anchors, variances)
     if clip_boxes:
-        boxes = ops.clip(boxes, 0.0, 1.0)
+        boxes = clip_ops(boxes, 0.0, 1.0)
     scores = ops.softmax(predictions[..., 4:], axis=-1)[..., 1:]
     return boxes, scores
 
@@ -78,9 +60,10 @@ def _decode_and_score(predictions, anchors, variances, clip_boxes):
 class DecodeDetections(keras.layers.Layer):
     """Turns raw SSD predictions into at most `top_k` detections per image.
 
-    Decodes the box offsets against the priors (with the config's
-    variances), applies a softmax over the classes, then for every image and
-    every object class (background skipped): keeps candidates whose score is
+    Decodes the box offsets against the anchors (the priors) with the
+    config's variances (`keras_ssd.boxes.decode_ops`), applies a softmax
+    over the classes, then for every image and every object class
+    (background skipped): keeps candidates whose score is
     strictly above `confidence_threshold`, takes the best
     `max_candidates_per_class` of them, runs exact greedy NMS (a box is
     dropped when its IoU with a kept, higher-scored box of the same class is
@@ -105,13 +88,20 @@ class DecodeDetections(keras.layers.Layer):
             XLA clusters (the same `keras.ops` graph, fused; several times
             faster on CPU, same detections). `None` (default) means yes;
             ignored on other backends.
+        overlap_dtype: "float64", "float32" or None (default): the dtype NMS
+            takes its IoU decisions in. None means float64 (decisions
+            immune to fused multiply-adds; float32 on JAX without
+            `jax_enable_x64`); "float32" for runtimes without float64 kernels,
+            such as LiteRT (`keras_ssd.export` sets it there). float32 can
+            only change a decision when an IoU lies within rounding of
+            `iou_threshold`.
         **kwargs: standard layer arguments.
 
     Call arguments:
         predictions: `(B, N, 4 + num_classes + 1)`: box offsets, then class
             logits with index 0 the background.
-        anchors: optional `(B, N, 4)` or `(N, 4)` priors `(cx, cy, w, h)` (as
-            emitted by `AnchorBoxes`); by default the config's priors.
+        anchors: optional `(B, N, 4)` or `(N, 4)` anchors `(cx, cy, w, h)`
+            (as emitted by `AnchorBoxes`); by default the config's anchors.
 
     Returns:
         dict of
@@ -141,6 +131,7 @@ class DecodeDetections(keras.layers.Layer):
         top_k=200,
         clip_boxes=False,
         use_xla=None,
+        overlap_dtype=None,
         **kwargs,
     ):
         if kwargs.get("dtype") is None:
@@ -169,11 +160,13 @@ class DecodeDetections(keras.layers.Layer):
         if use_xla is not None and not isinstance(use_xla, bool):
             raise ValueError(f"DecodeDetections: use_xla must be a bool or None, got {use_xla!r}")
         self.use_xla = use_xla
-        self._priors = generate_anchors(self.config)
+        self.overlap_dtype = check_overlap_dtype(overlap_dtype,
+                                                 "DecodeDetections: overlap_dtype")
+        self._anchors = generate_anchors(self.config)
 
     @property
     def num_outputs(self):
-        """Length of the prediction vector per prior: 4 + classes + 1."""
+        """Length of the prediction vector per anchor: 4 + classes + 1."""
         return 4 + self.config.num_classes + 1
 
     def _check_shapes(self, predictions_shape, anchors_shape=None):
@@ -181,7 +174,7 @@ class DecodeDetections(keras.layers.Layer):
         n_cfg = self.config.num_anchors
         if len(shape) != 3:
             raise ValueError(
-                "DecodeDetections: predictions must have shape (batch, num_priors, "
+                "DecodeDetections: predictions must have shape (batch, num_anchors, "
                 f"4 + num_classes + 1) = (batch, {n_cfg}, {self.num_outputs}), got {shape}"
             )
         if shape[1] is not None and int(shape[1]) != n_cfg:
@@ -214,7 +207,7 @@ class DecodeDetections(keras.layers.Layer):
         )
         predictions = ops.cast(predictions, "float32")
         if anchors is None:
-            anchors = ops.convert_to_tensor(self._priors, dtype="float32")[None]
+            anchors = ops.convert_to_tensor(self._anchors, dtype="float32")[None]
         else:
             anchors = ops.cast(anchors, "float32")
             if len(anchors.shape) == 2:
@@ -237,6 +230,7 @@ class DecodeDetections(keras.layers.Layer):
             top_k=self.top_k,
             tile_size=_TILE_SIZE,
             use_xla=self.use_xla,
+            overlap_dtype=self.overlap_dtype,
         )
         return {
             "boxes": detections["boxes"],
@@ -279,6 +273,7 @@ class DecodeDetections(keras.layers.Layer):
                 "clip_boxes": self.clip_boxes,
                 "use_xla": self.use_xla,
                 "output_keys": list(self.output_keys),
+                "overlap_dtype": self.overlap_dtype,
             }
         )
         return base

@@ -1,4 +1,4 @@
-"""AnchorBoxes layer: priors from keras_ssd.anchors, shapes, checks, config."""
+"""AnchorBoxes layer: anchors from keras_ssd.anchors, shapes, checks, config."""
 
 import keras
 import numpy as np
@@ -16,7 +16,7 @@ def tiny_config():
     )
 
 
-def test_emits_all_priors_broadcast_over_the_batch():
+def test_emits_all_anchors_broadcast_over_the_batch():
     config = tiny_config()
     out = AnchorBoxes(config)(np.zeros((3, config.num_anchors, 8), np.float32))
     out = np.asarray(out)
@@ -25,14 +25,14 @@ def test_emits_all_priors_broadcast_over_the_batch():
         np.testing.assert_array_equal(out[b], generate_anchors(config))
 
 
-def test_ssd300_layer_gives_the_8732_reference_priors():
+def test_ssd300_layer_gives_the_8732_reference_anchors():
     config = SSDConfig.ssd300(20)
     out = np.asarray(AnchorBoxes(config)(np.zeros((1, 8732, 25), np.float32)))
     np.testing.assert_array_equal(out[0], generate_anchors(config))
 
 
 @pytest.mark.parametrize("index", [0, 1])
-def test_feature_map_mode_emits_that_maps_priors(index):
+def test_feature_map_mode_emits_that_maps_anchors(index):
     config = tiny_config()
     f = config.feature_map_sizes[index]
     out = np.asarray(AnchorBoxes(config, feature_map_index=index)(np.zeros((2, f, f, 5))))
@@ -43,9 +43,9 @@ def test_feature_map_mode_emits_that_maps_priors(index):
 def test_symbolic_use_in_a_functional_model_with_unknown_batch():
     config = tiny_config()
     inputs = keras.Input((2, 2, 7))
-    priors = AnchorBoxes(config, feature_map_index=1)(inputs)
-    assert priors.shape == (None, 2 * 2 * 6, 4) and priors.dtype == "float32"
-    model = keras.Model(inputs, priors)
+    anchors = AnchorBoxes(config, feature_map_index=1)(inputs)
+    assert anchors.shape == (None, 2 * 2 * 6, 4) and anchors.dtype == "float32"
+    model = keras.Model(inputs, anchors)
     out = model.predict(np.zeros((5, 2, 2, 7), np.float32), verbose=0)
     assert out.shape == (5, 24, 4)
     np.testing.assert_array_equal(out[4], feature_map_anchors(config, 1))
@@ -61,7 +61,7 @@ def test_feature_map_of_wrong_size_raises_clear_error():
         AnchorBoxes(tiny_config(), feature_map_index=0)(np.zeros((1, 16, 3), np.float32))
 
 
-def test_predictions_with_wrong_prior_count_raise_clear_error():
+def test_predictions_with_wrong_anchor_count_raise_clear_error():
     with pytest.raises(ValueError, match="predictions have 80 priors but the SSD config has 88"):
         AnchorBoxes(tiny_config())(np.zeros((1, 80, 8), np.float32))
 
@@ -80,7 +80,7 @@ def test_bad_config_raises_value_error():
 @pytest.mark.parametrize("index", [None, 1])
 def test_get_config_round_trip(index):
     config = tiny_config()
-    layer = AnchorBoxes(config, feature_map_index=index, name="priors")
+    layer = AnchorBoxes(config, feature_map_index=index, name="anchors")
     cfg = layer.get_config()
     assert cfg["config"] == config.to_dict() and cfg["feature_map_index"] == index
     clone = AnchorBoxes.from_config(cfg)
@@ -91,7 +91,7 @@ def test_get_config_round_trip(index):
     np.testing.assert_array_equal(np.asarray(layer(x)), np.asarray(clone(x)))
 
 
-def test_priors_stay_float32_under_mixed_precision():
+def test_anchors_stay_float32_under_mixed_precision():
     previous = keras.config.dtype_policy()
     try:
         keras.config.set_dtype_policy("mixed_bfloat16")
@@ -106,3 +106,12 @@ def test_compute_output_shape():
     layer = AnchorBoxes(tiny_config(), feature_map_index=0)
     assert layer.compute_output_shape((None, 4, 4, 16)) == (None, 64, 4)
     assert AnchorBoxes(tiny_config()).compute_output_shape((2, 88, 8)) == (2, 88, 4)
+
+
+def test_num_anchors_and_its_deprecated_name_num_priors():
+    config = tiny_config()
+    layer = AnchorBoxes(config)
+    assert layer.num_anchors == config.num_anchors == 88
+    assert AnchorBoxes(config, feature_map_index=1).num_anchors == 2 * 2 * 6
+    with pytest.warns(DeprecationWarning, match="num_priors is deprecated; use .*num_anchors"):
+        assert layer.num_priors == 88

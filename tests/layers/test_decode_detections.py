@@ -298,3 +298,62 @@ def test_compiled_pieces_returning_unknown_shapes_still_decode(monkeypatch):
     got = as_numpy(tf.function(lambda p: layer(p))(tf.constant(pred)))
     np.testing.assert_array_equal(got["labels"], expected["labels"])
     np.testing.assert_allclose(got["boxes"], expected["boxes"], atol=1e-6)
+
+
+# ------------------------------------------------------- overlap_dtype
+def test_overlap_dtype_round_trips_through_get_config():
+    config = tiny_config()
+    assert DecodeDetections(config).get_config()["overlap_dtype"] is None
+    layer = DecodeDetections(config, overlap_dtype="float32", use_xla=False, top_k=30)
+    cfg = layer.get_config()
+    assert cfg["overlap_dtype"] == "float32"
+    clone = DecodeDetections.from_config(cfg)
+    assert clone.overlap_dtype == "float32" and clone.get_config() == cfg
+    again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert again.overlap_dtype == "float32"
+    pred = np.random.default_rng(9).normal(0, 1.5, (2, config.num_anchors, 8)).astype("f4")
+    a, b = as_numpy(layer(pred)), as_numpy(again(pred))
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+@pytest.mark.parametrize("value", ["float16", "double", 32, True, np.dtype("float32")])
+def test_bad_overlap_dtype_raises_value_error(value):
+    with pytest.raises(ValueError, match="DecodeDetections: overlap_dtype"):
+        DecodeDetections(tiny_config(), overlap_dtype=value)
+
+
+@pytest.mark.parametrize("value", [None, "float32", "float64"])
+def test_overlap_dtype_reaches_the_nms(monkeypatch, value):
+    from keras_ssd import nms
+
+    seen = []
+    greedy = nms.greedy_nms
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("overlap_dtype"))
+        return greedy(*args, **kwargs)
+
+    monkeypatch.setattr(nms, "greedy_nms", spy)
+    config = tiny_config()
+    pred = np.random.default_rng(4).normal(0, 1.5, (1, config.num_anchors, 8)).astype("f4")
+    DecodeDetections(config, overlap_dtype=value, use_xla=False)(pred)
+    assert seen == [value or nms._decision_dtype()]
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow graphs")
+def test_float32_overlap_dtype_traces_no_float64_op():
+    # What LiteRT needs (export builds its decoder this way): no float64
+    # tensor anywhere in the graph, while loop bodies included.
+    import tensorflow as tf
+
+    config = tiny_config()
+    spec = tf.TensorSpec((1, config.num_anchors, 8), tf.float32)
+
+    def graph_text(layer):
+        fn = tf.function(lambda p: layer(p)).get_concrete_function(spec)
+        return str(fn.graph.as_graph_def())
+
+    assert "DT_DOUBLE" in graph_text(DecodeDetections(config, use_xla=False))
+    assert "DT_DOUBLE" not in graph_text(
+        DecodeDetections(config, use_xla=False, overlap_dtype="float32"))

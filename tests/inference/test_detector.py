@@ -247,6 +247,16 @@ def test_an_inference_model_saved_by_0_1_loads_and_runs(tmp_path):
     a = predict_image(old, image, confidence_threshold=0.05, top_k=30)
     b = predict_image(new, image, confidence_threshold=0.05, top_k=30)
     np.testing.assert_array_equal(a["boxes"], b["boxes"])
+    if keras.backend.backend() == "tensorflow":  # export speaks the new names for it
+        import tensorflow as tf
+
+        from keras_ssd.export import OUTPUT_NAMES, export
+
+        serve = tf.saved_model.load(export(old, str(tmp_path / "sm"))).signatures[
+            "serving_default"]
+        served = serve(images=tf.constant(images, tf.float32))
+        assert sorted(served) == sorted(OUTPUT_NAMES) == sorted(OUTPUT_KEYS)
+        np.testing.assert_allclose(served["scores"].numpy(), want["scores"], atol=1e-5)
     # Re-saved, it stays a 0.1-style model that loads again.
     old.save(tmp_path / "resaved.keras")
     with pytest.warns(DeprecationWarning):

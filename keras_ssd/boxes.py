@@ -4,12 +4,14 @@ side.
 
 Naming: `name(...)` is the numpy form (arrays in, arrays out: the data
 pipeline, target encoding, evaluation); `name_ops(...)` is the `keras.ops`
-form (tensors in model graphs: `DecodeDetections`, NMS). The two forms share
-one implementation of the formula (a private `_name(xp, ...)` run with `xp`
-= numpy or `keras.ops`; numpy's `iou` and `grid_iou` spell the same
-operations with in-place ufuncs, for the data pipeline's speed), so on the
-same float inputs they give the same bits (XLA aside, which may fuse
-multiply-adds).
+form (tensors in model graphs: `DecodeDetections`, NMS). The formula of each
+operation is written once, as a private `_name(xp, ...)` run with `xp` =
+numpy or `keras.ops`; where the data pipeline's speed asks for it (`iou`,
+`encode`, `decode`, `grid_iou`), the numpy form spells the same operations,
+in the same order, with in-place ufuncs or two coordinates at a time. On the
+same float inputs the two forms give the same bits (tested; XLA aside, which
+may fuse multiply-adds, and `exp`/`log`, whose last bit may differ between
+numpy and a backend).
 
 | numpy            | keras.ops            |                                       |
 |------------------|----------------------|---------------------------------------|
@@ -273,8 +275,14 @@ def encode(boxes, anchors, variances=DEFAULT_VARIANCES):
     log(gh / ah) / v3)`; `boxes` and `anchors` broadcast against each other.
     """
     boxes = np.asarray(boxes)
+    anchors = np.asarray(anchors)
     v = np.asarray(_check_variances(variances), dtype=_float_dtype(boxes))
-    return _encode(np, boxes, np.asarray(anchors), v)
+    # `_encode`'s operations, two coordinates at a time: fewer numpy calls on
+    # the data pipeline's small arrays, the same values.
+    lo, hi = boxes[..., :2], boxes[..., 2:]
+    centre = ((lo + hi) / 2 - anchors[..., :2]) / anchors[..., 2:] / v[:2]
+    size = np.log((hi - lo) / anchors[..., 2:]) / v[2:]
+    return np.concatenate([centre, size], axis=-1)
 
 
 def encode_ops(boxes, anchors, variances=DEFAULT_VARIANCES, dtype="float32"):
@@ -288,8 +296,12 @@ def decode(offsets, anchors, variances=DEFAULT_VARIANCES):
     """Inverse of `encode`: SSD offsets -> xyxy boxes (numpy, in the
     offsets' dtype)."""
     offsets = np.asarray(offsets)
+    anchors = np.asarray(anchors)
     v = np.asarray(_check_variances(variances), dtype=_float_dtype(offsets))
-    return _decode(np, offsets, np.asarray(anchors), v)
+    # `_decode`'s operations, two coordinates at a time.
+    centre = anchors[..., :2] + offsets[..., :2] * v[:2] * anchors[..., 2:]
+    half = anchors[..., 2:] * np.exp(offsets[..., 2:] * v[2:]) / 2
+    return np.concatenate([centre - half, centre + half], axis=-1)
 
 
 def decode_ops(offsets, anchors, variances=DEFAULT_VARIANCES, dtype="float32"):

@@ -1,1 +1,2 @@
-"""keras-ssd benchmark suite: `python benchmarks/run.py [--quick] [--json OUT]`."""
+"""keras-ssd benchmark suite: `python -m benchmarks.run [--quick] [--out DIR]`
+from the repository root (results go to `~/.cache/keras_ssd/benchmarks/`)."""

@@ -20,6 +20,21 @@ import time
 
 _THREADS = None
 
+#: Overrides where results go (default: the user's cache, see `results_dir`).
+RESULTS_ENV = "KERAS_SSD_BENCHMARKS_DIR"
+
+
+def results_dir():
+    """Where the benchmarks write their results by default: outside the
+    source tree, `$KERAS_SSD_BENCHMARKS_DIR`, else
+    `$XDG_CACHE_HOME/keras_ssd/benchmarks` (`~/.cache/keras_ssd/benchmarks`)."""
+    path = os.environ.get(RESULTS_ENV, "").strip()
+    if not path:
+        cache = os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.join(
+            os.path.expanduser("~"), ".cache")
+        path = os.path.join(cache, "keras_ssd", "benchmarks")
+    return os.path.abspath(os.path.expanduser(path))
+
 
 def set_threads(n, with_torch=True):
     """Use `n` threads in TensorFlow and (when installed) PyTorch.

@@ -13,7 +13,7 @@ SSD300 (8732 priors):
 The images get strong pixel noise so that JPEG decoding costs what it does
 on photos (pass --smooth to skip that).
 
-Run: python benchmarks/data_pipeline.py [--images 64] [--repeats 5] [--smooth]
+Run: python -m benchmarks.data_pipeline [--images 64] [--repeats 5] [--smooth]
 Medians over repeats are printed (shared machines are noisy).
 """
 

@@ -1,10 +1,13 @@
 """SSD300 forward pass (network only): ours vs torchvision, and the CPU's
 matmul peak.
 
-Ours: `keras_ssd.models.SSD300(num_classes=20)` through `model.predict`
-with the package's runtime defaults (`keras_ssd.accel.runtime`), float32 and under
-the mixed-precision switch (bfloat16 on CPU). Input `(B, 300, 300, 3)` RGB
-0..255 (the model preprocesses it itself).
+Ours: `keras_ssd.models.SSD300(num_classes=20)` prepared for inference as
+the inference path prepares it (`keras_ssd.accel.prepare_for_inference`:
+the measured `jit_compile` default and, in float32 on a CPU, Winograd
+convolutions), through `predict` (its array fast path, as `SSD.predict`)
+and `predict_on_batch`, float32 and under the mixed-precision switch
+(bfloat16 on CPU). Input `(B, 300, 300, 3)` RGB 0..255 (the model
+preprocesses it itself).
 
 Theirs: torchvision `ssd300_vgg16(weights=None, weights_backbone=None,
 num_classes=21)`, `backbone` + `head` only (no resize transform, no
@@ -14,8 +17,8 @@ post-processing), under `torch.inference_mode()`, float32 and under
 Also: the float32 and bfloat16 matmul peak (4096 x 4096 `tf.matmul`), the
 model's multiply-add count (from its layers) and our achieved GFLOP/s as a
 share of the peak, the XLA (`jit_compile=True`) forward for reference, and
-in float32 the gain of the Winograd path (`WinogradConv2D`) over
-the same model on direct convolutions.
+in float32 the gain of the Winograd path over the same model on direct
+convolutions (`prepare_for_inference(model, winograd=False)`).
 """
 
 import numpy as np
@@ -98,13 +101,13 @@ def ssd300(precision="float32"):
         keras.config.set_dtype_policy(previous)
 
 
-def build_ours(precision="float32", jit_compile=None):
-    """SSD300 (20 classes) built under `precision` with runtime defaults."""
-    from keras_ssd.accel import runtime
+def build_ours(precision="float32", jit_compile=None, winograd=True):
+    """SSD300 (20 classes) built under `precision`, prepared for inference
+    (`keras_ssd.accel.prepare_for_inference`)."""
+    from keras_ssd.accel import prepare_for_inference
 
-    model = ssd300(precision)
-    runtime.apply_runtime_defaults(model, jit_compile=jit_compile)
-    return model
+    return prepare_for_inference(ssd300(precision), jit_compile=jit_compile,
+                                 winograd=winograd)
 
 
 def ours_fn(model, batch, seed=0):
@@ -115,21 +118,6 @@ def ours_fn(model, batch, seed=0):
 def ours_on_batch_fn(model, batch, seed=0):
     x = np.random.default_rng(seed).uniform(0, 255, (batch, 300, 300, 3)).astype("float32")
     return lambda: model.predict_on_batch(x)
-
-
-def direct_fn(model, batch, seed=0):
-    """`model.predict` with every `WinogradConv2D` on its direct convolution
-    (a twin of `model` with the same weights, traced under
-    `keras_ssd.accel.winograd.disabled()`)."""
-    from keras_ssd.accel import runtime, winograd
-
-    twin = model.__class__.from_config(model.get_config())
-    twin.set_weights(model.get_weights())
-    runtime.apply_runtime_defaults(twin)
-    fn = ours_fn(twin, batch, seed)
-    with winograd.disabled():
-        fn()  # traces the predict function with direct convolutions
-    return fn
 
 
 def build_torchvision():
@@ -166,9 +154,13 @@ def run(quick=False, batches=(1, 8), include_xla=True):
     rounds = 3 if quick else 7
     peaks = {}
 
-    ours32 = build_ours("float32")
+    from keras_ssd.accel import prepare_for_inference
+
+    net32 = ssd300("float32")
+    ours32 = prepare_for_inference(net32)
+    direct32 = prepare_for_inference(net32, winograd=False)  # same weights
     ours16 = build_ours("bfloat16")
-    macs = count_macs(ours32)
+    macs = count_macs(net32)
     gflop = 2.0 * macs / 1e9
     rows.append(common.row(SECTION, "SSD300 multiply-adds per image", macs / 1e9, "G MAC",
                            note=f"{gflop:.1f} GFLOP"))
@@ -187,7 +179,7 @@ def run(quick=False, batches=(1, 8), include_xla=True):
             if tv is not None:
                 sides["torchvision"] = torchvision_fn(tv, batch, bf16=precision == "bf16")
             if precision == "fp32":
-                sides["direct"] = direct_fn(model, batch)
+                sides["direct"] = ours_fn(direct32, batch)
             res = common.alternate(sides, warmup=1 if batch > 1 else 2,
                                    rounds=max(3, rounds - (2 if batch > 1 else 0)))
             ours_ips = batch / res["ours"]["median"]
@@ -212,7 +204,7 @@ def run(quick=False, batches=(1, 8), include_xla=True):
                 rows.append(common.row(
                     SECTION, "forward fp32 Winograd vs direct convolutions", ours_ips,
                     "img/s", theirs=direct_ips, batch=batch,
-                    note="theirs = the same model traced under winograd.disabled(); "
+                    note="theirs = prepare_for_inference(model, winograd=False); "
                          f"direct reaches {100 * direct_ips * gflop / peak:.0f}% of peak"))
                 note += "; counted as direct-convolution FLOPs (Winograd does fewer)"
             rows.append(common.row(
@@ -226,7 +218,7 @@ def run(quick=False, batches=(1, 8), include_xla=True):
                                   note="median over the forward runs"))
     if include_xla:
         batch = 1
-        xla = build_ours("float32", jit_compile=True)
+        xla = prepare_for_inference(net32, jit_compile=True)
         res = common.alternate({"default": ours_on_batch_fn(ours32, batch),
                                 "xla": ours_on_batch_fn(xla, batch)},
                                warmup=2, rounds=3 if quick else 5)

@@ -21,9 +21,12 @@ a function here:
         return lambda predictions: ...
     register_method("mine", my_method)
 
-Usage:
-    python benchmarks/postprocess.py [--batch-sizes 1 8] [--repeats 15]
+Usage (from the repository root):
+    python -m benchmarks.postprocess [--batch-sizes 1 8] [--repeats 15]
         [--methods ours ours_no_xla numpy_loop] [--json out.json]
+
+The JSON goes to `~/.cache/keras_ssd/benchmarks/postprocess.json` (see
+`benchmarks.common.results_dir`) unless `--json` says otherwise.
 """
 
 import argparse
@@ -202,10 +205,16 @@ def main(argv=None):
     parser.add_argument("--slow-repeats", type=int, default=3,
                         help="repeats for methods named in --slow (numpy_loop)")
     parser.add_argument("--slow", nargs="*", default=["numpy_loop"])
-    parser.add_argument("--json", default="benchmarks/postprocess.json")
+    parser.add_argument("--json", default=None,
+                        help="output file (default: postprocess.json in "
+                             "benchmarks.common.results_dir(); '' for none)")
     parser.add_argument("--no-check", dest="check", action="store_false",
                         help="skip checking ours against numpy_loop")
     args = parser.parse_args(argv)
+    if args.json is None:
+        from benchmarks.common import results_dir
+
+        args.json = os.path.join(results_dir(), "postprocess.json")
 
     from keras_ssd.config import SSDConfig
 
@@ -266,4 +275,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    if not __package__:
+        raise SystemExit("run it from the repository root as a module: "
+                         "python -m benchmarks.postprocess")
     main()

@@ -32,16 +32,17 @@ def write_jpeg(path, width=500, height=375, seed=0):
 
 
 def run(quick=False, demo_dir=None):
-    from benchmarks.forward import build_ours
+    from benchmarks.forward import ssd300
+    from keras_ssd.accel import prepare_for_inference
     from keras_ssd.inference.predict import predict_image
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         path = write_jpeg(os.path.join(tmp, "image.jpg"))
-        models = {"fp32": build_ours("float32"), "bf16": build_ours("bfloat16")}
+        models = {"fp32": ssd300("float32"), "bf16": ssd300("bfloat16")}
         sides = {p: (lambda m=m: predict_image(m, path)) for p, m in models.items()}
         res = common.alternate(sides, warmup=2, rounds=5 if quick else 11)
-        fwd = {p: common.measure(lambda m=m: m.predict_on_batch(
+        fwd = {p: common.measure(lambda m=prepare_for_inference(m): m.predict_on_batch(
             np.zeros((1, 300, 300, 3), np.float32)), warmup=1, repeats=3 if quick else 5)[0]
             for p, m in models.items()}
         for p in models:
@@ -65,15 +66,12 @@ def bf16_agreement(demo_dir, limit=None, confidence_threshold=0.5):
 
     Returns dict: matched, total, share, bf16_total, images.
     """
-    import keras
-
-    import keras_ssd.losses  # noqa: F401  (registers SSDLoss for compiled files)
+    from keras_ssd.accel.runtime import mixed_precision_copy
     from keras_ssd.boxes import iou
     from keras_ssd.inference.predict import predict_image
-    from keras_ssd.accel.runtime import apply_runtime_defaults, mixed_precision_copy
+    from keras_ssd.saving import load_model
 
-    model32 = apply_runtime_defaults(
-        keras.saving.load_model(os.path.join(demo_dir, "model.keras"), compile=False))
+    model32 = load_model(os.path.join(demo_dir, "model.keras"), compile=False)
     model16 = mixed_precision_copy(model32, device="cpu")
     data = os.path.join(demo_dir, "data")
     with open(os.path.join(data, "ImageSets", "Main", "test.txt")) as f:

@@ -1,8 +1,12 @@
 """keras-ssd benchmark suite: one entry point, one table, one JSON file.
 
-    python benchmarks/run.py [--quick] [--json OUT] [--threads N]
+    python -m benchmarks.run [--quick] [--out DIR] [--json FILE] [--threads N]
                              [--only forward postprocess train encoding
                                      predict memory winograd]
+
+Run it from the repository root. Results go outside the source tree:
+`results.json` in `--out` (default `~/.cache/keras_ssd/benchmarks`, or
+`$KERAS_SSD_BENCHMARKS_DIR`), or the file given with `--json`.
 
 Every figure is a median over repeated runs after warm-up; comparisons with
 torchvision run in the same process, alternating the two sides each round;
@@ -14,13 +18,13 @@ See docs/performance.md for the figures measured on the reference machine.
 import argparse
 import json
 import os
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
+
+if not __package__:  # `python benchmarks/run.py`: the package is not importable
+    raise SystemExit("run the benchmarks from the repository root as a module: "
+                     "python -m benchmarks.run")
 
 from benchmarks import common  # noqa: E402
 
@@ -82,8 +86,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="keras-ssd benchmarks vs torchvision")
     parser.add_argument("--quick", action="store_true",
                         help="fewer rounds (a smoke run; figures are noisier)")
-    parser.add_argument("--json", default="benchmarks/results.json",
-                        help="where to write the results (default %(default)s)")
+    parser.add_argument("--out", default=None,
+                        help="folder for results.json (default: $KERAS_SSD_BENCHMARKS_DIR "
+                             f"or {common.results_dir()})")
+    parser.add_argument("--json", default=None,
+                        help="write the results to this file instead of OUT/results.json "
+                             "('' for none)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
                         help="threads for TensorFlow and PyTorch alike (default: all cores)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
@@ -93,6 +101,8 @@ def main(argv=None):
     parser.add_argument("--markdown", default=None,
                         help="also write the table as Markdown to this file")
     args = parser.parse_args(argv)
+    if args.json is None:
+        args.json = os.path.join(args.out or common.results_dir(), "results.json")
 
     common.set_threads(args.threads)
     info = common.machine_info()

@@ -31,6 +31,7 @@ from keras_ssd.accel.winograd_conv import (
     winograd_call,
 )
 from keras_ssd.config import SSDConfig
+from keras_ssd.models.fast_predict import fast_path_applies, predict_arrays
 
 # model -> {(jit_compile, winograd): view}. Weak keys: a view refers to the
 # model's layers, never to the model, so a model no longer used goes away
@@ -96,9 +97,31 @@ def _graph_inputs(model):
         return None
 
 
-class _CallView(keras.Model):
-    """A model calling `model` (a subclassed model without a graph): only
-    the runtime defaults apply to it."""
+class _Runner:
+    """What views add to `keras.Model`: `predict` on arrays without Keras'
+    per-call set-up (as `SSD.predict`), and a clear error on saving."""
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        if fast_path_applies(self, x, steps, callbacks):
+            return predict_arrays(self, x, batch_size=32 if batch_size is None else batch_size)
+        return super().predict(x, batch_size=batch_size, verbose=verbose, steps=steps,
+                               callbacks=callbacks)
+
+    def get_config(self):
+        raise TypeError(
+            f"{self.name!r} is a view made by keras_ssd.accel.prepare_for_inference, "
+            "which is for running, not saving: save the model you prepared (it holds "
+            "the plain layers)"
+        )
+
+
+class _GraphView(_Runner, keras.Model):
+    """A functional view: `_GraphView(inputs, outputs, name=...)`."""
+
+
+class _CallView(_Runner, keras.Model):
+    """A view calling `model` (a subclassed model without a graph): only the
+    runtime defaults apply to it."""
 
     def __init__(self, model):
         super().__init__(name=model.name)
@@ -134,8 +157,9 @@ def _view(model, use_winograd):
         return layer(*args, **kwargs)
 
     source = keras.Model(*graph, name=model.name)
-    view = keras.models.clone_model(source, clone_function=clone_function,
-                                    call_function=call_function)
+    clone = keras.models.clone_model(source, clone_function=clone_function,
+                                     call_function=call_function)
+    view = _GraphView(clone.input, clone.output, name=model.name)
     config = getattr(model, "config", None)
     if isinstance(config, SSDConfig):
         # `keras_ssd.inference.get_config_from_model` finds it on the view too.
@@ -178,8 +202,10 @@ def prepare_for_inference(model, jit_compile=None, winograd=True):
             (`False`: the runtime defaults only, e.g. to compare).
 
     Returns:
-        `keras.Model`, for `predict_on_batch` / `predict` / `__call__`. It
-        carries `config` and `class_names` when `model` is an `SSD`.
+        `keras.Model`, for `predict_on_batch` / `predict` / `__call__`
+        (`predict` on arrays skips Keras' per-call set-up, as `SSD.predict`
+        does). It carries `config` and `class_names` when `model` is an
+        `SSD`. It cannot be saved (`TypeError`): save `model`.
 
     Raises:
         TypeError: `model` is not a `keras.Model`, or `winograd` not a bool.

@@ -1,9 +1,20 @@
 """`predict_arrays`: `model.predict` for in-memory arrays without Keras'
-per-call set-up. `SSD.predict` takes it for arrays; it is also
+per-call set-up. `SSD.predict` (and the views of
+`keras_ssd.accel.prepare_for_inference`) take it for arrays; it is also
 `keras_ssd.accel.runtime.predict_arrays`, for any built Keras model."""
 
 import keras
 import numpy as np
+
+
+def fast_path_applies(model, x, steps=None, callbacks=None):
+    """True when `model.predict(x, steps=steps, callbacks=callbacks)` can run
+    as `predict_arrays`: `x` is one in-memory array or tensor, no `steps`, no
+    callbacks, and no distribution strategy or Keras distribution in force."""
+    return (steps is None and not callbacks
+            and (isinstance(x, np.ndarray) or keras.ops.is_tensor(x))
+            and getattr(model, "_distribute_strategy", None) is None
+            and keras.distribution.distribution() is None)
 
 
 def predict_arrays(model, x, batch_size=32):

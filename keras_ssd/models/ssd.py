@@ -7,15 +7,9 @@ from keras_ssd.layers.preprocessing import ImagePreprocessing
 from keras_ssd import presets
 from keras_ssd.models.backbones import get_backbone
 from keras_ssd.models.blocks import NORMALIZATIONS, kernel_regularizer
-from keras_ssd.models.fast_predict import predict_arrays
+from keras_ssd.models.fast_predict import fast_path_applies, predict_arrays
 from keras_ssd.models.heads import build_heads, check_feature_maps
 from keras_ssd.models.weights_files import check_weights_path
-
-
-def _is_array(x):
-    import numpy as np
-
-    return isinstance(x, np.ndarray) or keras.ops.is_tensor(x)
 
 
 @keras.saving.register_keras_serializable(package="keras_ssd")
@@ -152,9 +146,7 @@ class SSD(keras.Model):
         an SSD300 forward pass on a CPU); no progress bar is shown then.
         Datasets, generators and everything else go to `keras.Model.predict`.
         """
-        if (steps is None and not callbacks and _is_array(x)
-                and getattr(self, "_distribute_strategy", None) is None
-                and keras.distribution.distribution() is None):
+        if fast_path_applies(self, x, steps, callbacks):
             return predict_arrays(self, x, batch_size=32 if batch_size is None else batch_size)
         return super().predict(x, batch_size=batch_size, verbose=verbose, steps=steps,
                                callbacks=callbacks)

@@ -139,15 +139,17 @@ def test_predict_image_evaluate_and_the_callback_give_the_same_detections(
     batched = predict_images(model, paths, confidence_threshold=0.01, batch_size=3)
     for a, b, c in zip(result["detections"], per_image, batched):
         assert len(a["boxes"]) > 10  # an untrained model: many low scores
-        for key in ("boxes", "scores", "labels"):
-            np.testing.assert_array_equal(a[key], b[key])
-            np.testing.assert_array_equal(a[key], c[key])
+        for other in (b, c):
+            # Other batch sizes may round the convolutions differently (XLA).
+            np.testing.assert_allclose(other["boxes"], a["boxes"], rtol=1e-6, atol=1e-3)
+            np.testing.assert_allclose(other["scores"], a["scores"], rtol=0, atol=1e-6)
+            np.testing.assert_array_equal(other["labels"], a["labels"])
         assert a["names"] == b["names"] == c["names"]
     # A higher threshold: the same detections above it.
     strict = predict_images(model, paths, confidence_threshold=0.3)
     for a, s in zip(result["detections"], strict):
         keep = a["scores"] > 0.3
-        np.testing.assert_array_equal(s["boxes"], a["boxes"][keep])
+        np.testing.assert_allclose(s["boxes"], a["boxes"][keep], rtol=1e-6, atol=1e-3)
 
     callback = MeanAveragePrecision(ds, batch_size=2, verbose=0)
     callback.set_model(model)
@@ -156,7 +158,8 @@ def test_predict_image_evaluate_and_the_callback_give_the_same_detections(
     callback.on_epoch_end(0, logs)
     assert callback._predictor is get_detector(model, 0.01, 0.45, 200)
     direct = voc_map(per_image, [ds[i] for i in range(len(ds))], 2, class_names=ds.class_names)
-    assert logs["val_mAP"] == result["mAP"] == direct["mAP"]
+    assert logs["val_mAP"] == result["mAP"]  # the same batches: the same numbers
+    assert direct["mAP"] == pytest.approx(result["mAP"], abs=1e-9)
 
 
 def test_a_looser_inference_model_is_used_as_is_and_filtered(tiny_model):

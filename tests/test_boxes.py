@@ -147,11 +147,12 @@ def test_numpy_and_ops_codecs_agree(dtype):
     anchors = anchors[8:]
     v = (0.1, 0.1, 0.2, 0.2)
     offsets = B.encode(boxes, anchors, v)
-    got = _np(B.encode_ops(boxes, anchors, v, dtype=np.dtype(dtype).name))
+    name = np.dtype(dtype).name
+    got = _np(B.encode_ops(boxes, anchors, v, dtype=name))
     # exp and log may differ by an ulp between numpy and the backend.
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(got, offsets, rtol=tol, atol=tol)
-    np.testing.assert_allclose(_np(B.decode_ops(offsets, anchors, v, dtype=np.dtype(dtype).name)),
+    np.testing.assert_allclose(_np(B.decode_ops(offsets, anchors, v, dtype=name)),
                                B.decode(offsets, anchors, v), rtol=0, atol=tol)
     assert B.decode_ops(offsets, anchors, v).dtype == "float32"  # the default
 

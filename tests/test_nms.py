@@ -250,7 +250,8 @@ def _near_threshold_boxes(threshold=0.45):
         for _ in range(64):
             pair = np.stack([a, b])
             d64 = reference_iou(pair[:1], pair[1:])[0, 0] > threshold
-            d32 = reference_iou(pair[:1], pair[1:], np.float32)[0, 0] > np.float32(threshold)
+            d32 = (reference_iou(pair[:1], pair[1:], np.float32)[0, 0]
+                   > np.float32(threshold))
             if d64 != d32:
                 found.append(pair)
                 break
@@ -296,7 +297,8 @@ def test_multiclass_nms_passes_overlap_dtype_down(use_xla):
 
 def test_bad_overlap_dtype_is_a_clear_error():
     boxes = np.zeros((1, 2, 4), np.float32)
-    with pytest.raises(ValueError, match="overlap_dtype must be 'float32', 'float64' or None"):
+    with pytest.raises(ValueError,
+                       match="overlap_dtype must be 'float32', 'float64' or None"):
         greedy_nms(boxes, np.ones((1, 2), bool), overlap_dtype="float16")
     with pytest.raises(ValueError, match="overlap_dtype"):
         multiclass_nms(boxes, np.ones((1, 2, 1), np.float32), overlap_dtype="half")

@@ -102,8 +102,9 @@ def test_grid_encoder_equals_generic_encoder():
             ref = iou(boxes.astype(np.float32), fast.anchors_xyxy)
             np.testing.assert_allclose(fast.overlaps(boxes.astype(np.float32)), ref, atol=1e-6)
             # ... and in fact bit for bit, like the plain encoder's dense IoU
-            np.testing.assert_array_equal(fast.overlaps(boxes.astype(np.float32)), ref)
-            np.testing.assert_array_equal(plain.overlaps(boxes.astype(np.float32)), ref)
+            b32 = boxes.astype(np.float32)
+            np.testing.assert_array_equal(fast.overlaps(b32), ref)
+            np.testing.assert_array_equal(plain.overlaps(b32), ref)
 
 
 def test_wrong_grid_is_rejected():

@@ -113,5 +113,5 @@ def test_num_anchors_and_its_deprecated_name_num_priors():
     layer = AnchorBoxes(config)
     assert layer.num_anchors == config.num_anchors == 88
     assert AnchorBoxes(config, feature_map_index=1).num_anchors == 2 * 2 * 6
-    with pytest.warns(DeprecationWarning, match="num_priors is deprecated; use .*num_anchors"):
+    with pytest.warns(DeprecationWarning, match="num_priors is deprecated; use .*anchors"):
         assert layer.num_priors == 88

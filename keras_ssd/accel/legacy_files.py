@@ -8,7 +8,8 @@ among the layers of that class (`layers/winograd_conv2d_3`,
 `layers/conv2d_5`), and those names no longer match. `plain_conv_copy`
 renames the weight groups of such a file (in a temporary copy) to what the
 same model saves today; the model then loads with plain `Conv2D` layers, its
-compiled state included. `keras_ssd.load_model` uses it.
+compiled state included. `keras_ssd.load_model` uses it. `load_weights` does
+the same for a `.weights.h5` file written by 0.1's `model.save_weights`.
 """
 
 import contextlib
@@ -203,3 +204,37 @@ def plain_conv_copy(path):
         yield copy
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def load_weights(model, path):
+    """`model.load_weights(path)` for a `.weights.h5` file, also one that
+    keras-ssd 0.1 wrote (`model.save_weights` of an SSD with
+    `WinogradConv2D` layers): its weight groups are renamed, in a temporary
+    copy, to what `model` (plain `Conv2D` layers) expects.
+
+    Args:
+        model: the built model to load into, e.g. `SSD(config, architecture)`.
+        path: a `.weights.h5` file.
+
+    Returns:
+        `model`.
+    """
+    import h5py
+
+    path = os.fspath(path)
+    with h5py.File(path, "r") as h5:
+        renames = {}
+        if _has_winograd_groups(h5):
+            _renames(model, h5, "", renames)
+        if not renames:
+            model.load_weights(path)
+            return model
+        folder = tempfile.mkdtemp(prefix="keras_ssd_v0_1_")
+        try:
+            copy = os.path.join(folder, "model.weights.h5")
+            with open(copy, "wb") as f:
+                f.write(_rewrite(h5, renames))
+            model.load_weights(copy)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    return model

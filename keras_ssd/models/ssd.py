@@ -155,15 +155,17 @@ class SSD(keras.Model):
         # keras-ssd 0.1 made the 3x3 stride-1 convolutions WinogradConv2D
         # layers, and Keras names stored weights after the layer classes:
         # such a file needs its weights renamed, which keras_ssd.load_model
-        # does (keras_ssd.accel.legacy_files). Say so instead of failing on
-        # mismatched shapes.
+        # and keras_ssd.accel.legacy_files.load_weights do. Say so instead of
+        # failing on mismatched shapes.
         has_path = getattr(store, "has_path", None)
         if (getattr(store, "_h5_entry_path", None) == "" and callable(has_path)
                 and has_path("layers/winograd_conv2d")):
             raise ValueError(
                 f"{self.name!r} was saved by keras-ssd 0.1 (its convolutions were "
-                "WinogradConv2D layers, stored under other names): load the file with "
-                "keras_ssd.load_model(path), which reads it as plain Conv2D layers"
+                "WinogradConv2D layers, stored under other names): load a .keras file "
+                "with keras_ssd.load_model(path), a .weights.h5 file with "
+                "keras_ssd.accel.legacy_files.load_weights(model, path); both read it "
+                "as plain Conv2D layers"
             )
         super().load_own_variables(store)
 

@@ -11,7 +11,7 @@ import pytest
 import keras
 
 import keras_ssd
-from keras_ssd.accel.legacy_files import plain_conv_copy, v0_1_renames
+from keras_ssd.accel.legacy_files import load_weights, plain_conv_copy, v0_1_renames
 from keras_ssd.accel.winograd_conv import WinogradConv2D
 
 pytestmark = pytest.mark.backend
@@ -67,6 +67,29 @@ def test_the_renaming_moves_every_convolution_and_cleans_up():
 def test_keras_own_loader_names_the_way_out():
     with pytest.raises(ValueError, match=r"saved by keras-ssd 0\.1.*keras_ssd\.load_model"):
         keras.saving.load_model(V0_1)
+
+
+@pytest.mark.filterwarnings("ignore:Skipping nested container")
+def test_a_v0_1_weights_file_loads_into_a_plain_model(tmp_path):
+    import json
+
+    io = np.load(FIXTURES / "tiny_v0_1_io.npz")
+    weights = tmp_path / "v0_1.weights.h5"
+    with zipfile.ZipFile(V0_1) as archive:
+        weights.write_bytes(archive.read("model.weights.h5"))
+        config = json.loads(archive.read("config.json"))["config"]
+    model = keras_ssd.SSD.from_config(config)
+    with pytest.raises(ValueError, match=r"legacy_files\.load_weights"):
+        model.load_weights(weights)
+    model = keras_ssd.SSD.from_config(config)
+    assert load_weights(model, weights) is model
+    np.testing.assert_allclose(model.predict_on_batch(io["x"].astype("float32")), io["y"],
+                               rtol=0, atol=1e-4)
+    plain = tmp_path / "plain.weights.h5"
+    model.save_weights(plain)
+    again = load_weights(keras_ssd.SSD.from_config(config), plain)  # today's file: as is
+    np.testing.assert_allclose(again.predict_on_batch(io["x"].astype("float32")), io["y"],
+                               rtol=0, atol=1e-4)
 
 
 def test_files_with_a_users_own_winograd_layers_are_left_alone(tmp_path):

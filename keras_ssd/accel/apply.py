@@ -56,7 +56,8 @@ class WinogradView(keras.layers.Layer):
 
     Args:
         conv: an eligible `keras.layers.Conv2D`, already built.
-        tile: the output tile for the input shape it is called on, 2 or 4.
+        tile: the output tile for the input shape it is built on, 2 or 4
+            (`auto_tile`'s choice; other static shapes get theirs).
     """
 
     def __init__(self, conv, tile, **kwargs):
@@ -70,9 +71,11 @@ class WinogradView(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs, training=None):
-        if training or is_disabled() or not eligible(self.conv):
+        # A shared convolution may meet another shape: the tile follows it.
+        tile = self.tile if None in tuple(inputs.shape)[1:3] else _tile(self.conv, inputs.shape)
+        if training or not tile or is_disabled() or not eligible(self.conv):
             return self.conv(inputs)
-        return winograd_call(self.conv, inputs, _tile(self.conv, inputs.shape) or self.tile)
+        return winograd_call(self.conv, inputs, tile)
 
     def compute_output_shape(self, input_shape):
         return self.conv.compute_output_shape(input_shape)

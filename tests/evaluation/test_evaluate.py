@@ -159,11 +159,7 @@ def test_resize_for_model_stretches_to_square():
 
 
 # ------------------------------------------------------- the real tiny SSD
-@pytest.fixture(scope="module")
-def tiny_model():
-    keras.utils.set_random_seed(1)
-    return SSDTiny(num_classes=2)
-
+# (`tiny_model` is the shared fixture of tests/conftest.py: SSDTiny, 2 classes, seed 1)
 
 def test_real_tiny_model_batched_equals_one_by_one(tiny_model):
     ds = ToyDataset(sizes=[(120, 90), (200, 160), (64, 256)])

@@ -10,13 +10,6 @@ from keras_ssd.layers.anchor_boxes import AnchorBoxes
 from keras_ssd.layers.decode_detections import DecodeDetections
 
 
-def tiny_config():
-    return SSDConfig(
-        image_size=32, feature_map_sizes=[4, 2], steps=[8, 16], min_sizes=[8, 16],
-        max_sizes=[16, 24], aspect_ratios=[[2], [2, 3]], num_classes=3,
-    )
-
-
 def stand_in_model(config, seed=0):
     """A small functional 'SSD': two maps with 4 and 6 boxes per cell."""
     keras.utils.set_random_seed(seed)
@@ -48,7 +41,7 @@ def images(n=2, size=32, seed=1):
     return np.random.default_rng(seed).uniform(0, 255, (n, size, size, 3)).astype("float32")
 
 
-def test_inference_model_equals_decoding_the_training_output():
+def test_inference_model_equals_decoding_the_training_output(tiny_config):
     config = tiny_config()
     model = stand_in_model(config)
     detector = inference_model(model, top_k=20, confidence_threshold=0.05)
@@ -65,7 +58,7 @@ def test_inference_model_equals_decoding_the_training_output():
     assert AnchorBoxes in layers and DecodeDetections in layers
 
 
-def test_saved_and_loaded_inference_model_gives_identical_outputs(tmp_path):
+def test_saved_and_loaded_inference_model_gives_identical_outputs(tmp_path, tiny_config):
     config = tiny_config()
     detector = inference_model(stand_in_model(config), iou_threshold=0.3, top_k=15)
     x = images(3)
@@ -81,7 +74,7 @@ def test_saved_and_loaded_inference_model_gives_identical_outputs(tmp_path):
     assert decode.iou_threshold == 0.3 and decode.top_k == 15
 
 
-def test_get_config_from_model_finds_training_and_inference_configs():
+def test_get_config_from_model_finds_training_and_inference_configs(tiny_config):
     config = tiny_config()
     model = stand_in_model(config)
     assert get_config_from_model(model) is config
@@ -94,19 +87,19 @@ def test_get_config_from_model_finds_training_and_inference_configs():
         inference_model(plain)
 
 
-def test_unknown_decode_option_raises():
+def test_unknown_decode_option_raises(tiny_config):
     with pytest.raises(ValueError, match="unknown decode option.*nms_threshold"):
         inference_model(stand_in_model(tiny_config()), nms_threshold=0.5)
 
 
-def test_model_whose_output_disagrees_with_config_raises():
+def test_model_whose_output_disagrees_with_config_raises(tiny_config):
     model = stand_in_model(tiny_config())
     model.config = tiny_config().replace(num_classes=4)
     with pytest.raises(ValueError, match="values per prior"):
         inference_model(model)
 
 
-def test_mixed_precision_training_model_gives_float32_detections():
+def test_mixed_precision_training_model_gives_float32_detections(tiny_config):
     previous = keras.config.dtype_policy()
     try:
         keras.config.set_dtype_policy("mixed_bfloat16")

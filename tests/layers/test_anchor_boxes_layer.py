@@ -9,14 +9,7 @@ from keras_ssd.config import SSDConfig
 from keras_ssd.layers.anchor_boxes import AnchorBoxes
 
 
-def tiny_config():
-    return SSDConfig(
-        image_size=32, feature_map_sizes=[4, 2], steps=[8, 16], min_sizes=[8, 16],
-        max_sizes=[16, 24], aspect_ratios=[[2], [2, 3]], num_classes=3,
-    )
-
-
-def test_emits_all_anchors_broadcast_over_the_batch():
+def test_emits_all_anchors_broadcast_over_the_batch(tiny_config):
     config = tiny_config()
     out = AnchorBoxes(config)(np.zeros((3, config.num_anchors, 8), np.float32))
     out = np.asarray(out)
@@ -32,7 +25,7 @@ def test_ssd300_layer_gives_the_8732_reference_anchors():
 
 
 @pytest.mark.parametrize("index", [0, 1])
-def test_feature_map_mode_emits_that_maps_anchors(index):
+def test_feature_map_mode_emits_that_maps_anchors(index, tiny_config):
     config = tiny_config()
     f = config.feature_map_sizes[index]
     out = np.asarray(AnchorBoxes(config, feature_map_index=index)(np.zeros((2, f, f, 5))))
@@ -40,7 +33,7 @@ def test_feature_map_mode_emits_that_maps_anchors(index):
     np.testing.assert_array_equal(out[1], feature_map_anchors(config, index))
 
 
-def test_symbolic_use_in_a_functional_model_with_unknown_batch():
+def test_symbolic_use_in_a_functional_model_with_unknown_batch(tiny_config):
     config = tiny_config()
     inputs = keras.Input((2, 2, 7))
     anchors = AnchorBoxes(config, feature_map_index=1)(inputs)
@@ -51,7 +44,7 @@ def test_symbolic_use_in_a_functional_model_with_unknown_batch():
     np.testing.assert_array_equal(out[4], feature_map_anchors(config, 1))
 
 
-def test_feature_map_of_wrong_size_raises_clear_error():
+def test_feature_map_of_wrong_size_raises_clear_error(tiny_config):
     layer = AnchorBoxes(tiny_config(), feature_map_index=0)
     with pytest.raises(ValueError, match="height is 5 but the SSD config says 4"):
         layer(np.zeros((1, 5, 4, 3), np.float32))
@@ -61,13 +54,13 @@ def test_feature_map_of_wrong_size_raises_clear_error():
         AnchorBoxes(tiny_config(), feature_map_index=0)(np.zeros((1, 16, 3), np.float32))
 
 
-def test_predictions_with_wrong_anchor_count_raise_clear_error():
+def test_predictions_with_wrong_anchor_count_raise_clear_error(tiny_config):
     with pytest.raises(ValueError, match="predictions have 80 priors but the SSD config has 88"):
         AnchorBoxes(tiny_config())(np.zeros((1, 80, 8), np.float32))
 
 
 @pytest.mark.parametrize("index", [2, -1, 1.0, True, "0"])
-def test_bad_feature_map_index_raises(index):
+def test_bad_feature_map_index_raises(index, tiny_config):
     with pytest.raises(ValueError, match="feature_map_index"):
         AnchorBoxes(tiny_config(), feature_map_index=index)
 
@@ -78,7 +71,7 @@ def test_bad_config_raises_value_error():
 
 
 @pytest.mark.parametrize("index", [None, 1])
-def test_get_config_round_trip(index):
+def test_get_config_round_trip(index, tiny_config):
     config = tiny_config()
     layer = AnchorBoxes(config, feature_map_index=index, name="anchors")
     cfg = layer.get_config()
@@ -91,7 +84,7 @@ def test_get_config_round_trip(index):
     np.testing.assert_array_equal(np.asarray(layer(x)), np.asarray(clone(x)))
 
 
-def test_anchors_stay_float32_under_mixed_precision():
+def test_anchors_stay_float32_under_mixed_precision(tiny_config):
     previous = keras.config.dtype_policy()
     try:
         keras.config.set_dtype_policy("mixed_bfloat16")
@@ -102,13 +95,13 @@ def test_anchors_stay_float32_under_mixed_precision():
     np.testing.assert_array_equal(np.asarray(out)[0], generate_anchors(tiny_config()))
 
 
-def test_compute_output_shape():
+def test_compute_output_shape(tiny_config):
     layer = AnchorBoxes(tiny_config(), feature_map_index=0)
     assert layer.compute_output_shape((None, 4, 4, 16)) == (None, 64, 4)
     assert AnchorBoxes(tiny_config()).compute_output_shape((2, 88, 8)) == (2, 88, 4)
 
 
-def test_num_anchors_and_its_deprecated_name_num_priors():
+def test_num_anchors_and_its_deprecated_name_num_priors(tiny_config):
     config = tiny_config()
     layer = AnchorBoxes(config)
     assert layer.num_anchors == config.num_anchors == 88

@@ -6,18 +6,9 @@ import pytest
 
 from keras_ssd.anchors import generate_anchors
 from keras_ssd.boxes import decode_boxes
-from keras_ssd.config import SSDConfig
 from keras_ssd.targets import TargetEncoder
 from keras_ssd.layers.anchor_boxes import AnchorBoxes
 from keras_ssd.layers.decode_detections import DecodeDetections, decode_offsets
-
-
-def tiny_config(num_classes=3):
-    return SSDConfig(
-        image_size=32, feature_map_sizes=[4, 2], steps=[8, 16], min_sizes=[8, 16],
-        max_sizes=[16, 24], aspect_ratios=[[2], [2, 3]], num_classes=num_classes,
-        variances=[0.1, 0.1, 0.2, 0.2],
-    )
 
 
 def background_predictions(config, batch=1, seed=0):
@@ -39,7 +30,7 @@ def as_numpy(out):
     return {k: np.asarray(v) for k, v in out.items()}
 
 
-def test_decode_offsets_matches_numpy_decode_boxes():
+def test_decode_offsets_matches_numpy_decode_boxes(tiny_config):
     rng = np.random.default_rng(0)
     anchors = generate_anchors(tiny_config())
     offsets = rng.normal(0, 1, anchors.shape).astype(np.float32)
@@ -48,7 +39,7 @@ def test_decode_offsets_matches_numpy_decode_boxes():
 
 
 @pytest.mark.parametrize("use_xla", [None, False])
-def test_decode_of_encoded_targets_recovers_boxes_and_labels(use_xla):
+def test_decode_of_encoded_targets_recovers_boxes_and_labels(use_xla, tiny_config):
     config = tiny_config()
     anchors = generate_anchors(config)
     encoder = TargetEncoder(anchors, variances=config.variances)
@@ -68,7 +59,7 @@ def test_decode_of_encoded_targets_recovers_boxes_and_labels(use_xla):
     np.testing.assert_allclose(out["scores"][0, :3], 1.0, atol=1e-6)
 
 
-def test_output_shapes_dtypes_and_padding():
+def test_output_shapes_dtypes_and_padding(tiny_config):
     config = tiny_config()
     pred = background_predictions(config, batch=2)
     set_probabilities(pred, 0, 5, [0.2, 0.7, 0.05, 0.05])
@@ -91,7 +82,7 @@ def test_output_shapes_dtypes_and_padding():
     }
 
 
-def test_symbolic_call_gives_dict_of_typed_keras_tensors():
+def test_symbolic_call_gives_dict_of_typed_keras_tensors(tiny_config):
     config = tiny_config()
     inputs = keras.Input((config.num_anchors, 8))
     out = DecodeDetections(config, top_k=5)(inputs)
@@ -99,7 +90,7 @@ def test_symbolic_call_gives_dict_of_typed_keras_tensors():
     assert out["labels"].dtype == "int32" and out["num_detections"].shape == (None,)
 
 
-def test_confidence_threshold_is_exclusive_and_filters():
+def test_confidence_threshold_is_exclusive_and_filters(tiny_config):
     config = tiny_config()
     pred = background_predictions(config)
     set_probabilities(pred, 0, 3, [0.1, 0.5, 0.25, 0.15])
@@ -110,7 +101,7 @@ def test_confidence_threshold_is_exclusive_and_filters():
     assert out["num_detections"].tolist() == [0]  # 0.5 is not > 0.5 (float32 rounds below)
 
 
-def test_top_k_keeps_the_best_over_classes_sorted():
+def test_top_k_keeps_the_best_over_classes_sorted(tiny_config):
     config = tiny_config()
     pred = background_predictions(config)
     # 12 far-apart priors (distinct cells of map 0, box 0) with distinct scores
@@ -128,7 +119,7 @@ def test_top_k_keeps_the_best_over_classes_sorted():
     np.testing.assert_allclose(out["scores"][0], scores[::-1][:5], rtol=1e-5)
 
 
-def test_max_candidates_per_class_limits_nms_input():
+def test_max_candidates_per_class_limits_nms_input(tiny_config):
     config = tiny_config(num_classes=1)
     pred = background_predictions(config)
     pred[0, :, :4] = 0.0
@@ -142,7 +133,7 @@ def test_max_candidates_per_class_limits_nms_input():
     np.testing.assert_allclose(few["scores"][0, :4], full["scores"][0, :4])
 
 
-def test_overlapping_same_class_boxes_are_suppressed_other_classes_kept():
+def test_overlapping_same_class_boxes_are_suppressed_other_classes_kept(tiny_config):
     config = tiny_config()
     pred = background_predictions(config)
     pred[0, :, :4] = 0.0
@@ -156,7 +147,7 @@ def test_overlapping_same_class_boxes_are_suppressed_other_classes_kept():
     assert out["labels"][0, :out["num_detections"][0]].tolist() == [0, 0, 1]
 
 
-def test_explicit_anchors_are_used():
+def test_explicit_anchors_are_used(tiny_config):
     config = tiny_config()
     pred = background_predictions(config, batch=2)
     set_probabilities(pred, 0, 9, [0.1, 0.9, 0.0 + 1e-9, 0.1 - 1e-9])
@@ -172,7 +163,7 @@ def test_explicit_anchors_are_used():
                                atol=1e-6)
 
 
-def test_clip_boxes_clips_to_unit_square():
+def test_clip_boxes_clips_to_unit_square(tiny_config):
     config = tiny_config()
     pred = background_predictions(config)
     pred[0, 0, :4] = [-3.0, -3.0, 2.0, 2.0]  # far outside the top-left corner
@@ -183,7 +174,7 @@ def test_clip_boxes_clips_to_unit_square():
     np.testing.assert_allclose(clipped["boxes"][0, 0], np.clip(raw, 0, 1), atol=1e-7)
 
 
-def test_xla_and_plain_paths_agree_on_random_heads():
+def test_xla_and_plain_paths_agree_on_random_heads(tiny_config):
     config = tiny_config()
     rng = np.random.default_rng(5)
     pred = rng.normal(0, 1.5, (3, config.num_anchors, 8)).astype(np.float32)
@@ -199,7 +190,7 @@ def test_xla_and_plain_paths_agree_on_random_heads():
     assert (a["num_detections"] > 10).all()
 
 
-def test_get_config_round_trip_preserves_behaviour():
+def test_get_config_round_trip_preserves_behaviour(tiny_config):
     config = tiny_config()
     layer = DecodeDetections(config, confidence_threshold=0.2, iou_threshold=0.3,
                              max_candidates_per_class=50, top_k=9, clip_boxes=True,
@@ -217,7 +208,7 @@ def test_get_config_round_trip_preserves_behaviour():
         np.testing.assert_array_equal(a[key], b[key])
 
 
-def test_float32_output_under_mixed_precision_policy():
+def test_float32_output_under_mixed_precision_policy(tiny_config):
     config = tiny_config()
     pred = np.random.default_rng(3).normal(0, 1.5, (1, config.num_anchors, 8))
     previous = keras.config.dtype_policy()
@@ -245,7 +236,7 @@ def test_float32_output_under_mixed_precision_policy():
         ({"use_xla": 1}, "use_xla"),
     ],
 )
-def test_bad_arguments_raise_value_error(kwargs, match):
+def test_bad_arguments_raise_value_error(kwargs, match, tiny_config):
     with pytest.raises(ValueError, match=match):
         DecodeDetections(tiny_config(), **kwargs)
 
@@ -259,20 +250,20 @@ def test_bad_config_raises_value_error():
     "shape, match",
     [((1, 87, 8), "87 priors"), ((1, 88, 9), "9 values per prior"), ((88, 8), "shape")],
 )
-def test_predictions_of_wrong_shape_raise_value_error(shape, match):
+def test_predictions_of_wrong_shape_raise_value_error(shape, match, tiny_config):
     layer = DecodeDetections(tiny_config(), use_xla=False)
     with pytest.raises(ValueError, match=match):
         layer(np.zeros(shape, np.float32))
 
 
-def test_anchors_of_wrong_shape_raise_value_error():
+def test_anchors_of_wrong_shape_raise_value_error(tiny_config):
     layer = DecodeDetections(tiny_config(), use_xla=False)
     with pytest.raises(ValueError, match="anchors"):
         layer(np.zeros((1, 88, 8), np.float32), np.zeros((1, 88, 3), np.float32))
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.function shapes")
-def test_compiled_pieces_returning_unknown_shapes_still_decode(monkeypatch):
+def test_compiled_pieces_returning_unknown_shapes_still_decode(monkeypatch, tiny_config):
     # tf.function may answer a call with a more general trace, whose outputs
     # have unknown dimensions; the layer must not depend on them being static.
     import tensorflow as tf
@@ -301,7 +292,7 @@ def test_compiled_pieces_returning_unknown_shapes_still_decode(monkeypatch):
 
 
 # ------------------------------------------------------- overlap_dtype
-def test_overlap_dtype_round_trips_through_get_config():
+def test_overlap_dtype_round_trips_through_get_config(tiny_config):
     config = tiny_config()
     assert DecodeDetections(config).get_config()["overlap_dtype"] is None
     layer = DecodeDetections(config, overlap_dtype="float32", use_xla=False, top_k=30)
@@ -318,13 +309,13 @@ def test_overlap_dtype_round_trips_through_get_config():
 
 
 @pytest.mark.parametrize("value", ["float16", "double", 32, True, np.dtype("float32")])
-def test_bad_overlap_dtype_raises_value_error(value):
+def test_bad_overlap_dtype_raises_value_error(value, tiny_config):
     with pytest.raises(ValueError, match="DecodeDetections: overlap_dtype"):
         DecodeDetections(tiny_config(), overlap_dtype=value)
 
 
 @pytest.mark.parametrize("value", [None, "float32", "float64"])
-def test_overlap_dtype_reaches_the_nms(monkeypatch, value):
+def test_overlap_dtype_reaches_the_nms(monkeypatch, value, tiny_config):
     from keras_ssd import nms
 
     seen = []
@@ -342,7 +333,7 @@ def test_overlap_dtype_reaches_the_nms(monkeypatch, value):
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow graphs")
-def test_float32_overlap_dtype_traces_no_float64_op():
+def test_float32_overlap_dtype_traces_no_float64_op(tiny_config):
     # What LiteRT needs (export builds its decoder this way): no float64
     # tensor anywhere in the graph, while loop bodies included.
     import tensorflow as tf

@@ -13,7 +13,7 @@ Pascal VOC XML. Put the export in this layout:
 Then:
 
     python examples/train_custom_dataset.py --data my_data --classes my_data/labels.txt \
-        --model mobilenetv2 --epochs 60 --out runs/custom
+        --model mobilenet_v2 --epochs 60 --out runs/custom
 
 No data at hand? `--make-synthetic` writes a small synthetic set first:
 
@@ -21,7 +21,7 @@ No data at hand? `--make-synthetic` writes a small synthetic set first:
         --classes /tmp/shapes/labels.txt --model tiny --epochs 8 --out runs/shapes
 
 Choosing a model: `tiny` (160 px, trains on a CPU, no pretrained weights),
-`mobilenetv2` (320 px, ImageNet backbone, a good default for small datasets
+`mobilenet_v2` (320 px, ImageNet backbone, a good default for small datasets
 on a GPU or a patient CPU), `ssd300` / `ssd512` (VGG16, the paper's models,
 for a GPU).
 """
@@ -34,11 +34,10 @@ import keras
 from keras_ssd.cli import parse_classes
 from keras_ssd.data import VOCDataset, make_synthetic_voc
 from keras_ssd.evaluation.evaluate import evaluate
+from keras_ssd import presets
 from keras_ssd.models import build_model
 from keras_ssd.training.fit import train_detector
 
-MODELS = {"tiny": "tiny", "mobilenetv2": "mobilenet_v2", "ssd300": "ssd300",
-          "ssd512": "ssd512"}
 
 
 def parse_args():
@@ -48,7 +47,7 @@ def parse_args():
                    help="class names: a comma list or a file with one per line")
     p.add_argument("--train-split", default="train")
     p.add_argument("--val-split", default="val")
-    p.add_argument("--model", choices=sorted(MODELS), default="mobilenetv2")
+    p.add_argument("--model", choices=presets.names(), default="mobilenet_v2")
     p.add_argument("--backbone-weights", default="imagenet",
                    help="'imagenet', 'none' or a weights file (not used by tiny)")
     p.add_argument("--epochs", type=int, default=60)
@@ -76,10 +75,10 @@ def main():
 
     keras.utils.set_random_seed(args.seed)
     kwargs = {"weight_decay": 5e-4}
-    if args.model != "tiny":
+    if presets.get(args.model).pretrained_backbone:
         weights = None if args.backbone_weights == "none" else args.backbone_weights
         kwargs["backbone_weights"] = weights
-    model = build_model(MODELS[args.model], class_names=class_names, **kwargs)
+    model = build_model(args.model, class_names=class_names, **kwargs)
 
     # Randomly initialised tiny models train faster with Adam; pretrained
     # backbones keep the paper's SGD recipe.

@@ -3,6 +3,7 @@ SSD model and a small synthetic VOC dataset."""
 
 import os
 
+import numpy as np
 import pytest
 
 # Keep TensorFlow's C++ start-up chatter out of test output (and out of the
@@ -65,3 +66,48 @@ def synthetic_voc(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic_voc") / "shapes"
     make_synthetic_voc(root, num_trainval=12, num_test=4, image_size=160, seed=3)
     return str(root)
+
+
+#: (width, height) of `ToyDataset`'s images.
+TOY_SIZES = [(120, 90), (200, 160), (64, 256), (160, 160), (333, 101)]
+
+
+class ToyDataset:
+    """Records-interface dataset; image i is filled with the value i + 1."""
+
+    def __init__(self, class_names=("cat", "dog"), sizes=TOY_SIZES):
+        self.class_names = tuple(class_names)
+        rng = np.random.default_rng(0)
+        self.records = []
+        for i, (w, h) in enumerate(sizes):
+            g = 1 + i % 3
+            xy = rng.uniform(0, 0.5, size=(g, 2)) * [w, h]
+            wh = rng.uniform(0.2, 0.45, size=(g, 2)) * [w, h]
+            self.records.append(
+                {
+                    "image_id": f"img{i}",
+                    "image_path": f"img{i}.jpg",
+                    "width": w,
+                    "height": h,
+                    "boxes": np.concatenate([xy, xy + wh], 1).astype("float32"),
+                    "labels": (np.arange(g) % len(self.class_names)).astype("int64"),
+                    "difficult": np.zeros((g,), bool),
+                }
+            )
+
+    def __len__(self):
+        return len(self.records)
+
+    def __getitem__(self, i):
+        return self.records[i]
+
+    def load_image(self, i):
+        r = self.records[i]
+        return np.full((r["height"], r["width"], 3), i + 1, dtype=np.uint8)
+
+
+@pytest.fixture(scope="session")
+def toy_dataset():
+    """The `ToyDataset` class: a records-interface dataset whose image i is
+    filled with the value i + 1 (`toy_dataset(class_names=..., sizes=...)`)."""
+    return ToyDataset

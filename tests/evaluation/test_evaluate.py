@@ -15,43 +15,6 @@ from keras_ssd.models import SSDTiny
 
 pytestmark = pytest.mark.backend
 
-SIZES = [(120, 90), (200, 160), (64, 256), (160, 160), (333, 101)]  # (width, height)
-
-
-class ToyDataset:
-    """Records-interface dataset; image i is filled with the value i + 1."""
-
-    def __init__(self, class_names=("cat", "dog"), sizes=SIZES):
-        self.class_names = tuple(class_names)
-        rng = np.random.default_rng(0)
-        self.records = []
-        for i, (w, h) in enumerate(sizes):
-            g = 1 + i % 3
-            xy = rng.uniform(0, 0.5, size=(g, 2)) * [w, h]
-            wh = rng.uniform(0.2, 0.45, size=(g, 2)) * [w, h]
-            self.records.append(
-                {
-                    "image_id": f"img{i}",
-                    "image_path": f"img{i}.jpg",
-                    "width": w,
-                    "height": h,
-                    "boxes": np.concatenate([xy, xy + wh], 1).astype("float32"),
-                    "labels": (np.arange(g) % len(self.class_names)).astype("int64"),
-                    "difficult": np.zeros((g,), bool),
-                }
-            )
-
-    def __len__(self):
-        return len(self.records)
-
-    def __getitem__(self, i):
-        return self.records[i]
-
-    def load_image(self, i):
-        r = self.records[i]
-        return np.full((r["height"], r["width"], 3), i + 1, dtype=np.uint8)
-
-
 class OraclePredictor(Predictor):
     """Reads the image index from the pixels and answers with its ground
     truth in normalised coordinates (optionally shifted), so that the whole
@@ -87,8 +50,8 @@ class OraclePredictor(Predictor):
         return {"boxes": boxes, "scores": conf, "labels": labels}
 
 
-def test_boxes_come_back_in_original_pixels_with_padded_batches():
-    ds = ToyDataset()
+def test_boxes_come_back_in_original_pixels_with_padded_batches(toy_dataset):
+    ds = toy_dataset()
     oracle = OraclePredictor(ds)
     dets = predict_dataset(oracle, ds, batch_size=2, verbose=0)
     # 5 images in batches of 2: the last batch is padded to keep one shape
@@ -100,8 +63,8 @@ def test_boxes_come_back_in_original_pixels_with_padded_batches():
         assert d["scores"].shape == (len(r["boxes"]),)  # padding rows dropped
 
 
-def test_evaluate_perfect_and_shifted_detections():
-    ds = ToyDataset()
+def test_evaluate_perfect_and_shifted_detections(toy_dataset):
+    ds = toy_dataset()
     result = evaluate(OraclePredictor(ds), ds, batch_size=3, verbose=0)
     assert result["mAP"] == pytest.approx(1.0)
     assert set(result["AP_by_name"]) == {"cat", "dog"}
@@ -111,8 +74,8 @@ def test_evaluate_perfect_and_shifted_detections():
     assert shifted["mAP"] == 0.0
 
 
-def test_evaluate_equals_voc_map_on_returned_detections():
-    ds = ToyDataset()
+def test_evaluate_equals_voc_map_on_returned_detections(toy_dataset):
+    ds = toy_dataset()
     result = evaluate(
         OraclePredictor(ds, shift=0.5, shift_odd_only=True), ds, batch_size=4, verbose=0,
         use_07_metric=False, return_detections=True,
@@ -122,8 +85,8 @@ def test_evaluate_equals_voc_map_on_returned_detections():
     assert 0.0 < result["mAP"] < 1.0
 
 
-def test_a_predictor_answering_with_0_1_keys_still_works_with_a_warning():
-    ds = ToyDataset()
+def test_a_predictor_answering_with_0_1_keys_still_works_with_a_warning(toy_dataset):
+    ds = toy_dataset()
 
     class OldKeys(OraclePredictor):
         def predict_batch(self, images):
@@ -137,15 +100,15 @@ def test_a_predictor_answering_with_0_1_keys_still_works_with_a_warning():
     assert set(result["detections"][0]) == {"boxes", "scores", "labels", "names"}
 
 
-def test_max_images_limits_the_ground_truth_too():
-    ds = ToyDataset()
+def test_max_images_limits_the_ground_truth_too(toy_dataset):
+    ds = toy_dataset()
     result = evaluate(OraclePredictor(ds), ds, max_images=2, verbose=0)
     assert result["num_images"] == 2
     assert result["mAP"] == pytest.approx(1.0)
 
 
-def test_progress_bar_is_shown(capsys):
-    ds = ToyDataset()
+def test_progress_bar_is_shown(capsys, toy_dataset):
+    ds = toy_dataset()
     evaluate(OraclePredictor(ds), ds, batch_size=2, verbose=1)
     assert "5/5" in capsys.readouterr().out
 
@@ -161,8 +124,8 @@ def test_resize_for_model_stretches_to_square():
 # ------------------------------------------------------- the real tiny SSD
 # (`tiny_model` is the shared fixture of tests/conftest.py: SSDTiny, 2 classes, seed 1)
 
-def test_real_tiny_model_batched_equals_one_by_one(tiny_model):
-    ds = ToyDataset(sizes=[(120, 90), (200, 160), (64, 256)])
+def test_real_tiny_model_batched_equals_one_by_one(tiny_model, toy_dataset):
+    ds = toy_dataset(sizes=[(120, 90), (200, 160), (64, 256)])
     result = evaluate(
         tiny_model, ds, batch_size=2, verbose=0, top_k=20, return_detections=True
     )
@@ -180,8 +143,8 @@ def test_real_tiny_model_batched_equals_one_by_one(tiny_model):
         assert (d["boxes"][:, 2] <= r["width"]).all() and (d["boxes"][:, 3] <= r["height"]).all()
 
 
-def test_inference_model_is_accepted_as_is(tiny_model):
-    ds = ToyDataset(sizes=[(120, 90), (64, 64)])
+def test_inference_model_is_accepted_as_is(tiny_model, toy_dataset):
+    ds = toy_dataset(sizes=[(120, 90), (64, 64)])
     detector = inference_model(tiny_model, top_k=15)
     predictor = Predictor(detector)
     assert predictor.detector is detector
@@ -191,21 +154,21 @@ def test_inference_model_is_accepted_as_is(tiny_model):
         np.testing.assert_allclose(x["boxes"], y["boxes"], atol=1e-3)
 
 
-def test_class_mismatch_is_a_clear_error(tiny_model):
+def test_class_mismatch_is_a_clear_error(tiny_model, toy_dataset):
     with pytest.raises(ValueError, match="dataset has 3 classes but the model predicts 2"):
-        evaluate(tiny_model, ToyDataset(class_names=("a", "b", "c")), verbose=0)
+        evaluate(tiny_model, toy_dataset(class_names=("a", "b", "c")), verbose=0)
     named = SSDTiny(num_classes=2, class_names=["dog", "cat"])
     with pytest.raises(ValueError, match="class names differ"):
-        evaluate(named, ToyDataset(class_names=("cat", "dog")), verbose=0)
+        evaluate(named, toy_dataset(class_names=("cat", "dog")), verbose=0)
 
 
-def test_bad_arguments(tiny_model):
+def test_bad_arguments(tiny_model, toy_dataset):
     with pytest.raises(ValueError, match="metric must be 'voc' or 'coco'"):
-        evaluate(tiny_model, ToyDataset(), metric="map")
+        evaluate(tiny_model, toy_dataset(), metric="map")
     with pytest.raises(ValueError, match="no load_image"):
         evaluate(tiny_model, [{"boxes": []}])
     with pytest.raises(ValueError, match="batch_size"):
-        evaluate(tiny_model, ToyDataset(), batch_size=0, verbose=0)
+        evaluate(tiny_model, toy_dataset(), batch_size=0, verbose=0)
     with pytest.raises(ValueError, match="keras.Model"):
         Predictor(object())
 
@@ -224,14 +187,14 @@ def test_coco_map_through_pycocotools():
     assert empty["mAP"] == 0.0
 
 
-def test_evaluate_with_coco_metric():
+def test_evaluate_with_coco_metric(toy_dataset):
     pytest.importorskip("pycocotools")
-    ds = ToyDataset()
+    ds = toy_dataset()
     r = evaluate(OraclePredictor(ds), ds, metric="coco", verbose=0)
     assert r["mAP"] == pytest.approx(1.0, abs=1e-6)
 
 
-def test_coco_metric_without_pycocotools_says_how_to_install(monkeypatch):
+def test_coco_metric_without_pycocotools_says_how_to_install(monkeypatch, toy_dataset):
     real_import = builtins.__import__
 
     def no_pycocotools(name, *args, **kwargs):
@@ -240,7 +203,7 @@ def test_coco_metric_without_pycocotools_says_how_to_install(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_pycocotools)
-    ds = ToyDataset()
+    ds = toy_dataset()
     with pytest.raises(ImportError, match=r"pip install 'keras-ssd\[coco\]'"):
         evaluate(OraclePredictor(ds), ds, metric="coco", verbose=0)
 

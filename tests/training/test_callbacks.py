@@ -115,7 +115,8 @@ def test_values_added_by_earlier_callbacks_reach_later_ones_and_history():
 
 
 # ------------------------------------------------ MeanAveragePrecision
-def test_mean_average_precision_feeds_val_map_to_checkpoint_and_history(tmp_path):
+def test_mean_average_precision_feeds_val_map_to_checkpoint_and_history(tmp_path,
+                                                                     toy_dataset):
     from keras_ssd.anchors import generate_anchors
     from keras_ssd.training.callbacks import MeanAveragePrecision, TrainingCheckpoint
     from keras_ssd.training.checkpoints import read_state
@@ -123,9 +124,8 @@ def test_mean_average_precision_feeds_val_map_to_checkpoint_and_history(tmp_path
     from keras_ssd.evaluation import evaluate
     from keras_ssd.losses import SSDLoss
     from keras_ssd.models import SSDTiny
-    from test_evaluate import ToyDataset
 
-    ds = ToyDataset(sizes=[(160, 160), (120, 90), (90, 120)])
+    ds = toy_dataset(sizes=[(160, 160), (120, 90), (90, 120)])
     keras.utils.set_random_seed(0)
     model = SSDTiny(num_classes=2)
     model.compile(optimizer=keras.optimizers.SGD(1e-3, momentum=0.9), loss=SSDLoss())

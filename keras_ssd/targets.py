@@ -174,4 +174,34 @@ def encode_targets(boxes, labels, anchors, iou_threshold=0.5,
     Raises:
         ValueError: on degenerate or non-finite boxes, or mismatched labels.
     """
-    return TargetEncoder(anchors, iou_threshold, variances)(boxes, labels, ignore)
+    return _cached_encoder(anchors, iou_threshold, variances)(boxes, labels, ignore)
+
+
+#: Encoders `encode_targets` built, newest last: `(anchors copy, threshold,
+#: variances, encoder)`. A few entries: programs use one or two anchor sets.
+_ENCODERS = []
+_ENCODERS_LOCK = threading.Lock()
+_MAX_ENCODERS = 4
+
+
+def _cached_encoder(anchors, iou_threshold, variances):
+    """The `TargetEncoder` for these anchors and settings, built once.
+
+    Entries are found by value (an `np.array_equal` on the anchors, about 20
+    us for SSD300's), so an array changed in place never gets a stale encoder.
+    The encoder itself is thread-safe; the lock only guards the list.
+    """
+    anchors = np.asarray(anchors, dtype=np.float32)
+    threshold = float(iou_threshold)
+    variances = tuple(float(v) for v in np.asarray(variances, dtype=np.float32).ravel())
+    with _ENCODERS_LOCK:
+        for i, (kept, t, v, encoder) in enumerate(_ENCODERS):
+            if t == threshold and v == variances and kept.shape == anchors.shape \
+                    and np.array_equal(kept, anchors):
+                _ENCODERS.append(_ENCODERS.pop(i))
+                return encoder
+    encoder = TargetEncoder(anchors, threshold, variances)  # validates the arguments
+    with _ENCODERS_LOCK:
+        _ENCODERS.append((anchors.copy(), threshold, variances, encoder))
+        del _ENCODERS[:-_MAX_ENCODERS]
+    return encoder

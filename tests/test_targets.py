@@ -137,3 +137,36 @@ def test_encoder_survives_pickling():
     clone = pickle.loads(pickle.dumps(enc))
     np.testing.assert_array_equal(clone(boxes, [2]), before)
     assert clone.num_classes == 20
+
+
+def test_encode_targets_reuses_one_encoder_per_anchor_set_by_value():
+    from keras_ssd.targets import _cached_encoder
+
+    anchors = generate_anchors(SSDConfig.tiny(3))
+    first = _cached_encoder(anchors, 0.5, (0.1, 0.1, 0.2, 0.2))
+    assert _cached_encoder(anchors.copy(), 0.5, [0.1, 0.1, 0.2, 0.2]) is first
+    assert _cached_encoder(anchors, 0.6, (0.1, 0.1, 0.2, 0.2)) is not first
+    changed = anchors.copy()
+    changed[0, 0] += 0.01  # the same array object changed in place must not hit
+    other = _cached_encoder(changed, 0.5, (0.1, 0.1, 0.2, 0.2))
+    assert other is not first
+    np.testing.assert_array_equal(other.anchors, changed)
+
+
+def test_encode_targets_from_many_threads_equals_the_encoder():
+    from concurrent.futures import ThreadPoolExecutor
+
+    config = SSDConfig.tiny(3)
+    anchors = generate_anchors(config)
+    encoder = TargetEncoder.from_config(config)
+    rng = np.random.default_rng(0)
+    cases = []
+    for _ in range(40):
+        g = int(rng.integers(1, 6))
+        xy = rng.uniform(0, 0.6, (g, 2))
+        boxes = np.concatenate([xy, xy + rng.uniform(0.05, 0.4, (g, 2))], 1)
+        cases.append((boxes.astype(np.float32), rng.integers(0, 3, g)))
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda c: encode_targets(c[0], c[1], anchors), cases))
+    for (boxes, labels), y in zip(cases, got):
+        np.testing.assert_array_equal(y, encoder(boxes, labels))

@@ -97,26 +97,9 @@ def default_extension(format):
 
 # ---------------------------------------------------------------- the model
 def split_detector(model):
-    """Split a training SSD or an inference model for export.
-
-    `keras_ssd.inference.split_detector`, the decoder discovery of the
-    inference path, with errors prefixed `export:`.
-
-    Args:
-        model: a keras-ssd training model (a `keras.Model` with an `SSDConfig`
-            `config`, output `(B, N, 4 + num_classes + 1)`), or an inference
-            model holding one `DecodeDetections` layer (e.g. from
-            `keras_ssd.inference_model`, also after `.keras` loading).
-
-    Returns:
-        `(predictor, config, decode_options)`: `predictor` maps images to the
-        decoder's inputs (the raw predictions, plus the priors for an
-        inference model), `config` is the `SSDConfig`, `decode_options` the
-        inference model's decoder settings (empty for a training model).
-
-    Raises:
-        ValueError: when the model is neither.
-    """
+    """`keras_ssd.inference.split_detector` (the inference path's decoder
+    discovery: `(predictor, config, decode_options)`), errors prefixed
+    `export:`."""
     from keras_ssd.inference.detector import split_detector as split
 
     try:

@@ -32,6 +32,7 @@ from keras_ssd.accel.winograd_conv import (
 )
 from keras_ssd.config import SSDConfig
 from keras_ssd.models.fast_predict import fast_path_applies, predict_arrays
+from keras_ssd.models.walk import iter_layers
 
 # model -> {(jit_compile, winograd): view}. Weak keys: a view refers to the
 # model's layers, never to the model, so a model no longer used goes away
@@ -246,16 +247,9 @@ def winograd_tiles(model):
     included: its `WinogradView` layers and the `WinogradConv2D` layers
     whose path is active here."""
     tiles = {}
-    seen = set()
-    stack = [model]
-    while stack:
-        layer = stack.pop()
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
+    for layer in iter_layers(model):
         if isinstance(layer, WinogradView):
             tiles[layer.conv.name] = layer.tile
         elif isinstance(layer, WinogradConv2D) and layer.active_tile:
             tiles[layer.name] = layer.active_tile
-        stack.extend(getattr(layer, "layers", None) or [])
     return tiles

@@ -57,15 +57,11 @@ def _check_dataset(dataset):
 
 
 def _detector(model, confidence_threshold, iou_threshold, top_k):
-    """A `Detector` as it is, else the cached one of `model`."""
-    if isinstance(model, Detector):
-        return model
-    if not isinstance(model, keras.Model):
-        raise ValueError(
-            f"evaluate: expected a keras.Model (keras-ssd training or inference model) "
-            f"or a Detector, got {type(model).__name__}"
-        )
-    return get_detector(model, confidence_threshold, iou_threshold, top_k)
+    """A `Detector` as it is, else the cached one of `model` (`get_detector`)."""
+    try:
+        return get_detector(model, confidence_threshold, iou_threshold, top_k)
+    except ValueError as e:
+        raise ValueError(f"evaluate: {e}") from None
 
 
 def predict_dataset(

@@ -263,6 +263,18 @@ def load_for_model(image, size):
 
 
 # ------------------------------------------------------------ pixels
+def load_batch(images, size):
+    """`load_for_model` over a list: `(batch, sizes)`, float32 `(B, H, W, 3)`
+    RGB 0..255 at `size = (height, width)` and the originals' `(width, height)`."""
+    height, width = size
+    batch = np.empty((len(images), height, width, 3), dtype=np.float32)
+    sizes = []
+    for i, image in enumerate(images):
+        batch[i], original = load_for_model(image, (height, width))
+        sizes.append(original)
+    return batch, sizes
+
+
 def to_pixels(out, index, width, height, names=None, score_threshold=None, top_k=None):
     """Image `index` of a batched decoder output, in that image's pixels.
 
@@ -383,13 +395,7 @@ class Detector:
             `(batch, sizes)`: float32 `(B, H, W, 3)` RGB 0..255 and the
             originals' `(width, height)`.
         """
-        height, width = self.input_hw
-        batch = np.empty((len(images), height, width, 3), dtype=np.float32)
-        sizes = []
-        for i, image in enumerate(images):
-            batch[i], size = load_for_model(image, (height, width))
-            sizes.append(size)
-        return batch, sizes
+        return load_batch(images, self.input_hw)
 
     def predict_batch(self, images):
         """Detect on a batch `(B, H, W, 3)` of RGB 0..255 images at the input size.

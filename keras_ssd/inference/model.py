@@ -6,19 +6,7 @@ import keras
 from keras_ssd.config import SSDConfig
 from keras_ssd.layers.anchor_boxes import AnchorBoxes
 from keras_ssd.layers.decode_detections import DecodeDetections
-
-
-def iter_layers(model):
-    """Yield `model` and every layer nested inside it, each once, depth first."""
-    seen = set()
-    stack = [model]
-    while stack:
-        layer = stack.pop()
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        yield layer
-        stack.extend(reversed(getattr(layer, "layers", None) or []))
+from keras_ssd.models.walk import iter_layers
 
 
 def get_config_from_model(model):

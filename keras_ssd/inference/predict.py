@@ -9,7 +9,7 @@ import numbers
 import numpy as np
 from PIL import Image
 
-from keras_ssd.inference.detector import Detector, get_detector, load_for_model
+from keras_ssd.inference.detector import Detector, get_detector, load_batch
 
 __all__ = ["predict_image", "predict_images", "preprocess_images", "get_detector"]
 
@@ -29,13 +29,7 @@ def preprocess_images(images, size):
         `(batch, original_sizes)`: float32 `(B, H, W, 3)` RGB 0..255 and a
         list of `(width, height)` of the originals.
     """
-    h, w = size
-    batch = np.empty((len(images), h, w, 3), dtype=np.float32)
-    sizes = []
-    for i, image in enumerate(images):
-        batch[i], original = load_for_model(image, (h, w))
-        sizes.append(original)
-    return batch, sizes
+    return load_batch(images, size)
 
 
 def predict_images(model, images, confidence_threshold=0.5, iou_threshold=0.45, top_k=200,

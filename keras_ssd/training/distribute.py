@@ -47,6 +47,7 @@ import os
 import keras
 
 from keras_ssd.losses import cross_replica_sum  # noqa: F401  (re-exported)
+from keras_ssd.models.walk import iter_layers
 
 __all__ = [
     "STRATEGIES",
@@ -270,14 +271,6 @@ def _portable_batchnorm_config(layer):
     object.__setattr__(layer, "get_config", get_config)
 
 
-def _iter_layers(model):
-    stack = list(getattr(model, "layers", []))
-    while stack:
-        layer = stack.pop()
-        yield layer
-        stack.extend(getattr(layer, "layers", []) or [])
-
-
 def prepare_model(model, strategy, sync_batchnorm=True):
     """Make a model built in `strategy_scope(strategy)` train like one device.
 
@@ -300,7 +293,7 @@ def prepare_model(model, strategy, sync_batchnorm=True):
         raise ValueError(f"sync_batchnorm must be True or False, got {sync_batchnorm!r}")
     if _backend() != "tensorflow" or num_replicas(strategy) == 1 or not sync_batchnorm:
         return model
-    for layer in _iter_layers(model):
+    for layer in iter_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization) and not layer.synchronized:
             layer.synchronized = True
             _portable_batchnorm_config(layer)

@@ -23,6 +23,112 @@ from typing import Mapping, Optional, Tuple
 
 
 @dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A training recipe: optimizer, learning-rate schedule and run length.
+
+    `train_detector` and `keras-ssd train` fill every option the caller
+    leaves unset from the recipe of the model's variant (`recipe_for`).
+
+    Attributes:
+        name: the recipe's name, printed at the start of a run.
+        optimizer: `"sgd"` (with momentum), `"adam"` or `"adamw"`.
+        learning_rate: the rate after warm-up.
+        weight_decay: for `"sgd"`/`"adam"` an L2 penalty on the convolution
+            kernels, built into the model (`weight_decay=` of the builders,
+            Caffe-style, so it passes through the momentum); for `"adamw"`
+            the optimizer's decoupled decay, applied to kernels only (not
+            to biases or batch-norm scales and offsets).
+        momentum: SGD momentum.
+        schedule: `"step"` (x0.1 at `decay_epochs`, default 2/3 and 5/6 of
+            the run) or `"cosine"` (to `final_lr_factor` of the rate at the
+            end of the run).
+        warmup_epochs: linear warm-up from `warmup_factor` of the rate.
+        warmup_factor: fraction of the rate at step 0.
+        final_lr_factor: cosine only: the rate at the end, as a fraction.
+        epochs: default run length.
+        batch_size: default images per step.
+        augmentation: `SSDAugmentation` options that differ from the
+            paper's (empty: the full Caffe recipe).
+        why: one line on where the recipe comes from.
+    """
+
+    name: str
+    optimizer: str
+    learning_rate: float
+    weight_decay: float
+    momentum: float = 0.9
+    schedule: str = "step"
+    warmup_epochs: float = 1.0
+    warmup_factor: float = 0.1
+    final_lr_factor: float = 0.0
+    epochs: int = 120
+    batch_size: int = 32
+    augmentation: Mapping = dataclasses.field(default_factory=dict)
+    why: str = ""
+
+    def replace(self, **changes):
+        """A copy with some fields changed (unknown names raise `TypeError`)."""
+        return dataclasses.replace(self, **changes)
+
+    def describe(self):
+        """One line: optimizer, rate, decay, schedule and length."""
+        parts = [f"{self.optimizer} lr {self.learning_rate:g}"]
+        if self.optimizer == "sgd":
+            parts.append(f"momentum {self.momentum:g}")
+        decay = "decoupled weight decay" if self.optimizer == "adamw" else "L2 on kernels"
+        parts.append(f"{decay} {self.weight_decay:g}")
+        parts.append(f"warm-up {self.warmup_epochs:g} epoch(s) from x{self.warmup_factor:g}")
+        if self.schedule == "cosine":
+            parts.append(f"cosine decay to x{self.final_lr_factor:g}")
+        else:
+            parts.append("x0.1 steps at 2/3 and 5/6 of the run")
+        parts.append(f"{self.epochs} epochs of batch {self.batch_size}")
+        if self.augmentation:
+            parts.append("augmentation " + ", ".join(
+                f"{k}={v}" for k, v in sorted(self.augmentation.items())))
+        return f"{self.name}: " + "; ".join(parts)
+
+
+#: The SSD paper's recipe (Liu et al. 2016; REFERENCE section 3) for a
+#: VGG16 that starts from ImageNet weights: SGD 1e-3, momentum 0.9, L2 5e-4,
+#: x0.1 at 80k and 100k of 120k iterations (2/3 and 5/6 of the run).
+PAPER_SGD = Recipe(
+    name="paper-sgd",
+    optimizer="sgd",
+    learning_rate=1e-3,
+    weight_decay=5e-4,
+    momentum=0.9,
+    schedule="step",
+    warmup_epochs=1.0,
+    warmup_factor=0.1,
+    epochs=120,
+    batch_size=32,
+    why="the SSD paper's recipe, for a VGG16 backbone that starts from ImageNet weights",
+)
+
+#: The recipe for a network that starts from random weights (the tiny model,
+#: or any backbone built without pretrained weights). See docs/training.md
+#: for the measurements behind each value.
+FROM_SCRATCH = Recipe(
+    name="from-scratch-adamw",
+    optimizer="adamw",
+    learning_rate=3e-3,
+    weight_decay=5e-4,
+    schedule="cosine",
+    warmup_epochs=1.0,
+    warmup_factor=0.1,
+    final_lr_factor=0.01,
+    epochs=60,
+    batch_size=32,
+    why="AdamW with warm-up and cosine decay: measured on the real-photo learning "
+        "benchmark (benchmarks/learning.py), where the paper's SGD barely moves a "
+        "network that starts from random weights",
+)
+
+RECIPES = {r.name: r for r in (PAPER_SGD, FROM_SCRATCH)}
+
+
+@dataclasses.dataclass(frozen=True)
 class Preset:
     """One named SSD variant.
 
@@ -39,6 +145,9 @@ class Preset:
         preprocessing: `ImagePreprocessing` mode its backbone expects.
         pretrained_backbone: whether `backbone_weights="imagenet"` exists.
         description: one line for docs and `--help`.
+        recipe: the default training recipe when the backbone starts from
+            pretrained weights (or has none to start from);
+        scratch_recipe: the one used when it starts from random weights.
     """
 
     name: str
@@ -51,6 +160,8 @@ class Preset:
     preprocessing: str = "tf"
     pretrained_backbone: bool = False
     description: str = ""
+    recipe: Recipe = FROM_SCRATCH
+    scratch_recipe: Recipe = FROM_SCRATCH
 
     @property
     def spellings(self):
@@ -76,6 +187,7 @@ _PRESETS = (
         preprocessing="caffe",
         pretrained_backbone=True,
         description="SSD300 on the reduced VGG16, the Caffe VOC geometry (8732 priors)",
+        recipe=PAPER_SGD,
     ),
     Preset(
         name="ssd512",
@@ -94,6 +206,7 @@ _PRESETS = (
         preprocessing="caffe",
         pretrained_backbone=True,
         description="SSD512 on the reduced VGG16, the Caffe VOC geometry (24564 priors)",
+        recipe=PAPER_SGD,
     ),
     Preset(
         name="mobilenet_v2",
@@ -178,3 +291,22 @@ def find(name) -> Optional[Preset]:
         return get(name)
     except ValueError:
         return None
+
+
+def recipe_for(name, pretrained=None) -> Recipe:
+    """The default training recipe of variant `name`.
+
+    Args:
+        name: a variant name or alias.
+        pretrained: whether the backbone starts from pretrained weights;
+            `None` means the variant's default (pretrained where it has
+            pretrained weights). A backbone started from random weights
+            gets the variant's `scratch_recipe`.
+
+    Returns:
+        A `Recipe`.
+    """
+    preset = get(name)
+    if pretrained is None:
+        pretrained = preset.pretrained_backbone
+    return preset.recipe if pretrained and preset.pretrained_backbone else preset.scratch_recipe

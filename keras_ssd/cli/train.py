@@ -47,23 +47,42 @@ def add_arguments(p):
                        help="backbone initialisation: 'imagenet' (Keras downloads the "
                             "weights), 'none' (random) or a .h5/.weights.h5 file "
                             "(default: imagenet; ignored by --model tiny)")
-    opt = p.add_argument_group("optimisation (SGD with momentum, the paper's recipe)")
-    opt.add_argument("--epochs", type=_positive_int, default=120,
-                     help="training epochs (default: 120)")
-    opt.add_argument("--batch-size", type=_positive_int, default=32,
-                     help="images per step (default: 32)")
-    opt.add_argument("--lr", type=_positive_float, default=1e-3,
-                     help="base learning rate (default: 0.001)")
-    opt.add_argument("--momentum", type=_unit_float, default=0.9,
-                     help="SGD momentum (default: 0.9)")
-    opt.add_argument("--weight-decay", type=_non_negative_float, default=5e-4,
-                     help="L2 weight decay on convolution kernels (default: 0.0005)")
-    opt.add_argument("--warmup-epochs", type=_non_negative_float, default=1.0,
-                     help="linear learning-rate warm-up length in epochs (default: 1)")
+    opt = p.add_argument_group(
+        "optimisation",
+        "Every option left unset comes from the model's recipe: the SSD paper's SGD "
+        "for SSD300/SSD512 from ImageNet VGG16, AdamW with warm-up and cosine decay "
+        "for a network that starts from random weights (the tiny model, or "
+        "--backbone-weights none). The run prints the recipe it uses; "
+        "docs/training.md says why each default is what it is.")
+    opt.add_argument("--recipe", choices=sorted(presets.RECIPES), default=None,
+                     help="start from this recipe instead of the model's")
+    opt.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default=None,
+                     help="sgd (with momentum), adam or adamw")
+    opt.add_argument("--epochs", type=_positive_int, default=None,
+                     help="training epochs (with --time-limit: at most this many)")
+    opt.add_argument("--time-limit", type=_positive_float, default=None, metavar="MINUTES",
+                     help="train for this many minutes of training time (validation "
+                          "excluded): the first epoch measures the speed, the "
+                          "learning-rate schedule is fitted to the epochs that fit, and "
+                          "the run stops and saves at the limit")
+    opt.add_argument("--batch-size", type=_positive_int, default=None,
+                     help="images per step")
+    opt.add_argument("--lr", type=_positive_float, default=None,
+                     help="learning rate after warm-up")
+    opt.add_argument("--momentum", type=_unit_float, default=None,
+                     help="SGD momentum")
+    opt.add_argument("--weight-decay", type=_non_negative_float, default=None,
+                     help="weight decay: an L2 penalty on convolution kernels for sgd "
+                          "and adam (as in the paper), decoupled for adamw (kernels only)")
+    opt.add_argument("--warmup-epochs", type=_non_negative_float, default=None,
+                     help="linear learning-rate warm-up length in epochs")
+    opt.add_argument("--schedule", choices=("step", "cosine"), default=None,
+                     help="step: x0.1 at --lr-decay-epochs; cosine: decay to a small "
+                          "floor at the end of the run")
     opt.add_argument("--lr-decay-epochs", default=None, metavar="E1,E2",
-                     help="epochs after which the learning rate is multiplied by 0.1 "
-                          "(default: at 2/3 and 5/6 of --epochs, as 80k and 100k of "
-                          "120k iterations)")
+                     help="step schedule: epochs after which the learning rate is "
+                          "multiplied by 0.1 (default: at 2/3 and 5/6 of the run, as "
+                          "80k and 100k of 120k iterations)")
     run = p.add_argument_group("run")
     run.add_argument("--checkpoint-dir", default="checkpoints", metavar="DIR",
                      help="where latest.keras and best.keras are written "
@@ -121,8 +140,12 @@ def run(args):
         _require_voc_split(args.val_data, args.val_split, "--val-data")
     class_names = parse_classes(args.classes)
     backbone_weights = _check_backbone_weights(args.backbone_weights, args.model)
+    recipe = resolve_cli_recipe(args, backbone_weights)
+    if args.lr_decay_epochs is not None and args.time_limit is not None and args.epochs is None:
+        raise CLIError("--lr-decay-epochs with --time-limit needs --epochs (the epochs "
+                       "are counted against it)", status=2)
     decay_epochs = (None if args.lr_decay_epochs is None
-                    else _parse_epochs_list(args.lr_decay_epochs, args.epochs))
+                    else _parse_epochs_list(args.lr_decay_epochs, recipe.epochs))
     _require_out_folder(args.checkpoint_dir, "--checkpoint-dir")
     latest = os.path.join(args.checkpoint_dir, "latest.keras")
     if args.resume and not os.path.isfile(latest):
@@ -143,16 +166,35 @@ def run(args):
 
     try:
         strategy = get_strategy(args.distribute)
-        check_global_batch_size(args.batch_size, strategy)
+        check_global_batch_size(recipe.batch_size, strategy)
     except ValueError as e:
         raise CLIError(f"--distribute {args.distribute}: {e}", status=2) from None
     with strategy_scope(strategy):
         return _train_in_scope(args, strategy, train_set, val_set, class_names,
-                               backbone_weights, decay_epochs, latest)
+                               backbone_weights, decay_epochs, latest, recipe)
+
+
+def resolve_cli_recipe(args, backbone_weights):
+    """The recipe of this run: the model's (or `--recipe`), with the options given.
+
+    Decided before TensorFlow is imported, so a bad combination fails fast.
+    """
+    base = (presets.RECIPES[args.recipe] if args.recipe
+            else presets.recipe_for(args.model, pretrained=backbone_weights is not None))
+    schedule = args.schedule
+    if schedule is None and args.lr_decay_epochs is not None:
+        schedule = "step"
+    changes = dict(optimizer=args.optimizer, learning_rate=args.lr, momentum=args.momentum,
+                   weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
+                   schedule=schedule, epochs=args.epochs, batch_size=args.batch_size)
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if set(changes) - {"epochs", "batch_size"}:
+        changes["name"] = f"{base.name} (changed)"
+    return base.replace(**changes)
 
 
 def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_weights,
-                    decay_epochs, latest):
+                    decay_epochs, latest, recipe):
     import time
 
     from keras_ssd.training.distribute import prepare_model
@@ -170,7 +212,11 @@ def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_we
     else:
         from keras_ssd.models import build_model
 
-        kwargs = {"weight_decay": args.weight_decay}
+        # SGD and Adam: the paper's L2 penalty, built into the kernels (it
+        # passes through the momentum, as in Caffe). AdamW: decoupled, in
+        # the optimizer.
+        coupled = recipe.weight_decay if recipe.optimizer != "adamw" else 0.0
+        kwargs = {"weight_decay": coupled}
         if presets.get(args.model).pretrained_backbone:
             kwargs["backbone_weights"] = backbone_weights
         model = build_model(args.model, class_names=class_names, **kwargs)
@@ -179,13 +225,24 @@ def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_we
           f"{model.config.image_size}px, {model.config.num_anchors} priors) on "
           f"{len(train_set)} images of {', '.join(args.data)}"
           + (f"; validating on {len(val_set)} images" if val_set is not None else ""))
+    if args.resume:
+        print("recipe: the checkpoint's optimizer and schedule continue")
+    else:
+        print(f"recipe {recipe.describe()}")
+        if recipe.why and "(changed)" not in recipe.name:
+            print(f"  ({recipe.why})")
+    if args.time_limit is not None:
+        print(f"time limit: {args.time_limit:g} min of training"
+              + (f", at most {args.epochs} epochs" if args.epochs else ""))
     start = time.perf_counter()
     history = train_detector(
-        model, train_set, epochs=args.epochs, batch_size=args.batch_size,
-        learning_rate=args.lr, momentum=args.momentum, warmup_epochs=args.warmup_epochs,
+        model, train_set, epochs=(args.epochs if args.time_limit is not None
+                                  else recipe.epochs),
         lr_decay_epochs=decay_epochs, val_dataset=val_set, eval_every=args.eval_every,
         checkpoint_dir=args.checkpoint_dir, initial_epoch=initial_epoch,
         augment=args.augment, workers=args.workers, seed=args.seed, verbose=1,
+        recipe=recipe, weight_decay=recipe.weight_decay if recipe.optimizer == "adamw" else 0.0,
+        time_limit=None if args.time_limit is None else 60.0 * args.time_limit,
     )
     seconds = time.perf_counter() - start
     logs = history.history

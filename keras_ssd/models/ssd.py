@@ -117,6 +117,9 @@ class SSD(keras.Model):
         self.architecture = architecture
         self.normalization = normalization
         self.weight_decay = float(weight_decay)
+        # Not part of the config (a saved model carries its weights): read by
+        # `train_detector` to pick the from-scratch or the pretrained recipe.
+        self.pretrained_backbone = backbone_weights is not None
         self.source_names = [name for name, _ in sources]
         if backbone_weights is not None:
             backbone.load_weights(self, backbone_weights)

@@ -4,7 +4,7 @@ schedules and multi-device distribution.
 - `fit.py`: `train_detector` and `make_optimizer`.
 - `callbacks.py`: `MeanAveragePrecision`, `StopOnNaN`, learning-rate logging.
 - `checkpoints.py`: `TrainingCheckpoint` and `resume`.
-- `schedules.py`: `WarmupPiecewiseDecay`.
+- `schedules.py`: `WarmupPiecewiseDecay`, `WarmupCosineDecay`.
 - `distribute.py`: strategies, global batch checks, sync batch norm.
 
 The names are loaded on first use, so importing one module (for example
@@ -26,6 +26,8 @@ _NAMES = {
     "TrainingCheckpoint": "checkpoints",
     "resume": "checkpoints",
     "WarmupPiecewiseDecay": "schedules",
+    "WarmupCosineDecay": "schedules",
+    "TimeLimit": "fit",
     "get_strategy": "distribute",
     "strategy_scope": "distribute",
     "prepare_model": "distribute",

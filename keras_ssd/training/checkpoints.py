@@ -366,7 +366,10 @@ class TrainingCheckpoint(keras.callbacks.Callback):
             )
             return
         total = (self.params or {}).get("epochs")
-        due = (epoch + 1) % self.save_every == 0 or (total is not None and epoch + 1 == total)
+        due = ((epoch + 1) % self.save_every == 0
+               or (total is not None and epoch + 1 == total)
+               # the run stops here (time limit, early stopping): keep its work
+               or bool(getattr(self.model, "stop_training", False)))
         value = _to_float(logs.get(self.monitor)) if self.save_best else None
         improved = (
             value is not None

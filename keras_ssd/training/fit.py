@@ -1,11 +1,19 @@
 """One function to train an SSD on a detection dataset: `train_detector`.
 
-It wires the pieces the way the paper trains: `SSDSequence` batches with
-the SSD augmentation, `SSDLoss`, SGD with momentum under a warm-up +
-piecewise-decay schedule (`WarmupPiecewiseDecay`), optional validation mAP
+It wires the pieces together: `SSDSequence` batches with the SSD
+augmentation, `SSDLoss`, the optimizer and learning-rate schedule of a
+training *recipe* (`keras_ssd.presets.Recipe`), optional validation mAP
 (`MeanAveragePrecision`), crash-safe checkpoints (`TrainingCheckpoint`), a
-non-finite-loss stop and learning-rate logging. The `keras-ssd train`
-command and the demo both call it; it is as useful from Python.
+non-finite-loss stop, learning-rate logging and an optional wall-clock
+budget (`time_limit`). The `keras-ssd train` command and the demo both call
+it; it is as useful from Python.
+
+Every option left at `None` comes from the recipe of the model's variant
+(`keras_ssd.presets.recipe_for`): the SSD paper's SGD recipe for SSD300 and
+SSD512 when their VGG16 starts from ImageNet weights, and AdamW with warm-up
+and cosine decay for networks that start from random weights (the tiny
+model, or any backbone built with `backbone_weights=None`). docs/training.md
+gives the measurements behind both.
 """
 
 import math
@@ -14,7 +22,22 @@ import time
 
 import keras
 
-__all__ = ["make_optimizer", "train_detector", "decay_steps_from_epochs"]
+from keras_ssd import presets
+
+__all__ = [
+    "TimeLimit",
+    "decay_steps_from_epochs",
+    "make_optimizer",
+    "resolve_recipe",
+    "train_detector",
+]
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("step", "cosine")
+
+# Variables AdamW leaves undecayed: biases and batch-norm scales/offsets
+# (decaying them only fights the normalisation).
+_NO_DECAY = ("bias", "gamma", "beta", "moving_mean", "moving_variance")
 
 
 def decay_steps_from_epochs(epochs, steps_per_epoch, lr_decay_epochs=None):
@@ -30,36 +53,112 @@ def decay_steps_from_epochs(epochs, steps_per_epoch, lr_decay_epochs=None):
 
 
 def make_optimizer(name="sgd", learning_rate=1e-3, momentum=0.9, total_steps=None,
-                   warmup_steps=0, boundaries=None, warmup_factor=0.1):
-    """SGD (momentum) or Adam under a linear warm-up then x0.1 step decay.
+                   warmup_steps=0, boundaries=None, warmup_factor=0.1,
+                   schedule="step", weight_decay=0.0, final_lr_factor=0.0):
+    """SGD (momentum), Adam or AdamW under a warm-up + decay schedule.
 
     Args:
-        name: `"sgd"` (the paper) or `"adam"`.
+        name: `"sgd"` (the paper), `"adam"` or `"adamw"`.
         learning_rate: the rate after warm-up.
-        momentum: SGD momentum (ignored by Adam).
-        total_steps: length of the run in optimizer steps (for the default
-            boundaries, 2/3 and 5/6 of it).
+        momentum: SGD momentum (ignored by Adam and AdamW).
+        total_steps: length of the run in optimizer steps (the cosine's end,
+            and the default step boundaries at 2/3 and 5/6 of it).
         warmup_steps: linear warm-up length.
-        boundaries: optimizer steps where the rate is multiplied by 0.1.
+        boundaries: `"step"` schedule: optimizer steps where the rate is
+            multiplied by 0.1.
         warmup_factor: fraction of the rate at step 0.
+        schedule: `"step"` (`WarmupPiecewiseDecay`) or `"cosine"`
+            (`WarmupCosineDecay`, which needs `total_steps`).
+        weight_decay: the optimizer's decoupled weight decay (AdamW's
+            defining feature; also accepted by SGD and Adam, where Keras
+            applies it the same decoupled way). Biases and batch-norm
+            variables are excluded. The paper's coupled L2 penalty is a
+            model option instead (`weight_decay=` of the model builders).
+        final_lr_factor: `"cosine"`: the rate at the end, as a fraction.
 
     Returns:
-        A `keras.optimizers.Optimizer` whose rate is a `WarmupPiecewiseDecay`.
-    """
-    from keras_ssd.training.schedules import WarmupPiecewiseDecay
+        A `keras.optimizers.Optimizer`.
 
-    if boundaries is None:
-        boundaries = [] if not total_steps else [
-            int(total_steps * 2 / 3), int(total_steps * 5 / 6)
-        ]
-    schedule = WarmupPiecewiseDecay(learning_rate, boundaries=boundaries,
-                                    warmup_steps=int(warmup_steps),
-                                    warmup_factor=warmup_factor)
+    Raises:
+        ValueError: an unknown optimizer or schedule, or a cosine schedule
+            without `total_steps`.
+    """
+    from keras_ssd.training.schedules import WarmupCosineDecay, WarmupPiecewiseDecay
+
+    name = str(name).lower()
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+    weight_decay = float(weight_decay or 0.0)
+    if not math.isfinite(weight_decay) or weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+    if schedule == "cosine":
+        if not total_steps:
+            raise ValueError("a cosine schedule needs total_steps (the length of the run)")
+        lr = WarmupCosineDecay(learning_rate, total_steps=max(int(total_steps), int(warmup_steps), 1),
+                               warmup_steps=int(warmup_steps), warmup_factor=warmup_factor,
+                               final_factor=final_lr_factor)
+    else:
+        if boundaries is None:
+            boundaries = [] if not total_steps else [
+                int(total_steps * 2 / 3), int(total_steps * 5 / 6)
+            ]
+        lr = WarmupPiecewiseDecay(learning_rate, boundaries=boundaries,
+                                  warmup_steps=int(warmup_steps),
+                                  warmup_factor=warmup_factor)
+    decay = weight_decay or None
     if name == "sgd":
-        return keras.optimizers.SGD(schedule, momentum=momentum)
-    if name == "adam":
-        return keras.optimizers.Adam(schedule)
-    raise ValueError(f"optimizer must be 'sgd' or 'adam', got {name!r}")
+        opt = keras.optimizers.SGD(lr, momentum=momentum, weight_decay=decay)
+    elif name == "adam":
+        opt = keras.optimizers.Adam(lr, weight_decay=decay)
+    else:
+        opt = keras.optimizers.AdamW(lr, weight_decay=weight_decay)
+    if weight_decay:
+        opt.exclude_from_weight_decay(var_names=list(_NO_DECAY))
+    return opt
+
+
+def resolve_recipe(model=None, recipe=None, **overrides):
+    """The recipe a run uses: a base recipe with the caller's choices on top.
+
+    Args:
+        model: a keras-ssd model; its variant (`model.architecture`) and
+            whether its backbone started from pretrained weights pick the
+            base recipe (`keras_ssd.presets.recipe_for`). Other models get
+            the from-scratch recipe.
+        recipe: a `Recipe` or the name of one (`keras_ssd.presets.RECIPES`)
+            to use as the base instead.
+        **overrides: `Recipe` fields; `None` values are ignored.
+
+    Returns:
+        A `keras_ssd.presets.Recipe`.
+    """
+    if recipe is None:
+        architecture = getattr(model, "architecture", None)
+        if architecture is not None and presets.find(architecture) is not None:
+            pretrained = getattr(model, "pretrained_backbone", None)
+            recipe = presets.recipe_for(architecture, pretrained=pretrained)
+        else:
+            recipe = presets.FROM_SCRATCH
+    elif isinstance(recipe, str):
+        if recipe not in presets.RECIPES:
+            raise ValueError(f"unknown recipe {recipe!r}; known: {', '.join(presets.RECIPES)}")
+        recipe = presets.RECIPES[recipe]
+    elif not isinstance(recipe, presets.Recipe):
+        raise ValueError(f"recipe must be a Recipe or a recipe name, got {recipe!r}")
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if "optimizer" in changes:
+        changes["optimizer"] = str(changes["optimizer"]).lower()
+        if changes["optimizer"] not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, "
+                             f"got {overrides['optimizer']!r}")
+    if changes.get("schedule", recipe.schedule) not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, "
+                         f"got {changes['schedule']!r}")
+    if changes and (set(changes) - {"epochs", "batch_size"}):
+        changes.setdefault("name", f"{recipe.name} (changed)")
+    return recipe.replace(**changes) if changes else recipe
 
 
 class _EpochTimer(keras.callbacks.Callback):
@@ -67,36 +166,132 @@ class _EpochTimer(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
+        self._last = self._start
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._last = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["epoch_seconds"] = time.perf_counter() - self._start
+            logs["epoch_seconds"] = self._last - self._start
 
 
-def train_detector(model, train_dataset, epochs, batch_size=32, learning_rate=1e-3,
-                   optimizer="sgd", momentum=0.9, warmup_epochs=1.0, lr_decay_epochs=None,
+class TimeLimit(keras.callbacks.Callback):
+    """Stops training once its training time reaches `seconds`.
+
+    Only time inside epochs counts (from the start of an epoch to its last
+    batch), so validation and checkpoint writing at the end of an epoch come
+    on top of the budget. The check runs after every batch; a stopped epoch
+    still ends normally, so `TrainingCheckpoint` saves it.
+
+    It also records the time per step of the steps after the first
+    (`step_seconds`: the first includes tracing), which `train_detector`
+    uses to fit the run's schedule into the budget.
+
+    Args:
+        seconds: the budget, > 0.
+        verbose: print a line when it stops the run.
+    """
+
+    def __init__(self, seconds, verbose=0):
+        super().__init__()
+        seconds = float(seconds)
+        if not math.isfinite(seconds) or seconds <= 0:
+            raise ValueError(f"TimeLimit: seconds must be positive, got {seconds!r}")
+        self.seconds = seconds
+        self.verbose = verbose
+        self.spent = 0.0
+        self.stopped_epoch = None
+        self._steps = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+        self._epoch_spent = 0.0
+        self._epoch_steps = 0
+        self._steps = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if not self._epoch_steps:
+            self._epoch_first_step = now
+        self._epoch_steps += 1
+        self._steps.append(now)
+        self._epoch_spent = now - self._epoch_start
+        if self.spent + self._epoch_spent >= self.seconds:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.spent += self._epoch_spent
+        if self.model.stop_training and self.spent >= self.seconds:
+            self.stopped_epoch = epoch
+            if self.verbose:
+                print(f"time limit of {self.seconds / 60:.1f} min reached in epoch {epoch + 1}")
+
+    @property
+    def step_seconds(self):
+        """Median time of the recorded steps after the first, or `None`."""
+        gaps = sorted(b - a for a, b in zip(self._steps, self._steps[1:]))
+        return gaps[len(gaps) // 2] if gaps else None
+
+    def epoch_seconds_estimate(self, steps_per_epoch):
+        """Expected training time of a later epoch, from the last one timed.
+
+        The last epoch's time with its first step (tracing, loader start-up)
+        replaced by a median step, or `None` before any step.
+        """
+        step = self.step_seconds
+        if step is None or not self._steps:
+            return None
+        first = self._epoch_first_step - self._epoch_start
+        if self._epoch_steps >= steps_per_epoch:
+            return max(step * steps_per_epoch, self._epoch_spent - first + step)
+        return step * steps_per_epoch
+
+    @property
+    def remaining(self):
+        return max(0.0, self.seconds - self.spent)
+
+
+def _retime_schedule(optimizer, recipe, epochs, steps_per_epoch, lr_decay_epochs):
+    """Stretch or shrink the schedule of `optimizer` to `epochs` epochs."""
+    from keras_ssd.training.schedules import WarmupCosineDecay, WarmupPiecewiseDecay
+
+    schedule = getattr(optimizer, "_learning_rate", None)
+    total = int(epochs) * steps_per_epoch
+    if isinstance(schedule, WarmupCosineDecay):
+        schedule.total_steps = max(total, schedule.warmup_steps, 1)
+    elif isinstance(schedule, WarmupPiecewiseDecay):
+        schedule.boundaries = decay_steps_from_epochs(epochs, steps_per_epoch, lr_decay_epochs)
+
+
+def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_rate=None,
+                   optimizer=None, momentum=None, warmup_epochs=None, lr_decay_epochs=None,
                    val_dataset=None, eval_every=1, checkpoint_dir=None, initial_epoch=0,
                    augment=True, augmentation=None, workers=2, seed=0, callbacks=None,
-                   jit_compile=None, verbose=1):
+                   jit_compile=None, verbose=1, weight_decay=None, schedule=None,
+                   recipe=None, time_limit=None):
     """Train an SSD on a detection dataset.
+
+    Every optimisation option left at `None` comes from the recipe (see
+    `resolve_recipe`): by default the one of the model's variant.
 
     Args:
         model: an SSD model (`SSD300`, `SSDTiny`, ...). If it is already
             compiled with an optimizer (e.g. returned by
-            `keras_ssd.training.checkpoints.resume`), that optimizer and its state are
-            kept and `learning_rate`, `optimizer`, `momentum`, `warmup_epochs`
-            and `lr_decay_epochs` are ignored.
+            `keras_ssd.training.checkpoints.resume`), that optimizer and its
+            state are kept and the optimisation options are ignored.
         train_dataset: a detection dataset (`VOCDataset`, `COCODataset`, ...)
             with the model's classes.
-        epochs: total number of epochs (including `initial_epoch` ones).
-        batch_size: images per step.
-        learning_rate: rate after warm-up; x0.1 at each `lr_decay_epochs`.
-        optimizer: `"sgd"` (momentum, the paper) or `"adam"`.
+        epochs: total number of epochs (including `initial_epoch` ones);
+            default the recipe's, or as many as fit in `time_limit`.
+        batch_size: images per step (default: the recipe's).
+        learning_rate: rate after warm-up.
+        optimizer: `"sgd"` (momentum, the paper), `"adam"` or `"adamw"`.
         momentum: SGD momentum.
-        warmup_epochs: linear warm-up from 0.1x the rate, in epochs (may be
-            fractional).
-        lr_decay_epochs: epochs after which the rate is multiplied by 0.1;
-            default 2/3 and 5/6 of `epochs`.
+        warmup_epochs: linear warm-up length in epochs (may be fractional).
+        lr_decay_epochs: `"step"` schedule: epochs after which the rate is
+            multiplied by 0.1; default 2/3 and 5/6 of `epochs`. Giving them
+            selects the step schedule when `schedule` is not given.
         val_dataset: optional dataset for `val_mAP` (VOC07 11-point) every
             `eval_every` epochs and at the end.
         eval_every: int.
@@ -104,7 +299,8 @@ def train_detector(model, train_dataset, epochs, batch_size=32, learning_rate=1e
             (by `val_mAP` when there is a validation set) and `state.json`.
         initial_epoch: epoch to start from (resuming).
         augment: bool, the SSD data augmentation.
-        augmentation: optional `SSDAugmentation` options dict.
+        augmentation: optional `SSDAugmentation` options, on top of the
+            recipe's.
         workers: data-loading threads (0 loads in the training thread).
         seed: int, for the shuffling and augmentation order.
         callbacks: extra Keras callbacks (they run after the built-in ones
@@ -112,11 +308,23 @@ def train_detector(model, train_dataset, epochs, batch_size=32, learning_rate=1e
         jit_compile: `None` for the measured default of
             `keras_ssd.accel.runtime` (no XLA on CPU).
         verbose: Keras verbosity (1: progress bar, 2: one line per epoch).
+        weight_decay: the optimizer's decoupled weight decay (default: the
+            recipe's for AdamW, 0 otherwise: SGD's paper decay is the
+            model's L2 penalty, set when the model is built).
+        schedule: `"step"` or `"cosine"`.
+        recipe: a `Recipe` or recipe name to start from instead of the
+            model's.
+        time_limit: optional training-time budget in seconds (validation
+            excluded). The first epoch measures the speed; the schedule is
+            then fitted to the number of epochs that fit in the budget (at
+            most `epochs` when given), and training stops at the limit
+            either way.
 
     Returns:
         The Keras `History`; `history.history` holds `loss`,
         `learning_rate`, `epoch_seconds` and, with a validation set,
-        `val_mAP` per epoch.
+        `val_mAP` per epoch. `history.recipe` is the `Recipe` used
+        (`None` for a model that came compiled).
     """
     from keras_ssd.training.callbacks import LearningRateLogger, MeanAveragePrecision, StopOnNaN
     from keras_ssd.training.checkpoints import TrainingCheckpoint
@@ -124,22 +332,44 @@ def train_detector(model, train_dataset, epochs, batch_size=32, learning_rate=1e
     from keras_ssd.losses import SSDLoss
     from keras_ssd.accel.runtime import apply_runtime_defaults, compile_defaults
 
-    if int(epochs) < 1:
+    compiled = getattr(model, "optimizer", None) is not None and getattr(model, "compiled", False)
+    if schedule is None and lr_decay_epochs is not None:
+        schedule = "step"
+    used = resolve_recipe(model, recipe, optimizer=optimizer, learning_rate=learning_rate,
+                          momentum=momentum, warmup_epochs=warmup_epochs, schedule=schedule,
+                          epochs=epochs, batch_size=batch_size)
+    if weight_decay is None:
+        weight_decay = used.weight_decay if used.optimizer == "adamw" else 0.0
+    used = used.replace(weight_decay=float(weight_decay)) if used.optimizer == "adamw" else used
+    if time_limit is not None:
+        time_limit = float(time_limit)
+        if not math.isfinite(time_limit) or time_limit <= 0:
+            raise ValueError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
+    max_epochs = int(used.epochs) if epochs is None and time_limit is None else (
+        None if epochs is None else int(epochs))
+    if max_epochs is not None and max_epochs < 1:
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-    if initial_epoch >= epochs:
+    if max_epochs is not None and initial_epoch >= max_epochs:
         raise ValueError(
-            f"nothing to do: the run is at epoch {initial_epoch} of {epochs}; raise --epochs"
+            f"nothing to do: the run is at epoch {initial_epoch} of {max_epochs}; raise --epochs"
         )
+    options = dict(used.augmentation)
+    options.update(augmentation or {})
     loader = {"workers": int(workers), "use_multiprocessing": False} if workers else {}
-    sequence = SSDSequence(train_dataset, model.config, batch_size=batch_size,
-                           augment=augment, seed=seed, augmentation=augmentation, **loader)
+    sequence = SSDSequence(train_dataset, model.config, batch_size=int(used.batch_size),
+                           augment=augment, seed=seed, augmentation=options or None, **loader)
     steps_per_epoch = len(sequence)
-    if getattr(model, "optimizer", None) is None or not getattr(model, "compiled", False):
-        total = int(epochs) * steps_per_epoch
+    # Before the first epoch has been timed, a time-limited run plans for
+    # the recipe's length (or `epochs`); the schedule is refitted after it.
+    planned = max_epochs if max_epochs is not None else int(used.epochs)
+    if not compiled:
         opt = make_optimizer(
-            optimizer, learning_rate, momentum, total_steps=total,
-            warmup_steps=int(math.ceil(warmup_epochs * steps_per_epoch)),
-            boundaries=decay_steps_from_epochs(epochs, steps_per_epoch, lr_decay_epochs),
+            used.optimizer, used.learning_rate, used.momentum,
+            total_steps=planned * steps_per_epoch,
+            warmup_steps=int(math.ceil(used.warmup_epochs * steps_per_epoch)),
+            boundaries=decay_steps_from_epochs(planned, steps_per_epoch, lr_decay_epochs),
+            warmup_factor=used.warmup_factor, schedule=used.schedule,
+            weight_decay=weight_decay, final_lr_factor=used.final_lr_factor,
         )
         model.compile(**compile_defaults(jit_compile, optimizer=opt, loss=SSDLoss()))
     else:
@@ -149,10 +379,11 @@ def train_detector(model, train_dataset, epochs, batch_size=32, learning_rate=1e
     if initial_epoch:
         sequence.set_epoch(initial_epoch)
 
-    cbs = [_EpochTimer()]
+    limit = TimeLimit(time_limit, verbose=1 if verbose else 0) if time_limit else None
+    cbs = [_EpochTimer()] + ([limit] if limit else [])
     if val_dataset is not None:
         cbs.append(MeanAveragePrecision(val_dataset, every=eval_every,
-                                        batch_size=max(8, min(32, batch_size)),
+                                        batch_size=max(8, min(32, int(used.batch_size))),
                                         verbose=1 if verbose else 0))
     cbs += [LearningRateLogger(), StopOnNaN()]
     if checkpoint_dir is not None:
@@ -161,5 +392,35 @@ def train_detector(model, train_dataset, epochs, batch_size=32, learning_rate=1e
                                       monitor="val_mAP" if val_dataset is not None else None,
                                       verbose=1 if verbose else 0))
     cbs += list(callbacks or [])
-    return model.fit(sequence, epochs=int(epochs), initial_epoch=int(initial_epoch),
-                     callbacks=cbs, verbose=verbose, shuffle=False)
+    fit = dict(callbacks=cbs, verbose=verbose, shuffle=False)
+    if limit is None:
+        history = model.fit(sequence, epochs=planned, initial_epoch=int(initial_epoch), **fit)
+        history.recipe = None if compiled else used
+        return history
+
+    # Time-limited: one epoch to measure the step time, then the rest of the
+    # budget with the schedule fitted to it.
+    first = model.fit(sequence, epochs=int(initial_epoch) + 1,
+                      initial_epoch=int(initial_epoch), **fit)
+    logs = {k: list(v) for k, v in first.history.items()}
+    done = int(initial_epoch) + len(logs.get("loss", []))
+    per_epoch = limit.epoch_seconds_estimate(steps_per_epoch)
+    if not model.stop_training and per_epoch:
+        # 3% margin: the schedule should end inside the budget, not be cut.
+        more = int(0.97 * limit.remaining / per_epoch)
+        total = done + more if max_epochs is None else min(max_epochs, done + more)
+        if total > done:
+            if not compiled:
+                _retime_schedule(model.optimizer, used, total, steps_per_epoch,
+                                 lr_decay_epochs)
+                model.train_function = None  # trace again with the new schedule
+            rest = model.fit(sequence, epochs=total, initial_epoch=done, **fit)
+            for key, values in rest.history.items():
+                logs.setdefault(key, [None] * (done - int(initial_epoch)))
+                logs[key].extend(values)
+            first.epoch = list(first.epoch) + list(rest.epoch)
+            done = total
+    first.history = logs
+    first.recipe = None if compiled else used.replace(epochs=done)
+    first.time_limit = limit
+    return first

@@ -134,3 +134,102 @@ class WarmupPiecewiseDecay(keras.optimizers.schedules.LearningRateSchedule):
             "warmup_factor": self.warmup_factor,
             "name": self.name,
         }
+
+
+@keras.saving.register_keras_serializable(package="keras_ssd")
+class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up, then a half-cosine decay to a floor at `total_steps`.
+
+    The usual recipe for networks trained from random weights: during
+    warm-up (`step < warmup_steps`) the rate rises linearly from
+    `base_lr * warmup_factor` to `base_lr`; then it follows
+    `final + (base_lr - final) * (1 + cos(pi * t)) / 2` with `t` going from
+    0 at the end of warm-up to 1 at `total_steps` (`final = base_lr *
+    final_factor`), and stays at `final` after that.
+
+    `total_steps` may be changed after construction (`train_detector` does
+    so when it fits a run into a time limit); functions already traced keep
+    the old value until they are traced again.
+
+    Args:
+        base_lr: float, the peak learning rate.
+        total_steps: int, the optimizer step at which the decay ends.
+        warmup_steps: int, length of the linear warm-up (0 = none).
+        warmup_factor: float in (0, 1], fraction of `base_lr` at step 0.
+        final_factor: float in [0, 1], fraction of `base_lr` at the end.
+        name: optional name.
+
+    Call arguments:
+        step: the optimizer iteration (scalar tensor or int).
+
+    Returns:
+        A float32 scalar learning rate.
+
+    Example:
+
+    >>> schedule = WarmupCosineDecay(3e-3, total_steps=1000, warmup_steps=50)
+    >>> optimizer = keras.optimizers.AdamW(schedule, weight_decay=5e-4)
+    >>> round(float(schedule(525)), 6)   # half way through the decay
+    0.0015
+    """
+
+    def __init__(self, base_lr=3e-3, total_steps=10000, warmup_steps=0,
+                 warmup_factor=0.1, final_factor=0.0, name=None):
+        super().__init__()
+        base_lr = float(base_lr)
+        if not math.isfinite(base_lr) or base_lr <= 0:
+            raise ValueError(f"WarmupCosineDecay: base_lr must be positive, got {base_lr}")
+        warmup_steps = int(warmup_steps)
+        if warmup_steps < 0:
+            raise ValueError(
+                f"WarmupCosineDecay: warmup_steps must be >= 0, got {warmup_steps}")
+        warmup_factor = float(warmup_factor)
+        if not 0.0 < warmup_factor <= 1.0:
+            raise ValueError(
+                f"WarmupCosineDecay: warmup_factor must lie in (0, 1], got {warmup_factor}")
+        final_factor = float(final_factor)
+        if not 0.0 <= final_factor <= 1.0:
+            raise ValueError(
+                f"WarmupCosineDecay: final_factor must lie in [0, 1], got {final_factor}")
+        self.base_lr = base_lr
+        self.warmup_steps = warmup_steps
+        self.warmup_factor = warmup_factor
+        self.final_factor = final_factor
+        self.name = name
+        self.total_steps = total_steps
+
+    @property
+    def total_steps(self):
+        """The step at which the cosine reaches its floor."""
+        return self._total_steps
+
+    @total_steps.setter
+    def total_steps(self, value):
+        value = int(value)
+        if value < 1 or value < self.warmup_steps:
+            raise ValueError(
+                f"WarmupCosineDecay: total_steps must be >= max(1, warmup_steps="
+                f"{self.warmup_steps}), got {value}")
+        self._total_steps = value
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        final = self.base_lr * self.final_factor
+        span = float(max(1, self.total_steps - self.warmup_steps))
+        t = ops.clip((step - float(self.warmup_steps)) / span, 0.0, 1.0)
+        lr = final + (self.base_lr - final) * 0.5 * (1.0 + ops.cos(math.pi * t))
+        if self.warmup_steps > 0:
+            alpha = ops.minimum(step / float(self.warmup_steps), 1.0)
+            warm = self.base_lr * (self.warmup_factor + (1.0 - self.warmup_factor) * alpha)
+            lr = ops.where(step < float(self.warmup_steps), warm, lr)
+        return lr
+
+    def get_config(self):
+        return {
+            "base_lr": self.base_lr,
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+            "warmup_factor": self.warmup_factor,
+            "final_factor": self.final_factor,
+            "name": self.name,
+        }

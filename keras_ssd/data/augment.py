@@ -307,16 +307,27 @@ def sample_crop(rng, width, height, boxes, min_ious=DEFAULT_MIN_IOUS,
     boxes = _as_boxes(boxes)
     found = [None] if whole_image else []
     constraints = [float(v) for v in min_ious] + ([None] if any_patch else [])
-    for min_iou in constraints:
-        patches = _sample_patches(rng, width, height, max_trials, scale_range, aspect_range)
-        if boxes.shape[0]:
-            valid = _centres_inside(boxes, patches).any(axis=1)
-            if min_iou is not None:
-                valid &= (iou(patches.astype(np.float64), boxes) >= min_iou).any(axis=1)
-        else:
-            valid = np.full(len(patches), min_iou is None)
-        if valid.any():
-            found.append(tuple(int(v) for v in patches[int(np.argmax(valid))]))
+    if not constraints:
+        return found[int(rng.integers(len(found)))] if found else None
+    # All options' trials in one draw: the generator yields the same numbers
+    # as one draw per option, in the same order, so the result is the same.
+    trials = int(max_trials)
+    patches = _sample_patches(rng, width, height, trials * len(constraints),
+                              scale_range, aspect_range)
+    n_opt = len(constraints)
+    if boxes.shape[0]:
+        valid = _centres_inside(boxes, patches)
+        # best IoU of each patch with any box, compared per option
+        best = (iou(patches.astype(np.float64), boxes)).max(axis=1)
+        needed = np.array([-np.inf if m is None else m for m in constraints])
+        valid = valid.any(axis=1).reshape(n_opt, trials) & (
+            best.reshape(n_opt, trials) >= needed[:, None])
+    else:
+        valid = np.repeat(np.array([m is None for m in constraints])[:, None], trials, axis=1)
+    patches = patches.reshape(n_opt, trials, 4)
+    for option in range(n_opt):
+        if valid[option].any():
+            found.append(tuple(int(v) for v in patches[option, int(np.argmax(valid[option]))]))
     if not found:
         return None
     return found[int(rng.integers(len(found)))]

@@ -15,6 +15,23 @@ from keras_ssd.targets import TargetEncoder
 _SHUFFLE_STREAM = 0x5EED
 _ITEM_STREAM = 0xA11
 
+#: `cache_images="auto"` keeps the decoded images in memory when they take
+#: at most this many bytes (PIL holds RGB at 4 bytes a pixel).
+CACHE_BUDGET_BYTES = 1 << 30
+
+
+def decoded_bytes(dataset):
+    """Bytes the decoded images of `dataset` take in memory (PIL RGB), or
+    `None` when some record does not state its size."""
+    total = 0
+    for i in range(len(dataset)):
+        rec = dataset[i]
+        w, h = rec.get("width"), rec.get("height")
+        if not w or not h:
+            return None
+        total += 4 * int(w) * int(h)
+    return total
+
 
 def _load_source(dataset, index, reduce_factor):
     loader = getattr(dataset, "load_pil_image", None)
@@ -149,6 +166,11 @@ class SSDSequence(keras.utils.PyDataset):
             default they are ordinary positives, as in Caffe SSD training.
         iou_threshold: matching threshold of the target encoder.
         on_error: `"raise"` or `"skip"`.
+        cache_images: keep every decoded image in memory after its first
+            use (`True`), never (`False`), or when they fit in
+            `CACHE_BUDGET_BYTES` (`"auto"`, what `train_detector` uses).
+            Cached images are decoded at full size; augmentations are still
+            drawn fresh for every epoch.
         **kwargs: `keras.utils.PyDataset` options: `workers`,
             `use_multiprocessing`, `max_queue_size`.
 
@@ -161,7 +183,7 @@ class SSDSequence(keras.utils.PyDataset):
 
     def __init__(self, dataset, config, batch_size=32, augment=False, shuffle=None,
                  seed=None, augmentation=None, ignore_difficult=False,
-                 iou_threshold=0.5, on_error="raise", **kwargs):
+                 iou_threshold=0.5, on_error="raise", cache_images=False, **kwargs):
         super().__init__(**kwargs)
         if isinstance(config, dict):
             config = SSDConfig.from_dict(config)
@@ -204,6 +226,13 @@ class SSDSequence(keras.utils.PyDataset):
         self.encoder = self._make_encoder()
         self.epoch = 0
         self.load_errors = 0
+        if cache_images not in (True, False, "auto"):
+            raise ValueError(f"cache_images must be True, False or 'auto', got {cache_images!r}")
+        if cache_images == "auto":
+            size = decoded_bytes(dataset)
+            cache_images = size is not None and size <= CACHE_BUDGET_BYTES
+        self.cache_images = bool(cache_images)
+        self._cache = {}
 
     def _make_encoder(self):
         # Built once per process: priors from the model's config.
@@ -216,9 +245,10 @@ class SSDSequence(keras.utils.PyDataset):
 
     def __getstate__(self):
         # The encoder holds per-thread scratch buffers that do not pickle;
-        # worker processes started by "spawn" rebuild it.
+        # worker processes started by "spawn" rebuild it (and their cache).
         state = self.__dict__.copy()
         state.pop("encoder", None)
+        state["_cache"] = {}
         return state
 
     def __setstate__(self, state):
@@ -268,7 +298,7 @@ class SSDSequence(keras.utils.PyDataset):
             plan = self.augmentation.sample(rec["width"], rec["height"], rec["boxes"], rng)
         else:
             plan = resize_plan(rec["width"], rec["height"], rec["boxes"], self.image_size)
-        image, k = _load_source(self.dataset, int(record_index), plan.reduce_factor)
+        image, k = self._source(int(record_index), plan.reduce_factor)
         image = apply_plan(image, plan, k, self.augmentation.mean)
         labels = np.asarray(rec["labels"])[plan.keep]
         ignore = None
@@ -276,6 +306,17 @@ class SSDSequence(keras.utils.PyDataset):
             ignore = np.asarray(rec["difficult"], dtype=bool)[plan.keep]
         targets = self.encoder(plan.normalized_boxes, labels, ignore)
         return image, targets
+
+    def _source(self, record_index, reduce_factor):
+        if not self.cache_images:
+            return _load_source(self.dataset, record_index, reduce_factor)
+        image = self._cache.get(record_index)
+        if image is None:
+            image, _ = _load_source(self.dataset, record_index, 1)
+            if hasattr(image, "load"):
+                image.load()
+            self._cache[record_index] = image  # one dict store: safe across threads
+        return image, 1
 
     def _record_path(self, record_index):
         try:

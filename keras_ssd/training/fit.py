@@ -357,7 +357,8 @@ def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_
     options.update(augmentation or {})
     loader = {"workers": int(workers), "use_multiprocessing": False} if workers else {}
     sequence = SSDSequence(train_dataset, model.config, batch_size=int(used.batch_size),
-                           augment=augment, seed=seed, augmentation=options or None, **loader)
+                           augment=augment, seed=seed, augmentation=options or None,
+                           cache_images="auto", **loader)
     steps_per_epoch = len(sequence)
     # Before the first epoch has been timed, a time-limited run plans for
     # the recipe's length (or `epochs`); the schedule is refitted after it.

@@ -105,6 +105,28 @@ def test_each_crop_option_enforces_its_iou(min_iou):
     assert hits > 0
 
 
+def _crop_one_option_at_a_time(rng, width, height, boxes, min_ious, max_trials=50):
+    """Caffe's sampler written the plain way: one draw of trials per option."""
+    found = [None]
+    for min_iou in list(min_ious) + [None]:
+        patches = A._sample_patches(rng, width, height, max_trials, (0.3, 1.0), (0.5, 2.0))
+        valid = A._centres_inside(boxes, patches).any(axis=1)
+        if min_iou is not None:
+            valid &= (iou(patches.astype(np.float64), boxes) >= min_iou).any(axis=1)
+        if valid.any():
+            found.append(tuple(int(v) for v in patches[int(np.argmax(valid))]))
+    return found[int(rng.integers(len(found)))]
+
+
+def test_crop_sampler_draws_all_options_at_once_with_the_same_result():
+    boxes = np.concatenate([BOXES, [[8, 6, 92, 74]]])
+    for seed in range(200):
+        a = sample_crop(np.random.default_rng(seed), 100, 80, boxes)
+        b = _crop_one_option_at_a_time(np.random.default_rng(seed), 100, 80, boxes,
+                                       (0.1, 0.3, 0.5, 0.7, 0.9))
+        assert a == b, seed
+
+
 def test_crop_options_are_all_reachable_and_whole_image_is_one():
     patches = {sample_crop(np.random.default_rng(s), 100, 80, BOXES) for s in range(60)}
     assert None in patches and len(patches) > 10

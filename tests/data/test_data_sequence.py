@@ -213,3 +213,43 @@ def test_reduced_scale_jpeg_decode_keeps_geometry(tmp_path):
         assert abs(xs.min() - x0) <= 1.5 and abs(xs.max() + 1 - x1) <= 1.5
         assert abs(ys.min() - y0) <= 1.5 and abs(ys.max() + 1 - y1) <= 1.5
     assert reduced > 0
+
+
+def test_cached_images_give_the_same_batches_and_decode_each_file_once(dataset, tiny_config,
+                                                                      monkeypatch):
+    import keras_ssd.data.sequence as sequence_module
+
+    config = tiny_config()
+    plain = SSDSequence(dataset, config, batch_size=4, augment=True, seed=7)
+    cached = SSDSequence(dataset, config, batch_size=4, augment=True, seed=7,
+                         cache_images=True)
+    calls = []
+    real = sequence_module._load_source
+
+    def counting(ds, index, reduce_factor):
+        calls.append(index)
+        return real(ds, index, reduce_factor)
+
+    monkeypatch.setattr(sequence_module, "_load_source", counting)
+    for epoch in range(2):
+        plain.set_epoch(epoch)
+        cached.set_epoch(epoch)
+        for i in range(len(plain)):
+            a, b = plain[i], cached[i]
+            # the same augmentation plans; pixels differ only by the
+            # reduced-scale JPEG decode the cache skips
+            np.testing.assert_array_equal(a[1], b[1])
+            assert np.abs(a[0] - b[0]).mean() < 6.0
+    n_plain = 2 * len(plain) * 4
+    assert len(calls) == n_plain + len(dataset)  # the cached side: once per file
+
+
+def test_cache_images_auto_follows_the_memory_budget(dataset, tiny_config, monkeypatch):
+    import keras_ssd.data.sequence as sequence_module
+
+    config = tiny_config()
+    assert SSDSequence(dataset, config, batch_size=4, cache_images="auto").cache_images
+    monkeypatch.setattr(sequence_module, "CACHE_BUDGET_BYTES", 1000)
+    assert not SSDSequence(dataset, config, batch_size=4, cache_images="auto").cache_images
+    with pytest.raises(ValueError, match="cache_images"):
+        SSDSequence(dataset, config, batch_size=4, cache_images="yes")

@@ -7,6 +7,9 @@
   mixed precision, and the fast array path of `predict` (`predict_arrays`).
 - `winograd.py`, `winograd_conv.py`: Winograd F(2x2)/F(4x4) 3x3
   convolutions for float32 CPU inference, and the `WinogradConv2D` layer.
+- `machine.py`: the CPU (features from /proc/cpuinfo) and its kind, which
+  the per-machine choices follow (bfloat16 only where native, the Winograd
+  tile rule, the CPU XLA table), and the per-machine tuning cache.
 - `legacy_files.py`: files saved by keras-ssd 0.1, whose SSDs held
   `WinogradConv2D` layers, read as plain `Conv2D` (`keras_ssd.load_model`).
 """

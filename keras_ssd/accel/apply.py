@@ -9,7 +9,10 @@ the model shows in the view), in which
 - each eligible `Conv2D` is wrapped by a `WinogradView` running it as a
   Winograd F(m x m, 3 x 3) convolution where that measured faster: float32,
   TensorFlow backend, CPU, not training, tile per layer shape from
-  `auto_tile` (`benchmarks/winograd.py`, `docs/performance.md`);
+  `auto_tile`, which follows the machine: the measured table on the CPU
+  kind it was measured on, a timing at first use (cached per machine)
+  elsewhere, `KERAS_SSD_WINOGRAD` to force (`benchmarks/winograd.py`,
+  `docs/performance.md`);
 - `jit_compile` is the measured default for the backend and device
   (`keras_ssd.accel.runtime.default_jit_compile`).
 
@@ -28,13 +31,14 @@ from keras_ssd.accel.winograd_conv import (
     auto_tile,
     eligible,
     runs_on_this_machine,
+    tile_source,
     winograd_call,
 )
 from keras_ssd.config import SSDConfig
 from keras_ssd.models.fast_predict import fast_path_applies, predict_arrays
 from keras_ssd.models.walk import iter_layers
 
-# model -> {(jit_compile, winograd): view}. Weak keys: a view refers to the
+# model -> {(jit_compile, winograd, tile source): view}. Weak keys: a view refers to the
 # model's layers, never to the model, so a model no longer used goes away
 # with its views.
 _VIEWS = weakref.WeakKeyDictionary()
@@ -187,7 +191,9 @@ def prepare_for_inference(model, jit_compile=None, winograd=True):
     in the view) with the measured `jit_compile` default, in which, when
     `winograd` is true and the path measured faster here (float32, TensorFlow
     backend, CPU), each 3x3 stride-1 "same" `Conv2D` whose shape
-    `auto_tile` picks a tile for runs as a Winograd convolution
+    `auto_tile` picks a tile for on this machine (the measured table, or a
+    timing at first use cached per machine; `KERAS_SSD_WINOGRAD=off`
+    for none) runs as a Winograd convolution
     (`WinogradView`). Its outputs equal `model`'s up to float rounding
     (about 2e-5 of the largest output).
 
@@ -228,7 +234,9 @@ def prepare_for_inference(model, jit_compile=None, winograd=True):
         raise TypeError(f"prepare_for_inference: winograd must be True or False, "
                         f"got {winograd!r}")
     jit = resolve_jit_compile(jit_compile)
-    key = (jit, winograd and winograd_applies())
+    use_winograd = winograd and winograd_applies()
+    # The tile rule (machine kind, KERAS_SSD_WINOGRAD) is part of the key.
+    key = (jit, use_winograd, tile_source() if use_winograd else None)
     views = _VIEWS.get(model)
     if views is None:
         views = _VIEWS[model] = {}

@@ -10,11 +10,19 @@ Both settings were chosen by measurement (`benchmarks/run.py`,
   on JAX it is the only compiled path. `default_jit_compile()` picks per
   backend and device; the package's `compile`/`fit`/`predict` paths and the
   CLI use it.
-- **Mixed precision.** `set_mixed_precision(True)` selects `mixed_bfloat16`
-  on CPU (about 2x faster than float32 on CPUs with AVX512_BF16 / AMX; it can
-  be slower on CPUs without native bfloat16 support) and `mixed_float16` on
-  GPU. Variables stay float32; the SSD head's output, the loss and the
-  decoder compute in float32.
+- **Mixed precision.** `set_mixed_precision(True)` selects `mixed_float16`
+  on GPU, `mixed_bfloat16` on TPU, and on CPU `mixed_bfloat16` only where
+  the CPU computes bfloat16 natively (AVX512_BF16 or AMX,
+  `keras_ssd.accel.machine.native_bfloat16()`: about 2x faster than
+  float32 there); elsewhere bfloat16 is emulated and no faster than
+  float32 (an AVX2-only CPU: 72 vs 76 GFLOP/s for a 4096^2 matmul), so it
+  keeps float32 and warns why (`force=True` to take bfloat16 anyway).
+  Variables stay float32; the SSD head's output, the loss and the decoder
+  compute in float32.
+
+The CPU-side choices follow the machine (`keras_ssd.accel.machine`): XLA on
+a TensorFlow CPU comes from `machine.cpu_jit_compile()`, a per-kind table
+(off on every kind measured so far).
 
 Overrides, strongest first: an explicit argument, then the environment
 variables `KERAS_SSD_JIT_COMPILE` (`true`/`false`/`auto`) and
@@ -26,12 +34,15 @@ Example:
 >>> import keras_ssd.accel.runtime as rt
 >>> model.compile(optimizer="sgd", loss=loss, **rt.compile_defaults())
 >>> rt.set_mixed_precision(True)   # before building the model
-'mixed_bfloat16'
+'mixed_bfloat16'                    # ('float32' and a warning without native bf16)
 """
 
 import os
+import warnings
 
 import keras
+
+from keras_ssd.accel import machine
 
 # The array fast path of `predict` lives with the models (`SSD.predict` uses
 # it); it is public here too, for any built Keras model.
@@ -116,8 +127,10 @@ def _parse_jit(value, source):
 def default_jit_compile(backend=None, device=None):
     """The `jit_compile` setting measured fastest for a backend and device.
 
-    - TensorFlow on CPU: `False` (XLA makes SSD300 about 3x slower than the
-      oneDNN graph path on CPU).
+    - TensorFlow on CPU: `keras_ssd.accel.machine.cpu_jit_compile()`, the
+      entry of this CPU kind in `machine.CPU_JIT_COMPILE` (default `False`:
+      XLA was no faster than, or up to 3x slower than, the oneDNN graph path
+      for SSD300 on the CPUs measured).
     - TensorFlow on GPU/TPU: `True`.
     - JAX: `True` (XLA is JAX's compiler; `False` would run eagerly).
     - PyTorch: `False` (Keras' default; `torch.compile` costs minutes of
@@ -143,7 +156,9 @@ def default_jit_compile(backend=None, device=None):
     if backend != "tensorflow":
         return False
     device = default_device(backend) if device is None else _normalize_device(device)
-    return device != "cpu"
+    if device != "cpu":
+        return True
+    return bool(machine.cpu_jit_compile())
 
 
 def resolve_jit_compile(jit_compile=None, backend=None, device=None):
@@ -194,22 +209,68 @@ def apply_runtime_defaults(model, jit_compile=None):
     return model
 
 
-def mixed_precision_policy(device=None):
-    """The mixed-precision policy name for a device.
+def mixed_precision_policy(device=None, force=False):
+    """The policy `set_mixed_precision(True)` selects on a device.
 
-    `"mixed_bfloat16"` on CPU and TPU, `"mixed_float16"` on GPU.
+    `"mixed_float16"` on GPU, `"mixed_bfloat16"` on TPU, and on CPU
+    `"mixed_bfloat16"` where the CPU computes bfloat16 natively
+    (`keras_ssd.accel.machine.native_bfloat16()`: AVX512_BF16 or AMX; the
+    machine kind, which `KERAS_SSD_CPU_KIND` overrides), else `"float32"`
+    (emulated bfloat16 is no faster). `force=True` gives `"mixed_bfloat16"`
+    on every CPU.
+
+    Args:
+        device: `"cpu"`, `"gpu"` or `"tpu"`; defaults to `default_device()`.
+        force: bool, bfloat16 on CPU even without native support.
+
+    Example:
+
+    >>> mixed_precision_policy("cpu")   # on an AVX2-only CPU
+    'float32'
     """
     device = default_device() if device is None else _normalize_device(device)
-    return "mixed_float16" if device == "gpu" else "mixed_bfloat16"
+    if device == "gpu":
+        return "mixed_float16"
+    if device == "cpu" and not force and not machine.native_bfloat16():
+        return "float32"
+    return "mixed_bfloat16"
 
 
-def set_mixed_precision(enabled=True, device=None):
+def _check_bool(name, value):
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def _mixed_policy(enabled, device, force, caller):
+    """The policy for `enabled` on `device`, warning when a CPU without
+    native bfloat16 keeps float32."""
+    _check_bool("enabled", enabled)
+    _check_bool("force", force)
+    if not enabled:
+        return "float32"
+    device = default_device() if device is None else _normalize_device(device)
+    policy = mixed_precision_policy(device, force=force)
+    if policy == "float32":
+        warnings.warn(
+            f"{caller}: keeping float32 on this CPU ({machine.cpu_features().model_name}, "
+            f"kind {machine.machine_kind()}): it has no native bfloat16 (AVX512_BF16 or "
+            "AMX), so mixed_bfloat16 would be emulated and no faster than float32; pass "
+            f"force=True to use it anyway, or set {machine.KIND_ENV} if the detection is "
+            "wrong",
+            RuntimeWarning, stacklevel=3)
+    return policy
+
+
+def set_mixed_precision(enabled=True, device=None, force=False):
     """Switch Keras' global dtype policy for models built afterwards.
 
-    Enabled: `mixed_bfloat16` on CPU/TPU, `mixed_float16` on GPU (Keras adds
-    loss scaling for float16 in `compile`). Disabled: `float32`. Variables
-    are float32 either way, and keras-ssd keeps the model's output, the loss
-    and the decoder in float32, so boxes and scores keep float32 precision.
+    Enabled: `mixed_float16` on GPU (Keras adds loss scaling for float16 in
+    `compile`), `mixed_bfloat16` on TPU and on CPUs with native bfloat16
+    (AVX512_BF16 or AMX); on a CPU without it the policy stays `float32`,
+    with a `RuntimeWarning` saying why, unless `force=True`. Disabled:
+    `float32`. Variables are float32 either way, and keras-ssd keeps the
+    model's output, the loss and the decoder in float32, so boxes and scores
+    keep float32 precision.
 
     Build (or load) the model *after* this call: a layer takes the policy
     that is global when it is created.
@@ -217,13 +278,16 @@ def set_mixed_precision(enabled=True, device=None):
     Args:
         enabled: bool.
         device: `"cpu"`, `"gpu"` or `"tpu"`; defaults to `default_device()`.
+        force: bool, `mixed_bfloat16` on a CPU without native bfloat16 too
+            (e.g. to measure it).
 
     Returns:
         The name of the policy now in force.
+
+    Raises:
+        ValueError: `enabled` or `force` is not a bool.
     """
-    if not isinstance(enabled, bool):
-        raise ValueError(f"enabled must be True or False, got {enabled!r}")
-    name = mixed_precision_policy(device) if enabled else "float32"
+    name = _mixed_policy(enabled, device, force, "set_mixed_precision")
     keras.config.set_dtype_policy(name)
     return name
 
@@ -233,12 +297,14 @@ def mixed_precision_enabled():
     return keras.config.dtype_policy().compute_dtype in ("bfloat16", "float16")
 
 
-def mixed_precision_copy(model, enabled=True, device=None):
+def mixed_precision_copy(model, enabled=True, device=None, force=False):
     """A copy of a keras-ssd model computing under another dtype policy.
 
     Rebuilds the model from its constructor config (`SSD.get_config()`)
-    under the mixed policy of `device` (or float32 when `enabled=False`) and
-    copies the weights, e.g. to run a float32-trained model in bfloat16:
+    under the policy `set_mixed_precision(enabled, device, force)` would
+    select (float32 on a CPU without native bfloat16, with a warning, unless
+    `force=True`) and copies the weights, e.g. to run a float32-trained
+    model in bfloat16:
 
     >>> fast = mixed_precision_copy(keras.saving.load_model("model.keras"))
 
@@ -247,6 +313,7 @@ def mixed_precision_copy(model, enabled=True, device=None):
             builds its layers under the global policy).
         enabled: bool, mixed precision on (default) or plain float32.
         device: `"cpu"`, `"gpu"` or `"tpu"`; defaults to `default_device()`.
+        force: bool, bfloat16 on a CPU without native bfloat16 too.
 
     Returns:
         The new model, with `apply_runtime_defaults` applied.
@@ -255,9 +322,7 @@ def mixed_precision_copy(model, enabled=True, device=None):
         ValueError: when the rebuilt model does not take the policy (a plain
             functional model stores each layer's dtype in its config).
     """
-    if not isinstance(enabled, bool):
-        raise ValueError(f"enabled must be True or False, got {enabled!r}")
-    policy = mixed_precision_policy(device) if enabled else "float32"
+    policy = _mixed_policy(enabled, device, force, "mixed_precision_copy")
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
     try:

@@ -27,6 +27,8 @@ requires_tf = pytest.mark.skipif(not on_tf, reason="the Winograd path is TensorF
 def _on_cpu(monkeypatch):
     monkeypatch.setenv(runtime.DEVICE_ENV, "cpu")
     monkeypatch.delenv(runtime.JIT_ENV, raising=False)
+    # The measured table's tiles on every machine (test_machine: the others).
+    monkeypatch.setenv("KERAS_SSD_WINOGRAD", "table")
 
 
 def _conv_model(seed=0, name="convs"):

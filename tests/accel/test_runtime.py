@@ -5,13 +5,16 @@ import keras
 import numpy as np
 import pytest
 
-from keras_ssd.accel import runtime
+from keras_ssd.accel import machine, runtime
 
 
 @pytest.fixture(autouse=True)
 def _clean_env_and_policy(monkeypatch):
     monkeypatch.delenv(runtime.JIT_ENV, raising=False)
     monkeypatch.delenv(runtime.DEVICE_ENV, raising=False)
+    # The CPU rules follow the machine kind: pin one with native bfloat16 so
+    # these tests mean the same on every CPU (test_machine forces the rest).
+    monkeypatch.setenv(machine.KIND_ENV, "x86-avx512-bf16")
     previous = keras.config.dtype_policy()
     yield
     keras.config.set_dtype_policy(previous)
@@ -31,6 +34,18 @@ def _clean_env_and_policy(monkeypatch):
 ])
 def test_default_jit_compile_per_backend_and_device(backend, device, expected):
     assert runtime.default_jit_compile(backend=backend, device=device) is expected
+
+
+def test_cpu_jit_compile_comes_from_the_machine_kind_table(monkeypatch):
+    monkeypatch.setitem(machine.CPU_JIT_COMPILE, "x86-xla-test", True)
+    monkeypatch.setenv(machine.KIND_ENV, "x86-xla-test")
+    assert runtime.default_jit_compile(backend="tensorflow", device="cpu") is True
+    assert runtime.default_jit_compile(backend="torch", device="cpu") is False
+    monkeypatch.setenv(machine.KIND_ENV, "x86-unmeasured")
+    assert machine.cpu_jit_compile() is machine.DEFAULT_CPU_JIT_COMPILE is False
+    assert runtime.default_jit_compile(backend="tensorflow", device="cpu") is False
+    monkeypatch.setenv(runtime.JIT_ENV, "true")  # the environment still wins
+    assert runtime.default_jit_compile(backend="tensorflow", device="cpu") is True
 
 
 def test_default_jit_compile_uses_device_env_for_detection(monkeypatch):
@@ -156,6 +171,40 @@ def test_set_mixed_precision_switches_global_policy():
 def test_set_mixed_precision_rejects_non_bool():
     with pytest.raises(ValueError, match="enabled"):
         runtime.set_mixed_precision("yes")
+    with pytest.raises(ValueError, match="force"):
+        runtime.set_mixed_precision(True, force="yes")
+
+
+@pytest.mark.parametrize("kind, policy", [
+    ("x86-avx512-bf16-amx", "mixed_bfloat16"),
+    ("x86-avx512-bf16", "mixed_bfloat16"),
+    ("x86-avx512", "float32"),
+    ("x86-avx2", "float32"),
+    ("other", "float32"),
+])
+def test_cpu_mixed_precision_is_bfloat16_only_where_native(monkeypatch, kind, policy):
+    monkeypatch.setenv(machine.KIND_ENV, kind)
+    assert runtime.mixed_precision_policy("cpu") == policy
+    assert runtime.mixed_precision_policy("cpu", force=True) == "mixed_bfloat16"
+    # Accelerators keep their own choice whatever the host CPU.
+    assert runtime.mixed_precision_policy("gpu") == "mixed_float16"
+    assert runtime.mixed_precision_policy("tpu") == "mixed_bfloat16"
+
+
+def test_set_mixed_precision_keeps_float32_and_says_why_without_native_bf16(monkeypatch):
+    import warnings
+
+    monkeypatch.setenv(machine.KIND_ENV, "x86-avx2")
+    keras.config.set_dtype_policy("float32")
+    with pytest.warns(RuntimeWarning, match="x86-avx2.*no native bfloat16.*force=True"):
+        assert runtime.set_mixed_precision(True, device="cpu") == "float32"
+    assert keras.config.dtype_policy().name == "float32"
+    assert not runtime.mixed_precision_enabled()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # forced, disabled or on GPU: no warning
+        assert runtime.set_mixed_precision(True, device="cpu", force=True) == "mixed_bfloat16"
+        assert runtime.set_mixed_precision(False, device="cpu") == "float32"
+        assert runtime.set_mixed_precision(True, device="gpu") == "mixed_float16"
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +216,7 @@ def tiny_models():
     try:
         keras.config.set_dtype_policy("float32")
         model32 = SSDTiny(num_classes=3)
-        runtime.set_mixed_precision(True, device="cpu")
+        runtime.set_mixed_precision(True, device="cpu", force=True)  # any CPU
         model16 = SSDTiny(num_classes=3)
     finally:
         keras.config.set_dtype_policy(previous)
@@ -201,7 +250,7 @@ def test_loss_and_decoder_stay_float32_under_mixed_precision(tiny_models):
     config = model16.config
     previous = keras.config.dtype_policy()
     try:
-        runtime.set_mixed_precision(True, device="cpu")
+        runtime.set_mixed_precision(True, device="cpu", force=True)
         loss_fn = SSDLoss()
         decoder = DecodeDetections(config)
     finally:
@@ -232,6 +281,18 @@ def test_mixed_precision_copy_runs_the_same_weights_in_bf16(tiny_models):
         np.testing.assert_array_equal(a, b)
     back = runtime.mixed_precision_copy(copy, enabled=False)
     assert all(l.compute_dtype == "float32" for l in back.layers
+               if isinstance(l, keras.layers.Conv2D))
+
+
+def test_mixed_precision_copy_follows_the_cpu_rule(tiny_models, monkeypatch):
+    model32, _ = tiny_models
+    monkeypatch.setenv(machine.KIND_ENV, "x86-avx2")
+    with pytest.warns(RuntimeWarning, match="mixed_precision_copy: keeping float32"):
+        plain = runtime.mixed_precision_copy(model32, device="cpu")
+    assert all(l.compute_dtype == "float32" for l in plain.layers
+               if isinstance(l, keras.layers.Conv2D))
+    forced = runtime.mixed_precision_copy(model32, device="cpu", force=True)
+    assert all(l.compute_dtype == "bfloat16" for l in forced.layers
                if isinstance(l, keras.layers.Conv2D))
 
 

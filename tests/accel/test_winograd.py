@@ -5,10 +5,18 @@ import keras
 from keras import ops
 
 from keras_ssd.accel import winograd
+from keras_ssd.accel import winograd_conv
 from keras_ssd.accel.winograd_conv import WinogradConv2D
 from keras_ssd.accel.winograd_conv import auto_tile
 
 pytestmark = pytest.mark.backend
+
+
+@pytest.fixture(autouse=True)
+def _the_measured_table(monkeypatch):
+    """The tiles pinned here are the measured table's; test_machine covers
+    the other rules (measuring, off) and the machine kinds."""
+    monkeypatch.setenv(winograd_conv.WINOGRAD_ENV, "table")
 
 requires_tf = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                                  reason="the Winograd path is TensorFlow-only")
@@ -81,6 +89,7 @@ def test_auto_tile_follows_the_measured_layer_table():
         "SSD512 conv5_1": ((32, 512, 512), 2),
     }
     for name, ((h, cin, cout), tile) in table.items():
+        assert winograd_conv.table_tile(h, h, cin, cout) == tile, name
         assert auto_tile(h, h, cin, cout) == tile, name
 
 
@@ -160,10 +169,13 @@ def test_unknown_batch_size_in_a_graph_matches_conv2d():
 
 
 @requires_tf
-def test_mixed_precision_layers_stay_on_the_direct_path():
+def test_mixed_precision_layers_stay_on_the_direct_path(monkeypatch):
+    monkeypatch.setenv("KERAS_SSD_DEVICE", "cpu")
     layer = WinogradConv2D(128, 3, padding="same", dtype="mixed_bfloat16")
     layer.build((None, 75, 75, 128))
-    assert layer._tile == 4
+    twin = WinogradConv2D(128, 3, padding="same")
+    twin.build((None, 75, 75, 128))
+    assert twin.active_tile == 4  # the same layer in float32 takes F(4x4)
     assert layer.active_tile == 0
 
 
@@ -184,13 +196,17 @@ def test_gradients_through_the_winograd_path_match_conv2d():
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-3, atol=1e-3)
 
 
-def test_auto_picks_no_tile_for_ineligible_or_small_layers():
+def test_auto_picks_no_tile_for_ineligible_or_small_layers(monkeypatch):
+    monkeypatch.setenv("KERAS_SSD_DEVICE", "cpu")
     strided = WinogradConv2D(256, 3, strides=2, padding="same")
     strided.build((None, 75, 75, 256))
-    assert strided._tile == 0
+    assert strided.active_tile == 0 and strided._auto_shape is None
     small = WinogradConv2D(16, 3, padding="same")
     small.build((None, 75, 75, 256))
-    assert small._tile == 0
+    assert small.active_tile == 0
+    big = WinogradConv2D(256, 3, padding="same")
+    big.build((None, 75, 75, 256))
+    assert big.active_tile == (4 if keras.backend.backend() == "tensorflow" else 0)
 
 
 def test_forcing_a_tile_on_an_ineligible_layer_names_the_layer():

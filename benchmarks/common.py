@@ -190,12 +190,32 @@ def row(section, name, value, unit, *, theirs=None, ratio_value=None, floor=None
     }
 
 
+def cpu_description():
+    """One line naming this CPU, its kind and the flags that decide the
+    per-machine choices (`keras_ssd.accel.machine.describe()`)."""
+    from keras_ssd.accel import machine
+
+    return machine.describe()
+
+
+def cpu_features():
+    """This CPU's features and kind as a JSON-ready dict
+    (`keras_ssd.accel.machine.features_dict()`), stored beside every table."""
+    from keras_ssd.accel import machine
+
+    return machine.features_dict()
+
+
 def machine_info():
-    """CPU, core count, load, library versions, for the JSON header."""
+    """CPU (with its features and kind), core count, load, library
+    versions, for the JSON header."""
+    features = cpu_features()
     info = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "cpu": _cpu_model(),
+        "cpu": features["model_name"],
+        "cpu_kind": features["kind"],
+        "cpu_features": features,
         "cores": os.cpu_count(),
         "threads": _THREADS,
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
@@ -214,28 +234,6 @@ def machine_info():
         info["torch"] = torch.__version__
         info["torchvision"] = torchvision.__version__
     return info
-
-
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    flags = ""
-                    break
-            else:
-                return platform.processor()
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    fl = line.split()
-                    extras = [x for x in ("avx512f", "avx512_bf16", "amx_bf16") if x in fl]
-                    flags = " ".join(extras)
-                    break
-        return f"{name} ({flags})" if flags else name
-    except OSError:
-        return platform.processor()
 
 
 def fmt(value, digits=3):

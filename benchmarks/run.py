@@ -12,7 +12,11 @@ Every figure is a median over repeated runs after warm-up; comparisons with
 torchvision run in the same process, alternating the two sides each round;
 TensorFlow and PyTorch use the same thread count (stated in the output).
 torchvision is optional: without it the comparison columns stay empty.
-See docs/performance.md for the figures measured on the reference machine.
+The CPU's model, kind and features (`keras_ssd.accel.machine`) are printed
+at the top and beside every table, and stored in `results.json` with every
+section (`sections[name]["cpu"]`), since the figures and the per-machine
+choices depend on them. See docs/performance.md for the figures measured
+on each CPU kind.
 """
 
 import argparse
@@ -106,7 +110,9 @@ def main(argv=None):
 
     common.set_threads(args.threads)
     info = common.machine_info()
+    cpu_line = common.cpu_description()
     torch, _ = common.import_torchvision()
+    print(f"CPU: {cpu_line}")
     print(f"keras-ssd benchmarks: {info['cpu']}, {info['cores']} cores, "
           f"threads={args.threads} (TensorFlow intra/inter-op"
           f"{' and PyTorch' if torch is not None else ''}), "
@@ -118,7 +124,7 @@ def main(argv=None):
           + (f", torch {info['torch']}, torchvision {info['torchvision']}"
              if torch is not None else ""), flush=True)
 
-    rows, timings = [], {}
+    rows, timings, sections = [], {}, {}
     for name in args.only:
         t0 = time.perf_counter()
         print(f"\n== {name} ==", flush=True)
@@ -130,14 +136,21 @@ def main(argv=None):
                                        note=f"{type(exc).__name__}: {exc}")]
         timings[name] = time.perf_counter() - t0
         rows.extend(section_rows)
+        sections[name] = {"cpu": info["cpu_features"], "seconds": timings[name],
+                          "rows": section_rows}
+        print(f"CPU: {cpu_line}")
         print(common.format_table(section_rows), flush=True)
 
-    rows.extend(derived_rows(rows))
+    derived = derived_rows(rows)
+    rows.extend(derived)
+    if derived:
+        sections["derived"] = {"cpu": info["cpu_features"], "rows": derived}
     print("\n== summary ==")
+    print(f"CPU: {cpu_line}")
     print(common.format_table(rows))
     info["load_average_end"] = os.getloadavg()
-    result = {"machine": info, "quick": args.quick, "section_seconds": timings,
-              "rows": rows}
+    result = {"machine": info, "cpu": info["cpu_features"], "quick": args.quick,
+              "section_seconds": timings, "sections": sections, "rows": rows}
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
@@ -145,7 +158,7 @@ def main(argv=None):
         print(f"\nwrote {args.json}")
     if args.markdown:
         with open(args.markdown, "w") as f:
-            f.write(common.format_markdown(rows) + "\n")
+            f.write(f"CPU: {cpu_line}\n\n" + common.format_markdown(rows) + "\n")
         print(f"wrote {args.markdown}")
     return result
 

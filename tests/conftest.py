@@ -10,6 +10,16 @@ import pytest
 # subprocesses tests start, which inherit the environment).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# The same speed choices on every CPU kind, and no tuning cache written to
+# the user's home: Winograd tiles come from the measured table (tests that
+# pin the per-machine rule set their own), the cache goes to a temporary
+# folder.
+os.environ.setdefault("KERAS_SSD_WINOGRAD", "table")
+if "KERAS_SSD_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["KERAS_SSD_CACHE_DIR"] = tempfile.mkdtemp(prefix="keras_ssd_test_cache_")
+
 #: A 32-pixel geometry with two maps (4x4 with 4 priors per cell, 2x2 with
 #: 6): 88 priors, small enough to check by hand.
 SMALL_GEOMETRY = dict(

@@ -114,9 +114,29 @@ def make_optimizer(name="sgd", learning_rate=1e-3, momentum=0.9, total_steps=Non
         opt = keras.optimizers.Adam(lr, weight_decay=decay)
     else:
         opt = keras.optimizers.AdamW(lr, weight_decay=weight_decay)
-    if weight_decay:
-        opt.exclude_from_weight_decay(var_names=list(_NO_DECAY))
+    _exclude_from_decay(opt)
     return opt
+
+
+def _exclude_from_decay(optimizer):
+    """Keep biases and batch-norm variables out of `optimizer`'s weight decay.
+
+    Keras does not save this choice with the optimizer, so one restored from
+    a checkpoint (already built, which `exclude_from_weight_decay` is meant
+    to refuse) needs it again. An exclusion set by the caller is kept.
+    """
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # loss scaling
+    if not getattr(optimizer, "weight_decay", None):
+        return
+    if (getattr(optimizer, "_exclude_from_weight_decay_pattern", None) is not None
+            or getattr(optimizer, "_exclude_from_weight_decay", None)):
+        return
+    built = optimizer.built
+    optimizer.built = False
+    try:
+        optimizer.exclude_from_weight_decay(var_names=list(_NO_DECAY))
+    finally:
+        optimizer.built = built
 
 
 def resolve_recipe(model=None, recipe=None, **overrides):
@@ -153,9 +173,9 @@ def resolve_recipe(model=None, recipe=None, **overrides):
         if changes["optimizer"] not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, "
                              f"got {overrides['optimizer']!r}")
-    if changes.get("schedule", recipe.schedule) not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, "
-                         f"got {changes['schedule']!r}")
+    schedule = changes.get("schedule", recipe.schedule)
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
     if changes and (set(changes) - {"epochs", "batch_size"}):
         changes.setdefault("name", f"{recipe.name} (changed)")
     return recipe.replace(**changes) if changes else recipe
@@ -279,7 +299,9 @@ def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_
         model: an SSD model (`SSD300`, `SSDTiny`, ...). If it is already
             compiled with an optimizer (e.g. returned by
             `keras_ssd.training.checkpoints.resume`), that optimizer and its
-            state are kept and the optimisation options are ignored.
+            state are kept and the optimisation options are ignored (if it
+            has weight decay and no exclusion of its own, biases and
+            batch-norm variables are excluded again: Keras does not save that).
         train_dataset: a detection dataset (`VOCDataset`, `COCODataset`, ...)
             with the model's classes.
         epochs: total number of epochs (including `initial_epoch` ones);
@@ -376,6 +398,7 @@ def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_
     else:
         # A resumed model keeps its optimizer; pin the fast jit setting for
         # this machine (the saved one may come from another device).
+        _exclude_from_decay(model.optimizer)
         apply_runtime_defaults(model, jit_compile)
     if initial_epoch:
         sequence.set_epoch(initial_epoch)

@@ -80,3 +80,58 @@ def test_the_cli_offers_exactly_the_registry_names():
     from keras_ssd.cli import MODEL_CHOICES
 
     assert list(MODEL_CHOICES) == presets.names()
+
+
+# ------------------------------------------------------------ training recipes
+@pytest.mark.parametrize("name, pretrained, recipe", [
+    ("ssd300", None, "paper-sgd"), ("ssd300", True, "paper-sgd"),
+    ("ssd300", False, "from-scratch-adamw"), ("ssd512", None, "paper-sgd"),
+    ("ssd512", True, "paper-sgd"), ("SSD512_vgg16", False, "from-scratch-adamw"),
+    ("tiny", None, "from-scratch-adamw"), ("tiny", False, "from-scratch-adamw"),
+    # the tiny network has no pretrained weights to start from
+    ("tiny", True, "from-scratch-adamw"),
+    ("mobilenet_v2", None, "from-scratch-adamw"),
+])
+def test_recipe_for_picks_paper_sgd_only_for_a_pretrained_vgg(name, pretrained, recipe):
+    assert presets.recipe_for(name, pretrained=pretrained) is presets.RECIPES[recipe]
+
+
+def test_recipe_for_an_unknown_variant_is_the_registry_error():
+    with pytest.raises(ValueError, match="unknown SSD variant 'yolo'"):
+        presets.recipe_for("yolo")
+
+
+def test_paper_recipe_is_the_ssd_paper_numbers():
+    r = presets.PAPER_SGD
+    assert (r.optimizer, r.learning_rate, r.momentum, r.weight_decay) == ("sgd", 1e-3, 0.9, 5e-4)
+    assert (r.schedule, r.epochs, r.batch_size) == ("step", 120, 32)
+    s = presets.FROM_SCRATCH
+    assert (s.optimizer, s.learning_rate, s.weight_decay) == ("adamw", 3e-3, 5e-4)
+    assert (s.schedule, s.warmup_epochs, s.warmup_factor, s.final_lr_factor) == \
+        ("cosine", 1.0, 0.1, 0.01)
+    assert presets.get("ssd300").recipe is r and presets.get("ssd300").scratch_recipe is s
+
+
+def test_recipe_describe_names_optimizer_rate_decay_schedule_and_length():
+    assert presets.PAPER_SGD.describe() == (
+        "paper-sgd: sgd lr 0.001; momentum 0.9; L2 on kernels 0.0005; warm-up 1 epoch(s) "
+        "from x0.1; x0.1 steps at 2/3 and 5/6 of the run; 120 epochs of batch 32")
+    assert presets.FROM_SCRATCH.describe() == (
+        "from-scratch-adamw: adamw lr 0.003; decoupled weight decay 0.0005; warm-up 1 "
+        "epoch(s) from x0.1; cosine decay to x0.01; 60 epochs of batch 32")
+    custom = presets.FROM_SCRATCH.replace(name="mine", optimizer="adam", epochs=3,
+                                          augmentation={"expand": False, "p_flip": 0.5})
+    assert custom.describe() == (
+        "mine: adam lr 0.003; L2 on kernels 0.0005; warm-up 1 epoch(s) from x0.1; cosine "
+        "decay to x0.01; 3 epochs of batch 32; augmentation expand=False, p_flip=0.5")
+
+
+def test_recipes_are_frozen_and_replace_checks_field_names():
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        presets.PAPER_SGD.learning_rate = 1.0
+    with pytest.raises(TypeError):
+        presets.PAPER_SGD.replace(lr=1.0)
+    assert presets.PAPER_SGD.replace(epochs=3).epochs == 3
+    assert presets.PAPER_SGD.epochs == 120

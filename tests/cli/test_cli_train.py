@@ -95,3 +95,188 @@ def test_train_writes_checkpoints_that_evaluate_loads_and_resume_continues(
     code, stdout, err = run_cli("evaluate", "--data", synthetic_voc,
                              "--model-file", str(ckpt / "latest.keras"))
     assert code == 0, err and "mAP" in stdout
+
+
+# ------------------------------------------------------------ recipes
+RECIPE_OPTIONS = ["--recipe", "--optimizer", "--epochs", "--time-limit", "--batch-size",
+                  "--lr", "--momentum", "--weight-decay", "--warmup-epochs", "--schedule",
+                  "--lr-decay-epochs"]
+
+
+def test_train_help_lists_the_recipe_options(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for option in RECIPE_OPTIONS:
+        assert option in out, f"train --help lacks {option}"
+    for name in ("paper-sgd", "from-scratch-adamw", "sgd,adam,adamw", "step,cosine"):
+        assert name in out
+
+
+def _cli_recipe(*argv, backbone_weights=None):
+    from keras_ssd.cli.train import resolve_cli_recipe
+
+    args = build_parser().parse_args(["train", "--data", "x", *argv])
+    return resolve_cli_recipe(args, backbone_weights)
+
+
+def test_cli_recipe_is_the_models_with_the_options_given():
+    from keras_ssd import presets
+
+    assert _cli_recipe("--model", "tiny") == presets.FROM_SCRATCH
+    assert _cli_recipe("--model", "ssd300", backbone_weights="imagenet") == presets.PAPER_SGD
+    assert _cli_recipe("--model", "ssd300") == presets.FROM_SCRATCH  # --backbone-weights none
+    assert _cli_recipe("--model", "tiny", "--recipe", "paper-sgd") == presets.PAPER_SGD
+    length = _cli_recipe("--model", "tiny", "--epochs", "3", "--batch-size", "4")
+    assert length == presets.FROM_SCRATCH.replace(epochs=3, batch_size=4)
+    sgd = _cli_recipe("--model", "tiny", "--optimizer", "sgd", "--lr", "0.01",
+                      "--momentum", "0.8", "--weight-decay", "1e-4", "--warmup-epochs", "0")
+    assert sgd == presets.FROM_SCRATCH.replace(
+        name="from-scratch-adamw (changed)", optimizer="sgd", learning_rate=0.01,
+        momentum=0.8, weight_decay=1e-4, warmup_epochs=0.0)
+    assert _cli_recipe("--model", "tiny", "--lr-decay-epochs", "2,3").schedule == "step"
+    assert _cli_recipe("--model", "tiny", "--lr-decay-epochs", "2,3",
+                       "--schedule", "cosine").schedule == "cosine"
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--time-limit", "0", "expected a positive number"),
+    ("--time-limit", "-2", "expected a positive number"),
+    ("--time-limit", "soon", "expected a positive number"),
+    ("--optimizer", "rmsprop", "invalid choice: 'rmsprop'"),
+    ("--schedule", "poly", "invalid choice: 'poly'"),
+    ("--recipe", "fast", "invalid choice: 'fast'"),
+])
+def test_train_rejects_bad_recipe_options(capsys, synthetic_voc, option, value, message):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--data", synthetic_voc, "--model", "tiny", option, value])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_train_decay_epochs_with_a_time_limit_need_epochs(
+        run_cli, assert_one_line_error, synthetic_voc, tmp_path):
+    common = ["train", "--data", synthetic_voc, "--model", "tiny",
+              "--classes", os.path.join(synthetic_voc, "labels.txt"),
+              "--checkpoint-dir", str(tmp_path / "ckpt")]
+    code, _, err = run_cli(*common, "--time-limit", "5", "--lr-decay-epochs", "2,3")
+    assert_one_line_error(code, err, "--lr-decay-epochs with --time-limit needs --epochs",
+                          status=2)
+    code, _, err = run_cli(*common, "--epochs", "4", "--lr-decay-epochs", "2,5")
+    assert_one_line_error(code, err, "--lr-decay-epochs values must lie between 0 and "
+                                     "--epochs (4)", status=2)
+    assert not (tmp_path / "ckpt").exists()
+
+
+@pytest.fixture
+def fake_training(monkeypatch):
+    """Replace train_detector: record the model and options it gets, train nothing."""
+    import keras
+
+    import keras_ssd.training.fit as fit
+
+    calls = []
+
+    def record(model, train_dataset, **kwargs):
+        calls.append(dict(kwargs, model=model))
+        history = keras.callbacks.History()
+        history.history = {"loss": [1.0]}
+        return history
+
+    monkeypatch.setattr(fit, "train_detector", record)
+    return calls
+
+
+def _tiny_run(run_cli, synthetic_voc, tmp_path, *options):
+    return run_cli("train", "--data", synthetic_voc, "--model", "tiny", "--workers", "0",
+                   "--classes", os.path.join(synthetic_voc, "labels.txt"),
+                   "--checkpoint-dir", str(tmp_path / "ckpt"), *options)
+
+
+def test_train_adamw_decay_goes_to_the_optimizer_not_the_model(
+        run_cli, synthetic_voc, tmp_path, fake_training):
+    from keras_ssd import presets
+
+    code, out, err = _tiny_run(run_cli, synthetic_voc, tmp_path)
+    assert code == 0, err
+    assert f"recipe {presets.FROM_SCRATCH.describe()}\n" in out
+    assert f"  ({presets.FROM_SCRATCH.why})\n" in out
+    (call,) = fake_training
+    assert call["model"].weight_decay == 0.0
+    assert call["weight_decay"] == pytest.approx(5e-4)
+    assert call["recipe"] == presets.FROM_SCRATCH
+    assert call["epochs"] == 60 and call["time_limit"] is None
+    assert call["lr_decay_epochs"] is None
+
+
+def test_train_sgd_decay_is_the_models_l2_penalty(
+        run_cli, synthetic_voc, tmp_path, fake_training):
+    code, out, err = _tiny_run(run_cli, synthetic_voc, tmp_path, "--optimizer", "sgd")
+    assert code == 0, err
+    assert "recipe from-scratch-adamw (changed): sgd lr 0.003; momentum 0.9; " \
+           "L2 on kernels 0.0005;" in out
+    assert "(AdamW with warm-up" not in out  # the why of a recipe no longer used
+    (call,) = fake_training
+    assert call["model"].weight_decay == pytest.approx(5e-4)
+    assert call["weight_decay"] == 0.0 and call["recipe"].optimizer == "sgd"
+    code, _, err = _tiny_run(run_cli, synthetic_voc, tmp_path, "--optimizer", "adam",
+                             "--weight-decay", "1e-3")
+    assert code == 0, err
+    assert fake_training[-1]["model"].weight_decay == pytest.approx(1e-3)
+    assert fake_training[-1]["weight_decay"] == 0.0
+    code, _, err = _tiny_run(run_cli, synthetic_voc, tmp_path, "--weight-decay", "1e-3")
+    assert code == 0, err
+    assert fake_training[-1]["model"].weight_decay == 0.0
+    assert fake_training[-1]["weight_decay"] == pytest.approx(1e-3)
+
+
+def test_train_time_limit_is_passed_in_seconds(
+        run_cli, synthetic_voc, tmp_path, fake_training):
+    code, out, err = _tiny_run(run_cli, synthetic_voc, tmp_path, "--time-limit", "1.5",
+                               "--epochs", "4", "--lr-decay-epochs", "2,3")
+    assert code == 0, err
+    assert "time limit: 1.5 min of training, at most 4 epochs\n" in out
+    call = fake_training[-1]
+    assert call["time_limit"] == pytest.approx(90.0) and call["epochs"] == 4
+    assert call["lr_decay_epochs"] == [2.0, 3.0] and call["recipe"].schedule == "step"
+    code, out, err = _tiny_run(run_cli, synthetic_voc, tmp_path, "--time-limit", "2")
+    assert code == 0, err
+    assert "time limit: 2 min of training\n" in out
+    # no --epochs: as many as fit (the recipe's length is not a cap)
+    assert fake_training[-1]["epochs"] is None
+    assert fake_training[-1]["time_limit"] == pytest.approx(120.0)
+
+
+def test_train_sgd_run_saves_a_model_with_the_l2_penalty(run_cli, synthetic_voc, tmp_path):
+    import zipfile
+
+    from keras_ssd.saving import load_model
+
+    code, out, err = _tiny_run(run_cli, synthetic_voc, tmp_path, "--optimizer", "sgd",
+                               "--epochs", "1", "--batch-size", "6")
+    assert code == 0, err
+    assert "recipe from-scratch-adamw (changed): sgd" in out
+    assert "1 epochs of batch 6" in out
+    latest = tmp_path / "ckpt" / "latest.keras"
+    with zipfile.ZipFile(latest) as archive:
+        config = json.loads(archive.read("config.json"))
+    assert config["config"]["weight_decay"] == pytest.approx(5e-4)
+    model = load_model(latest)
+    import keras
+
+    assert type(model.optimizer) is keras.optimizers.SGD
+    assert model.optimizer.weight_decay is None
+    assert int(model.optimizer.iterations) == 2
+
+
+def test_train_time_limited_run_stops_and_saves(run_cli, synthetic_voc, tmp_path):
+    # 0.6 s of budget: the first step (tracing) usually spends it; either way
+    # the run ends within --epochs and leaves a checkpoint
+    code, out, err = _tiny_run(run_cli, synthetic_voc, tmp_path, "--time-limit", "0.01",
+                               "--epochs", "2", "--batch-size", "6")
+    assert code == 0, err
+    assert "time limit: 0.01 min of training, at most 2 epochs" in out
+    state = json.loads((tmp_path / "ckpt" / "state.json").read_text())
+    assert 1 <= state["epoch"] <= 2
+    assert (tmp_path / "ckpt" / "latest.keras").is_file()

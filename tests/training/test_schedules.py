@@ -1,10 +1,10 @@
-"""WarmupPiecewiseDecay: values, serialization, use in an optimizer."""
+"""WarmupPiecewiseDecay and WarmupCosineDecay: values, serialization, use in an optimizer."""
 
 import keras
 import numpy as np
 import pytest
 
-from keras_ssd.training.schedules import WarmupPiecewiseDecay
+from keras_ssd.training.schedules import WarmupCosineDecay, WarmupPiecewiseDecay
 
 
 def lr(schedule, step):
@@ -73,3 +73,112 @@ def test_drives_an_optimizer_and_survives_model_save(tmp_path):
 def test_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         WarmupPiecewiseDecay(**kwargs)
+
+
+# ------------------------------------------------------------ WarmupCosineDecay
+def _cosine(**changes):
+    # 10 warm-up steps from 0.001, then 100 steps of cosine from 0.01 to 0.001
+    kwargs = dict(base_lr=0.01, total_steps=110, warmup_steps=10, warmup_factor=0.1,
+                  final_factor=0.1)
+    return WarmupCosineDecay(**{**kwargs, **changes})
+
+
+def test_cosine_warms_up_linearly_then_decays_to_its_floor():
+    s = _cosine()
+    assert lr(s, 0) == pytest.approx(0.001)           # base * warmup_factor
+    assert lr(s, 5) == pytest.approx(0.0055)          # half way up
+    assert lr(s, 10) == pytest.approx(0.01)           # end of the warm-up
+    assert lr(s, 35) == pytest.approx(0.001 + 0.009 * 0.5 * (1 + np.cos(np.pi / 4)))
+    assert lr(s, 60) == pytest.approx((0.01 + 0.001) / 2)  # middle of the decay
+    assert lr(s, 110) == pytest.approx(0.001)         # end: base * final_factor
+    assert lr(s, 10_000) == pytest.approx(0.001)      # and after it
+
+
+def test_cosine_never_rises_after_the_warm_up():
+    s = _cosine()
+    values = np.array([lr(s, step) for step in range(10, 130)])
+    assert np.all(np.diff(values) <= 1e-9)
+    warm = np.array([lr(s, step) for step in range(0, 11)])
+    assert np.all(np.diff(warm) > 0)
+
+
+def test_cosine_defaults_no_warmup_and_zero_floor():
+    s = WarmupCosineDecay(3e-3, total_steps=100)
+    assert lr(s, 0) == pytest.approx(3e-3)
+    assert lr(s, 50) == pytest.approx(1.5e-3)
+    assert lr(s, 100) == pytest.approx(0.0, abs=1e-12)
+    # the docstring's example
+    assert lr(WarmupCosineDecay(3e-3, total_steps=1000, warmup_steps=50), 525) == \
+        pytest.approx(0.0015)
+
+
+def test_cosine_accepts_a_tensor_step():
+    s = _cosine()
+    step = keras.Variable(60, dtype="int64", trainable=False)
+    assert lr(s, step) == pytest.approx(0.0055)
+
+
+def test_cosine_length_can_be_changed_after_construction():
+    s = _cosine()
+    s.total_steps = 60   # decay over 50 steps instead of 100
+    assert s.total_steps == 60 and s.get_config()["total_steps"] == 60
+    assert lr(s, 35) == pytest.approx(0.0055)
+    assert lr(s, 60) == pytest.approx(0.001)
+    s.total_steps = 10   # as long as the warm-up: straight to the floor after it
+    assert lr(s, 9) == pytest.approx(0.001 + 0.009 * 0.9)
+    assert lr(s, 11) == pytest.approx(0.001)
+    for bad in (9, 0, -5):
+        with pytest.raises(ValueError, match="total_steps must be >= max\\(1, warmup_steps=10\\)"):
+            s.total_steps = bad
+    assert s.total_steps == 10  # a refused value changes nothing
+
+
+def test_cosine_round_trips_through_its_config_and_serialization():
+    s = _cosine(name="cos")
+    assert s.get_config() == {"base_lr": 0.01, "total_steps": 110, "warmup_steps": 10,
+                              "warmup_factor": 0.1, "final_factor": 0.1, "name": "cos"}
+    for restored in (WarmupCosineDecay.from_config(s.get_config()),
+                     keras.saving.deserialize_keras_object(
+                         keras.saving.serialize_keras_object(s))):
+        assert isinstance(restored, WarmupCosineDecay)
+        assert restored.get_config() == s.get_config()
+        for step in (0, 7, 10, 33, 60, 109, 200):
+            assert lr(restored, step) == pytest.approx(lr(s, step))
+
+
+def test_cosine_in_adamw_survives_model_save_and_load(tmp_path):
+    from keras_ssd.saving import load_model
+
+    s = WarmupCosineDecay(0.1, total_steps=8, warmup_steps=2, final_factor=0.01)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.AdamW(s, weight_decay=1e-3), loss="mse")
+    x = np.ones((4, 2), "float32")
+    model.fit(x, x[:, :1], batch_size=1, epochs=1, verbose=0)  # 4 steps
+    expected = lr(s, 4)
+    assert float(model.optimizer.learning_rate) == pytest.approx(expected)
+    model.save(tmp_path / "m.keras")
+    loaded = load_model(tmp_path / "m.keras")
+    assert isinstance(loaded.optimizer, keras.optimizers.AdamW)
+    assert isinstance(loaded.optimizer._learning_rate, WarmupCosineDecay)
+    assert loaded.optimizer._learning_rate.get_config() == s.get_config()
+    assert int(loaded.optimizer.iterations) == 4
+    assert float(loaded.optimizer.learning_rate) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"base_lr": 0}, "base_lr must be positive"),
+        ({"base_lr": float("nan")}, "base_lr must be positive"),
+        ({"warmup_steps": -1}, "warmup_steps must be >= 0"),
+        ({"warmup_factor": 0}, "warmup_factor must lie in \\(0, 1\\]"),
+        ({"warmup_factor": 1.5}, "warmup_factor must lie in \\(0, 1\\]"),
+        ({"final_factor": -0.1}, "final_factor must lie in \\[0, 1\\]"),
+        ({"final_factor": 2}, "final_factor must lie in \\[0, 1\\]"),
+        ({"total_steps": 0, "warmup_steps": 0}, "total_steps must be >= max"),
+        ({"total_steps": 5}, "total_steps must be >= max\\(1, warmup_steps=10\\)"),
+    ],
+)
+def test_cosine_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _cosine(**kwargs)

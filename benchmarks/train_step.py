@@ -19,6 +19,11 @@ one step = `loss = sum(model(images, targets).values())`, `zero_grad`,
 hard-negative mining included, as in its reference training script), run
 `STEPS` times per timed call, like ours.
 
+The same compiled model is also timed through the two other ways a Keras
+user feeds a step, `fit(x, y)` on numpy arrays (`STEPS` batches) and
+`STEPS` calls of `train_on_batch`, each against the same torchvision
+figure.
+
 One timed call per side per round, alternating. Also with the mixed-precision
 switch (ours `mixed_bfloat16`) vs torchvision under bfloat16 autocast.
 """
@@ -79,11 +84,21 @@ def build_ours(images, boxes, labels, precision="float32"):
     encoder = TargetEncoder.from_config(model.config)
     y = np.stack([encoder(b, l) for b, l in zip(boxes, labels)])
     epoch = _epoch(images, y, STEPS)
+    x_all = np.concatenate([images] * STEPS)
+    y_all = np.concatenate([y] * STEPS)
 
-    def step():
+    def fit_pydataset():
         model.fit(epoch, epochs=1, verbose=0)
 
-    return model, step
+    def fit_arrays():
+        model.fit(x_all, y_all, batch_size=len(images), epochs=1, verbose=0, shuffle=False)
+
+    def train_on_batch():
+        for _ in range(STEPS):
+            model.train_on_batch(images, y)
+
+    return model, {"fit on a PyDataset": fit_pydataset, "fit on arrays": fit_arrays,
+                   "train_on_batch": train_on_batch}
 
 
 def build_torchvision(images, boxes, labels, bf16=False):
@@ -112,27 +127,37 @@ def build_torchvision(images, boxes, labels, bf16=False):
     return step
 
 
+#: The ways a Keras user feeds a training step: `train_detector`'s (a
+#: PyDataset), numpy arrays, and one batch at a time.
+FEEDS = ("fit on a PyDataset", "fit on arrays", "train_on_batch")
+
+
 def run(quick=False, batch=8, precisions=("fp32", "bf16")):
     images, boxes, labels = make_batch(batch)
     rows = []
     for precision in precisions:
         bf16 = precision == "bf16"
-        _, ours = build_ours(images, boxes, labels,
-                             precision="bfloat16" if bf16 else "float32")
+        _, feeds = build_ours(images, boxes, labels,
+                              precision="bfloat16" if bf16 else "float32")
         theirs = build_torchvision(images, boxes, labels, bf16=bf16)
         if theirs is None:
             print(common.TORCH_MISSING)
-        res = common.alternate({"ours": ours, "torchvision": theirs}, warmup=1,
-                               rounds=2 if quick else 3)
-        ours_ips = STEPS * batch / res["ours"]["median"]
+        sides = dict(feeds) if not bf16 else {FEEDS[0]: feeds[FEEDS[0]]}
+        sides["torchvision"] = theirs
+        res = common.alternate(sides, warmup=1, rounds=2 if quick else 3)
         tv_ips = (STEPS * batch / res["torchvision"]["median"]
                   if theirs is not None else None)
-        rows.append(common.row(
-            SECTION, f"train step {precision} (model.fit epoch, SGD momentum)", ours_ips,
-            "img/s",
-            theirs=tv_ips, floor=1.2 if theirs is not None and not bf16 else None,
-            batch=batch,
-            note=f"vs torchvision SSD300 train step; {STEPS} steps per timed call"
-                 + (" under bf16 autocast; ours mixed_bfloat16" if bf16 else "")))
-        del ours, theirs
+        for feed in sides:
+            if feed == "torchvision" or feed not in res:
+                continue
+            ours_ips = STEPS * batch / res[feed]["median"]
+            label = ("model.fit epoch, SGD momentum" if feed == FEEDS[0]
+                     else f"{feed}, SGD momentum")
+            rows.append(common.row(
+                SECTION, f"train step {precision} ({label})", ours_ips, "img/s",
+                theirs=tv_ips, floor=1.2 if theirs is not None and not bf16 else None,
+                batch=batch,
+                note=f"vs torchvision SSD300 train step; {STEPS} steps per timed call"
+                     + (" under bf16 autocast; ours mixed_bfloat16" if bf16 else "")))
+        del feeds, theirs, sides
     return rows

@@ -204,7 +204,9 @@ class MeanAveragePrecision(keras.callbacks.Callback):
 
     def _due(self, epoch):
         total = (self.params or {}).get("epochs")
-        return (epoch + 1) % self.every == 0 or (total is not None and epoch + 1 == total)
+        return ((epoch + 1) % self.every == 0 or (total is not None and epoch + 1 == total)
+                # the run stops here (time limit, early stopping): score what it leaves
+                or bool(getattr(self.model, "stop_training", False)))
 
     def on_epoch_end(self, epoch, logs=None):
         if not self._due(epoch):

@@ -166,3 +166,40 @@ def test_mean_average_precision_rejects_bad_every():
 
     with pytest.raises(ValueError, match="every"):
         MeanAveragePrecision([], every=0)
+
+
+def test_mean_average_precision_scores_the_epoch_a_run_stops_in(toy_dataset):
+    from keras_ssd.anchors import generate_anchors
+    from keras_ssd.losses import SSDLoss
+    from keras_ssd.models import SSDTiny
+    from keras_ssd.targets import TargetEncoder
+    from keras_ssd.training.callbacks import MeanAveragePrecision
+
+    ds = toy_dataset(sizes=[(160, 160), (120, 90)])
+    keras.utils.set_random_seed(0)
+    model = SSDTiny(num_classes=2)
+    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss=SSDLoss())
+    encoder = TargetEncoder(generate_anchors(model.config))
+    x = np.zeros((2, 160, 160, 3), "float32")
+    y = np.stack([encoder(r["boxes"] / np.array([r["width"], r["height"]] * 2, "float32"),
+                          r["labels"]) for r in ds.records])
+
+    class StopInSecondEpoch(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if self._epoch == 1:
+                self.model.stop_training = True
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._epoch = epoch
+
+    evaluated = []
+
+    class Seen(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            evaluated.append("val_mAP" in logs)
+
+    m = MeanAveragePrecision(ds, every=10, batch_size=2, top_k=20, verbose=0)
+    model.fit(x, y, batch_size=2, epochs=6, verbose=0,
+              callbacks=[StopInSecondEpoch(), m, Seen()])
+    # every=10 would score only epoch 6; the run stops in epoch 2 and that one is scored
+    assert evaluated == [False, True]

@@ -46,6 +46,7 @@ _KERAS_API = {
     "SSDAugmentation": ("keras_ssd.data", "SSDAugmentation"),
     "VOC_CLASSES": ("keras_ssd.data", "VOC_CLASSES"),
     "VOCDataset": ("keras_ssd.data", "VOCDataset"),
+    "anchor_fit": ("keras_ssd.data", "anchor_fit"),
     "make_synthetic_voc": ("keras_ssd.data", "make_synthetic_voc"),
     "SSDSequence": ("keras_ssd.data.sequence", "SSDSequence"),
     "training": ("keras_ssd.training", None),

@@ -6,6 +6,7 @@ so the readers and augmentation stay importable (and fast to import in
 worker processes) without loading a backend.
 """
 
+from keras_ssd.data.anchor_fit import AnchorFitReport, anchor_fit, plot_anchor_fit
 from keras_ssd.data.augment import (
     DEFAULT_MIN_IOUS,
     AugmentPlan,

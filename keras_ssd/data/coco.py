@@ -3,14 +3,8 @@
 import json
 import os
 
-
-from keras_ssd.data.dataset import (
-    DetectionDataset,
-    check_boxes,
-    check_check_images,
-    make_record,
-)
-from keras_ssd.data.errors import DataError, ErrorLog
+from keras_ssd.data.dataset import DetectionDataset, check_check_images
+from keras_ssd.data.errors import DataError
 
 
 def _load_json(path):
@@ -49,7 +43,10 @@ class COCODataset(DetectionDataset):
             order; annotations of other categories are dropped. Default: all
             categories in id order.
         on_error: `"raise"` or `"skip"` (see `VOCDataset`); a bad annotation
-            (unknown category id, degenerate or outside box) rejects its image.
+            (unknown category id, inverted or outside box) rejects its image.
+            An empty box (zero width or height) is left out in either mode,
+            with a warning, and its image kept (`.dropped_boxes`,
+            `.num_dropped_boxes`).
         check_images: see `VOCDataset`.
     """
 
@@ -77,8 +74,7 @@ class COCODataset(DetectionDataset):
         self.category_ids = tuple(ids)
         self.label_of_category = {cid: i for i, cid in enumerate(ids)}
         self.class_names = tuple(cats[i] for i in ids)
-        log = ErrorLog(on_error, f"COCODataset({os.path.basename(path)!r})")
-        self.on_error = log.on_error
+        log = self._begin(on_error, f"COCODataset({os.path.basename(path)!r})")
 
         per_image = {}
         for a in data["annotations"]:
@@ -87,17 +83,8 @@ class COCODataset(DetectionDataset):
             except (KeyError, TypeError, ValueError):
                 raise DataError(path, f"malformed annotation entry {str(a)[:200]}") from None
 
-        self.num_clipped_boxes = 0
-        records = []
         images = sorted(data["images"], key=lambda im: int(im.get("id", -1)))
-        for im in images:
-            try:
-                records.append(self._read_image(path, im, per_image, cats))
-            except DataError as e:
-                log.handle(e)
-        log.summarise(len(images))
-        self.records = records
-        self.skipped = log.skipped
+        self._read_all(images, lambda im: self._read_image(path, im, per_image, cats), log)
 
     def _read_image(self, path, im, per_image, cats):
         try:
@@ -125,10 +112,16 @@ class COCODataset(DetectionDataset):
                                        f"category id {cid}")
             if cid not in self.label_of_category:
                 continue
+            if w == 0 or h == 0:
+                # A click without a drag in the labelling tool: no extent to
+                # learn from, but no reason to lose the image's other boxes.
+                self._drop_box(where, f"annotation {a.get('id', j)} ({cats[cid]!r}): its "
+                                      f"box [x={x:g}, y={y:g}, w={w:g}, h={h:g}] is empty "
+                                      f"(zero width or height)")
+                continue
             boxes.append((x, y, x + w, y + h))
             names.append(cats[cid])
             labels.append(self.label_of_category[cid])
             crowd.append(bool(a.get("iscrowd", 0)))
-        boxes, clipped = check_boxes(where, boxes, names, width, height)
-        self.num_clipped_boxes += clipped
-        return make_record(image_id, image_path, width, height, boxes, labels, crowd)
+        return self._make_checked_record(where, image_id, image_path, width, height, boxes,
+                                         names, labels, crowd)

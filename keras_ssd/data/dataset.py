@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from keras_ssd.data.errors import DataError
+from keras_ssd.data.errors import DataError, ErrorLog, logger
 from keras_ssd.data.images import decode_image, image_size
 
 CHECK_IMAGES_CHOICES = ("none", "exists", "header", "decode")
@@ -20,6 +20,17 @@ def check_check_images(value):
             f"check_images must be one of {CHECK_IMAGES_CHOICES}, got {value!r}"
         )
     return value
+
+
+def check_class_names(class_names, what):
+    """`class_names` as a tuple of unique, non-empty strings, or `ValueError`."""
+    names = tuple(class_names)
+    if not names or not all(isinstance(c, str) and c for c in names):
+        raise ValueError(f"{what}: class_names must be non-empty strings, got {names!r}")
+    duplicates = sorted({c for c in names if names.count(c) > 1})
+    if duplicates:
+        raise ValueError(f"{what}: class_names must be unique (repeated: {duplicates})")
+    return names
 
 
 def _frozen(array):
@@ -82,6 +93,8 @@ class DetectionDataset:
     records = ()
     class_names = ()
     skipped = ()
+    num_clipped_boxes = 0
+    dropped_boxes = ()
 
     def __len__(self):
         return len(self.records)
@@ -106,6 +119,71 @@ class DetectionDataset:
     def num_skipped(self):
         """How many records were left out in `on_error="skip"` mode."""
         return len(self.skipped)
+
+    @property
+    def num_dropped_boxes(self):
+        """How many empty (zero-width or zero-height) boxes were left out."""
+        return len(self.dropped_boxes)
+
+    # ------------------------------------------------ shared by the readers
+    def _begin(self, on_error, what):
+        """Reset the counters; the `ErrorLog` of a reader named `what`."""
+        log = ErrorLog(on_error, what)
+        self.on_error = log.on_error
+        self.num_clipped_boxes = 0
+        self.dropped_boxes = []
+        return log
+
+    def _read_all(self, items, read_one, log):
+        """Fill `records` with `read_one(item)` for each item under `log`'s policy.
+
+        A `DataError` from `read_one` is raised (`on_error="raise"`) or logged
+        and the item left out (`"skip"`); sets `.records` and `.skipped` and
+        logs the counts of skipped records, clipped and dropped boxes.
+        """
+        records = []
+        items = list(items)
+        for item in items:
+            try:
+                records.append(read_one(item))
+            except DataError as e:
+                log.handle(e)
+        log.summarise(len(items))
+        self.records = records
+        self.skipped = log.skipped
+        if self.num_clipped_boxes:
+            logger.info("%s: clipped %d boxes to their image", log.what, self.num_clipped_boxes)
+        if self.dropped_boxes:
+            logger.warning(
+                "%s: dropped %d empty boxes (zero width or height; see the warnings "
+                "above, or the dataset's `.dropped_boxes` list)",
+                log.what, len(self.dropped_boxes))
+
+    def _drop_box(self, where, problem):
+        """Leave one empty box out of its record, with a warning and a count."""
+        self.dropped_boxes.append((str(where), str(problem)))
+        logger.warning("%s: dropped %s", where, problem)
+
+    def _image_size(self, where, path, width=None, height=None):
+        """`(width, height)` of a record's image under `self.check_images`.
+
+        The image must exist (unless `check_images="none"` and the size is
+        known); without a known size its header is read whatever the mode.
+        `where` names the annotation in the error.
+        """
+        mode = getattr(self, "check_images", "exists")
+        if mode == "none" and width and height:
+            return int(width), int(height)
+        if not os.path.isfile(path):
+            raise DataError(where, f"its image is missing: {path} not found")
+        return self._verify_image(path, width, height, "exists" if mode == "none" else mode)
+
+    def _make_checked_record(self, where, image_id, image_path, width, height, boxes, names,
+                             labels, difficult):
+        """`check_boxes` (errors, clipping counted), then `make_record`."""
+        boxes, clipped = check_boxes(where, boxes, names, width, height)
+        self.num_clipped_boxes += clipped
+        return make_record(image_id, image_path, width, height, boxes, labels, difficult)
 
     def load_pil_image(self, index, reduce_factor=1):
         """Decode record `index`'s image as an RGB PIL image.

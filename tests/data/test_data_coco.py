@@ -71,14 +71,37 @@ def test_unknown_category_id_names_the_image(tmp_path):
     assert len(ds) == 1 and ds.num_skipped == 1
 
 
-def test_degenerate_box_and_missing_image_are_errors(tmp_path):
-    ann = [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [1, 1, 0, 5]}]
-    with pytest.raises(DataError, match="empty"):
+def test_inverted_box_and_missing_image_are_errors(tmp_path):
+    ann = [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [5, 1, -2, 5]}]
+    with pytest.raises(DataError, match="inverted"):
         COCODataset(*write_coco(tmp_path, annotations=ann))
     path, img_dir = write_coco(tmp_path, annotations=[])
     os.remove(os.path.join(img_dir, "b.jpg"))
     with pytest.raises(DataError, match="image is missing"):
         COCODataset(path, img_dir)
+
+
+@pytest.mark.parametrize("on_error", ["raise", "skip"])
+def test_zero_width_or_height_drops_only_that_box_with_a_warning(tmp_path, caplog, on_error):
+    ann = [
+        {"id": 11, "image_id": 7, "category_id": 18, "bbox": [1, 2, 10, 20]},
+        {"id": 12, "image_id": 7, "category_id": 1, "bbox": [4, 4, 0, 5]},   # zero width
+        {"id": 13, "image_id": 7, "category_id": 90, "bbox": [3, 3, 6, 7]},
+        {"id": 14, "image_id": 3, "category_id": 1, "bbox": [2, 2, 8, 0.0]},  # zero height
+    ]
+    with caplog.at_level("WARNING", logger="keras_ssd.data"):
+        ds = COCODataset(*write_coco(tmp_path, annotations=ann), on_error=on_error)
+    assert [r["image_id"] for r in ds] == [3, 7] and ds.num_skipped == 0
+    np.testing.assert_allclose(ds[1]["boxes"], [[1, 2, 11, 22], [3, 3, 9, 10]])
+    assert ds[1]["labels"].tolist() == [1, 2]
+    assert ds[0]["boxes"].shape == (0, 4)
+    assert ds.num_dropped_boxes == 2
+    (where14, _), (where12, problem12) = ds.dropped_boxes  # in image id order
+    assert "a.jpg" in where12 and "annotation 12" in problem12 and "empty" in problem12
+    assert "b.jpg" in where14
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("dropped annotation" in m for m in messages) == 2
+    assert any("dropped 2 empty boxes" in m for m in messages)
 
 
 def test_malformed_json_names_the_file(tmp_path):

@@ -1,10 +1,10 @@
-"""The `keras-ssd` command line: train, evaluate, predict, export and demo.
+"""The `keras-ssd` command line: train, evaluate, predict, anchors, export and demo.
 
 - `main.py`: the parser, the dispatch to a subcommand, one-line errors;
 - `args.py`: what the subcommands share (argument types, `--classes`, the
   folder and file checks, `CLIError`, loading a `--model-file`);
-- `train.py`, `evaluate.py`, `predict.py`, `export.py`, `demo.py`: one
-  subcommand each, with `HELP`, `add_arguments(parser)` and `run(args)`.
+- `train.py`, `evaluate.py`, `predict.py`, `anchors.py`, `export.py`,
+  `demo.py`: one subcommand each, with `HELP`, `add_arguments(parser)` and `run(args)`.
 
 Every subcommand checks its arguments (folders, files, class lists) before
 importing TensorFlow, so a typo fails in a fraction of a second; the modules

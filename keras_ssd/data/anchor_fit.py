@@ -158,7 +158,8 @@ class AnchorFitReport:
             f"IoU threshold {t:g}",
         ]
         if self.num_skipped_boxes:
-            lines.append(f"  ({self.num_skipped_boxes} boxes with zero width or height left out)")
+            lines.append(f"  ({self.num_skipped_boxes} boxes with zero width or height "
+                         f"left out)")
         n = self.num_boxes
         lines += [
             "",
@@ -200,10 +201,12 @@ class AnchorFitReport:
             return [f"Suggested sizes: keep the configuration's; no scale from "
                     f"x{min(s['scales_tried']):g} to x{max(s['scales_tried']):g} "
                     f"matches more boxes ({100 * self.matched:.1f} %)"]
+        how = (f"every map's sizes x{s['scale']:.3g}"
+               if len(set(s["map_scales"])) == 1
+               else f"global scale x{s['scale']:.3g}, then per map")
         lines = [
             f"Suggested sizes (maps, steps and aspect ratios kept): matched "
-            f"{100 * self.matched:.1f} % -> {100 * s['matched']:.1f} % "
-            f"(global scale x{s['scale']:.3g}, then per map)",
+            f"{100 * self.matched:.1f} % -> {100 * s['matched']:.1f} % ({how})",
         ]
         table = [("map", "min_size", "max_size", "->", "min_size", "max_size", "scale")]
         for i, f in enumerate(self.feature_map_sizes):
@@ -304,14 +307,14 @@ def _gather(dataset, include_difficult):
                 f"anchor_fit: record {i} ({rec.get('image_path', '?')}) has "
                 f"{boxes.shape[0]} boxes but {lab.shape[0]} labels"
             )
-        keep = np.isfinite(boxes).all(axis=1) & (boxes[:, 2] > boxes[:, 0]) \
+        valid = np.isfinite(boxes).all(axis=1) & (boxes[:, 2] > boxes[:, 0]) \
             & (boxes[:, 3] > boxes[:, 1])
+        skipped += int((~valid).sum())
+        keep = valid
         if not include_difficult and rec.get("difficult") is not None:
             difficult = np.asarray(rec["difficult"], dtype=bool).reshape(-1)
             if difficult.shape[0] == keep.shape[0]:
-                keep &= ~difficult
-        skipped += int((~np.isfinite(boxes).all(axis=1)
-                        | (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])).sum())
+                keep = keep & ~difficult
         if not keep.any():
             continue
         boxes, lab = boxes[keep], lab[keep]
@@ -547,7 +550,8 @@ def anchor_fit(dataset, config, iou_threshold=0.5, size_buckets="octave",
     >>> report.suggestion["min_sizes"]
     """
     if not 0.0 < float(iou_threshold) <= 1.0:
-        raise ValueError(f"anchor_fit: iou_threshold must lie in (0, 1], got {iou_threshold}")
+        raise ValueError(
+            f"anchor_fit: iou_threshold must lie in (0, 1], got {iou_threshold}")
     threshold = float(iou_threshold)
     scales = [float(v) for v in scales]
     if not scales or any(not math.isfinite(v) or v <= 0 for v in scales):
@@ -588,7 +592,8 @@ def anchor_fit(dataset, config, iou_threshold=0.5, size_buckets="octave",
     per_class = {name_of(int(c)): _stats(best[labels == c], threshold)
                  for c in np.unique(labels)}
     map_labels = [_map_label(f) for f in config.feature_map_sizes]
-    best_map_share = {map_labels[m]: float(np.mean(which == m)) for m in range(len(map_labels))}
+    best_map_share = {label: float(np.mean(which == m))
+                      for m, label in enumerate(map_labels)}
 
     anchors = generate_anchors(config)
     bad = np.flatnonzero(~matched)
@@ -694,8 +699,10 @@ def plot_anchor_fit(report, path, bins=HISTOGRAM_BINS, title=None):
     ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="tab:blue",
            alpha=0.7, label=f"configuration: {100 * report.matched:.1f} % matched")
     if suggested is not None and report.suggestion and report.suggestion["changed"]:
-        ax.step(edges, np.append(suggested, suggested[-1]), where="post", color="tab:orange",
-                label=f"suggested sizes: {100 * report.suggestion['matched']:.1f} % matched")
+        ax.step(edges, np.append(suggested, suggested[-1]), where="post",
+                color="tab:orange",
+                label=f"suggested sizes: {100 * report.suggestion['matched']:.1f} % "
+                      "matched")
     ax.axvline(report.iou_threshold, color="tab:red", linestyle="--",
                label=f"threshold {report.iou_threshold:g}")
     ax.set_xlim(0.0, 1.0)

@@ -176,7 +176,7 @@ class AnchorFitReport:
         lines += _stats_table(rows)
         lines.append("  (size: sqrt(w * h) of the box in input pixels)")
         lines += ["", "Map of the best prior: " + ", ".join(
-            f"{m} {100 * s:.1f} %" for m, s in self.best_map_share.items())]
+            f"{m} {_pct(s)} %" for m, s in self.best_map_share.items())]
         lines += ["", f"Boxes no prior reaches at IoU {t:g}: {self.unreachable_count}"]
         if self.unreachable:
             lines.append(f"  worst {len(self.unreachable)}:")
@@ -187,7 +187,7 @@ class AnchorFitReport:
                 box = ", ".join(f"{v:.0f}" for v in ex["box"])
                 pw, ph = ex["best_prior"]
                 table.append((str(ex["record"]), ex["class"], f"[{box}]",
-                              f"{ex['size']:.1f}", f"{ex['best_iou']:.3f}",
+                              f"{ex['size']:.1f}", _floor3(ex["best_iou"]),
                               f"{ex['best_map']} {pw:.0f} x {ph:.0f}", ex["image_path"]))
             lines += _columns(table, right={0, 3, 4})
         lines += [""] + self._format_suggestion()
@@ -200,13 +200,13 @@ class AnchorFitReport:
         if not s["changed"]:
             return [f"Suggested sizes: keep the configuration's; no scale from "
                     f"x{min(s['scales_tried']):g} to x{max(s['scales_tried']):g} "
-                    f"matches more boxes ({100 * self.matched:.1f} %)"]
+                    f"matches more boxes ({_pct(self.matched)} %)"]
         how = (f"every map's sizes x{s['scale']:.3g}"
                if len(set(s["map_scales"])) == 1
                else f"global scale x{s['scale']:.3g}, then per map")
         lines = [
             f"Suggested sizes (maps, steps and aspect ratios kept): matched "
-            f"{100 * self.matched:.1f} % -> {100 * s['matched']:.1f} % ({how})",
+            f"{_pct(self.matched)} % -> {_pct(s['matched'])} % ({how})",
         ]
         table = [("map", "min_size", "max_size", "->", "min_size", "max_size", "scale")]
         for i, f in enumerate(self.feature_map_sizes):
@@ -238,7 +238,7 @@ def _plain(value):
 
 
 def _count(share, n):
-    return f"{int(round(share * n)):>7d}  {100 * share:5.1f} %"
+    return f"{int(round(share * n)):>7d}  {_pct(share):>5} %"
 
 
 def _columns(rows, right=(), indent="  "):
@@ -255,9 +255,20 @@ def _stats_table(rows):
     keys = ["min"] + [_qname(q) for q in QUANTILES] + ["mean"]
     table = [("", "boxes", "matched") + tuple(keys)]
     for label, s in rows:
-        table.append((label, str(s["boxes"]), f"{100 * s['matched']:.1f} %")
+        table.append((label, str(s["boxes"]), f"{_pct(s['matched'])} %")
                      + tuple(f"{s[k]:.2f}" for k in keys))
     return _columns(table, right=set(range(1, len(table[0]))))
+
+
+def _pct(share):
+    """A share as a percentage to 0.1, rounded down: 99.96 % reads 99.9 %, and
+    100.0 % means every box."""
+    return f"{math.floor(share * 1000 + 1e-9) / 10:.1f}"
+
+
+def _floor3(value):
+    """Three decimals rounded down: a best IoU of 0.4999 must not read 0.500."""
+    return f"{math.floor(value * 1000) / 1000:.3f}"
 
 
 def _qname(q):
@@ -697,11 +708,11 @@ def plot_anchor_fit(report, path, bins=HISTOGRAM_BINS, title=None):
     edges, counts, suggested = report.histogram(bins)
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="tab:blue",
-           alpha=0.7, label=f"configuration: {100 * report.matched:.1f} % matched")
+           alpha=0.7, label=f"configuration: {_pct(report.matched)} % matched")
     if suggested is not None and report.suggestion and report.suggestion["changed"]:
         ax.step(edges, np.append(suggested, suggested[-1]), where="post",
                 color="tab:orange",
-                label=f"suggested sizes: {100 * report.suggestion['matched']:.1f} % "
+                label=f"suggested sizes: {_pct(report.suggestion['matched'])} % "
                       "matched")
     ax.axvline(report.iou_threshold, color="tab:red", linestyle="--",
                label=f"threshold {report.iou_threshold:g}")

@@ -1,5 +1,5 @@
-"""Data: Pascal VOC and COCO readers, SSD augmentation, training batches,
-and a synthetic shapes dataset.
+"""Data: Pascal VOC, COCO, YOLO and CSV readers (`load_dataset` tells them
+apart), SSD augmentation, training batches, and a synthetic shapes dataset.
 
 `SSDSequence` and `eval_batches` need Keras and are imported on first use,
 so the readers and augmentation stay importable (and fast to import in
@@ -29,15 +29,18 @@ from keras_ssd.data.augment import (
     sample_photometric,
 )
 from keras_ssd.data.coco import COCODataset
+from keras_ssd.data.csv_dataset import CSVDataset
 from keras_ssd.data.dataset import DetectionDataset
 from keras_ssd.data.errors import DataError
+from keras_ssd.data.formats import FORMATS, load_dataset, sniff_format
 from keras_ssd.data.images import MEAN_RGB, decode_image, image_size, load_image
 from keras_ssd.data.synthetic import (
     ALL_SYNTHETIC_CLASSES,
     SYNTHETIC_CLASSES,
     make_synthetic_voc,
 )
-from keras_ssd.data.voc import VOC_CLASSES, VOCDataset, parse_voc_xml, write_voc_xml
+from keras_ssd.data.voc import VOC_CLASSES, VOCDataset, parse_voc_xml, write_voc, write_voc_xml
+from keras_ssd.data.yolo import YOLODataset, write_yolo
 
 _LAZY = {"SSDSequence", "eval_batches"}
 

@@ -1,6 +1,7 @@
 """The record interface shared by every detection dataset reader."""
 
 import os
+import re
 
 import numpy as np
 
@@ -33,6 +34,18 @@ def check_class_names(class_names, what):
     return names
 
 
+def file_stem_for(image_id, taken):
+    """A file-name-safe stem for a record's `image_id`, not in `taken` (added
+    to it): `train/a b` becomes `train_a_b`, a repeat gets `_2`, `_3`, ..."""
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", str(image_id)).strip("._") or "image"
+    stem, n = base, 1
+    while stem in taken:
+        n += 1
+        stem = f"{base}_{n}"
+    taken.add(stem)
+    return stem
+
+
 def _frozen(array):
     array.flags.writeable = False
     return array
@@ -52,17 +65,20 @@ def make_record(image_id, image_path, width, height, boxes, labels, difficult):
     }
 
 
-def check_boxes(path, boxes, names, width, height):
+def check_boxes(path, boxes, names, width, height, objects=None):
     """Validate continuous-pixel xyxy boxes against the image size.
 
     Raises `DataError` for non-finite, inverted, empty or entirely-outside
     boxes; returns the boxes clipped to the image (a box that only sticks
-    out is kept, cut at the border) and how many were clipped.
+    out is kept, cut at the border) and how many were clipped. `objects`
+    optionally names where each box is written (e.g. `"line 3"`; default
+    `"object j"`).
     """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     for j, (box, name) in enumerate(zip(boxes, names)):
         x0, y0, x1, y1 = box
-        what = f"object {j} ({name!r}) box [xmin={x0:g}, ymin={y0:g}, xmax={x1:g}, ymax={y1:g}]"
+        obj = f"object {j}" if objects is None else objects[j]
+        what = f"{obj} ({name!r}) box [xmin={x0:g}, ymin={y0:g}, xmax={x1:g}, ymax={y1:g}]"
         if not np.all(np.isfinite(box)):
             raise DataError(path, f"{what} is not finite")
         if x1 < x0 or y1 < y0:
@@ -179,9 +195,9 @@ class DetectionDataset:
         return self._verify_image(path, width, height, "exists" if mode == "none" else mode)
 
     def _make_checked_record(self, where, image_id, image_path, width, height, boxes, names,
-                             labels, difficult):
+                             labels, difficult, objects=None):
         """`check_boxes` (errors, clipping counted), then `make_record`."""
-        boxes, clipped = check_boxes(where, boxes, names, width, height)
+        boxes, clipped = check_boxes(where, boxes, names, width, height, objects)
         self.num_clipped_boxes += clipped
         return make_record(image_id, image_path, width, height, boxes, labels, difficult)
 

@@ -2,6 +2,7 @@
 `JPEGImages/`."""
 
 import os
+import shutil
 import xml.etree.ElementTree as ET
 
 import defusedxml
@@ -12,6 +13,7 @@ from keras_ssd.data.dataset import (
     DetectionDataset,
     check_boxes,
     check_check_images,
+    file_stem_for,
     make_record,
 )
 from keras_ssd.data.errors import DataError, ErrorLog, logger
@@ -310,3 +312,57 @@ def write_voc_xml(path, filename, width, height, objects):
         for tag, v in zip(("xmin", "ymin", "xmax", "ymax"), box):
             ET.SubElement(bnd, tag).text = f"{v:g}" if isinstance(v, float) else str(v)
     ET.ElementTree(root).write(path, encoding="utf-8")
+
+
+def write_voc(dataset, out_dir, split="trainval"):
+    """Write any detection dataset out in Pascal VOC layout.
+
+    For checking an import (read it back with `VOCDataset`, look at it with
+    any VOC tool) or handing it to VOC-only software. Images are copied as
+    they are (EXIF included, so their displayed orientation and the boxes
+    still agree) into `JPEGImages/`, one `Annotations/<id>.xml` per record
+    with its boxes in VOC's 1-based inclusive pixels (`xmin + 1, ymin + 1,
+    xmax, ymax` of the continuous box, so that reading it back gives the
+    same box), `difficult` kept; the ids in `ImageSets/Main/<split>.txt`
+    and the class names, one per line, in `labels.txt`. Ids are the
+    records' `image_id` made file-name safe (`train/a` becomes `train_a`),
+    made unique with a suffix where needed.
+
+    Args:
+        dataset: a records-interface dataset (`ds[i]`, `ds.class_names`).
+        out_dir: the VOC folder to write (created; files there are replaced).
+        split: the image-set name.
+
+    Returns:
+        the list of VOC ids written, in record order.
+
+    Example:
+
+    >>> write_voc(YOLODataset("my_set", "val"), "my_set_voc", split="test")
+    >>> VOCDataset("my_set_voc", "test", class_names=...)
+    """
+    out_dir = os.fspath(out_dir)
+    for sub in ("Annotations", "JPEGImages", os.path.join("ImageSets", "Main")):
+        os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
+    names = list(dataset.class_names)
+    ids, taken = [], set()
+    for i in range(len(dataset)):
+        rec = dataset[i]
+        voc_id = file_stem_for(rec["image_id"], taken)
+        ext = os.path.splitext(rec["image_path"])[1] or ".jpg"
+        shutil.copyfile(rec["image_path"], os.path.join(out_dir, "JPEGImages", voc_id + ext))
+        objects = [
+            (names[int(label)], (float(x0) + 1.0, float(y0) + 1.0, float(x1), float(y1)),
+             bool(diff))
+            for (x0, y0, x1, y1), label, diff in zip(rec["boxes"], rec["labels"],
+                                                     rec["difficult"])
+        ]
+        write_voc_xml(os.path.join(out_dir, "Annotations", voc_id + ".xml"), voc_id + ext,
+                      rec["width"], rec["height"], objects)
+        ids.append(voc_id)
+    with open(os.path.join(out_dir, "ImageSets", "Main", f"{split}.txt"), "w",
+              encoding="utf-8") as f:
+        f.write("".join(i + "\n" for i in ids))
+    with open(os.path.join(out_dir, "labels.txt"), "w", encoding="utf-8") as f:
+        f.write("".join(n + "\n" for n in names))
+    return ids

@@ -28,6 +28,8 @@ LAYERS = {
     "keras_ssd.matching": 0,
     "keras_ssd.targets": 0,
     "keras_ssd.nms": 0,
+    # Reading .pth files into numpy (no Keras, no torch): file reading only.
+    "keras_ssd.pth": 0,
     "keras_ssd.layers": 1,
     "keras_ssd.models": 1,
     "keras_ssd.losses": 1,

@@ -147,6 +147,95 @@ def _require_voc_split(root, split, option):
         )
 
 
+# ------------------------------------------------------- dataset formats
+#: `--format` choices: `auto` tells the format from the layout.
+FORMAT_CHOICES = ("auto", "voc", "coco", "yolo", "csv")
+
+#: The split each format reads when `--split` is not given, for training and
+#: for evaluation (None: a COCO / CSV folder's one annotation file).
+FORMAT_SPLITS = {"yolo": ("train", "val"), "coco": (None, None), "csv": (None, None)}
+
+_FILE_SUFFIXES = (".csv", ".json", ".yaml", ".yml")
+
+
+class DefaultSplit(str):
+    """A `--split` default: VOC's image-set name, which the other formats
+    replace with their own (`FORMAT_SPLITS`); a split the user gives is a
+    plain `str` and is used as it is."""
+
+
+def add_format_argument(group):
+    """Add `--format` to an argument group (or parser)."""
+    group.add_argument("--format", choices=FORMAT_CHOICES, default="auto",
+                       help="dataset format of --data: voc (Annotations/ + ImageSets/), "
+                            "coco (an instances .json), yolo (data.yaml, images/ + "
+                            "labels/), csv (image_path,xmin,ymin,xmax,ymax,class_name "
+                            "rows) or auto (default: told from the layout)")
+
+
+def resolve_split(fmt, split, evaluation=False):
+    """The split to read: `split`, unless it is VOC's default and `fmt` is not VOC."""
+    if isinstance(split, DefaultSplit) and fmt in FORMAT_SPLITS:
+        return FORMAT_SPLITS[fmt][1 if evaluation else 0]
+    return None if split is None else str(split)
+
+
+def _require_dataset(path, fmt, split, option):
+    """Check `--data PATH` before TensorFlow; returns its format (sniffed for auto).
+
+    A missing path, a layout no format fits and a VOC folder without its
+    split file fail here with one line naming the option and the path.
+    """
+    if not os.path.exists(path):
+        kind = "file" if str(path).lower().endswith(_FILE_SUFFIXES) else "folder"
+        raise CLIError(f"{option}: {kind} not found: {path}", status=2)
+    if fmt == "auto":
+        from keras_ssd.data.errors import DataError
+        from keras_ssd.data.formats import sniff_format
+
+        try:
+            fmt = sniff_format(path)
+        except DataError:
+            if os.path.isdir(path):
+                raise CLIError(
+                    f"{option} {path}: cannot tell the dataset format: no split file "
+                    f"ImageSets/Main/{split}.txt (Pascal VOC), no data.yaml or images/ + "
+                    "labels/ (YOLO), no .json (COCO), no .csv (CSV); give --format",
+                    status=2) from None
+            raise CLIError(f"{option} {path}: cannot tell the dataset format of this file "
+                           "(.json: COCO, .yaml: YOLO, .csv: CSV); give --format",
+                           status=2) from None
+    if fmt == "voc":
+        _require_voc_split(path, split, option)
+    return fmt
+
+
+def class_file_option(value, fmt):
+    """`--classes FILE.csv` of a CSV dataset: a keras-retinanet `class_name,id`
+    file, passed to the reader as it is (None otherwise)."""
+    if (fmt == "csv" and value is not None and str(value).lower().endswith(".csv")
+            and os.path.isfile(value)):
+        return str(value)
+    return None
+
+
+def load_cli_dataset(paths, fmt, split, class_names, option, class_file=None):
+    """Read `--data` with `keras_ssd.data.load_dataset` (after `_require_dataset`).
+
+    `paths` is one path or a list (several only for VOC); `class_names` None
+    leaves them to the format (YOLO's data.yaml, a CSV's class file or rows).
+    """
+    from keras_ssd.data.formats import load_dataset
+
+    if isinstance(paths, (list, tuple)) and len(paths) == 1:
+        paths = paths[0]
+    if isinstance(paths, (list, tuple)) and fmt != "voc":
+        raise CLIError(f"{option}: only Pascal VOC folders can be given several times "
+                       f"(VOC07+12); {fmt} data is one --data", status=2)
+    kwargs = {"class_file": class_file} if class_file is not None else {}
+    return load_dataset(paths, format=fmt, split=split, class_names=class_names, **kwargs)
+
+
 def _require_out_folder(path, option="--out"):
     """An output folder may be missing (it is created) but not a file."""
     if os.path.exists(path) and not os.path.isdir(path):

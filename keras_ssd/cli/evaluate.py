@@ -1,23 +1,32 @@
-"""`keras-ssd evaluate`: VOC mAP of a trained model on a VOC-format dataset."""
+"""`keras-ssd evaluate`: VOC mAP of a trained model on a VOC, COCO, YOLO or CSV dataset."""
 
 import argparse
 import os
 
 from keras_ssd.cli.args import (
     CLIError,
+    DefaultSplit,
     _positive_int,
+    _require_dataset,
     _require_model_file,
-    _require_voc_split,
+    add_format_argument,
+    load_cli_dataset,
     load_ssd_model,
+    resolve_split,
 )
 
-HELP = "VOC mAP of a trained model on a VOC-format dataset"
+HELP = "VOC mAP of a trained model on a VOC, COCO, YOLO or CSV dataset"
 
 
 def add_arguments(p):
     p.add_argument("--data", required=True, metavar="DIR",
-                   help="Pascal VOC folder to evaluate on (e.g. VOCdevkit/VOC2007)")
-    p.add_argument("--split", default="test", help="image set (default: test)")
+                   help="dataset folder or annotation file to evaluate on (e.g. "
+                        "VOCdevkit/VOC2007; see --format). Its class names must be the "
+                        "model's")
+    add_format_argument(p)
+    p.add_argument("--split", default=DefaultSplit("test"),
+                   help="split (default: test for VOC, val for YOLO; a COCO or CSV "
+                        "folder's only annotation file)")
     p.add_argument("--model-file", required=True, metavar="M.keras",
                    help="a model saved by `keras-ssd train` (class names are read from it)")
     p.add_argument("--use-07-metric", action=argparse.BooleanOptionalAction, default=True,
@@ -41,17 +50,17 @@ def format_ap_table(class_names, ap, mean_ap):
 
 
 def run(args):
-    _require_voc_split(args.data, args.split, "--data")
+    fmt = _require_dataset(args.data, args.format, args.split, "--data")
+    split = resolve_split(fmt, args.split, evaluation=True)
     _require_model_file(args.model_file)
     if args.json and os.path.isdir(args.json):
         raise CLIError(f"--json {args.json} is a folder; give a file name", status=2)
     model = load_ssd_model(args.model_file)
-    from keras_ssd.data import VOCDataset
     from keras_ssd.evaluation import evaluate
     from keras_ssd.inference.model import get_config_from_model
 
     class_names = get_config_from_model(model).names
-    dataset = VOCDataset(args.data, split=args.split, class_names=class_names)
+    dataset = load_cli_dataset(args.data, fmt, split, list(class_names), "--data")
     result = evaluate(model, dataset, batch_size=args.batch_size,
                       use_07_metric=args.use_07_metric, verbose=1)
     ap = [float(a) for a in result["AP"]]
@@ -68,7 +77,8 @@ def run(args):
             "num_images": len(dataset),
             "model_file": os.path.abspath(args.model_file),
             "data": os.path.abspath(args.data),
-            "split": args.split,
+            "format": fmt,
+            "split": split,
         }
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         atomic_write_json(payload, args.json)

@@ -1,4 +1,4 @@
-"""`keras-ssd train`: train an SSD on Pascal VOC-format data."""
+"""`keras-ssd train`: train an SSD on a Pascal VOC, COCO, YOLO or CSV dataset."""
 
 import os
 
@@ -6,36 +6,47 @@ from keras_ssd import presets
 from keras_ssd.cli.args import (
     MODEL_CHOICES,
     CLIError,
+    DefaultSplit,
     _model_name,
     _non_negative_float,
     _non_negative_int,
     _positive_float,
     _positive_int,
     _quiet_tensorflow,
+    _require_dataset,
     _require_out_folder,
-    _require_voc_split,
     _unit_float,
+    add_format_argument,
+    class_file_option,
+    load_cli_dataset,
     parse_classes,
+    resolve_split,
 )
 
-HELP = "train an SSD on Pascal VOC-format data"
+HELP = "train an SSD on a Pascal VOC, COCO, YOLO or CSV dataset"
 
 
 def add_arguments(p):
     data = p.add_argument_group("data")
     data.add_argument("--data", action="append", required=True, metavar="DIR",
-                      help="Pascal VOC folder (e.g. VOCdevkit/VOC2007); repeat to "
-                           "train on several (VOC07+12: --data VOC2007 --data VOC2012)")
-    data.add_argument("--split", default="trainval",
-                      help="image set of the --data folders (default: trainval)")
+                      help="dataset folder or annotation file (see --format), e.g. "
+                           "VOCdevkit/VOC2007; VOC folders may be repeated to train on "
+                           "several (VOC07+12: --data VOC2007 --data VOC2012)")
+    add_format_argument(data)
+    data.add_argument("--split", default=DefaultSplit("trainval"),
+                      help="split of --data (default: trainval for VOC, train for YOLO; "
+                           "a COCO or CSV folder's only annotation file)")
     data.add_argument("--val-data", metavar="DIR",
-                      help="VOC folder to compute validation mAP on after each "
-                           "--eval-every epochs (default: none)")
-    data.add_argument("--val-split", default="test",
-                      help="image set of --val-data (default: test)")
+                      help="dataset (same --format) to compute validation mAP on after "
+                           "each --eval-every epochs (default: none)")
+    data.add_argument("--val-split", default=DefaultSplit("test"),
+                      help="split of --val-data (default: test for VOC, val for YOLO)")
     data.add_argument("--classes", metavar="NAMES_OR_FILE",
                       help="comma-separated class names, or a text file with one "
-                           "name per line (default: the 20 VOC classes)")
+                           "name per line (default: the 20 VOC classes for VOC; the "
+                           "dataset's own for COCO, YOLO and CSV). YOLO: must match "
+                           "data.yaml; COCO: selects categories; CSV: the label order, "
+                           "or a keras-retinanet class_name,id .csv file")
     data.add_argument("--workers", type=_non_negative_int, default=2,
                       help="data-loading threads (0 = load in the training loop; "
                            "default: 2)")
@@ -134,11 +145,21 @@ def _check_backbone_weights(value, model_name):
 
 def run(args):
     # Check everything a typo can break before TensorFlow is imported.
-    for root in args.data:
-        _require_voc_split(root, args.split, "--data")
-    if args.val_data:
-        _require_voc_split(args.val_data, args.val_split, "--val-data")
-    class_names = parse_classes(args.classes)
+    formats = [_require_dataset(root, args.format, args.split, "--data") for root in args.data]
+    fmt = formats[0]
+    if len(args.data) > 1 and set(formats) != {"voc"}:
+        raise CLIError("--data: only Pascal VOC folders can be given several times "
+                       f"(VOC07+12); got {', '.join(sorted(set(formats)))} data", status=2)
+    val_fmt = (_require_dataset(args.val_data, args.format, args.val_split, "--val-data")
+               if args.val_data else None)
+    split = resolve_split(fmt, args.split)
+    class_file = class_file_option(args.classes, fmt)
+    if class_file is not None:
+        class_names = None
+    elif args.classes is None and fmt != "voc":
+        class_names = None  # the dataset's own
+    else:
+        class_names = parse_classes(args.classes)
     backbone_weights = _check_backbone_weights(args.backbone_weights, args.model)
     recipe = resolve_cli_recipe(args, backbone_weights)
     if args.lr_decay_epochs is not None and args.time_limit is not None and args.epochs is None:
@@ -151,16 +172,19 @@ def run(args):
     if args.resume and not os.path.isfile(latest):
         raise CLIError(f"--resume: no checkpoint to resume from ({latest} not found)",
                        status=2)
+    # The data is read before TensorFlow too (numpy and Pillow only).
+    train_set = load_cli_dataset(args.data, fmt, split, class_names, "--data", class_file)
+    class_names = list(train_set.class_names)
+    val_set = None
+    if args.val_data:
+        val_set = load_cli_dataset(args.val_data, val_fmt,
+                                   resolve_split(val_fmt, args.val_split, evaluation=True),
+                                   class_names, "--val-data")
+    if len(train_set) == 0:
+        raise CLIError(f"--data: split {split or args.data[0]!r} lists no images")
     _quiet_tensorflow()
     import keras
 
-    from keras_ssd.data import VOCDataset
-
-    train_set = VOCDataset(args.data, split=args.split, class_names=class_names)
-    val_set = (VOCDataset(args.val_data, split=args.val_split, class_names=class_names)
-               if args.val_data else None)
-    if len(train_set) == 0:
-        raise CLIError(f"--data: split {args.split!r} lists no images")
     keras.utils.set_random_seed(args.seed)
     from keras_ssd.training.distribute import check_global_batch_size, get_strategy, strategy_scope
 

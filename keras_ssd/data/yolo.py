@@ -149,14 +149,15 @@ def _images_of_entry(yaml_path, base, entry):
     if os.path.isdir(path):
         return _list_images(path), path
     if os.path.isfile(path) and path.lower().endswith(".txt"):
-        # A list of image paths, one per line, relative to `base` (as
-        # Ultralytics reads them: `./images/a.jpg`).
+        # A list of image paths, one per line, relative to the list's folder
+        # (Ultralytics' `./images/train2017/a.jpg` beside `train2017.txt`).
         try:
             with open(path, encoding="utf-8") as f:
                 lines = [line.strip() for line in f]
         except (OSError, UnicodeDecodeError) as e:
             raise DataError(path, f"cannot read image list ({e})") from None
-        images = [os.path.normpath(os.path.join(base, line)) for line in lines if line]
+        folder = os.path.dirname(path)
+        images = [os.path.normpath(os.path.join(folder, line)) for line in lines if line]
         return images, os.path.dirname(path)
     raise DataError(yaml_path, f"split path {entry!r} not found ({path})")
 
@@ -177,9 +178,9 @@ class YOLODataset(DetectionDataset):
 
     * a dataset YAML (`data.yaml`, given or found in the folder): `names:`
       as a list or as a mapping id -> name; `train:` / `val:` / `test:` a
-      folder of images, a `.txt` list of image paths, or a list of those,
-      relative to `path:` (itself relative to the YAML's folder) or to the
-      YAML's folder;
+      folder of images, a `.txt` list of image paths (relative to the
+      list's folder), or a list of those, relative to `path:` (itself
+      relative to the YAML's folder) or to the YAML's folder;
     * a folder with `images/<split>/` and `labels/<split>/`, or a flat
       `images/` + `labels/` (one split, whatever `split` says), with the
       class names in `classes.txt` (in the folder, in `labels/` or in

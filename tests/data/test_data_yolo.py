@@ -90,11 +90,11 @@ def test_roboflow_layout_and_image_list_files(tmp_path):
     train = YOLODataset(root, "train")
     np.testing.assert_allclose(train[0]["boxes"], [[0, 0, 40, 20]])
     assert YOLODataset(root, "val")[0]["boxes"].shape == (0, 4)
-    # a .txt split: image paths relative to `path:`
-    _text(os.path.join(root, "list.txt"), "./train/images/x.jpg\n\n")
-    _text(os.path.join(root, "list.yaml"), "train: list.txt\nnames: ['pill']\n")
+    # a .txt split: image paths relative to the list file
+    _text(os.path.join(root, "lists", "list.txt"), "../train/images/x.jpg\n\n")
+    _text(os.path.join(root, "list.yaml"), "train: lists/list.txt\nnames: ['pill']\n")
     assert YOLODataset(os.path.join(root, "list.yaml"))[0]["labels"].tolist() == [0]
-    _text(os.path.join(root, "list.txt"), "train/images/gone.jpg\n")
+    _text(os.path.join(root, "lists", "list.txt"), "../train/images/gone.jpg\n")
     with pytest.raises(DataError, match=r"gone\.txt: its image is missing: .*gone\.jpg"):
         YOLODataset(os.path.join(root, "list.yaml"))
 

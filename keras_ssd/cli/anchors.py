@@ -1,4 +1,5 @@
-"""`keras-ssd anchors`: do a model's priors fit a dataset's boxes?
+"""`keras-ssd anchors`: do a model's priors fit a dataset's boxes (VOC, COCO,
+YOLO or CSV)?
 
 Prints `keras_ssd.anchor_fit`'s report (share of boxes matched by a prior at
 the IoU threshold, best-IoU quantiles per class and size, the boxes no prior
@@ -13,10 +14,15 @@ import os
 from keras_ssd.cli.args import (
     MODEL_CHOICES,
     CLIError,
+    DefaultSplit,
     _model_name,
     _non_negative_int,
-    _require_voc_split,
+    _require_dataset,
+    add_format_argument,
+    class_file_option,
+    load_cli_dataset,
     parse_classes,
+    resolve_split,
 )
 
 HELP = "check how well a model's priors fit a dataset's boxes (and suggest sizes)"
@@ -35,13 +41,17 @@ def _iou_threshold(text):
 def add_arguments(p):
     data = p.add_argument_group("data")
     data.add_argument("--data", action="append", required=True, metavar="DIR",
-                      help="Pascal VOC folder (e.g. VOCdevkit/VOC2007); repeat to "
-                           "measure several together")
-    data.add_argument("--split", default="trainval",
-                      help="image set of the --data folders (default: trainval)")
+                      help="dataset folder or annotation file (see --format), e.g. "
+                           "VOCdevkit/VOC2007; VOC folders may be repeated to measure "
+                           "several together")
+    add_format_argument(data)
+    data.add_argument("--split", default=DefaultSplit("trainval"),
+                      help="split of --data (default: trainval for VOC, train for YOLO; "
+                           "a COCO or CSV folder's only annotation file)")
     data.add_argument("--classes", metavar="NAMES_OR_FILE",
                       help="comma-separated class names, or a text file with one "
-                           "name per line (default: the 20 VOC classes)")
+                           "name per line (default: the 20 VOC classes for VOC; the "
+                           "dataset's own for COCO, YOLO and CSV)")
     model = p.add_argument_group("priors")
     model.add_argument("--model", type=_model_name, default="ssd300",
                        metavar="{" + ",".join(MODEL_CHOICES) + "}",
@@ -74,13 +84,11 @@ def _require_output_file(path, option):
         raise CLIError(f"{option} {path}: {parent} is not a folder", status=2)
 
 
-def _load_config(args, class_names):
+def _load_config(args, num_classes):
     from keras_ssd.config import SSDConfig
 
     if args.config is None:
-        return SSDConfig.from_preset(args.model, class_names=class_names)
-    if not os.path.isfile(args.config):
-        raise CLIError(f"--config: file not found: {args.config}", status=2)
+        return SSDConfig.from_preset(args.model, num_classes=num_classes)
     try:
         return SSDConfig.from_yaml(args.config)
     except ValueError as e:
@@ -89,31 +97,44 @@ def _load_config(args, class_names):
 
 def run(args):
     # Every check a typo can break, before reading the dataset.
-    for root in args.data:
-        _require_voc_split(root, args.split, "--data")
-    class_names = parse_classes(args.classes)
+    formats = [_require_dataset(root, args.format, args.split, "--data")
+               for root in args.data]
+    fmt = formats[0]
+    if len(args.data) > 1 and set(formats) != {"voc"}:
+        raise CLIError("--data: only Pascal VOC folders can be given several times "
+                       f"(VOC07+12); got {', '.join(sorted(set(formats)))} data", status=2)
+    split = resolve_split(fmt, args.split)
+    class_file = class_file_option(args.classes, fmt)
+    if class_file is not None or (args.classes is None and fmt != "voc"):
+        class_names = None  # the dataset's own
+    else:
+        class_names = parse_classes(args.classes)
     for path, option in ((args.json, "--json"), (args.plot, "--plot")):
         if path:
             _require_output_file(path, option)
-    config = _load_config(args, class_names)
+    if args.config is not None and not os.path.isfile(args.config):
+        raise CLIError(f"--config: file not found: {args.config}", status=2)
 
-    from keras_ssd.data import VOCDataset, anchor_fit, plot_anchor_fit
+    from keras_ssd.data import anchor_fit, plot_anchor_fit
 
-    dataset = VOCDataset(args.data, split=args.split, class_names=class_names)
+    dataset = load_cli_dataset(args.data, fmt, split, class_names, "--data", class_file)
+    where = f"split {split!r}" if split else args.data[0]
     if len(dataset) == 0:
-        raise CLIError(f"--data: split {args.split!r} lists no images")
+        raise CLIError(f"--data: {where} lists no images")
     if sum(len(r["boxes"]) for r in dataset.records) == 0:
-        raise CLIError(f"--data: split {args.split!r} has no annotated boxes to measure")
+        raise CLIError(f"--data: {where} has no annotated boxes to measure")
+    config = _load_config(args, len(dataset.class_names))
     source = args.config if args.config else f"--model {args.model}"
-    print(f"{', '.join(args.data)} ({args.split}), priors of {source}")
+    print(f"{', '.join(args.data)} ({fmt}{', ' + split if split else ''}), "
+          f"priors of {source}")
     report = anchor_fit(dataset, config, iou_threshold=args.iou,
                         size_buckets=args.size_buckets, suggest=args.suggest,
                         max_examples=args.examples)
     print(report.format())
     if args.json:
         payload = report.to_dict()
-        payload.update(data=[os.path.abspath(d) for d in args.data], split=args.split,
-                       priors=source)
+        payload.update(data=[os.path.abspath(d) for d in args.data], format=fmt,
+                       split=split, priors=source)
         parent = os.path.dirname(os.path.abspath(args.json))
         os.makedirs(parent, exist_ok=True)
         tmp = args.json + ".tmp"

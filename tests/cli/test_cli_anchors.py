@@ -23,7 +23,7 @@ def test_anchors_prints_the_table_and_writes_json_and_png(run_cli, synthetic_voc
     code, stdout, err = run_cli("anchors", "--data", synthetic_voc, "--classes", CLASSES,
                                 "--model", "tiny", "--json", str(out), "--plot", str(png))
     assert code == 0, err
-    for fragment in ("(trainval), priors of --model tiny", "2390 priors", "matched by IoU",
+    for fragment in ("(voc, trainval), priors of --model tiny", "2390 priors", "matched by IoU",
                      "class circle", "class cross", "size ", "Suggested sizes",
                      f"wrote {out}", f"wrote {png}"):
         assert fragment in stdout, fragment
@@ -33,8 +33,32 @@ def test_anchors_prints_the_table_and_writes_json_and_png(run_cli, synthetic_voc
     assert result["input_size"] == [160, 160] and result["iou_threshold"] == 0.5
     assert set(result["per_class"]) <= {"circle", "square", "triangle", "cross"}
     assert result["suggestion"]["matched"] >= result["matched"]
-    assert result["split"] == "trainval" and result["priors"] == "--model tiny"
+    assert result["split"] == "trainval" and result["format"] == "voc"
+    assert result["priors"] == "--model tiny"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_anchors_reads_a_yolo_copy_like_the_voc_original(run_cli, synthetic_voc, tmp_path):
+    from keras_ssd.data import SYNTHETIC_CLASSES, VOCDataset, write_yolo
+
+    voc = VOCDataset(synthetic_voc, "trainval", class_names=SYNTHETIC_CLASSES)
+    write_yolo(voc, tmp_path / "yolo", split="train")
+    reports = {}
+    for name, argv in (("voc", ["--data", synthetic_voc, "--classes", CLASSES]),
+                       ("yolo", ["--data", str(tmp_path / "yolo")])):
+        out = tmp_path / f"{name}.json"
+        code, stdout, err = run_cli("anchors", *argv, "--model", "tiny", "--no-suggest",
+                                    "--json", str(out))
+        assert code == 0, err
+        reports[name] = json.loads(out.read_text())
+    assert reports["yolo"]["format"] == "yolo" and reports["yolo"]["split"] == "train"
+    for key in ("num_images", "num_boxes"):
+        assert reports["yolo"][key] == reports["voc"][key]
+    assert {k: v["boxes"] for k, v in reports["yolo"]["per_class"].items()} == \
+        {k: v["boxes"] for k, v in reports["voc"]["per_class"].items()}
+    # YOLO keeps 6 decimals of the normalised boxes: the same IoUs to ~1e-5.
+    assert reports["yolo"]["overall"]["mean"] == pytest.approx(
+        reports["voc"]["overall"]["mean"], abs=1e-4)
 
 
 def test_anchors_options_reach_the_report(run_cli, synthetic_voc, tmp_path):
@@ -104,9 +128,27 @@ def test_anchors_bad_data_is_one_line_naming_the_file(
 def test_anchors_without_boxes_says_so(run_cli, assert_one_line_error, tmp_path):
     root = tmp_path / "empty"
     (root / "ImageSets" / "Main").mkdir(parents=True)
+    (root / "Annotations").mkdir()
+    (root / "JPEGImages").mkdir()
     (root / "ImageSets" / "Main" / "trainval.txt").write_text("")
     code, _, err = run_cli("anchors", "--data", str(root))
     assert_one_line_error(code, err, "lists no images", status=1)
+
+
+def test_anchors_on_images_without_objects_says_so(run_cli, assert_one_line_error,
+                                                   tmp_path):
+    from PIL import Image
+
+    from keras_ssd.data import write_voc_xml
+
+    root = tmp_path / "background"
+    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (root / sub).mkdir(parents=True)
+    Image.new("RGB", (40, 30)).save(root / "JPEGImages" / "a.jpg")
+    write_voc_xml(str(root / "Annotations" / "a.xml"), "a.jpg", 40, 30, [])
+    (root / "ImageSets" / "Main" / "trainval.txt").write_text("a\n")
+    code, _, err = run_cli("anchors", "--data", str(root))
+    assert_one_line_error(code, err, "has no annotated boxes to measure", status=1)
 
 
 @pytest.mark.parametrize("value", ["0", "1.5", "half"])

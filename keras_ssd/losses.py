@@ -122,17 +122,144 @@ class SSDLoss(keras.losses.Loss):
         conf = ops.sum(ce * conf_mask, axis=-1)
         return loc, conf, num_pos
 
-    def call(self, y_true, y_pred):
+    def _normalised(self, y_true, y_pred):
+        """Per-image `(conf, alpha * loc, N_pos of the batch)`, before dividing."""
         loc, conf, num_pos = self.components(y_true, y_pred)
         # N_pos of the global batch: summed over the replicas of a
         # tf.distribute step (identity on one device and under JAX).
         total_pos = ops.maximum(cross_replica_sum(ops.sum(num_pos)), 1.0)
-        return (conf + self.alpha * loc) / total_pos
+        return conf, self.alpha * loc, total_pos
+
+    def call(self, y_true, y_pred):
+        conf, loc, total_pos = self._normalised(y_true, y_pred)
+        return (conf + loc) / total_pos
+
+    def parts(self, y_true, y_pred):
+        """The batch's confidence and localisation parts of the loss.
+
+        Normalised exactly as the loss (`L_conf / N_pos` and
+        `alpha * L_loc / N_pos`, summed over the batch as the default
+        `"sum"` reduction does), so `conf + loc` is the loss of the batch.
+
+        Returns:
+            `(conf, loc)`, two float32 scalars.
+
+        Example:
+
+        >>> conf, loc = SSDLoss().parts(y_true, y_pred)
+        """
+        conf, loc, total_pos = self._normalised(y_true, y_pred)
+        return ops.sum(conf / total_pos), ops.sum(loc / total_pos)
+
+    def part_metrics(self):
+        """The two Keras metrics reporting this loss's parts in `fit` logs.
+
+        Returns:
+            `[ConfidenceLoss, LocalizationLoss]` with this loss's
+            `neg_pos_ratio` and `alpha`; pass them to `model.compile(metrics=)`.
+        """
+        return [ConfidenceLoss(self.neg_pos_ratio, self.alpha),
+                LocalizationLoss(self.neg_pos_ratio, self.alpha)]
 
     def get_config(self):
         config = super().get_config()
         config.update({"neg_pos_ratio": self.neg_pos_ratio, "alpha": self.alpha})
         return config
+
+
+# The parts of the last (y_true, y_pred) pair, so that the two part metrics
+# of one step (Keras updates them one after the other with the same tensors,
+# in the same traced function) run the loss's hard negative mining once.
+_LAST_PARTS = [None]
+
+
+def _shared_parts(loss, y_true, y_pred):
+    """`loss.parts(y_true, y_pred)`, computed once for two consecutive calls."""
+    last = _LAST_PARTS[0]
+    options = (loss.neg_pos_ratio, loss.alpha)
+    if last is not None and last[0] is y_true and last[1] is y_pred and last[2] == options:
+        _LAST_PARTS[0] = None  # the pair's second metric: drop the references
+        return last[3]
+    parts = loss.parts(y_true, y_pred)
+    _LAST_PARTS[0] = (y_true, y_pred, options, parts)
+    return parts
+
+
+class _SSDLossPart(keras.metrics.Metric):
+    """Epoch mean of one part of `SSDLoss`, averaged as `fit` averages the loss.
+
+    Each batch's part (`SSDLoss.parts`) is weighted by the batch size, the
+    weight Keras's loss tracker gives the batch's loss, so at every batch
+    and at the end of the epoch `conf_loss + loc_loss` equals `loss` (plus
+    the model's weight penalty, if it has one). Sample weights are ignored:
+    the loss `train_detector` compiles has none.
+    """
+
+    _part = None
+    _default_name = None
+
+    def __init__(self, neg_pos_ratio=3.0, alpha=1.0, name=None, dtype=None):
+        super().__init__(name=name or self._default_name, dtype=dtype)
+        self._loss = SSDLoss(neg_pos_ratio=neg_pos_ratio, alpha=alpha)
+        self.total = self.add_variable(shape=(), initializer="zeros", dtype="float32",
+                                       name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", dtype="float32",
+                                       name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        conf, loc = _shared_parts(self._loss, y_true, y_pred)
+        value = conf if self._part == "conf" else loc
+        size = ops.cast(ops.shape(y_true)[0], "float32")
+        self.total.assign(self.total + value * size)
+        self.count.assign(self.count + size)
+
+    def result(self):
+        return ops.divide_no_nan(self.total, self.count)
+
+    def reset_state(self):
+        self.total.assign(0.0)
+        self.count.assign(0.0)
+
+    def get_config(self):
+        return {"neg_pos_ratio": self._loss.neg_pos_ratio, "alpha": self._loss.alpha,
+                "name": self.name, "dtype": self.dtype}
+
+
+@keras.saving.register_keras_serializable(package="keras_ssd")
+class ConfidenceLoss(_SSDLossPart):
+    """`fit` metric `conf_loss`: the softmax cross-entropy part of `SSDLoss`.
+
+    Positives and mined hard negatives, divided by the batch's positive
+    count, as in the loss.
+
+    Args:
+        neg_pos_ratio, alpha: as the compiled `SSDLoss`'s.
+        name: log entry (default `"conf_loss"`).
+
+    Example:
+
+    >>> loss = SSDLoss()
+    >>> model.compile(optimizer="adam", loss=loss, metrics=loss.part_metrics())
+    """
+
+    _part = "conf"
+    _default_name = "conf_loss"
+
+
+@keras.saving.register_keras_serializable(package="keras_ssd")
+class LocalizationLoss(_SSDLossPart):
+    """`fit` metric `loc_loss`: the smooth-L1 part of `SSDLoss`.
+
+    `alpha` x summed smooth L1 of the positives' offsets, divided by the
+    batch's positive count, as in the loss.
+
+    Args:
+        neg_pos_ratio, alpha: as the compiled `SSDLoss`'s.
+        name: log entry (default `"loc_loss"`).
+    """
+
+    _part = "loc"
+    _default_name = "loc_loss"
 
 
 def cross_replica_sum(x):

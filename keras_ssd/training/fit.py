@@ -284,12 +284,59 @@ def _retime_schedule(optimizer, recipe, epochs, steps_per_epoch, lr_decay_epochs
         schedule.boundaries = decay_steps_from_epochs(epochs, steps_per_epoch, lr_decay_epochs)
 
 
+def _add_part_metrics(model, jit_compile):
+    """Compile `model` again with the `SSDLoss` part metrics if it lacks them.
+
+    A model compiled elsewhere (or a checkpoint of an older version) keeps
+    its optimizer object, so its state (moments, step count) is kept.
+    Returns True when it recompiled.
+    """
+    from keras_ssd.accel.runtime import compile_defaults
+    from keras_ssd.losses import ConfidenceLoss, SSDLoss
+
+    loss = getattr(model, "loss", None)
+    if not isinstance(loss, SSDLoss):
+        return False
+    compiled = getattr(model, "_compile_metrics", None)
+    present = getattr(compiled, "_user_metrics", None) or []
+    if any(isinstance(m, ConfidenceLoss) for m in keras.tree.flatten(present)):
+        return False
+    model.compile(**compile_defaults(jit_compile, optimizer=model.optimizer, loss=loss,
+                                     metrics=loss.part_metrics()))
+    return True
+
+
+def _run_logs(checkpoint_dir, log_dir, csv, plot):
+    """The TensorBoard and `TrainingLog` callbacks of a run folder."""
+    from keras_ssd.training.logs import (CSV_NAME, LOG_DIR_NAME, PLOT_NAME, TrainingLog,
+                                         make_tensorboard)
+
+    def where(option, name):
+        if option is False or option is None:
+            return None
+        if option is True:
+            return None if checkpoint_dir is None else os.path.join(checkpoint_dir, name)
+        return os.fspath(option)
+
+    cbs = []
+    tb_dir = where(True if log_dir is None else log_dir, LOG_DIR_NAME)
+    if tb_dir is not None:
+        tensorboard = make_tensorboard(tb_dir)
+        if tensorboard is not None:
+            cbs.append(tensorboard)
+    csv_path, plot_path = where(csv, CSV_NAME), where(plot, PLOT_NAME)
+    if csv_path is not None or plot_path is not None:
+        cbs.append(TrainingLog(csv_path, plot_path, state_dir=checkpoint_dir))
+    return cbs
+
+
 def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_rate=None,
                    optimizer=None, momentum=None, warmup_epochs=None, lr_decay_epochs=None,
                    val_dataset=None, eval_every=1, checkpoint_dir=None, initial_epoch=0,
                    augment=True, augmentation=None, workers=2, seed=0, callbacks=None,
                    jit_compile=None, verbose=1, weight_decay=None, schedule=None,
-                   recipe=None, time_limit=None):
+                   recipe=None, time_limit=None, log_dir=None, csv=True, plot=True,
+                   val_loss=True):
     """Train an SSD on a detection dataset.
 
     Every optimisation option left at `None` comes from the recipe (see
@@ -341,15 +388,36 @@ def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_
             then fitted to the number of epochs that fit in the budget (at
             most `epochs` when given), and training stops at the limit
             either way.
+        val_loss: with a `val_dataset`, also compute `val_loss` and its
+            parts (`val_conf_loss`, `val_loc_loss`) on it every `eval_every`
+            epochs (one more pass over it, without augmentation).
+        log_dir: TensorBoard folder (`train/` and `validation/` event
+            files: loss, `conf_loss`, `loc_loss`, learning rate, `val_mAP`).
+            `None`: `<checkpoint_dir>/logs` when there is a `checkpoint_dir`,
+            else none; `False`: none. Skipped with a logged message when
+            TensorBoard is not installed.
+        csv: the history as CSV, one row per epoch: `True` for
+            `<checkpoint_dir>/history.csv` (when there is a
+            `checkpoint_dir`), a path, or `False`.
+        plot: a PNG of loss and `val_mAP` per epoch, rewritten every epoch
+            (needs matplotlib): `True` for `<checkpoint_dir>/training.png`,
+            a path, or `False`. On resume (`initial_epoch` > 0) the CSV and
+            the plot keep the earlier epochs (see
+            `keras_ssd.training.logs.TrainingLog`); a log that cannot be
+            written warns and training goes on.
 
     Returns:
-        The Keras `History`; `history.history` holds `loss`,
-        `learning_rate`, `epoch_seconds` and, with a validation set,
-        `val_mAP` per epoch. `history.recipe` is the `Recipe` used
-        (`None` for a model that came compiled).
+        The Keras `History`; `history.history` holds `loss`, its parts
+        `conf_loss` and `loc_loss` (`conf_loss + loc_loss == loss`; plus
+        `reg_loss` for a model with a weight penalty), `learning_rate`,
+        `epoch_seconds` and, with a validation set, `val_mAP` per epoch
+        (and `val_loss`, `val_conf_loss`, `val_loc_loss` unless
+        `val_loss=False`). `history.recipe` is the `Recipe` used (`None`
+        for a model that came compiled).
     """
     from keras_ssd.training.callbacks import LearningRateLogger, MeanAveragePrecision, StopOnNaN
     from keras_ssd.training.checkpoints import TrainingCheckpoint
+    from keras_ssd.training.logs import LossPartsRemainder
     from keras_ssd.data import SSDSequence
     from keras_ssd.losses import SSDLoss
     from keras_ssd.accel.runtime import apply_runtime_defaults, compile_defaults
@@ -394,17 +462,22 @@ def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_
             warmup_factor=used.warmup_factor, schedule=used.schedule,
             weight_decay=weight_decay, final_lr_factor=used.final_lr_factor,
         )
-        model.compile(**compile_defaults(jit_compile, optimizer=opt, loss=SSDLoss()))
+        loss = SSDLoss()
+        model.compile(**compile_defaults(jit_compile, optimizer=opt, loss=loss,
+                                         metrics=loss.part_metrics()))
     else:
         # A resumed model keeps its optimizer; pin the fast jit setting for
         # this machine (the saved one may come from another device).
         _exclude_from_decay(model.optimizer)
-        apply_runtime_defaults(model, jit_compile)
+        if not _add_part_metrics(model, jit_compile):
+            apply_runtime_defaults(model, jit_compile)
     if initial_epoch:
         sequence.set_epoch(initial_epoch)
 
     limit = TimeLimit(time_limit, verbose=1 if verbose else 0) if time_limit else None
     cbs = [_EpochTimer()] + ([limit] if limit else [])
+    if model.losses:  # a weight penalty: loss = conf_loss + loc_loss + reg_loss
+        cbs.append(LossPartsRemainder())
     if val_dataset is not None:
         cbs.append(MeanAveragePrecision(val_dataset, every=eval_every,
                                         batch_size=max(8, min(32, int(used.batch_size))),
@@ -415,8 +488,14 @@ def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_
         cbs.append(TrainingCheckpoint(checkpoint_dir,
                                       monitor="val_mAP" if val_dataset is not None else None,
                                       verbose=1 if verbose else 0))
+    cbs += _run_logs(checkpoint_dir, log_dir, csv, plot)
     cbs += list(callbacks or [])
     fit = dict(callbacks=cbs, verbose=verbose, shuffle=False)
+    if val_dataset is not None and val_loss:
+        fit["validation_data"] = SSDSequence(
+            val_dataset, model.config, batch_size=int(used.batch_size), augment=False,
+            shuffle=False, **loader)
+        fit["validation_freq"] = int(eval_every)
     if limit is None:
         history = model.fit(sequence, epochs=planned, initial_epoch=int(initial_epoch), **fit)
         history.recipe = None if compiled else used

@@ -96,8 +96,11 @@ def add_arguments(p):
                           "80k and 100k of 120k iterations)")
     run = p.add_argument_group("run")
     run.add_argument("--checkpoint-dir", default="checkpoints", metavar="DIR",
-                     help="where latest.keras and best.keras are written "
-                          "(default: ./checkpoints)")
+                     help="where latest.keras, best.keras and the run's logs "
+                          "(logs/ for TensorBoard, history.csv, training.png) are "
+                          "written (default: ./checkpoints)")
+    run.add_argument("--no-logs", dest="logs", action="store_false",
+                     help="write no TensorBoard logs, history.csv or training.png")
     run.add_argument("--resume", action="store_true",
                      help="continue from the latest checkpoint in --checkpoint-dir "
                           "(optimizer state and epoch count included)")
@@ -267,6 +270,7 @@ def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_we
         augment=args.augment, workers=args.workers, seed=args.seed, verbose=1,
         recipe=recipe, weight_decay=recipe.weight_decay if recipe.optimizer == "adamw" else 0.0,
         time_limit=None if args.time_limit is None else 60.0 * args.time_limit,
+        **({} if args.logs else {"log_dir": False, "csv": False, "plot": False}),
     )
     seconds = time.perf_counter() - start
     logs = history.history

@@ -4,6 +4,7 @@ schedules and multi-device distribution.
 - `fit.py`: `train_detector` and `make_optimizer`.
 - `callbacks.py`: `MeanAveragePrecision`, `StopOnNaN`, learning-rate logging.
 - `checkpoints.py`: `TrainingCheckpoint` and `resume`.
+- `logs.py`: what a run leaves behind (TensorBoard, `TrainingLog`'s CSV and plot).
 - `schedules.py`: `WarmupPiecewiseDecay`, `WarmupCosineDecay`.
 - `distribute.py`: strategies, global batch checks, sync batch norm.
 
@@ -25,6 +26,9 @@ _NAMES = {
     "StopOnNaN": "callbacks",
     "TrainingCheckpoint": "checkpoints",
     "resume": "checkpoints",
+    "TrainingLog": "logs",
+    "make_tensorboard": "logs",
+    "plot_history": "logs",
     "WarmupPiecewiseDecay": "schedules",
     "WarmupCosineDecay": "schedules",
     "TimeLimit": "fit",

@@ -222,6 +222,7 @@ class TimeLimit(keras.callbacks.Callback):
         self.verbose = verbose
         self.spent = 0.0
         self.stopped_epoch = None
+        self.epoch_times = []
         self._steps = []
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -242,6 +243,7 @@ class TimeLimit(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.spent += self._epoch_spent
+        self.epoch_times.append(self._epoch_spent)
         if self.model.stop_training and self.spent >= self.seconds:
             self.stopped_epoch = epoch
             if self.verbose:
@@ -266,6 +268,21 @@ class TimeLimit(keras.callbacks.Callback):
         if self._epoch_steps >= steps_per_epoch:
             return max(step * steps_per_epoch, self._epoch_spent - first + step)
         return step * steps_per_epoch
+
+    def start_phase(self):
+        """Forget the epoch times so far (a new `fit` call begins)."""
+        self.epoch_times = []
+
+    def median_epoch_seconds(self, skip_first=True):
+        """Median training time of the epochs since `start_phase`, leaving out
+        the first one (tracing) when there are others; `None` if none."""
+        times = list(self.epoch_times)
+        if skip_first and len(times) > 1:
+            times = times[1:]
+        if not times:
+            return None
+        times.sort()
+        return times[len(times) // 2]
 
     @property
     def remaining(self):
@@ -501,29 +518,43 @@ def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_
         history.recipe = None if compiled else used
         return history
 
-    # Time-limited: one epoch to measure the step time, then the rest of the
-    # budget with the schedule fitted to it.
+    # Time-limited: one epoch to measure the speed, then the budget planned
+    # from it; after a quarter of the planned epochs the plan is made again
+    # from their median time (the first epoch also fills the image cache and
+    # traces, and may meet a busier machine), then the run goes to its end.
     first = model.fit(sequence, epochs=int(initial_epoch) + 1,
                       initial_epoch=int(initial_epoch), **fit)
     logs = {k: list(v) for k, v in first.history.items()}
     done = int(initial_epoch) + len(logs.get("loss", []))
-    per_epoch = limit.epoch_seconds_estimate(steps_per_epoch)
-    if not model.stop_training and per_epoch:
+    for replan in range(2):
+        if model.stop_training:
+            break
+        per_epoch = (limit.epoch_seconds_estimate(steps_per_epoch) if replan == 0
+                     else limit.median_epoch_seconds(skip_first=True))
+        if not per_epoch:
+            break
         # 3% margin: the schedule should end inside the budget, not be cut.
         more = int(0.97 * limit.remaining / per_epoch)
         total = done + more if max_epochs is None else min(max_epochs, done + more)
-        if total > done:
-            if not compiled:
-                _retime_schedule(model.optimizer, used, total, steps_per_epoch,
-                                 lr_decay_epochs)
-                model.train_function = None  # trace again with the new schedule
-            rest = model.fit(sequence, epochs=total, initial_epoch=done, **fit)
-            for key, values in rest.history.items():
-                logs.setdefault(key, [None] * (done - int(initial_epoch)))
-                logs[key].extend(values)
-            first.epoch = list(first.epoch) + list(rest.epoch)
-            done = total
+        if total <= done:
+            break
+        stop_at = total if replan == 1 else min(total, done + max(2, (total - done) // 4))
+        if not compiled:
+            _retime_schedule(model.optimizer, used, total, steps_per_epoch, lr_decay_epochs)
+            model.train_function = None  # trace again with the new schedule
+        planned = total
+        limit.start_phase()
+        rest = model.fit(sequence, epochs=stop_at, initial_epoch=done, **fit)
+        ran = len(rest.history.get("loss", []))
+        for key, values in rest.history.items():
+            logs.setdefault(key, [None] * (done - int(initial_epoch)))
+            logs[key].extend(values)
+        first.epoch = list(first.epoch) + list(rest.epoch)
+        done += ran
+        if stop_at == total:
+            break
     first.history = logs
-    first.recipe = None if compiled else used.replace(epochs=done)
+    # `epochs`: the length the schedule was last fitted to
+    first.recipe = None if compiled else used.replace(epochs=planned)
     first.time_limit = limit
     return first

@@ -239,3 +239,19 @@ def test_checkpoint_saves_the_epoch_a_run_stops_at(tmp_path):
     state = read_state(tmp_path)
     assert state["epoch"] == 2 and state["iterations"] == 4
     assert (tmp_path / "latest.keras").is_file()
+
+
+def test_a_slow_first_epoch_is_corrected_after_a_quarter_of_the_plan(clock, train_set,
+                                                                       tiny_config):
+    # epoch 1: every step 3 s (a busy machine, the image cache filling); later 1 s.
+    model = stand_in_ssd(tiny_config)
+    history = _train(model, train_set, clock, lambda epoch: 3.0 if epoch == 0 else 1.0,
+                     time_limit=99)
+    # after epoch 1 (9 s) the plan is 1 + int(0.97 * 90 / 9) = 10 epochs, a quarter
+    # of the 9 more is 2; those 2 run at 3 s an epoch, so the plan becomes
+    # 3 + int(0.97 * 84 / 3) = 30 epochs, and the schedule ends there
+    assert len(history.history["loss"]) == 30
+    assert history.recipe.epochs == 30
+    assert model.optimizer._learning_rate.total_steps == 30 * 3
+    assert int(model.optimizer.iterations) == 30 * 3
+    assert history.time_limit.spent == 9.0 + 29 * 3.0

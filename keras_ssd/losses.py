@@ -139,7 +139,8 @@ class SSDLoss(keras.losses.Loss):
 
         Normalised exactly as the loss (`L_conf / N_pos` and
         `alpha * L_loc / N_pos`, summed over the batch as the default
-        `"sum"` reduction does), so `conf + loc` is the loss of the batch.
+        `"sum"` reduction does, or averaged for `"sum_over_batch_size"`),
+        so `conf + loc` is the loss of the batch.
 
         Returns:
             `(conf, loc)`, two float32 scalars.
@@ -149,7 +150,11 @@ class SSDLoss(keras.losses.Loss):
         >>> conf, loc = SSDLoss().parts(y_true, y_pred)
         """
         conf, loc, total_pos = self._normalised(y_true, y_pred)
-        return ops.sum(conf / total_pos), ops.sum(loc / total_pos)
+        conf, loc = ops.sum(conf / total_pos), ops.sum(loc / total_pos)
+        if self.reduction in ("sum_over_batch_size", "mean", "mean_with_sample_weight"):
+            size = ops.cast(ops.shape(y_true)[0], "float32")
+            conf, loc = conf / size, loc / size
+        return conf, loc
 
     def part_metrics(self):
         """The two Keras metrics reporting this loss's parts in `fit` logs.
@@ -158,8 +163,8 @@ class SSDLoss(keras.losses.Loss):
             `[ConfidenceLoss, LocalizationLoss]` with this loss's
             `neg_pos_ratio` and `alpha`; pass them to `model.compile(metrics=)`.
         """
-        return [ConfidenceLoss(self.neg_pos_ratio, self.alpha),
-                LocalizationLoss(self.neg_pos_ratio, self.alpha)]
+        return [ConfidenceLoss(self.neg_pos_ratio, self.alpha, reduction=self.reduction),
+                LocalizationLoss(self.neg_pos_ratio, self.alpha, reduction=self.reduction)]
 
     def get_config(self):
         config = super().get_config()
@@ -176,7 +181,7 @@ _LAST_PARTS = [None]
 def _shared_parts(loss, y_true, y_pred):
     """`loss.parts(y_true, y_pred)`, computed once for two consecutive calls."""
     last = _LAST_PARTS[0]
-    options = (loss.neg_pos_ratio, loss.alpha)
+    options = (loss.neg_pos_ratio, loss.alpha, loss.reduction)
     if last is not None and last[0] is y_true and last[1] is y_pred and last[2] == options:
         _LAST_PARTS[0] = None  # the pair's second metric: drop the references
         return last[3]
@@ -191,16 +196,19 @@ class _SSDLossPart(keras.metrics.Metric):
     Each batch's part (`SSDLoss.parts`) is weighted by the batch size, the
     weight Keras's loss tracker gives the batch's loss, so at every batch
     and at the end of the epoch `conf_loss + loc_loss` equals `loss` (plus
-    the model's weight penalty, if it has one). Sample weights are ignored:
-    the loss `train_detector` compiles has none.
+    the model's weight penalty, if it has one), also per replica under a
+    `tf.distribute` strategy (the tracked value is scaled as Keras scales
+    the tracked loss). Sample weights are ignored: the loss
+    `train_detector` compiles has none.
     """
 
     _part = None
     _default_name = None
 
-    def __init__(self, neg_pos_ratio=3.0, alpha=1.0, name=None, dtype=None):
+    def __init__(self, neg_pos_ratio=3.0, alpha=1.0, reduction="sum", name=None,
+                 dtype=None):
         super().__init__(name=name or self._default_name, dtype=dtype)
-        self._loss = SSDLoss(neg_pos_ratio=neg_pos_ratio, alpha=alpha)
+        self._loss = SSDLoss(neg_pos_ratio=neg_pos_ratio, alpha=alpha, reduction=reduction)
         self.total = self.add_variable(shape=(), initializer="zeros", dtype="float32",
                                        name="total")
         self.count = self.add_variable(shape=(), initializer="zeros", dtype="float32",
@@ -209,6 +217,11 @@ class _SSDLossPart(keras.metrics.Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):
         conf, loc = _shared_parts(self._loss, y_true, y_pred)
         value = conf if self._part == "conf" else loc
+        if self._loss.reduction not in ("sum_over_batch_size", "mean",
+                                        "mean_with_sample_weight"):
+            # As Keras tracks the loss under tf.distribute: a "sum" loss is
+            # not scaled down per replica but its tracked value is scaled up.
+            value = value * float(_num_replicas())
         size = ops.cast(ops.shape(y_true)[0], "float32")
         self.total.assign(self.total + value * size)
         self.count.assign(self.count + size)
@@ -222,7 +235,7 @@ class _SSDLossPart(keras.metrics.Metric):
 
     def get_config(self):
         return {"neg_pos_ratio": self._loss.neg_pos_ratio, "alpha": self._loss.alpha,
-                "name": self.name, "dtype": self.dtype}
+                "reduction": self._loss.reduction, "name": self.name, "dtype": self.dtype}
 
 
 @keras.saving.register_keras_serializable(package="keras_ssd")
@@ -233,7 +246,7 @@ class ConfidenceLoss(_SSDLossPart):
     count, as in the loss.
 
     Args:
-        neg_pos_ratio, alpha: as the compiled `SSDLoss`'s.
+        neg_pos_ratio, alpha, reduction: as the compiled `SSDLoss`'s.
         name: log entry (default `"conf_loss"`).
 
     Example:
@@ -254,12 +267,21 @@ class LocalizationLoss(_SSDLossPart):
     batch's positive count, as in the loss.
 
     Args:
-        neg_pos_ratio, alpha: as the compiled `SSDLoss`'s.
+        neg_pos_ratio, alpha, reduction: as the compiled `SSDLoss`'s.
         name: log entry (default `"loc_loss"`).
     """
 
     _part = "loc"
     _default_name = "loc_loss"
+
+
+def _num_replicas():
+    """Replicas of the current `tf.distribute` strategy (1 elsewhere)."""
+    if keras.backend.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy().num_replicas_in_sync
 
 
 def cross_replica_sum(x):

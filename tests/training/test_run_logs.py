@@ -94,6 +94,17 @@ def test_parts_of_a_batch_add_up_to_the_loss(alpha):
     assert conf > 0 and loc > 0
 
 
+def test_parts_follow_a_batch_mean_reduction():
+    y_true, y_pred = _targets()
+    loss = SSDLoss(reduction="sum_over_batch_size")
+    conf, loc = (float(v) for v in loss.parts(y_true, y_pred))
+    assert conf + loc == pytest.approx(float(loss(y_true, y_pred)), rel=1e-6)
+    summed = [float(v) for v in SSDLoss().parts(y_true, y_pred)]
+    assert (conf, loc) == pytest.approx((summed[0] / 3, summed[1] / 3), rel=1e-6)
+    metric = loss.part_metrics()[1]
+    assert metric.get_config()["reduction"] == "sum_over_batch_size"
+
+
 def test_part_metrics_average_batches_weighted_by_batch_size():
     metric = ConfidenceLoss()
     values = []
@@ -364,3 +375,51 @@ def test_the_two_part_metrics_of_a_step_mine_negatives_once(monkeypatch):
     loc.update_state(other_true, other_pred)
     LocalizationLoss(alpha=1.0).update_state(other_true, other_pred)
     assert len(calls) == 4
+
+
+MIRRORED_SCRIPT = '''
+import json, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras, numpy as np
+from keras_ssd.losses import SSDLoss
+rng = np.random.default_rng(0)
+labels = rng.choice([0, 0, 0, 1, 2, -1], size=(8, 30)).astype("float32")
+labels[:4, :25] = 0  # the replicas see different numbers of positives
+y = np.concatenate([rng.normal(size=(8, 30, 4)), labels[..., None]], -1).astype("float32")
+x = rng.normal(size=(8, 6)).astype("float32")
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,))
+    model = keras.Model(inputs, keras.layers.Reshape((30, 8))(keras.layers.Dense(240)(inputs)))
+    loss = SSDLoss()
+    model.compile("sgd", loss=loss, metrics=loss.part_metrics())
+history = model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False,
+                    validation_data=(x, y)).history
+json.dump({"replicas": strategy.num_replicas_in_sync,
+           **{k: float(v[0]) for k, v in history.items()}}, open(sys.argv[1], "w"))
+'''
+
+
+def test_parts_sum_to_the_loss_under_a_mirrored_strategy(tmp_path):
+    """Two replicas with different positive counts: the parts are tracked as
+    Keras tracks the loss (scaled to the global batch)."""
+    import json
+    import subprocess
+    import sys
+
+    pytest.importorskip("tensorflow")
+    script = tmp_path / "mirrored.py"
+    script.write_text(MIRRORED_SCRIPT)
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2",
+               CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "out.json")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert result["replicas"] == 2
+    for prefix in ("", "val_"):
+        assert result[prefix + "conf_loss"] + result[prefix + "loc_loss"] == pytest.approx(
+            result[prefix + "loss"], rel=1e-5)

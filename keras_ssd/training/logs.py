@@ -76,7 +76,8 @@ def plot_history(history, path, title="SSD training"):
 
     fig, ax_loss = plt.subplots(figsize=(7, 4), dpi=100)
     styles = (("loss", "o-", "training loss"), ("val_loss", "o--", "validation loss"),
-              ("conf_loss", ".:", "confidence part"), ("loc_loss", ".-.", "localisation part"))
+              ("conf_loss", ".:", "confidence part"),
+              ("loc_loss", ".-.", "localisation part"))
     for key, style, label in styles:
         pts = points(key)
         if pts:

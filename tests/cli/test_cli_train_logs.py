@@ -49,4 +49,5 @@ def test_train_no_logs_asks_train_detector_for_none(run_cli, synthetic_voc, tmp_
     assert not {"log_dir", "csv", "plot"} & set(calls[-1])  # train_detector's defaults
     code, _, err = _run(run_cli, synthetic_voc, tmp_path / "b", "--no-logs")
     assert code == 0, err
-    assert (calls[-1]["log_dir"], calls[-1]["csv"], calls[-1]["plot"]) == (False, False, False)
+    last = calls[-1]
+    assert (last["log_dir"], last["csv"], last["plot"]) == (False, False, False)

@@ -124,7 +124,8 @@ def test_part_metrics_follow_the_loss_options_and_round_trip_their_config():
     assert [m.name for m in metrics] == list(PARTS)
     again = LocalizationLoss.from_config(metrics[1].get_config())
     assert again.get_config() == metrics[1].get_config()
-    assert again.get_config()["alpha"] == 0.25 and again.get_config()["neg_pos_ratio"] == 2.0
+    config = again.get_config()
+    assert config["alpha"] == 0.25 and config["neg_pos_ratio"] == 2.0
 
 
 class _BatchLogs(keras.callbacks.Callback):
@@ -145,7 +146,8 @@ def test_fit_logs_the_parts_summing_to_the_loss_train_and_validation(tiny_config
                      callbacks=[spy]).history
     for prefix in ("", "val_"):
         total = np.array(history[prefix + "loss"])
-        parts = np.array(history[prefix + "conf_loss"]) + np.array(history[prefix + "loc_loss"])
+        parts = (np.array(history[prefix + "conf_loss"])
+                 + np.array(history[prefix + "loc_loss"]))
         np.testing.assert_allclose(parts, total, rtol=1e-5)
         assert len(total) == 2
     assert "reg_loss" not in history  # no weight penalty in this model
@@ -347,8 +349,9 @@ def test_plot_history_draws_the_parts_and_skips_missing_entries(tmp_path):
     pytest.importorskip("matplotlib")
     from PIL import Image
 
-    path = plot_history({"loss": [3.0, 2.0], "conf_loss": [2.0, 1.5], "loc_loss": [1.0, 0.5],
-                         "val_loss": [None, 2.5], "val_mAP": [None, float("nan")]},
+    path = plot_history({"loss": [3.0, 2.0], "conf_loss": [2.0, 1.5],
+                         "loc_loss": [1.0, 0.5], "val_loss": [None, 2.5],
+                         "val_mAP": [None, float("nan")]},
                         str(tmp_path / "p.png"), title="t")
     assert Image.open(path).size == (700, 400)
 
@@ -381,7 +384,8 @@ MIRRORED_SCRIPT = '''
 import json, sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras, numpy as np
 from keras_ssd.losses import SSDLoss
 rng = np.random.default_rng(0)
@@ -393,7 +397,8 @@ strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 with strategy.scope():
     keras.utils.set_random_seed(0)
     inputs = keras.Input((6,))
-    model = keras.Model(inputs, keras.layers.Reshape((30, 8))(keras.layers.Dense(240)(inputs)))
+    outputs = keras.layers.Reshape((30, 8))(keras.layers.Dense(240)(inputs))
+    model = keras.Model(inputs, outputs)
     loss = SSDLoss()
     model.compile("sgd", loss=loss, metrics=loss.part_metrics())
 history = model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False,
@@ -415,8 +420,8 @@ def test_parts_sum_to_the_loss_under_a_mirrored_strategy(tmp_path):
     script.write_text(MIRRORED_SCRIPT)
     env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2",
                CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "out.json")], env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "out.json")],
+                          env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "out.json").read_text())
     assert result["replicas"] == 2

@@ -239,15 +239,26 @@ def test_resume_appends_and_the_csv_matches_state_json(tiny_config, splits, tmp_
         history["loss"][0], rel=1e-5)
 
 
-def test_a_time_limited_run_logs_both_of_its_fits(tiny_config, splits, tmp_path):
-    """A time limit runs `fit` twice on the same callbacks (one epoch to time,
-    then the rest): the logs hold every epoch once."""
+def test_a_time_limited_run_logs_all_of_its_fits(tiny_config, splits, tmp_path,
+                                                 monkeypatch):
+    """A time limit runs `fit` up to three times on the same callbacks (one
+    epoch to time, a quarter of the plan, the rest): the logs hold every
+    epoch once."""
     train_set, _ = splits
     run = tmp_path / "run"
-    history = _train(small_ssd(tiny_config), train_set, epochs=3, time_limit=3600,
+    fits = []
+    original = keras.Model.fit
+
+    def counting_fit(self, *args, **kwargs):
+        fits.append(kwargs.get("initial_epoch"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", counting_fit)
+    history = _train(small_ssd(tiny_config), train_set, epochs=6, time_limit=3600,
                      checkpoint_dir=str(run)).history
+    assert len(fits) >= 2, fits  # 3 here: [0, 1, 3]
     rows = _rows(run / "history.csv")
-    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert [r["epoch"] for r in rows] == ["1", "2", "3", "4", "5", "6"]
     np.testing.assert_allclose([float(r["loss"]) for r in rows], history["loss"], rtol=1e-6)
     if tensorboard_available()[0]:
         import tensorflow as tf
@@ -256,7 +267,7 @@ def test_a_time_limited_run_logs_both_of_its_fits(tiny_config, splits, tmp_path)
                        for path in glob.glob(str(run / "logs" / "train" / "events.*"))
                        for event in tf.compat.v1.train.summary_iterator(path)
                        for value in event.summary.value if value.tag == "epoch_loss")
-        assert steps == [0, 1, 2]
+        assert steps == [0, 1, 2, 3, 4, 5]
 
 
 def test_a_resumed_model_without_part_metrics_gets_them_and_keeps_its_optimizer(

@@ -41,6 +41,12 @@ class TargetEncoder:
         labels: `(G,)` 0-based class labels.
         ignore: optional `(G,)` bool; anchors whose match is an ignored box
             (e.g. VOC "difficult") get class -1, "ignore", in the loss.
+        crowd: optional `(G,)` bool; crowd regions (COCO `iscrowd=1`). They
+            take no part in the matching (no positives, and no prior taken
+            from a real object in the bipartite step); every prior that is
+            not positive for a real box and lies at least `iou_threshold`
+            inside a crowd box (intersection over the prior's area, the
+            "ioa" of Detectron's crowd filter) gets class -1, "ignore".
 
     Returns:
         float32 `(N, 5)`: the 4 encoded offsets, then the class index as a
@@ -117,7 +123,31 @@ class TargetEncoder:
             return iou(boxes, self.anchors_xyxy, *buffers)
         return grid_iou(boxes, self._grid, *buffers)
 
-    def __call__(self, boxes, labels, ignore=None):
+    def crowd_cover(self, boxes):
+        """Intersection over each anchor's area with the xyxy `boxes`:
+        float32 `(G, N)`, 1 for an anchor wholly inside a box."""
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        a = self.anchors_xyxy
+        iw = (np.minimum(boxes[:, None, 2], a[None, :, 2])
+              - np.maximum(boxes[:, None, 0], a[None, :, 0]))
+        ih = (np.minimum(boxes[:, None, 3], a[None, :, 3])
+              - np.maximum(boxes[:, None, 1], a[None, :, 1]))
+        inter = np.clip(iw, 0.0, None) * np.clip(ih, 0.0, None)
+        area = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+        return inter / np.maximum(area, np.float32(1e-12))[None, :]
+
+    @staticmethod
+    def _mask(mask, name, labels):
+        if mask is None:
+            return None
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != labels.shape:
+            raise ValueError(
+                f"encode_targets: {name} has shape {mask.shape}, labels {labels.shape}"
+            )
+        return mask
+
+    def __call__(self, boxes, labels, ignore=None, crowd=None):
         labels = np.asarray(labels)
         boxes = validate_boxes(boxes, where="encode_targets boxes")
         if labels.ndim != 1 or labels.shape[0] != boxes.shape[0]:
@@ -134,10 +164,20 @@ class TargetEncoder:
                 f"encode_targets: label {int(labels.max())} out of range for "
                 f"{self.num_classes} classes"
             )
+        ignore = self._mask(ignore, "ignore", labels)
+        crowd = self._mask(crowd, "crowd", labels)
         out = np.zeros((self.num_anchors, 5), dtype=np.float32)
         if boxes.shape[0] == 0:
             return out
         boxes = boxes.astype(np.float32)
+        if crowd is not None and crowd.any():
+            # Real objects are matched as if the crowd regions were absent;
+            # what is left background inside a crowd region is ignored.
+            real = ~crowd
+            out = self(boxes[real], labels[real], None if ignore is None else ignore[real])
+            covered = self.crowd_cover(boxes[crowd]).max(axis=0) >= self.iou_threshold
+            out[covered & (out[:, 4] == 0), 4] = -1.0
+            return out
         overlaps = self.overlaps(boxes)
         matches = match_anchors(overlaps, self.iou_threshold)
         pos = np.flatnonzero(matches >= 0)
@@ -145,18 +185,13 @@ class TargetEncoder:
         out[pos, :4] = encode(boxes[idx], self.anchors[pos], self.variances)
         cls = labels[idx].astype(np.float32) + 1.0
         if ignore is not None:
-            ignore = np.asarray(ignore, dtype=bool)
-            if ignore.shape != labels.shape:
-                raise ValueError(
-                    f"encode_targets: ignore has shape {ignore.shape}, labels {labels.shape}"
-                )
             cls = np.where(ignore[idx], -1.0, cls)
         out[pos, 4] = cls
         return out
 
 
 def encode_targets(boxes, labels, anchors, iou_threshold=0.5,
-                   variances=DEFAULT_VARIANCES, ignore=None):
+                   variances=DEFAULT_VARIANCES, ignore=None, crowd=None):
     """Encode one image's ground truth as SSD training targets.
 
     Args:
@@ -166,6 +201,9 @@ def encode_targets(boxes, labels, anchors, iou_threshold=0.5,
         iou_threshold: float, IoU from which an anchor is positive.
         variances: 4 floats, the encoding variances.
         ignore: optional `(G,)` bool mask of boxes to ignore in the loss.
+        crowd: optional `(G,)` bool mask of crowd regions (see
+            `TargetEncoder`): never positive, and the priors they cover are
+            ignored.
 
     Returns:
         float32 `(N, 5)` targets: 4 offsets then class index (0 = background,
@@ -174,7 +212,7 @@ def encode_targets(boxes, labels, anchors, iou_threshold=0.5,
     Raises:
         ValueError: on degenerate or non-finite boxes, or mismatched labels.
     """
-    return _cached_encoder(anchors, iou_threshold, variances)(boxes, labels, ignore)
+    return _cached_encoder(anchors, iou_threshold, variances)(boxes, labels, ignore, crowd)
 
 
 #: Encoders `encode_targets` built, newest last: `(anchors copy, threshold,

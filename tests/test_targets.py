@@ -170,3 +170,58 @@ def test_encode_targets_from_many_threads_equals_the_encoder():
         got = list(pool.map(lambda c: encode_targets(c[0], c[1], anchors), cases))
     for (boxes, labels), y in zip(cases, got):
         np.testing.assert_array_equal(y, encoder(boxes, labels))
+
+
+# ------------------------------------------------------------ crowd regions
+def test_crowd_region_is_never_positive_and_ignores_the_priors_it_covers(anchors):
+    crowd = np.array([[0.2, 0.2, 0.7, 0.8]])
+    y = encode_targets(crowd, [3], anchors, crowd=[True])
+    assert not np.any(y[:, 4] > 0)
+    anchors_xyxy = cxcywh_to_xyxy(anchors)
+    inter = np.prod(np.clip(np.minimum(anchors_xyxy[:, 2:], crowd[0, 2:])
+                            - np.maximum(anchors_xyxy[:, :2], crowd[0, :2]), 0, None), 1)
+    ioa = inter / np.prod(anchors_xyxy[:, 2:] - anchors_xyxy[:, :2], 1)
+    sure = np.abs(ioa - 0.5) > 1e-4  # float32 rounding at the threshold itself
+    np.testing.assert_array_equal((y[:, 4] == -1)[sure], (ioa >= 0.5)[sure])
+    assert np.sum(y[:, 4] == -1) > 100  # the region covers many priors
+    assert np.all(y[:, :4] == 0)
+
+
+def test_crowd_region_takes_no_prior_from_a_real_object(anchors):
+    # The crowd box is the real object's twin, so it would win the real
+    # object's best prior (and its threshold positives) if it were matched.
+    real = np.array([[0.30, 0.30, 0.50, 0.52]])
+    crowd = np.array([[0.30, 0.30, 0.50, 0.52], [0.1, 0.6, 0.45, 0.95]])
+    boxes = np.concatenate([crowd[:1], real, crowd[1:]])
+    y = encode_targets(boxes, [4, 7, 4], anchors, crowd=[True, False, True])
+    alone = encode_targets(real, [7], anchors)
+    pos = alone[:, 4] > 0
+    np.testing.assert_array_equal(y[pos], alone[pos])  # the same positives, same offsets
+    np.testing.assert_array_equal(y[:, 4] > 0, pos)
+    assert set(np.unique(y[~pos, 4]).tolist()) == {-1.0, 0.0}
+
+
+def test_crowd_threshold_is_the_encoders_on_intersection_over_prior_area():
+    # Four unit-size priors; the crowd box covers 0%, 40%, 60% and 100% of them.
+    anchors = np.array([[0.1, 0.5, 0.1, 0.1], [0.32, 0.5, 0.1, 0.1],
+                        [0.52, 0.5, 0.1, 0.1], [0.8, 0.5, 0.1, 0.1]], np.float32)
+    crowd = [[0.33, 0.0, 1.0, 1.0]]  # covers x >= 0.33
+    y = TargetEncoder(anchors)(crowd, [0], crowd=[True])
+    np.testing.assert_array_equal(y[:, 4], [0, 0, -1, -1])
+    y = TargetEncoder(anchors, iou_threshold=0.3)(crowd, [0], crowd=[True])
+    np.testing.assert_array_equal(y[:, 4], [0, -1, -1, -1])
+
+
+def test_difficult_ignore_and_crowd_combine(anchors):
+    boxes = np.array([[0.05, 0.05, 0.3, 0.3], [0.6, 0.6, 0.9, 0.9], [0.4, 0.0, 1.0, 0.5]])
+    y = encode_targets(boxes, [0, 1, 2], anchors, ignore=[True, False, False],
+                       crowd=[False, False, True])
+    only_real = encode_targets(boxes[:2], [0, 1], anchors, ignore=[True, False])
+    matched = only_real[:, 4] != 0
+    np.testing.assert_array_equal(y[matched], only_real[matched])
+    assert np.any(y[:, 4] == -1) and set(np.unique(y[:, 4]).tolist()) == {-1.0, 0.0, 2.0}
+
+
+def test_crowd_mask_of_the_wrong_shape_is_an_error(anchors):
+    with pytest.raises(ValueError, match="crowd has shape"):
+        encode_targets([[0.1, 0.1, 0.5, 0.5]], [0], anchors, crowd=[True, False])

@@ -108,6 +108,10 @@ def add_arguments(p):
                      help="evaluate --val-data every N epochs (default: 1)")
     run.add_argument("--no-augment", dest="augment", action="store_false",
                      help="disable the SSD data augmentation")
+    run.add_argument("--ignore-difficult", action="store_true",
+                     help="VOC: ignore the priors of 'difficult' objects in the loss "
+                          "(default: train them as ordinary objects, as Caffe SSD does). "
+                          "COCO crowd regions are always ignored")
     run.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     run.add_argument("--distribute", choices=("none", "mirrored", "multi-worker"),
                      default="none",
@@ -268,6 +272,7 @@ def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_we
         lr_decay_epochs=decay_epochs, val_dataset=val_set, eval_every=args.eval_every,
         checkpoint_dir=args.checkpoint_dir, initial_epoch=initial_epoch,
         augment=args.augment, workers=args.workers, seed=args.seed, verbose=1,
+        ignore_difficult=args.ignore_difficult,
         recipe=recipe, weight_decay=recipe.weight_decay if recipe.optimizer == "adamw" else 0.0,
         time_limit=None if args.time_limit is None else 60.0 * args.time_limit,
         **({} if args.logs else {"log_dir": False, "csv": False, "plot": False}),

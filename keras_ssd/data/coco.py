@@ -33,8 +33,10 @@ class COCODataset(DetectionDataset):
     0-based labels in increasing id order (or in the order of `class_names`);
     `.category_ids[label]` and `.label_of_category[cat_id]` keep the mapping
     for writing results back in COCO ids. Crowd annotations (`iscrowd=1`)
-    are kept and flagged in `difficult`, which training and evaluation treat
-    as "ignore". Images without annotations are kept with empty arrays.
+    are kept and flagged in both `crowd` and `difficult`: training never
+    makes them positives and ignores the priors they cover (`SSDSequence`,
+    `keras_ssd.TargetEncoder`), evaluation scores them as COCO crowd regions.
+    Images without annotations are kept with empty arrays.
 
     Args:
         annotation_json: path of the instances JSON.
@@ -124,4 +126,4 @@ class COCODataset(DetectionDataset):
             labels.append(self.label_of_category[cid])
             crowd.append(bool(a.get("iscrowd", 0)))
         return self._make_checked_record(where, image_id, image_path, width, height, boxes,
-                                         names, labels, crowd)
+                                         names, labels, crowd, crowd=crowd)

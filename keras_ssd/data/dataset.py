@@ -51,9 +51,16 @@ def _frozen(array):
     return array
 
 
-def make_record(image_id, image_path, width, height, boxes, labels, difficult):
-    """Build one dataset record with the documented dtypes and shapes."""
+def make_record(image_id, image_path, width, height, boxes, labels, difficult,
+                crowd=None):
+    """Build one dataset record with the documented dtypes and shapes.
+
+    `crowd` (bool `(G,)`, COCO `iscrowd`; default all False) marks regions
+    that are never trained as positives (see `keras_ssd.TargetEncoder`).
+    """
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    if crowd is None:
+        crowd = np.zeros(boxes.shape[0], dtype=bool)
     return {
         "image_id": image_id,
         "image_path": str(image_path),
@@ -62,6 +69,7 @@ def make_record(image_id, image_path, width, height, boxes, labels, difficult):
         "boxes": _frozen(boxes),
         "labels": _frozen(np.asarray(labels, dtype=np.int64).reshape(-1)),
         "difficult": _frozen(np.asarray(difficult, dtype=bool).reshape(-1)),
+        "crowd": _frozen(np.asarray(crowd, dtype=bool).reshape(-1)),
     }
 
 
@@ -103,7 +111,8 @@ class DetectionDataset:
     Subclasses fill `self.records` (see `make_record`) and `self.class_names`.
     Records are dicts with `image_id`, `image_path`, `width`, `height`,
     `boxes` float32 `(G, 4)` continuous pixel xyxy, `labels` int64 `(G,)`
-    0-based and `difficult` bool `(G,)` (arrays are read-only).
+    0-based, `difficult` bool `(G,)` and `crowd` bool `(G,)` (arrays are
+    read-only).
     """
 
     records = ()
@@ -195,11 +204,12 @@ class DetectionDataset:
         return self._verify_image(path, width, height, "exists" if mode == "none" else mode)
 
     def _make_checked_record(self, where, image_id, image_path, width, height, boxes, names,
-                             labels, difficult, objects=None):
+                             labels, difficult, objects=None, crowd=None):
         """`check_boxes` (errors, clipping counted), then `make_record`."""
         boxes, clipped = check_boxes(where, boxes, names, width, height, objects)
         self.num_clipped_boxes += clipped
-        return make_record(image_id, image_path, width, height, boxes, labels, difficult)
+        return make_record(image_id, image_path, width, height, boxes, labels, difficult,
+                           crowd)
 
     def load_pil_image(self, index, reduce_factor=1):
         """Decode record `index`'s image as an RGB PIL image.

@@ -161,9 +161,12 @@ class SSDSequence(keras.utils.PyDataset):
         seed: int; `None` draws one at construction.
         augmentation: an `SSDAugmentation` or a dict of its options (default:
             the Caffe recipe at the config's input size).
-        ignore_difficult: bool; when True, priors matched to "difficult"
-            boxes (VOC difficult, COCO crowd) get class -1 ("ignore"); by
-            default they are ordinary positives, as in Caffe SSD training.
+        ignore_difficult: bool; when True, priors matched to VOC
+            "difficult" boxes get class -1 ("ignore"); by default they are
+            ordinary positives, as in Caffe SSD training. Crowd regions (a
+            record's `crowd`, COCO `iscrowd=1`) are never positives whatever
+            this says: the priors they cover are ignored (see
+            `keras_ssd.TargetEncoder` and docs/data.md).
         iou_threshold: matching threshold of the target encoder.
         on_error: `"raise"` or `"skip"`.
         cache_images: keep every decoded image in memory after its first
@@ -301,10 +304,12 @@ class SSDSequence(keras.utils.PyDataset):
         image, k = self._source(int(record_index), plan.reduce_factor)
         image = apply_plan(image, plan, k, self.augmentation.mean)
         labels = np.asarray(rec["labels"])[plan.keep]
-        ignore = None
+        ignore = crowd = None
         if self.ignore_difficult:
             ignore = np.asarray(rec["difficult"], dtype=bool)[plan.keep]
-        targets = self.encoder(plan.normalized_boxes, labels, ignore)
+        if rec.get("crowd") is not None:
+            crowd = np.asarray(rec["crowd"], dtype=bool)[plan.keep]
+        targets = self.encoder(plan.normalized_boxes, labels, ignore, crowd)
         return image, targets
 
     def _source(self, record_index, reduce_factor):

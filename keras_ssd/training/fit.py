@@ -154,6 +154,9 @@ def resolve_recipe(model=None, recipe=None, **overrides):
     Returns:
         A `keras_ssd.presets.Recipe`.
     """
+    pretrained = presets.find_pretrained(getattr(model, "pretrained_preset", None) or "")
+    if recipe is None and pretrained is not None:
+        recipe = pretrained.recipe  # a converted detector (SSD300.from_preset)
     if recipe is None:
         architecture = getattr(model, "architecture", None)
         if architecture is not None and presets.find(architecture) is not None:
@@ -353,7 +356,7 @@ def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_
                    augment=True, augmentation=None, workers=2, seed=0, callbacks=None,
                    jit_compile=None, verbose=1, weight_decay=None, schedule=None,
                    recipe=None, time_limit=None, log_dir=None, csv=True, plot=True,
-                   val_loss=True):
+                   val_loss=True, ignore_difficult=False):
     """Train an SSD on a detection dataset.
 
     Every optimisation option left at `None` comes from the recipe (see
@@ -422,6 +425,11 @@ def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_
             the plot keep the earlier epochs (see
             `keras_ssd.training.logs.TrainingLog`); a log that cannot be
             written warns and training goes on.
+        ignore_difficult: VOC "difficult" objects: trained as ordinary
+            positives by default (as Caffe SSD does); `True` marks the
+            priors they match "ignore" (-1: neither positive nor negative).
+            COCO crowd regions are never positives either way (see
+            `SSDSequence` and docs/data.md).
 
     Returns:
         The Keras `History`; `history.history` holds `loss`, its parts
@@ -439,6 +447,12 @@ def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_
     from keras_ssd.losses import SSDLoss
     from keras_ssd.accel.runtime import apply_runtime_defaults, compile_defaults
 
+    if getattr(getattr(model, "config", None), "class_subset", None) is not None:
+        raise ValueError(
+            f"train_detector: model {model.name!r} is a class-subset detector (it reports "
+            f"{model.config.detection_names} of a network trained on more classes) and "
+            "cannot be trained; fine-tune new heads instead: "
+            "SSD300.from_preset(NAME, class_names=[...])")
     compiled = getattr(model, "optimizer", None) is not None and getattr(model, "compiled", False)
     if schedule is None and lr_decay_epochs is not None:
         schedule = "step"
@@ -465,7 +479,8 @@ def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_
     loader = {"workers": int(workers), "use_multiprocessing": False} if workers else {}
     sequence = SSDSequence(train_dataset, model.config, batch_size=int(used.batch_size),
                            augment=augment, seed=seed, augmentation=options or None,
-                           cache_images="auto", **loader)
+                           cache_images="auto", ignore_difficult=ignore_difficult,
+                           **loader)
     steps_per_epoch = len(sequence)
     # Before the first epoch has been timed, a time-limited run plans for
     # the recipe's length (or `epochs`); the schedule is refitted after it.
@@ -511,7 +526,7 @@ def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_
     if val_dataset is not None and val_loss:
         fit["validation_data"] = SSDSequence(
             val_dataset, model.config, batch_size=int(used.batch_size), augment=False,
-            shuffle=False, **loader)
+            shuffle=False, ignore_difficult=ignore_difficult, **loader)
         fit["validation_freq"] = int(eval_every)
     if limit is None:
         history = model.fit(sequence, epochs=planned, initial_epoch=int(initial_epoch), **fit)

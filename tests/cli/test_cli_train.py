@@ -280,3 +280,13 @@ def test_train_time_limited_run_stops_and_saves(run_cli, synthetic_voc, tmp_path
     state = json.loads((tmp_path / "ckpt" / "state.json").read_text())
     assert 1 <= state["epoch"] <= 2
     assert (tmp_path / "ckpt" / "latest.keras").is_file()
+
+
+def test_train_ignore_difficult_reaches_train_detector(
+        run_cli, synthetic_voc, tmp_path, fake_training):
+    code, _, err = _tiny_run(run_cli, synthetic_voc, tmp_path)
+    assert code == 0, err
+    assert fake_training[-1]["ignore_difficult"] is False  # Caffe: trained
+    code, _, err = _tiny_run(run_cli, synthetic_voc, tmp_path, "--ignore-difficult")
+    assert code == 0, err
+    assert fake_training[-1]["ignore_difficult"] is True

@@ -112,3 +112,24 @@ def test_malformed_json_names_the_file(tmp_path):
     p.write_text(json.dumps({"images": []}))
     with pytest.raises(DataError, match="'annotations'"):
         COCODataset(str(p), str(tmp_path))
+
+
+def test_crowd_annotations_are_flagged_in_crowd_too(tmp_path):
+    rec = COCODataset(*write_coco(tmp_path))[1]
+    assert rec["crowd"].tolist() == [False, True, False]
+    assert rec["crowd"].dtype == bool and not rec["crowd"].flags.writeable
+
+
+def test_training_targets_never_make_a_crowd_region_positive(tmp_path, tiny_config):
+    from keras_ssd.data import SSDSequence
+
+    ds = COCODataset(*write_coco(tmp_path))
+    config = tiny_config(num_classes=3, image_size=48, feature_map_sizes=[6, 3],
+                         min_sizes=[10, 24], max_sizes=[24, 40], aspect_ratios=[[2], [2]])
+    for ignore_difficult in (False, True):
+        seq = SSDSequence(ds, config, batch_size=2, ignore_difficult=ignore_difficult)
+        classes = seq[0][1][1, :, 4]  # image 7: dog, a whole-image crowd, person
+        assert not np.any(classes == 3)  # toothbrush, the crowd region's class
+        assert np.any(classes == 2) and np.any(classes == 1)  # dog and person stay
+        # The crowd region covers the image: every other prior is ignored.
+        assert set(np.unique(classes).tolist()) == {-1.0, 1.0, 2.0}

@@ -307,3 +307,23 @@ def test_train_detector_rejects_bad_options_before_training(tiny_config, train_s
     with pytest.raises(ValueError, match=match):
         train_detector(model, train_set, batch_size=4, workers=0, verbose=0, **kwargs)
     assert not model.compiled
+
+
+@pytest.mark.parametrize("ignore_difficult", [False, True])
+def test_train_detector_passes_ignore_difficult_to_its_sequences(
+        tiny_config, train_set, monkeypatch, ignore_difficult):
+    import keras_ssd.data
+
+    seen = []
+    real = keras_ssd.data.SSDSequence
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("ignore_difficult"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(keras_ssd.data, "SSDSequence", spy)
+    model = _no_fit(stand_in_ssd(tiny_config))
+    kwargs = {} if not ignore_difficult else {"ignore_difficult": True}
+    train_detector(model, train_set, epochs=1, val_dataset=train_set, verbose=0, workers=0,
+                   **kwargs)
+    assert seen == [ignore_difficult, ignore_difficult]  # training and val_loss data

@@ -45,6 +45,14 @@ class SSDConfig:
         variances: 4 floats, the box encoding variances `(cx, cy, w, h)`.
         clip: bool, clip the priors to the image.
         class_names: optional list of `num_classes` names.
+        class_subset: optional list of 0-based class indices (into the
+            `num_classes` classes the network predicts): the classes the
+            detector reports, relabelled 0..len-1 in this order
+            (`detection_names`). The network and its softmax keep all the
+            classes, so scores are unchanged; `DecodeDetections` (and so
+            prediction, evaluation and export) only reports these. Made by
+            `SSD300.from_preset(..., classes=[...])`; such a model is not
+            trained.
 
     Example:
 
@@ -66,6 +74,7 @@ class SSDConfig:
     )
     clip: bool = False
     class_names: Optional[List[str]] = None
+    class_subset: Optional[List[int]] = None
 
     def __post_init__(self):
         self.validate()
@@ -158,6 +167,22 @@ class SSDConfig:
             if len(set(names)) != len(names):
                 raise ValueError("SSDConfig.class_names must be unique")
             self.class_names = names
+        if self.class_subset is not None:
+            subset = self.class_subset
+            if isinstance(subset, (str, bytes)) or not isinstance(subset, Sequence) \
+                    or not subset:
+                raise ValueError(
+                    f"SSDConfig.class_subset must be a non-empty list of class indices, "
+                    f"got {subset!r}")
+            if any(isinstance(i, bool) or int(i) != i or not 0 <= i < self.num_classes
+                   for i in subset):
+                raise ValueError(
+                    f"SSDConfig.class_subset must hold class indices 0..{self.num_classes - 1}"
+                    f", got {list(subset)}")
+            subset = [int(i) for i in subset]
+            if len(set(subset)) != len(subset):
+                raise ValueError(f"SSDConfig.class_subset repeats classes: {subset}")
+            self.class_subset = subset
 
     # ----------------------------------------------------------- derived sizes
     @property
@@ -179,6 +204,19 @@ class SSDConfig:
             return list(self.class_names)
         return [f"class_{i}" for i in range(self.num_classes)]
 
+    @property
+    def num_detection_classes(self):
+        """Number of classes the detector reports: `len(class_subset)`, else
+        `num_classes`."""
+        return self.num_classes if self.class_subset is None else len(self.class_subset)
+
+    @property
+    def detection_names(self):
+        """Names of the classes the detector reports (labels 0, 1, ... of its
+        detections): `names` of `class_subset`, else `names`."""
+        names = self.names
+        return names if self.class_subset is None else [names[i] for i in self.class_subset]
+
     def replace(self, **changes):
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
@@ -187,6 +225,8 @@ class SSDConfig:
     def to_dict(self):
         d = dataclasses.asdict(self)
         d["aspect_ratios"] = [list(r) for r in self.aspect_ratios]
+        if d["class_subset"] is None:  # files without a subset stay as before
+            del d["class_subset"]
         return d
 
     @classmethod

@@ -125,7 +125,29 @@ FROM_SCRATCH = Recipe(
         "network that starts from random weights",
 )
 
-RECIPES = {r.name: r for r in (PAPER_SGD, FROM_SCRATCH)}
+#: Fine-tuning a converted detector (`SSD300.from_preset(..., num_classes=)`,
+#: `keras-ssd train --preset`): the paper's SGD at its VGG rate, shorter.
+#: Every layer but the new class heads already holds detection weights, so
+#: the small, momentum-smoothed SGD step of the paper keeps the trained
+#: features while the heads learn; the from-scratch AdamW rate (3e-3) would
+#: move them far from where the source left them. The length (30 epochs, a
+#: quarter of the ImageNet start's) is a starting point, not a measurement.
+FINETUNE_SGD = Recipe(
+    name="finetune-sgd",
+    optimizer="sgd",
+    learning_rate=1e-3,
+    weight_decay=5e-4,
+    momentum=0.9,
+    schedule="step",
+    warmup_epochs=1.0,
+    warmup_factor=0.1,
+    epochs=30,
+    batch_size=32,
+    why="the SSD paper's SGD for a VGG16 that already is a detector: new class heads on "
+        "trained features; a shorter run (30 epochs, not measured)",
+)
+
+RECIPES = {r.name: r for r in (PAPER_SGD, FROM_SCRATCH, FINETUNE_SGD)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -310,3 +332,170 @@ def recipe_for(name, pretrained=None) -> Recipe:
     if pretrained is None:
         pretrained = preset.pretrained_backbone
     return preset.recipe if pretrained and preset.pretrained_backbone else preset.scratch_recipe
+
+
+# ------------------------------------------------------- pretrained detectors
+@dataclasses.dataclass(frozen=True)
+class PretrainedPreset:
+    """A published detector checkpoint that keras-ssd converts exactly.
+
+    `keras_ssd.SSD300.from_preset(name)` downloads `url` once into the cache
+    folder (`$KERAS_SSD_CACHE_DIR/pretrained/`, default
+    `~/.cache/keras_ssd/pretrained/`), checks its SHA-256, converts it with
+    `keras_ssd.convert_checkpoint(path, source=source)` and keeps the
+    converted `.keras` file beside it.
+
+    Attributes:
+        name: the preset's name (`from_preset`, `keras-ssd --preset`).
+        architecture: the variant of `PRESETS` it converts into.
+        source: the converter that reads it (`keras_ssd.models.convert.SOURCES`).
+        url: where its publisher serves the file.
+        file_name: the file's name, also its name in the cache.
+        sha256: the file's full SHA-256 in hex where published, else `None`.
+        sha256_prefix: the part of the SHA-256 that is published (torchvision
+            puts the first 8 hex digits into its file names); empty when
+            nothing is.
+        hash_note: what is and is not known about the file's hash.
+        classes: `"coco"` (torchvision's 91 logits: background and COCO
+            category ids 1..90) or `"voc"` (background and the 20 VOC classes).
+        trained_on: the training data.
+        metric: what `accuracy` measures.
+        accuracy: the accuracy the source reports.
+        home: the source's project page.
+        file_size: the file's size as the source states it (text).
+        decode: the source's post-processing defaults, as `DecodeDetections`
+            options (the converted model's decoder starts from them).
+        recipe: the default recipe for fine-tuning it to new classes.
+        description: one line for docs and `--help`.
+    """
+
+    name: str
+    architecture: str
+    source: str
+    url: str
+    file_name: str
+    sha256: Optional[str]
+    sha256_prefix: str
+    hash_note: str
+    classes: str
+    trained_on: str
+    metric: str
+    accuracy: float
+    home: str
+    file_size: str
+    decode: Mapping
+    recipe: Recipe = FINETUNE_SGD
+    description: str = ""
+
+    @property
+    def known_hash(self):
+        """The published hash or prefix (lower case), `""` when none is."""
+        return (self.sha256 or self.sha256_prefix or "").lower()
+
+
+_PRETRAINED = (
+    PretrainedPreset(
+        name="ssd300_coco",
+        architecture="ssd300",
+        source="torchvision",
+        url="https://download.pytorch.org/models/ssd300_vgg16_coco-b556d3b4.pth",
+        file_name="ssd300_vgg16_coco-b556d3b4.pth",
+        sha256=None,
+        sha256_prefix="b556d3b4",
+        hash_note="torchvision publishes the first 8 hex digits of the SHA-256 in the "
+                  "file name (torch.hub checks only those); the full hash is not "
+                  "published, so only the prefix is checked",
+        classes="coco",
+        trained_on="COCO train2017",
+        metric="COCO val2017 box AP",
+        accuracy=25.1,
+        home="https://pytorch.org/vision/stable/models/generated/"
+             "torchvision.models.detection.ssd300_vgg16.html",
+        file_size="136 MiB",
+        # torchvision SSD.postprocess_detections: score > 0.01, 400 per class
+        # before NMS 0.45, 200 per image, boxes clipped to the image.
+        decode=dict(confidence_threshold=0.01, iou_threshold=0.45,
+                    max_candidates_per_class=400, top_k=200, clip_boxes=True),
+        description="torchvision's ssd300_vgg16 (COCO_V1 weights): 80 COCO classes",
+    ),
+    PretrainedPreset(
+        name="ssd300_voc",
+        architecture="ssd300",
+        source="lufficc",
+        url="https://github.com/lufficc/SSD/releases/download/1.2/vgg_ssd300_voc0712.pth",
+        file_name="vgg_ssd300_voc0712.pth",
+        sha256=None,
+        sha256_prefix="",
+        hash_note="lufficc/SSD publishes no hash for its release 1.2 assets: the file "
+                  "cannot be checked against a published value; keras-ssd records "
+                  "the hash of the file it first downloads and checks the file "
+                  "against that record afterwards",
+        classes="voc",
+        trained_on="VOC2007 trainval + VOC2012 trainval",
+        metric="VOC2007 test mAP",
+        accuracy=77.7,
+        home="https://github.com/lufficc/SSD",
+        file_size="201 MB (the state dict and the optimizer's state)",
+        # lufficc/SSD PostProcessor: score > 0.01, NMS 0.45 over all
+        # candidates of a class, 100 per image, boxes not clipped.
+        decode=dict(confidence_threshold=0.01, iou_threshold=0.45,
+                    max_candidates_per_class=8732, top_k=100, clip_boxes=False),
+        description="lufficc/SSD's VGG16 SSD300 on VOC07+12 (release 1.2): 20 VOC classes",
+    ),
+    PretrainedPreset(
+        name="ssd300_voc_amdegroot",
+        architecture="ssd300",
+        source="amdegroot",
+        url="https://s3.amazonaws.com/amdegroot-models/ssd300_mAP_77.43_v2.pth",
+        file_name="ssd300_mAP_77.43_v2.pth",
+        sha256=None,
+        sha256_prefix="",
+        hash_note="amdegroot/ssd.pytorch publishes no hash for its weights: the file "
+                  "cannot be checked against a published value; keras-ssd records "
+                  "the hash of the file it first downloads and checks the file "
+                  "against that record afterwards",
+        classes="voc",
+        trained_on="VOC2007 trainval + VOC2012 trainval",
+        metric="VOC2007 test mAP",
+        accuracy=77.43,
+        home="https://github.com/amdegroot/ssd.pytorch",
+        file_size="about 100 MB (a bare state dict, legacy torch format)",
+        # amdegroot Detect(21, 0, 200, 0.01, 0.45): score > 0.01, the best
+        # 200 of a class enter NMS 0.45, no cap per image, boxes not clipped.
+        decode=dict(confidence_threshold=0.01, iou_threshold=0.45,
+                    max_candidates_per_class=200, top_k=4000, clip_boxes=False),
+        description="amdegroot/ssd.pytorch's SSD300 on VOC07+12: 20 VOC classes",
+    ),
+)
+
+#: pretrained preset name -> PretrainedPreset, in the order above.
+PRETRAINED = {p.name: p for p in _PRETRAINED}
+
+
+def pretrained_names():
+    """The pretrained detector presets' names, in registry order."""
+    return list(PRETRAINED)
+
+
+def find_pretrained(name) -> Optional[PretrainedPreset]:
+    """The `PretrainedPreset` called `name` (any case, `-` or `_`), else `None`."""
+    return PRETRAINED.get(_key(name))
+
+
+def get_pretrained(name) -> PretrainedPreset:
+    """The `PretrainedPreset` called `name`.
+
+    Raises:
+        ValueError: naming the unknown preset and listing the known ones.
+    """
+    preset = find_pretrained(name)
+    if preset is None:
+        hint = ""
+        if find(name) is not None:
+            hint = (f" ({name!r} is an architecture: build it with SSD300(...) / "
+                    f"build_model({name!r}), or pick a pretrained preset)")
+        raise ValueError(
+            f"unknown pretrained preset {name!r}; choose one of "
+            f"{', '.join(PRETRAINED)}{hint}"
+        )
+    return preset

@@ -172,7 +172,7 @@ def _view(model, use_winograd):
     if isinstance(config, SSDConfig):
         # `keras_ssd.inference.get_config_from_model` finds it on the view too.
         view.config = config
-        view.class_names = list(config.names)
+        view.class_names = list(config.detection_names)
     return view
 
 

@@ -136,18 +136,19 @@ def predict_dataset(
 def _class_names(dataset, detector):
     names = getattr(dataset, "class_names", None)
     config = detector.config
+    # A class-subset model reports `detection_names`, labelled 0..K-1.
     if names is None:
-        return config.names
+        return config.detection_names
     names = [str(x) for x in names]
-    if len(names) != config.num_classes:
+    if len(names) != config.num_detection_classes:
         raise ValueError(
             f"evaluate: the dataset has {len(names)} classes but the model predicts "
-            f"{config.num_classes}"
+            f"{config.num_detection_classes}"
         )
-    if config.class_names is not None and list(config.class_names) != names:
+    if config.class_names is not None and list(config.detection_names) != names:
         raise ValueError(
             "evaluate: the model's class names differ from the dataset's (order "
-            f"matters): model {list(config.class_names)} vs dataset {names}"
+            f"matters): model {list(config.detection_names)} vs dataset {names}"
         )
     return names
 

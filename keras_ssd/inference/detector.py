@@ -416,7 +416,7 @@ class Detector:
         filtered to this detector's threshold and `top_k` (see `to_pixels`)."""
         options = self.decode_options
         return to_pixels(out, index, width, height,
-                         self.config.names if names is None else names,
+                         self.config.detection_names if names is None else names,
                          score_threshold=options.get("confidence_threshold"),
                          top_k=options.get("top_k"))
 

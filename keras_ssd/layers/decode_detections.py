@@ -221,6 +221,10 @@ class DecodeDetections(keras.layers.Layer):
         n = self.config.num_anchors
         boxes = ops.reshape(boxes, (-1, n, 4))
         scores = ops.reshape(scores, (-1, n, self.config.num_classes))
+        if self.config.class_subset is not None:
+            # A class subset: the softmax ran over all the network's classes
+            # (scores unchanged); only these are reported, labelled 0..K-1.
+            scores = ops.take(scores, self.config.class_subset, axis=-1)
         detections = multiclass_nms(
             boxes,
             scores,

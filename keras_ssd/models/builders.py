@@ -118,6 +118,54 @@ def SSDMobileNetV2(num_classes=None, class_names=None, backbone_weights=None,
                   weight_decay, backbone_weights, name, **kwargs)
 
 
+def _preset_loader(architecture):
+    """`<Builder>.from_preset`: a pretrained detector of this architecture."""
+
+    def from_preset(name, num_classes=None, class_names=None, classes=None, freeze=None,
+                    **kwargs):
+        """A pretrained detector (`keras_ssd.presets.PRETRAINED`), as published,
+        with new class heads for fine-tuning, or for some of its classes.
+
+        Downloads the checkpoint once (SHA-256 checked), converts it exactly
+        and caches the converted `.keras` file (`keras_ssd.models.pretrained`).
+
+        Args:
+            name: `"ssd300_coco"` (torchvision, 80 COCO classes),
+                `"ssd300_voc"` (lufficc/SSD, 20 VOC classes) or
+                `"ssd300_voc_amdegroot"` (amdegroot/ssd.pytorch).
+            num_classes, class_names: new class heads for these classes
+                (background prior: the objects start at 1% together); the
+                backbone, extra layers and box heads are kept.
+            classes: some of the source's class names: a detector of just
+                these, no training (the source's softmax and scores).
+            freeze: `None`, `"conv1-conv2"` (the Caffe recipe) or
+                `"backbone"` (conv1_1 .. fc7).
+            **kwargs: `keep_box_heads`, `weight_decay`, `converter`, `fetch`,
+                `cache`, `verbose` of `keras_ssd.models.pretrained.from_preset`.
+
+        Returns:
+            An `SSD` model.
+
+        Example:
+
+        >>> model = SSD300.from_preset("ssd300_coco")
+        >>> model = SSD300.from_preset("ssd300_coco", class_names=["cat", "dog", "bird"])
+        >>> model = SSD300.from_preset("ssd300_coco", classes=["person", "car"])
+        """
+        from keras_ssd.models.pretrained import from_preset as load
+
+        return load(name, num_classes=num_classes, class_names=class_names, classes=classes,
+                    freeze=freeze, architecture=architecture, **kwargs)
+
+    from_preset.__qualname__ = f"{presets.get(architecture).builder}.from_preset"
+    return from_preset
+
+
+for _variant in presets.names():
+    globals()[presets.get(_variant).builder].from_preset = _preset_loader(_variant)
+del _variant
+
+
 def get_builder(name):
     """The builder function of the variant `name` (or an alias)."""
     return globals()[presets.get(name).builder]

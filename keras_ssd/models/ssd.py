@@ -131,12 +131,16 @@ class SSD(keras.Model):
 
     @property
     def class_names(self):
-        """The class names (without background), `class_0`, ... if unnamed."""
-        return self._ssd_config.names
+        """The names of the classes it detects (without background), `class_0`,
+        ... if unnamed: `config.detection_names` (a class-subset model's
+        subset)."""
+        return self._ssd_config.detection_names
 
     @property
     def num_classes(self):
-        return self._ssd_config.num_classes
+        """The number of classes it detects (`config.num_detection_classes`;
+        the network predicts `config.num_classes`)."""
+        return self._ssd_config.num_detection_classes
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """`keras.Model.predict`, without its per-call set-up for arrays.

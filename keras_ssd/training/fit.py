@@ -154,6 +154,9 @@ def resolve_recipe(model=None, recipe=None, **overrides):
     Returns:
         A `keras_ssd.presets.Recipe`.
     """
+    pretrained = presets.find_pretrained(getattr(model, "pretrained_preset", None) or "")
+    if recipe is None and pretrained is not None:
+        recipe = pretrained.recipe  # a converted detector (SSD300.from_preset)
     if recipe is None:
         architecture = getattr(model, "architecture", None)
         if architecture is not None and presets.find(architecture) is not None:
@@ -444,6 +447,12 @@ def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_
     from keras_ssd.losses import SSDLoss
     from keras_ssd.accel.runtime import apply_runtime_defaults, compile_defaults
 
+    if getattr(getattr(model, "config", None), "class_subset", None) is not None:
+        raise ValueError(
+            f"train_detector: model {model.name!r} is a class-subset detector (it reports "
+            f"{model.config.detection_names} of a network trained on more classes) and "
+            "cannot be trained; fine-tune new heads instead: "
+            "SSD300.from_preset(NAME, class_names=[...])")
     compiled = getattr(model, "optimizer", None) is not None and getattr(model, "compiled", False)
     if schedule is None and lr_decay_epochs is not None:
         schedule = "step"

@@ -194,13 +194,14 @@ def test_run_length_and_batch_keep_the_recipe_name():
                           name="mine").name == "mine"
 
 
-def test_recipes_table_lists_both_recipes_by_name():
+def test_recipes_table_lists_the_recipes_by_name():
     assert presets.RECIPES == {"paper-sgd": presets.PAPER_SGD,
-                               "from-scratch-adamw": presets.FROM_SCRATCH}
+                               "from-scratch-adamw": presets.FROM_SCRATCH,
+                               "finetune-sgd": presets.FINETUNE_SGD}
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"recipe": "fast"}, "unknown recipe 'fast'; known: paper-sgd, from-scratch-adamw"),
+    ({"recipe": "fast"}, "unknown recipe 'fast'; known: paper-sgd, from-scratch-adamw, finetune-sgd"),
     ({"recipe": 3}, "recipe must be a Recipe or a recipe name, got 3"),
     ({"optimizer": "rmsprop"}, "optimizer must be one of sgd, adam, adamw, got 'rmsprop'"),
     ({"schedule": "linear"}, "schedule must be one of step, cosine, got 'linear'"),

@@ -135,3 +135,26 @@ def test_recipes_are_frozen_and_replace_checks_field_names():
         presets.PAPER_SGD.replace(lr=1.0)
     assert presets.PAPER_SGD.replace(epochs=3).epochs == 3
     assert presets.PAPER_SGD.epochs == 120
+
+
+def test_resolve_recipe_is_the_one_rule_for_python_and_cli():
+    assert presets.resolve_recipe() is presets.FROM_SCRATCH
+    assert presets.resolve_recipe(variant="ssd300_vgg16") is presets.PAPER_SGD
+    assert presets.resolve_recipe(variant="ssd300", pretrained=False) is presets.FROM_SCRATCH
+    assert presets.resolve_recipe(variant="yolo") is presets.FROM_SCRATCH
+    assert presets.resolve_recipe("paper-sgd", variant="tiny") is presets.PAPER_SGD
+    used = presets.resolve_recipe(variant="tiny", optimizer="SGD", learning_rate=None,
+                                  epochs=3)
+    assert used == presets.FROM_SCRATCH.replace(name="from-scratch-adamw (changed)",
+                                                optimizer="sgd", epochs=3)
+    assert presets.resolve_recipe(variant="tiny", epochs=3).name == "from-scratch-adamw"
+    with pytest.raises(ValueError, match="optimizer must be one of sgd, adam, adamw"):
+        presets.resolve_recipe(optimizer="rmsprop")
+    with pytest.raises(ValueError, match="unknown recipe 'fast'"):
+        presets.resolve_recipe("fast")
+
+
+def test_mobilenet_v2_trains_with_adamw_even_from_imagenet_weights():
+    mobilenet = presets.get("mobilenet_v2")
+    assert mobilenet.recipe is presets.FROM_SCRATCH
+    assert presets.recipe_for("mobilenet_v2", pretrained=True) is presets.FROM_SCRATCH

@@ -210,18 +210,14 @@ def resolve_cli_recipe(args, backbone_weights):
 
     Decided before TensorFlow is imported, so a bad combination fails fast.
     """
-    base = (presets.RECIPES[args.recipe] if args.recipe
-            else presets.recipe_for(args.model, pretrained=backbone_weights is not None))
     schedule = args.schedule
     if schedule is None and args.lr_decay_epochs is not None:
         schedule = "step"
-    changes = dict(optimizer=args.optimizer, learning_rate=args.lr, momentum=args.momentum,
-                   weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
-                   schedule=schedule, epochs=args.epochs, batch_size=args.batch_size)
-    changes = {k: v for k, v in changes.items() if v is not None}
-    if set(changes) - {"epochs", "batch_size"}:
-        changes["name"] = f"{base.name} (changed)"
-    return base.replace(**changes)
+    return presets.resolve_recipe(
+        args.recipe, variant=args.model, pretrained=backbone_weights is not None,
+        optimizer=args.optimizer, learning_rate=args.lr, momentum=args.momentum,
+        weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, schedule=schedule,
+        epochs=args.epochs, batch_size=args.batch_size)
 
 
 def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_weights,
@@ -246,8 +242,7 @@ def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_we
         # SGD and Adam: the paper's L2 penalty, built into the kernels (it
         # passes through the momentum, as in Caffe). AdamW: decoupled, in
         # the optimizer.
-        coupled = recipe.weight_decay if recipe.optimizer != "adamw" else 0.0
-        kwargs = {"weight_decay": coupled}
+        kwargs = {"weight_decay": recipe.model_weight_decay}
         if presets.get(args.model).pretrained_backbone:
             kwargs["backbone_weights"] = backbone_weights
         model = build_model(args.model, class_names=class_names, **kwargs)
@@ -273,7 +268,7 @@ def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_we
         checkpoint_dir=args.checkpoint_dir, initial_epoch=initial_epoch,
         augment=args.augment, workers=args.workers, seed=args.seed, verbose=1,
         ignore_difficult=args.ignore_difficult,
-        recipe=recipe, weight_decay=recipe.weight_decay if recipe.optimizer == "adamw" else 0.0,
+        recipe=recipe, weight_decay=recipe.optimizer_weight_decay,
         time_limit=None if args.time_limit is None else 60.0 * args.time_limit,
         **({} if args.logs else {"log_dir": False, "csv": False, "plot": False}),
     )

@@ -25,16 +25,28 @@ def _resolve_config(variant, num_classes, class_names, config):
     return SSDConfig.from_preset(variant, num_classes, class_names)
 
 
+def default_weight_decay(variant, backbone_weights=None):
+    """The builders' `weight_decay=None`: the L2 penalty of the variant's
+    training recipe (`keras_ssd.presets.recipe_for`, pretrained when
+    `backbone_weights` is given; `Recipe.model_weight_decay`): 5e-4 for the
+    paper's SGD (SSD300/SSD512 from ImageNet VGG16), 0 for an AdamW recipe,
+    whose decay `train_detector` puts in the optimizer instead."""
+    recipe = presets.recipe_for(variant, pretrained=backbone_weights is not None)
+    return recipe.model_weight_decay
+
+
 def _build(variant, num_classes, class_names, config, normalization, weight_decay,
            backbone_weights, name, **kwargs):
     config = _resolve_config(variant, num_classes, class_names, config)
+    if weight_decay is None:
+        weight_decay = default_weight_decay(variant, backbone_weights)
     return SSD(config, architecture=variant, normalization=normalization,
                weight_decay=weight_decay, backbone_weights=backbone_weights, name=name,
                **kwargs)
 
 
 def SSD300(num_classes=None, class_names=None, backbone_weights=None, normalization="l2",
-           weight_decay=0.0, config=None, name="ssd300", **kwargs):
+           weight_decay=None, config=None, name="ssd300", **kwargs):
     """SSD300 on the reduced VGG16 with the exact Caffe VOC geometry.
 
     Maps 38, 19, 10, 5, 3, 1 (conv4_3 with L2 normalisation, fc7, conv6_2 ..
@@ -48,8 +60,11 @@ def SSD300(num_classes=None, class_names=None, backbone_weights=None, normalizat
             `.weights.h5` weights of a full `keras.applications.VGG16`
             (include_top=True): conv layers copied, fc6/fc7 decimated.
         normalization: `"l2"` (paper), `"batchnorm"` or `"none"` on conv4_3.
-        weight_decay: SGD weight decay on conv kernels (`L2(wd / 2)`), e.g.
-            5e-4 as in the paper. 0 disables it.
+        weight_decay: SGD-style weight decay on conv kernels (`L2(wd / 2)`).
+            Default `None`: the training recipe's (`default_weight_decay`):
+            5e-4, the paper's, with `backbone_weights` (the paper's SGD
+            recipe); 0 without (the AdamW recipe decays in the optimizer,
+            see `keras_ssd.training.train_detector`). 0 disables it.
         config: optional `SSDConfig` to change the priors; its
             `feature_map_sizes` must stay those of the network.
         name: model name.
@@ -68,7 +83,7 @@ def SSD300(num_classes=None, class_names=None, backbone_weights=None, normalizat
 
 
 def SSD512(num_classes=None, class_names=None, backbone_weights=None, normalization="l2",
-           weight_decay=0.0, config=None, name="ssd512", **kwargs):
+           weight_decay=None, config=None, name="ssd512", **kwargs):
     """SSD512 on the reduced VGG16 (Caffe geometry): maps 64, 32, 16, 8, 4,
     2, 1 (the last from a 4x4 pad-1 conv), 24564 priors (preset `"ssd512"`).
     Arguments as `SSD300`.
@@ -80,7 +95,7 @@ def SSD512(num_classes=None, class_names=None, backbone_weights=None, normalizat
                   weight_decay, backbone_weights, name, **kwargs)
 
 
-def SSDTiny(num_classes=None, class_names=None, normalization="none", weight_decay=0.0,
+def SSDTiny(num_classes=None, class_names=None, normalization="none", weight_decay=None,
             config=None, name="ssd_tiny", **kwargs):
     """A tiny SSD for CPU experiments: 160 px input, conv-BN-ReLU backbone of
     16..128 filters, 5 maps (20, 10, 5, 3, 1), 2390 priors (preset `"tiny"`).
@@ -99,7 +114,7 @@ def SSDTiny(num_classes=None, class_names=None, normalization="none", weight_dec
 
 
 def SSDMobileNetV2(num_classes=None, class_names=None, backbone_weights=None,
-                   normalization="none", weight_decay=0.0, config=None,
+                   normalization="none", weight_decay=None, config=None,
                    name="ssd_mobilenet_v2", **kwargs):
     """SSD on `keras.applications.MobileNetV2` (alpha 1.0), 320 px input:
     sources `block_13_expand_relu` (20x20) and `out_relu` (10x10) plus four

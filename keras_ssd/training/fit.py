@@ -16,9 +16,11 @@ model, or any backbone built with `backbone_weights=None`). docs/training.md
 gives the measurements behind both.
 """
 
+import logging
 import math
 import os
 import time
+import warnings
 
 import keras
 
@@ -32,8 +34,8 @@ __all__ = [
     "train_detector",
 ]
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("step", "cosine")
+OPTIMIZERS = presets.OPTIMIZERS
+SCHEDULES = presets.SCHEDULES
 
 # Variables AdamW leaves undecayed: biases and batch-norm scales/offsets
 # (decaying them only fights the normalisation).
@@ -152,36 +154,16 @@ def resolve_recipe(model=None, recipe=None, **overrides):
         **overrides: `Recipe` fields; `None` values are ignored.
 
     Returns:
-        A `keras_ssd.presets.Recipe`.
+        A `keras_ssd.presets.Recipe` (from `keras_ssd.presets.resolve_recipe`,
+        the rule `keras-ssd train` uses too).
     """
     pretrained = presets.find_pretrained(getattr(model, "pretrained_preset", None) or "")
     if recipe is None and pretrained is not None:
         recipe = pretrained.recipe  # a converted detector (SSD300.from_preset)
-    if recipe is None:
-        architecture = getattr(model, "architecture", None)
-        if architecture is not None and presets.find(architecture) is not None:
-            pretrained = getattr(model, "pretrained_backbone", None)
-            recipe = presets.recipe_for(architecture, pretrained=pretrained)
-        else:
-            recipe = presets.FROM_SCRATCH
-    elif isinstance(recipe, str):
-        if recipe not in presets.RECIPES:
-            raise ValueError(f"unknown recipe {recipe!r}; known: {', '.join(presets.RECIPES)}")
-        recipe = presets.RECIPES[recipe]
-    elif not isinstance(recipe, presets.Recipe):
-        raise ValueError(f"recipe must be a Recipe or a recipe name, got {recipe!r}")
-    changes = {k: v for k, v in overrides.items() if v is not None}
-    if "optimizer" in changes:
-        changes["optimizer"] = str(changes["optimizer"]).lower()
-        if changes["optimizer"] not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, "
-                             f"got {overrides['optimizer']!r}")
-    schedule = changes.get("schedule", recipe.schedule)
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
-    if changes and (set(changes) - {"epochs", "batch_size"}):
-        changes.setdefault("name", f"{recipe.name} (changed)")
-    return recipe.replace(**changes) if changes else recipe
+    architecture = getattr(model, "architecture", None)
+    return presets.resolve_recipe(recipe, variant=architecture,
+                                  pretrained=getattr(model, "pretrained_backbone", None),
+                                  **overrides)
 
 
 class _EpochTimer(keras.callbacks.Callback):
@@ -397,9 +379,14 @@ def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_
         jit_compile: `None` for the measured default of
             `keras_ssd.accel.runtime` (no XLA on CPU).
         verbose: Keras verbosity (1: progress bar, 2: one line per epoch).
-        weight_decay: the optimizer's decoupled weight decay (default: the
-            recipe's for AdamW, 0 otherwise: SGD's paper decay is the
-            model's L2 penalty, set when the model is built).
+        weight_decay: the optimizer's decoupled weight decay. Default: the
+            recipe's for AdamW (`Recipe.optimizer_weight_decay`), 0 for SGD
+            and Adam, whose decay (the paper's) is the model's L2 penalty,
+            set when the model is built (the builders' default is the
+            recipe's, `Recipe.model_weight_decay`). So the decay is never
+            applied twice: a model that already has an L2 penalty gets no
+            AdamW decay by default either. Pass 0 (and build the model with
+            `weight_decay=0`) to train without any.
         schedule: `"step"` or `"cosine"`.
         recipe: a `Recipe` or recipe name to start from instead of the
             model's.
@@ -459,8 +446,19 @@ def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_
     used = resolve_recipe(model, recipe, optimizer=optimizer, learning_rate=learning_rate,
                           momentum=momentum, warmup_epochs=warmup_epochs, schedule=schedule,
                           epochs=epochs, batch_size=batch_size)
+    model_l2 = float(getattr(model, "weight_decay", 0.0) or 0.0)
     if weight_decay is None:
-        weight_decay = used.weight_decay if used.optimizer == "adamw" else 0.0
+        weight_decay = used.optimizer_weight_decay
+        if weight_decay and model_l2 and not compiled:
+            logging.getLogger("keras_ssd").info(
+                "train_detector: %s already has an L2 penalty of %g on its kernels; "
+                "no decoupled decay on top", getattr(model, "name", "the model"), model_l2)
+            weight_decay = 0.0
+    elif weight_decay and model_l2 and not compiled:
+        warnings.warn(f"train_detector: weight_decay={weight_decay:g} in the optimizer on "
+                      f"top of the model's own L2 penalty of {model_l2:g}: the kernels "
+                      "decay twice; build the model with weight_decay=0 to avoid it",
+                      stacklevel=2)
     used = used.replace(weight_decay=float(weight_decay)) if used.optimizer == "adamw" else used
     if time_limit is not None:
         time_limit = float(time_limit)

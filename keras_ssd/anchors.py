@@ -9,7 +9,7 @@ anchors from here.
 import numpy as np
 
 from keras_ssd.boxes import clip, cxcywh_to_xyxy, xyxy_to_cxcywh
-from keras_ssd.config import SSDConfig
+from keras_ssd.config import SSDConfig, normalize_clip
 
 
 def cell_box_sizes(config, index):
@@ -55,9 +55,40 @@ def feature_map_anchors(config, index):
     out[..., 2] = wh[None, None, :, 0]
     out[..., 3] = wh[None, None, :, 1]
     out = out.reshape(-1, 4)
-    if config.clip:
-        out = xyxy_to_cxcywh(clip(cxcywh_to_xyxy(out), 0.0, 1.0))
-    return out.astype(np.float32)
+    return clip_priors(out, config.clip).astype(np.float32)
+
+
+def clip_priors(priors, mode):
+    """Priors `(..., 4)` cxcywh clipped to the image as `SSDConfig.clip` says.
+
+    - `"none"`: unchanged (Caffe VOC).
+    - `"corners"`: the corners `(xmin, ymin, xmax, ymax)` clipped to [0, 1],
+      then back to cxcywh (keras-ssd 0.1's `clip=True`).
+    - `"wh"`: widths and heights clipped to [0, 1], centres unchanged
+      (torchvision's `DefaultBoxGenerator(clip=True)`).
+    - `"cxcywh"`: each of `cx, cy, w, h` clipped to [0, 1]
+      (the `PriorBox` of amdegroot/ssd.pytorch and lufficc/SSD).
+
+    Args:
+        priors: array `(..., 4)` of normalised `(cx, cy, w, h)`.
+        mode: one of `keras_ssd.config.CLIP_MODES` (or a bool, as
+            `SSDConfig.clip` reads it).
+
+    Returns:
+        An array of the same shape and dtype (a new one unless `"none"`).
+    """
+    mode = normalize_clip(mode, "clip mode")
+    priors = np.asarray(priors)
+    if mode == "none":
+        return priors
+    if mode == "corners":
+        return xyxy_to_cxcywh(clip(cxcywh_to_xyxy(priors), 0.0, 1.0))
+    out = np.array(priors, copy=True)
+    if mode == "wh":
+        out[..., 2:] = np.clip(out[..., 2:], 0.0, 1.0)
+    else:
+        out = np.clip(out, 0.0, 1.0)
+    return out
 
 
 def generate_anchors(config):

@@ -12,6 +12,26 @@ from keras_ssd import presets
 
 DEFAULT_VARIANCES = (0.1, 0.1, 0.2, 0.2)
 
+#: How `keras_ssd.anchors` clips the priors to the image (`SSDConfig.clip`):
+#: `"none"` (Caffe VOC), `"corners"` (the corners to [0, 1], keras-ssd 0.1's
+#: `clip=True`), `"wh"` (only the widths and heights to [0, 1]: torchvision's
+#: `DefaultBoxGenerator`), `"cxcywh"` (all four of `(cx, cy, w, h)` to [0, 1]:
+#: amdegroot/ssd.pytorch and lufficc/SSD's `PriorBox`).
+CLIP_MODES = ("none", "corners", "wh", "cxcywh")
+
+
+def normalize_clip(value, where="SSDConfig.clip"):
+    """A clip mode of `CLIP_MODES` from a mode or a bool (False -> "none",
+    True -> "corners", the meaning of `clip=True` in keras-ssd 0.1 files)."""
+    if isinstance(value, bool):
+        return "corners" if value else "none"
+    if isinstance(value, str) and value.strip().lower() in CLIP_MODES:
+        return value.strip().lower()
+    raise ValueError(
+        f"{where} must be one of {', '.join(repr(m) for m in CLIP_MODES)} (or a bool: "
+        f"False = 'none', True = 'corners'), got {value!r}"
+    )
+
 
 def _as_float_list(name, values):
     try:
@@ -43,7 +63,12 @@ class SSDConfig:
         num_classes: int, number of object classes (background excluded).
         offset: float, prior centre offset within a cell, in units of `step`.
         variances: 4 floats, the box encoding variances `(cx, cy, w, h)`.
-        clip: bool, clip the priors to the image.
+        clip: how the priors are clipped to the image, one of `CLIP_MODES`:
+            `"none"` (default, Caffe), `"corners"` (the xyxy corners to
+            [0, 1]), `"wh"` (widths and heights to [0, 1], centres kept:
+            torchvision), `"cxcywh"` (each of cx, cy, w, h to [0, 1]:
+            amdegroot/ssd.pytorch, lufficc/SSD). A bool is read as `"none"`
+            (False) or `"corners"` (True, keras-ssd 0.1's meaning).
         class_names: optional list of `num_classes` names.
         class_subset: optional list of 0-based class indices (into the
             `num_classes` classes the network predicts): the classes the
@@ -72,7 +97,7 @@ class SSDConfig:
     variances: List[float] = dataclasses.field(
         default_factory=lambda: list(DEFAULT_VARIANCES)
     )
-    clip: bool = False
+    clip: str = "none"
     class_names: Optional[List[str]] = None
     class_subset: Optional[List[int]] = None
 
@@ -153,8 +178,7 @@ class SSDConfig:
                 f"SSDConfig.variances must be 4 positive numbers, got {self.variances!r}"
             )
         self.variances = variances
-        if not isinstance(self.clip, bool):
-            raise ValueError(f"SSDConfig.clip must be a bool, got {self.clip!r}")
+        self.clip = normalize_clip(self.clip)
         if self.class_names is not None:
             names = list(self.class_names)
             if len(names) != self.num_classes:

@@ -121,3 +121,40 @@ def toy_dataset():
     """The `ToyDataset` class: a records-interface dataset whose image i is
     filled with the value i + 1 (`toy_dataset(class_names=..., sizes=...)`)."""
     return ToyDataset
+
+
+def _writer_tensors(obj):
+    """numpy arrays (anywhere in dicts/lists) -> the minimal torch writer's
+    tensors of tests/test_pth.py (C-order strides, float32 as FloatStorage)."""
+    import collections
+
+    from test_pth import Storage, Tensor
+
+    if isinstance(obj, np.ndarray):
+        array = np.ascontiguousarray(obj)
+        dtype = str(array.dtype)
+        strides = [s // array.itemsize for s in array.strides]
+        return Tensor(Storage(array.reshape(-1), dtype), 0, array.shape, strides)
+    if isinstance(obj, dict):
+        out = collections.OrderedDict() if isinstance(obj, collections.OrderedDict) else {}
+        for k, v in obj.items():
+            out[k] = _writer_tensors(v)
+        return out
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_writer_tensors(v) for v in obj)
+    return obj
+
+
+@pytest.fixture(scope="session")
+def save_pth():
+    """`save_pth(path, obj, legacy=False)`: what `torch.save(obj, path)` writes
+    (zip, or the legacy format), without torch: numpy arrays in `obj` become
+    tensors (the minimal writer of tests/test_pth.py)."""
+
+    def save(path, obj, legacy=False):
+        from test_pth import write_legacy, write_zip
+
+        (write_legacy if legacy else write_zip)(str(path), _writer_tensors(obj))
+        return path
+
+    return save

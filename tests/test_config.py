@@ -10,7 +10,7 @@ def test_ssd300_preset_has_caffe_geometry():
     assert c.boxes_per_cell == [4, 6, 6, 6, 4, 4]
     assert c.num_anchors == 8732
     assert c.variances == [0.1, 0.1, 0.2, 0.2]
-    assert c.clip is False
+    assert c.clip == "none"
 
 
 def test_ssd512_preset_has_24564_priors():

@@ -1,6 +1,7 @@
 """`DecodeDetections`: SSD predictions -> final detections (decode, softmax,
 per-class NMS, top-k), batched with fixed output shapes."""
 
+import math
 import numbers
 import warnings
 
@@ -46,10 +47,20 @@ def _check_positive_int(name, value):
 decode_offsets = decode_ops
 
 
-def _decode_and_score(predictions, anchors, variances, clip_boxes):
+def _decode_and_score(predictions, anchors, variances, clip_boxes, max_log_scale=None):
     """`(B, N, 4 + C + 1)` predictions -> xyxy boxes `(B, N, 4)` and class
-    probabilities without the background `(B, N, C)`."""
-    boxes = decode_ops(predictions[..., :4], anchors, variances)
+    probabilities without the background `(B, N, C)`.
+
+    `max_log_scale` (a float or None) caps the decoded log-scales
+    `offset_w * variance_w` and `offset_h * variance_h` before `exp`, as
+    torchvision's `BoxCoder` caps them at `log(1000 / 16)`."""
+    offsets = predictions[..., :4]
+    if max_log_scale is not None:
+        cap = ops.convert_to_tensor(
+            [max_log_scale / variances[2], max_log_scale / variances[3]], "float32")
+        offsets = ops.concatenate(
+            [offsets[..., :2], ops.minimum(offsets[..., 2:], cap)], axis=-1)
+    boxes = decode_ops(offsets, anchors, variances)
     if clip_boxes:
         boxes = clip_ops(boxes, 0.0, 1.0)
     scores = ops.softmax(predictions[..., 4:], axis=-1)[..., 1:]
@@ -83,7 +94,11 @@ class DecodeDetections(keras.layers.Layer):
         max_candidates_per_class: int, candidates per class entering NMS.
         top_k: int, detections returned per image (the output length).
         clip_boxes: bool, clip decoded boxes to [0, 1] before NMS (Caffe SSD
-            does not; default False).
+            does not; default False; torchvision does).
+        max_log_scale: None (default) or a float: cap each decoded box's
+            log-scale `offset_w * variance_w` (and the same for h) at this
+            value before `exp`, so a wild offset cannot make a huge box.
+            torchvision's `ssd300_vgg16` caps at `log(1000 / 16)` (4.135).
         use_xla: TensorFlow backend only: run the decoding and the NMS as
             XLA clusters (the same `keras.ops` graph, fused; several times
             faster on CPU, same detections). `None` (default) means yes;
@@ -132,6 +147,7 @@ class DecodeDetections(keras.layers.Layer):
         clip_boxes=False,
         use_xla=None,
         overlap_dtype=None,
+        max_log_scale=None,
         **kwargs,
     ):
         if kwargs.get("dtype") is None:
@@ -157,6 +173,15 @@ class DecodeDetections(keras.layers.Layer):
         if not isinstance(clip_boxes, bool):
             raise ValueError(f"DecodeDetections: clip_boxes must be a bool, got {clip_boxes!r}")
         self.clip_boxes = clip_boxes
+        if max_log_scale is not None:
+            if isinstance(max_log_scale, bool) or not isinstance(max_log_scale, numbers.Real) \
+                    or not math.isfinite(float(max_log_scale)):
+                raise ValueError(
+                    "DecodeDetections: max_log_scale must be None or a finite number, "
+                    f"got {max_log_scale!r}"
+                )
+            max_log_scale = float(max_log_scale)
+        self.max_log_scale = max_log_scale
         if use_xla is not None and not isinstance(use_xla, bool):
             raise ValueError(f"DecodeDetections: use_xla must be a bool or None, got {use_xla!r}")
         self.use_xla = use_xla
@@ -216,7 +241,7 @@ class DecodeDetections(keras.layers.Layer):
         if self.use_xla is not False:
             decode = xla_compiled(("decode_and_score",), decode)
         boxes, scores = decode(predictions, anchors, tuple(self.config.variances),
-                               self.clip_boxes)
+                               self.clip_boxes, self.max_log_scale)
         # Static shapes from the config (see `multiclass_nms`).
         n = self.config.num_anchors
         boxes = ops.reshape(boxes, (-1, n, 4))
@@ -278,6 +303,7 @@ class DecodeDetections(keras.layers.Layer):
                 "use_xla": self.use_xla,
                 "output_keys": list(self.output_keys),
                 "overlap_dtype": self.overlap_dtype,
+                "max_log_scale": self.max_log_scale,
             }
         )
         return base

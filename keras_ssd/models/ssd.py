@@ -3,13 +3,34 @@
 import keras
 
 from keras_ssd.config import SSDConfig
-from keras_ssd.layers.preprocessing import ImagePreprocessing
+from keras_ssd.layers.preprocessing import ImagePreprocessing, preprocessing_arguments
 from keras_ssd import presets
 from keras_ssd.models.backbones import get_backbone
 from keras_ssd.models.blocks import NORMALIZATIONS, kernel_regularizer
 from keras_ssd.models.fast_predict import fast_path_applies, predict_arrays
 from keras_ssd.models.heads import build_heads, check_feature_maps
 from keras_ssd.models.weights_files import check_weights_path
+
+
+#: The `DecodeDetections` options a model's `postprocessing` may set.
+POSTPROCESSING_KEYS = ("confidence_threshold", "iou_threshold", "max_candidates_per_class",
+                       "top_k", "clip_boxes", "max_log_scale")
+
+
+def check_postprocessing(postprocessing):
+    """`postprocessing` as a dict of `DecodeDetections` options (or None);
+    `ValueError` naming any key outside `POSTPROCESSING_KEYS`."""
+    if postprocessing is None:
+        return None
+    if not isinstance(postprocessing, dict):
+        raise ValueError(
+            f"SSD: postprocessing must be None or a dict, got {postprocessing!r}")
+    unknown = sorted(set(postprocessing) - set(POSTPROCESSING_KEYS))
+    if unknown:
+        raise ValueError(
+            f"SSD: unknown postprocessing keys {unknown}; expected some of "
+            f"{list(POSTPROCESSING_KEYS)}")
+    return dict(postprocessing)
 
 
 @keras.saving.register_keras_serializable(package="keras_ssd")
@@ -43,6 +64,17 @@ class SSD(keras.Model):
             Implemented as `keras.regularizers.L2(weight_decay / 2)`: Keras'
             `L2(l)` adds `l * sum(w ** 2)` to the loss, gradient `2 * l * w`,
             so `l = wd / 2` gives the Caffe/PyTorch decay `wd * w`.
+        preprocessing: what the `ImagePreprocessing` layer does to the RGB
+            0..255 input: `None` (default) takes the architecture's preset
+            (`"caffe"` for VGG16, `"tf"` for MobileNetV2), a mode name, or a
+            dict of `ImagePreprocessing` arguments such as `{"mode":
+            "custom", "channel_order": "rgb", "mean": [123, 117, 104]}`
+            (converted checkpoints carry their source's).
+        postprocessing: `None` or a dict of `DecodeDetections` defaults
+            (`confidence_threshold`, `iou_threshold`,
+            `max_candidates_per_class`, `top_k`, `clip_boxes`,
+            `max_log_scale`) that the model's source used; stored with the
+            model (`model.postprocessing`) for the inference helpers.
         backbone_weights: `None` (random init), `"imagenet"` (download the
             Keras application's ImageNet weights) or a path to a `.h5` /
             `.weights.h5` file (VGG16: a full `keras.applications.VGG16`
@@ -69,7 +101,8 @@ class SSD(keras.Model):
     """
 
     def __init__(self, config, architecture="ssd300", normalization=None,
-                 weight_decay=0.0, backbone_weights=None, **kwargs):
+                 weight_decay=0.0, backbone_weights=None, preprocessing=None,
+                 postprocessing=None, **kwargs):
         config = SSDConfig.from_dict(config.to_dict() if isinstance(config, SSDConfig)
                                      else config)
         if keras.config.image_data_format() != "channels_last":
@@ -102,9 +135,15 @@ class SSD(keras.Model):
             if not (isinstance(backbone_weights, str) and backbone_weights == "imagenet"):
                 check_weights_path(backbone_weights, f"{architecture} backbone")
 
+        if preprocessing is None:
+            preprocessing = preset.preprocessing
+        preprocessing_layer = ImagePreprocessing(
+            **preprocessing_arguments(preprocessing), name="preprocessing")
+        postprocessing = check_postprocessing(postprocessing)
+
         size = config.image_size
         inputs = keras.Input(shape=(size, size, 3), name="image")
-        x = ImagePreprocessing(preset.preprocessing, name="preprocessing")(inputs)
+        x = preprocessing_layer(inputs)
         sources = backbone.build_features(x, normalization=normalization,
                                       regularizer=regularizer)
         check_feature_maps(sources, config, architecture)
@@ -117,6 +156,8 @@ class SSD(keras.Model):
         self.architecture = architecture
         self.normalization = normalization
         self.weight_decay = float(weight_decay)
+        self.preprocessing = preprocessing_layer.spec
+        self.postprocessing = postprocessing
         # Not part of the config (a saved model carries its weights): read by
         # `train_detector` to pick the from-scratch or the pretrained recipe.
         self.pretrained_backbone = backbone_weights is not None
@@ -185,6 +226,8 @@ class SSD(keras.Model):
             "normalization": self.normalization,
             "weight_decay": self.weight_decay,
             "backbone_weights": None,
+            "preprocessing": self.preprocessing,
+            "postprocessing": None if self.postprocessing is None else dict(self.postprocessing),
         }
 
     @classmethod

@@ -243,7 +243,63 @@ def _require_out_folder(path, option="--out"):
 
 
 def _quiet_tensorflow():
+    """Before the first Keras import: quiet TensorFlow's C++ start-up logs, and
+    check that the module of Keras' backend is installed (`CLIError` if not)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _require_keras_backend()
+
+
+#: The module each Keras backend imports.
+_BACKEND_MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch",
+                    "openvino": "openvino", "numpy": "numpy"}
+
+
+def _configured_keras_backend():
+    """The backend Keras will load, read as Keras reads it (`KERAS_BACKEND`,
+    else `backend` in `$KERAS_HOME/keras.json` or `~/.keras/keras.json`, else
+    "tensorflow"), without importing Keras; `(name, where it was set)`."""
+    import json
+
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"], "KERAS_BACKEND"
+    home = os.environ.get("KERAS_HOME")
+    if not home:
+        base = os.path.expanduser("~")
+        home = os.path.join(base if os.access(base, os.W_OK) else "/tmp", ".keras")
+    path = os.path.join(os.path.expanduser(home), "keras.json")
+    try:
+        with open(path) as f:
+            name = json.load(f).get("backend")
+    except (OSError, ValueError, AttributeError):
+        name = None
+    if name:
+        return name, path
+    return "tensorflow", "the default"
+
+
+def _require_keras_backend():
+    """`CLIError` (one line) when Keras' backend is not installed: in a JAX-only
+    install Keras still defaults to TensorFlow unless told otherwise."""
+    import importlib.util
+    import sys
+
+    if "keras" in sys.modules:  # already imported: its backend loaded
+        return
+    name, where = _configured_keras_backend()
+    module = _BACKEND_MODULES.get(name)
+    if module is None:
+        return  # Keras itself names the valid backends
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        others = [b for b in ("jax", "tensorflow", "torch") if b != name]
+        raise CLIError(
+            f"Keras' backend is {name!r} ({where}), but {module} is not installed: "
+            f"install it, or choose an installed backend with KERAS_BACKEND "
+            f"(for example KERAS_BACKEND={others[0]})"
+        )
 
 
 # -------------------------------------------------------------- model files

@@ -78,8 +78,15 @@ def _load_detector(path):
 
 def run(args):
     """Check the arguments, load the model, write the artifact."""
-    from keras_ssd.export import _check_path, export
+    from keras_ssd.export import (
+        TENSORFLOW_MISSING,
+        _check_path,
+        export,
+        tensorflow_installed,
+    )
 
+    if not tensorflow_installed():  # a JAX-only install: say so before loading anything
+        raise CLIError(TENSORFLOW_MISSING)
     _require_model_file(args.model_file)
     try:
         _check_path(args.out, args.format)

@@ -41,6 +41,8 @@ LAYERS = {
     # load_model registers every serializable class, the LR schedule included.
     "keras_ssd.saving": 5,
     "keras_ssd.export": 6,
+    # int8 post-training quantization of exported artifacts (export uses it).
+    "keras_ssd.quantize": 6,
     "keras_ssd.visualize": 6,
     "keras_ssd.demo": 6,
     "keras_ssd.cli": 7,

@@ -1,0 +1,441 @@
+"""int8 post-training quantization of exported detectors (`export(quantize="int8")`).
+
+The network (convolutions, activations, pooling, the head reshapes and
+concatenations) is quantized to int8 with statistics from a few hundred
+representative images; box decoding, softmax, NMS and top-k stay in
+float32 inside the same artifact, so the outputs keep their meaning, dtypes
+and shapes (docs/deployment.md).
+
+- LiteRT: the float `.tflite` is run on the calibration images with every
+  intermediate tensor kept; the min/max of each float activation tensor of
+  the network is written into the model as calibration statistics, and
+  TensorFlow's MLIR quantizer turns every operator whose tensors all have
+  statistics into its int8 kernel (per-channel int8 weights, int8
+  activations, int32 biases). The decoder's tensors get none, so its
+  operators stay float32. (TensorFlow's own `representative_dataset`
+  calibrator runs the same quantizer but crashes on the decoder's nested
+  NMS while-loops, which is why the statistics are gathered here.)
+- ONNX: ONNX Runtime's static quantization (`quantize_static`, QDQ format,
+  per-channel int8 weights, int8 activations, MinMax calibration through a
+  `CalibrationDataReader`), with the decoder's nodes in `nodes_to_exclude`.
+
+`keep_float` names network layers to leave in float32 as well (the layers a
+per-layer sensitivity check found costly).
+
+Nothing here imports TensorFlow or onnxruntime at module level, so the CLI
+can read the constants.
+"""
+
+import contextlib
+import logging
+import numbers
+import os
+import re
+import tempfile
+import warnings
+
+import numpy as np
+
+#: Accepted `quantize` values of `export` (None: a float artifact).
+QUANTIZE_MODES = ("int8",)
+#: Formats whose artifacts can be quantized.
+QUANTIZABLE_FORMATS = ("litert", "onnx")
+#: Calibration images used when `num_calibration` is not given.
+DEFAULT_NUM_CALIBRATION = 100
+#: Image files a calibration folder is searched for (recursively).
+CALIBRATION_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff",
+                          ".webp")
+_WHERE = "export"
+
+
+def check_quantize(quantize, fmt, calibration, num_calibration, keep_float=None):
+    """Validate the quantization arguments of `export` before any tracing.
+
+    Args:
+        quantize: `None` or `"int8"`.
+        fmt: the canonical format name.
+        calibration: the calibration source (see `calibration_images`).
+        num_calibration: `None` or a positive int.
+        keep_float: `None` or layer names (str or an iterable of str).
+
+    Returns:
+        `(mode, num_calibration, keep_float)`: `mode` None or "int8", the
+        count to use and a tuple of layer names.
+
+    Raises:
+        ValueError: an unknown mode, a format that cannot be quantized, no
+            calibration data, calibration options without `quantize`.
+    """
+    if quantize is None:
+        given = [name for name, value in (("calibration", calibration),
+                                          ("num_calibration", num_calibration),
+                                          ("keep_float", keep_float)) if value is not None]
+        if given:
+            raise ValueError(
+                f"{_WHERE}: {', '.join(given)} only apply with quantize='int8'"
+            )
+        return None, None, ()
+    if not isinstance(quantize, str) or quantize.strip().lower() not in QUANTIZE_MODES:
+        raise ValueError(
+            f"{_WHERE}: quantize must be None or one of {', '.join(QUANTIZE_MODES)}, "
+            f"got {quantize!r}"
+        )
+    mode = quantize.strip().lower()
+    if fmt not in QUANTIZABLE_FORMATS:
+        raise ValueError(
+            f"{_WHERE}: format {fmt!r} cannot be quantized; quantize='{mode}' applies "
+            f"to the formats {', '.join(QUANTIZABLE_FORMATS)}"
+        )
+    if calibration is None:
+        raise ValueError(
+            f"{_WHERE}: quantize='{mode}' needs calibration data: calibration= a folder "
+            "of images, a dataset (e.g. VOCDataset), or an array or list of RGB images "
+            f"(about {DEFAULT_NUM_CALIBRATION} images like those the detector will see)"
+        )
+    if num_calibration is None:
+        num_calibration = DEFAULT_NUM_CALIBRATION
+    elif isinstance(num_calibration, bool) or not isinstance(
+            num_calibration, numbers.Integral) or num_calibration < 1:
+        raise ValueError(
+            f"{_WHERE}: num_calibration must be a positive int, got {num_calibration!r}"
+        )
+    if keep_float is None:
+        keep_float = ()
+    elif isinstance(keep_float, str):
+        keep_float = (keep_float,)
+    keep_float = tuple(keep_float)
+    if not all(isinstance(name, str) and name for name in keep_float):
+        raise ValueError(f"{_WHERE}: keep_float must be layer names, got {keep_float!r}")
+    return mode, int(num_calibration), keep_float
+
+
+# ------------------------------------------------------------ calibration
+def _spread(n, k):
+    """`k` indices spread evenly over `range(n)` (all of them when k >= n)."""
+    if k >= n:
+        return list(range(n))
+    return sorted({int(round(i)) for i in np.linspace(0, n - 1, k)})
+
+
+def _image_files(folder):
+    files = []
+    for root, dirs, names in os.walk(folder):
+        dirs.sort()
+        files.extend(os.path.join(root, n) for n in sorted(names)
+                     if n.lower().endswith(CALIBRATION_EXTENSIONS))
+    return files
+
+
+def _from_folder(folder, size, num):
+    from keras_ssd.data.augment import resize_image
+    from keras_ssd.data.images import load_image
+
+    if not os.path.exists(folder):
+        raise ValueError(f"{_WHERE}: calibration folder {folder} does not exist")
+    if not os.path.isdir(folder):
+        raise ValueError(
+            f"{_WHERE}: calibration {folder} is not a folder; give a folder of images"
+        )
+    files = _image_files(folder)
+    images, bad = [], []
+    # Try the evenly spread picks first, then the rest, until `num` load.
+    order = _spread(len(files), num)
+    order += [i for i in range(len(files)) if i not in set(order)]
+    for i in order:
+        if len(images) == num:
+            break
+        try:
+            images.append(resize_image(load_image(files[i]), size))
+        except (ValueError, OSError) as e:
+            bad.append(f"{files[i]}: {e}")
+    if not images:
+        found = (f"{len(files)} image file(s), none readable (first: {bad[0]})" if bad
+                 else f"no image files ({', '.join(CALIBRATION_EXTENSIONS)})")
+        raise ValueError(f"{_WHERE}: calibration folder {folder} has no readable "
+                         f"images: {found}")
+    if bad:
+        warnings.warn(f"{_WHERE}: skipped {len(bad)} unreadable calibration image(s) "
+                      f"in {folder}, e.g. {bad[0]}", stacklevel=3)
+    return images
+
+
+def _as_image(item, size, where):
+    from keras_ssd.data.augment import resize_image
+    from keras_ssd.data.images import load_image
+
+    try:
+        image = load_image(item)
+    except ValueError as e:
+        raise ValueError(f"{_WHERE}: calibration {where}: {e}") from None
+    if image.shape[:2] != tuple(size):
+        image = resize_image(image, size)
+    return image
+
+
+def _batched_items(item):
+    """One image, or the images of a batch `(B, H, W, C)`."""
+    if isinstance(item, (str, os.PathLike)):
+        return [item]
+    try:
+        from PIL import Image
+
+        if isinstance(item, Image.Image):
+            return [item]
+    except ImportError:  # pragma: no cover - pillow is a dependency
+        pass
+    array = np.asarray(item)
+    return list(array) if array.ndim == 4 else [array]
+
+
+def calibration_images(calibration, size, num_calibration=DEFAULT_NUM_CALIBRATION):
+    """Up to `num_calibration` RGB uint8 images at the model's input size.
+
+    Args:
+        calibration: one of
+            - a folder (searched recursively for `CALIBRATION_EXTENSIONS`
+              files; unreadable files are skipped with a warning);
+            - a detection dataset (`len`, `ds[i]`, `load_image`, e.g.
+              `VOCDataset`): its images rendered as evaluation renders them;
+            - an array `(N, H, W, 3)` or `(H, W, 3)` (uint8, or floats in
+              0..255), or a list/tuple of arrays, PIL images or image paths;
+            - any other iterable (a generator, a `tf.data.Dataset`, a
+              `keras.utils.PyDataset`) of images or batches; `(x, y)` items
+              give their `x`.
+            Images of another size are resized (bilinear, aspect not kept,
+            as training does).
+        size: `(height, width)` of the model input.
+        num_calibration: the most images taken; a folder, dataset or list
+            longer than that gives an evenly spread subset.
+
+    Returns:
+        list of `(height, width, 3)` uint8 arrays (at least one).
+
+    Raises:
+        ValueError: a missing folder, a folder or source with no readable
+            images, an item that is no image.
+    """
+    size = tuple(int(v) for v in size)
+    num = int(num_calibration)
+    if isinstance(calibration, (str, os.PathLike)):
+        return _from_folder(os.fspath(calibration), size, num)
+    if all(hasattr(calibration, a) for a in ("__len__", "__getitem__", "load_image")):
+        from keras_ssd.data.sequence import load_resized
+
+        if len(calibration) == 0:
+            raise ValueError(f"{_WHERE}: the calibration dataset has no images")
+        return [load_resized(calibration, i, size)[0]
+                for i in _spread(len(calibration), num)]
+    if isinstance(calibration, np.ndarray) or hasattr(calibration, "numpy") and hasattr(
+            calibration, "shape"):
+        items = _batched_items(calibration)
+        return [_as_image(items[i], size, f"image {i}") for i in _spread(len(items), num)] \
+            or _no_images(calibration)
+    if isinstance(calibration, (list, tuple)):
+        items = [x for item in calibration for x in _batched_items(item)]
+        return [_as_image(items[i], size, f"image {i}") for i in _spread(len(items), num)] \
+            or _no_images(calibration)
+    try:
+        iterator = iter(calibration)
+    except TypeError:
+        raise ValueError(
+            f"{_WHERE}: calibration must be a folder, a dataset, images or an iterable "
+            f"of images, got {type(calibration).__name__}"
+        ) from None
+    images = []
+    for item in iterator:
+        if isinstance(item, tuple) and item:  # (x, y) batches of a Keras pipeline
+            item = item[0]
+        for x in _batched_items(item):
+            images.append(_as_image(x, size, f"image {len(images)}"))
+            if len(images) == num:
+                return images
+    return images or _no_images(calibration)
+
+
+def _no_images(calibration):
+    raise ValueError(f"{_WHERE}: the calibration data ({type(calibration).__name__}) "
+                     "holds no images")
+
+
+def calibration_batches(images, batch, dtype):
+    """`images` as input batches of `batch` images (`None`: 1) in `dtype`;
+    a last partial batch is filled with images from the start."""
+    batch = batch or 1
+    count = -(-len(images) // batch) * batch
+    stack = np.stack([images[i % len(images)] for i in range(count)]).astype(dtype)
+    return [stack[i:i + batch] for i in range(0, count, batch)]
+
+
+# ------------------------------------------------------------ layer names
+def _layer_pattern(names):
+    """A regex matching a TF name scope of one of the Keras layers `names`
+    (`.../conv1/...`, `.../conv1_1/...`: TensorFlow numbers re-entered scopes)."""
+    if not names:
+        return None
+    alternatives = "|".join(re.escape(n) for n in names)
+    return re.compile(rf"(^|/)({alternatives})(_\d+)?(/|$)")
+
+
+def _is_decoder(name, scope):
+    return any(part.startswith(scope) or f"/{scope}" in part
+               for part in name.split(";"))
+
+
+# ------------------------------------------------------------------ LiteRT
+@contextlib.contextmanager
+def _quiet_tflite():
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
+        warnings.filterwarnings("ignore", category=UserWarning,
+                                module="tensorflow.lite.*")
+        yield
+
+
+def litert_interpreter(model_path=None, model_content=None, **kwargs):
+    """A LiteRT interpreter: `ai_edge_litert`'s when installed, else
+    `tf.lite.Interpreter` (its deprecation warning silenced)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter
+    with _quiet_tflite():
+        return Interpreter(model_path=model_path, model_content=model_content, **kwargs)
+
+
+def quantize_litert(flatbuffer, batches, decoder_scope, keep_float=()):
+    """int8-quantize the network of a float LiteRT detector.
+
+    Args:
+        flatbuffer: the float `.tflite` model (bytes).
+        batches: calibration input batches (arrays of the input's shape and
+            dtype).
+        decoder_scope: the name scope of the decoder (its tensors stay float).
+        keep_float: Keras layer names whose tensors stay float as well.
+
+    Returns:
+        The quantized model (bytes).
+    """
+    from tensorflow.lite.python import convert as tflite_convert
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    graph = model.subgraphs[0]
+    produced = set(graph.inputs)
+    for op in graph.operators:
+        produced.update(op.outputs)
+    keep = _layer_pattern(keep_float)
+    tensors = []
+    for i in sorted(produced):
+        tensor = graph.tensors[i]
+        name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
+        if tensor.type != schema.TensorType.FLOAT32 or _is_decoder(name, decoder_scope):
+            continue
+        if keep is not None and any(keep.search(part) for part in name.split(";")):
+            continue
+        tensors.append(i)
+    if not tensors:
+        raise ValueError(f"{_WHERE}: found no network tensors to quantize in the LiteRT "
+                         "graph")
+
+    interpreter = litert_interpreter(model_content=bytes(flatbuffer),
+                                     experimental_preserve_all_tensors=True)
+    interpreter.allocate_tensors()
+    (inp,) = interpreter.get_input_details()
+    low = np.full(len(tensors), np.inf)
+    high = np.full(len(tensors), -np.inf)
+    for batch in batches:
+        interpreter.set_tensor(inp["index"], batch)
+        interpreter.invoke()
+        for j, i in enumerate(tensors):
+            value = interpreter.get_tensor(i)
+            low[j] = min(low[j], float(value.min()))
+            high[j] = max(high[j], float(value.max()))
+    for j, i in enumerate(tensors):
+        stats = schema.QuantizationParametersT()
+        stats.min, stats.max = [float(low[j])], [float(high[j])]
+        graph.tensors[i].quantization = stats
+    calibrated = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    try:
+        with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+            return bytes(tflite_convert.mlir_quantize(
+                calibrated, disable_per_channel=False, fully_quantize=False))
+    except Exception as e:  # noqa: BLE001 - converter errors are long MLIR dumps
+        lines = [l for l in str(e).splitlines() if "error:" in l]
+        reason = lines[0].split("error:", 1)[1].strip() if lines else type(e).__name__
+        raise ValueError(f"{_WHERE}(format='litert', quantize='int8'): the quantizer "
+                         f"failed: {reason[:300]}") from e
+
+
+# -------------------------------------------------------------------- ONNX
+def onnx_network_nodes(onnx_model, decoder_scope, keep_float=()):
+    """`(quantizable, excluded)` node names of the main graph: the decoder's
+    nodes (and those of `keep_float` layers) are excluded."""
+    keep = _layer_pattern(keep_float)
+    quantizable, excluded = [], []
+    for node in onnx_model.graph.node:
+        names = [node.name] + list(node.output)
+        decoder = any(_is_decoder(n, decoder_scope) for n in names)
+        kept = keep is not None and any(keep.search(n) for n in names)
+        (excluded if decoder or kept else quantizable).append(node.name)
+    return quantizable, excluded
+
+
+def quantize_onnx(float_path, path, batches, decoder_scope, keep_float=()):
+    """int8-quantize (QDQ) the network of the float ONNX detector at
+    `float_path` into `path`, calibrated on `batches`."""
+    import onnx
+    from onnxruntime import quantization as ortq
+
+    class Reader(ortq.CalibrationDataReader):
+        def __init__(self):
+            self._batches = iter(batches)
+
+        def get_next(self):
+            batch = next(self._batches, None)
+            return None if batch is None else {"images": batch}
+
+    quantizable, excluded = onnx_network_nodes(onnx.load(float_path), decoder_scope,
+                                               keep_float)
+    if not quantizable:
+        raise ValueError(f"{_WHERE}: found no network nodes to quantize in the ONNX graph")
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # "consider pre-processing before quantization"
+    try:
+        ortq.quantize_static(
+            float_path, path, Reader(),
+            quant_format=ortq.QuantFormat.QDQ,
+            activation_type=ortq.QuantType.QInt8,
+            weight_type=ortq.QuantType.QInt8,
+            per_channel=True,
+            calibrate_method=ortq.CalibrationMethod.MinMax,
+            nodes_to_exclude=excluded,
+        )
+    finally:
+        root.setLevel(level)
+
+
+def quantize_file(fmt, float_path, path, images, input_dtype, batch, decoder_scope,
+                  keep_float=()):
+    """Quantize the float artifact at `float_path` (format `fmt`) into `path`."""
+    batches = calibration_batches(images, batch, input_dtype)
+    if fmt == "litert":
+        with open(float_path, "rb") as f:
+            flatbuffer = f.read()
+        quantized = quantize_litert(flatbuffer, batches, decoder_scope, keep_float)
+        with open(path, "wb") as f:
+            f.write(quantized)
+    elif fmt == "onnx":
+        quantize_onnx(float_path, path, batches, decoder_scope, keep_float)
+    else:  # check_quantize refuses these first
+        raise ValueError(f"{_WHERE}: format {fmt!r} cannot be quantized")
+    return path
+
+
+def temporary_float_path(fmt):
+    """A temporary folder and a float artifact path inside it."""
+    folder = tempfile.mkdtemp(prefix="keras_ssd_int8_")
+    return folder, os.path.join(folder, "float" + {"litert": ".tflite", "onnx": ".onnx"}[fmt])

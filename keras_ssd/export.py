@@ -31,6 +31,7 @@ TensorFlow's own `tf.lite.TFLiteConverter` and only builtin LiteRT ops, so the
 
 import numbers
 import os
+import shutil
 import tempfile
 
 #: Accepted `format` values (aliases map onto these).
@@ -255,7 +256,8 @@ def _write_litert(predictor, serve, spec, path):
 
 # --------------------------------------------------------------- public API
 def export(model, path, format="tf_saved_model", *, input_dtype="float32",
-           batch_size=None, opset=None, verbose=False, **decode_options):
+           batch_size=None, opset=None, verbose=False, quantize=None, calibration=None,
+           num_calibration=None, keep_float=None, **decode_options):
     """Write `model` as a deployable detector with decoding and NMS inside.
 
     Args:
@@ -275,6 +277,20 @@ def export(model, path, format="tf_saved_model", *, input_dtype="float32",
             shapes).
         opset: ONNX opset (default 17); only for `format="onnx"`.
         verbose: print where the artifact was written.
+        quantize: `None` (float32) or `"int8"`: post-training quantization of
+            the network for `"litert"` and `"onnx"` (per-channel int8
+            weights, int8 activations; decoding and NMS stay float32 inside
+            the artifact, the interface is unchanged). See
+            `keras_ssd.quantize` and docs/deployment.md.
+        calibration: with `quantize`: representative images for the
+            activation ranges: a folder of images, a dataset (e.g.
+            `VOCDataset`), an array `(N, H, W, 3)`, a list of images or
+            paths, or an iterable of images or batches
+            (`keras_ssd.quantize.calibration_images`).
+        num_calibration: with `quantize`: the most calibration images used
+            (default 100, an evenly spread subset of a larger source).
+        keep_float: with `quantize`: Keras layer names whose operators stay
+            float32 (layers a sensitivity check found costly).
         **decode_options: `confidence_threshold`, `iou_threshold`,
             `max_candidates_per_class`, `top_k`, `clip_boxes` of
             `DecodeDetections`; default to the inference model's settings,
@@ -321,6 +337,10 @@ def export(model, path, format="tf_saved_model", *, input_dtype="float32",
             f"export: unknown option(s) {', '.join(unknown)}; decode options are "
             f"{', '.join(DECODE_OPTIONS)}"
         )
+    from keras_ssd.quantize import check_quantize
+
+    quantize, num_calibration, keep_float = check_quantize(
+        quantize, fmt, calibration, num_calibration, keep_float)
     if keras.backend.backend() != "tensorflow":
         if not tensorflow_installed():
             raise MissingExportDependency(f"export: {TENSORFLOW_MISSING}")
@@ -333,6 +353,8 @@ def export(model, path, format="tf_saved_model", *, input_dtype="float32",
     if fmt == "onnx":  # fail before any tracing when the extra is missing
         _require_module("tf2onnx", fmt)
         _require_module("onnx", fmt)
+        if quantize is not None:
+            _require_module("onnxruntime", fmt)
 
     import tensorflow as tf
 
@@ -349,19 +371,35 @@ def export(model, path, format="tf_saved_model", *, input_dtype="float32",
     height, width = _image_size(predictor, config)
     spec = tf.TensorSpec((batch, height, width, 3), getattr(tf, input_dtype),
                          name="images")
+    if quantize is not None:  # read the images before any tracing
+        from keras_ssd import quantize as quantization
+
+        images = quantization.calibration_images(calibration, (height, width),
+                                                 num_calibration)
     serve = _serving_function(predictor, decoder)
 
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     # Models hold plain convolutions (speed-ups are applied only to the views
     # of keras_ssd.accel.prepare_for_inference), so the artifacts trace them.
-    if fmt == "tf_saved_model":
-        _write_saved_model(predictor, serve, spec, path)
-    elif fmt == "onnx":
-        _write_onnx(serve, spec, path, DEFAULT_ONNX_OPSET if opset is None else int(opset))
-    else:
-        _write_litert(predictor, serve, spec, path)
+    # quantize: the float artifact goes to a temporary file, then the int8 one to path.
+    tmp, target = (None, path) if quantize is None else \
+        quantization.temporary_float_path(fmt)
+    try:
+        if fmt == "tf_saved_model":
+            _write_saved_model(predictor, serve, spec, target)
+        elif fmt == "onnx":
+            _write_onnx(serve, spec, target,
+                        DEFAULT_ONNX_OPSET if opset is None else int(opset))
+        else:
+            _write_litert(predictor, serve, spec, target)
+        if quantize is not None:
+            quantization.quantize_file(fmt, target, path, images, input_dtype, batch,
+                                       decoder.name, keep_float)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     if verbose:
-        print(f"exported {fmt} detector ({input_dtype} images "
+        print(f"exported {fmt}{' int8' if quantize else ''} detector ({input_dtype} images "
               f"{batch or 'B'}x{height}x{width}x3 -> {', '.join(OUTPUT_NAMES)}) to {path}")
     return path

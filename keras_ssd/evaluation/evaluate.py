@@ -7,6 +7,7 @@ input of the training pipeline (`keras_ssd.data.sequence.load_resized`).
 
 import concurrent.futures
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -45,6 +46,22 @@ def resize_for_model(image, size):
     evaluation sees images exactly as `SSDSequence(augment=False)` makes them.
     """
     return resize_image(np.asarray(image), int(size))
+
+
+#: The COCO protocol scores at most this many detections per image (the
+#: challenge's rule; `maxDets=100` of pycocotools' AP): `evaluate(metric="coco")`
+#: decodes no more.
+COCO_MAX_DETECTIONS = 100
+
+
+def _first(detections, k):
+    """One image's detections (sorted by score) cut to the best `k`."""
+    if len(detections["scores"]) <= k:
+        return detections
+    cut = type(detections)()
+    for key, value in detections.items():
+        cut[key] = value[:k]
+    return cut
 
 
 def _check_dataset(dataset):
@@ -181,7 +198,10 @@ def evaluate(
         iou_threshold: float, NMS IoU threshold (`None`: the model's, else
             0.45).
         top_k: int, detections kept per image (`None`: the model's, else
-            200).
+            200). With `metric="coco"` at most `COCO_MAX_DETECTIONS` (100),
+            the COCO protocol's limit: `None` means 100 and a larger value
+            (or a `Detector` or inference model decoding more) is cut to
+            the 100 best per image, with a warning for an explicit value.
         use_07_metric: bool, VOC2007 11-point AP (True) or area AP.
         verbose: 0 silent, 1 progress bar.
         metric: `"voc"` (IoU 0.5, `voc_map`) or `"coco"` (AP@[.5:.95] via
@@ -214,6 +234,12 @@ def evaluate(
 
         require_pycocotools()
     _check_dataset(dataset)
+    if metric == "coco":
+        if top_k is not None and top_k > COCO_MAX_DETECTIONS:
+            warnings.warn(f"evaluate(metric='coco'): top_k={top_k} is cut to "
+                          f"{COCO_MAX_DETECTIONS}, the most the COCO protocol scores per "
+                          "image", stacklevel=2)
+        top_k = COCO_MAX_DETECTIONS if top_k is None else min(top_k, COCO_MAX_DETECTIONS)
     detector = _detector(model, confidence_threshold, iou_threshold, top_k)
     names = _class_names(dataset, detector)
     start = time.perf_counter()
@@ -235,6 +261,8 @@ def evaluate(
     else:
         from keras_ssd.evaluation.coco import coco_map
 
+        # A Detector given as it is may decode more: score its 100 best.
+        detections = [_first(d, COCO_MAX_DETECTIONS) for d in detections]
         result = coco_map(detections, ground_truths, num_classes=len(names), class_names=names)
     result["num_images"] = len(detections)
     result["seconds"] = seconds

@@ -226,3 +226,32 @@ def test_evaluate_on_synthetic_voc_sees_the_training_pipelines_images(tmp_path, 
     result = evaluate(tiny_model, ds, batch_size=2, top_k=20, verbose=0)
     assert result["num_images"] == 3 and 0.0 <= result["mAP"] <= 1.0
     assert set(result["AP_by_name"]) == {"circle", "square"}
+
+
+def test_coco_metric_scores_at_most_100_detections_per_image(tiny_model, toy_dataset,
+                                                              monkeypatch):
+    import keras_ssd.evaluation.coco as coco
+    from keras_ssd.inference import Detector
+
+    scored = []
+
+    def record(detections, ground_truths, num_classes, class_names=None):
+        scored.append([len(d["scores"]) for d in detections])
+        return {"mAP": 0.0}
+
+    monkeypatch.setattr(coco, "require_pycocotools", lambda: None)
+    monkeypatch.setattr(coco, "coco_map", record)
+    ds = toy_dataset(sizes=[(120, 90), (64, 64)])
+    voc = evaluate(tiny_model, ds, verbose=0, confidence_threshold=0.0,
+                   return_detections=True)
+    assert min(len(d["scores"]) for d in voc["detections"]) > 100  # VOC keeps 200
+    evaluate(tiny_model, ds, verbose=0, confidence_threshold=0.0, metric="coco")
+    loose = inference_model(tiny_model, confidence_threshold=0.0, top_k=300)
+    evaluate(loose, ds, verbose=0, metric="coco")  # the model's own top_k is larger
+    evaluate(Detector(loose), ds, verbose=0, metric="coco")  # a Detector used as it is
+    with pytest.warns(UserWarning, match="top_k=150 is cut to 100"):
+        evaluate(tiny_model, ds, verbose=0, confidence_threshold=0.0, metric="coco",
+                 top_k=150)
+    assert scored == [[100, 100]] * 4
+    evaluate(tiny_model, ds, verbose=0, confidence_threshold=0.0, metric="coco", top_k=7)
+    assert scored[-1] == [7, 7]

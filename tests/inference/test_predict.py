@@ -171,3 +171,19 @@ def test_predict_errors_name_the_problem(model, tmp_path):
     with pytest.raises(ValueError, match="has no SSDConfig"):
         predict_image(keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Dense(2)]),
                       np.zeros((8, 8, 3)))
+
+
+def test_predict_images_never_returns_more_than_top_k_from_a_looser_decoder():
+    from keras_ssd.inference import Detector, inference_model
+    from keras_ssd.models import SSDTiny
+
+    ssd = SSDTiny(num_classes=2)
+    images = [np.random.default_rng(i).integers(0, 255, (90 + 10 * i, 120, 3))
+              for i in range(3)]
+    loose = inference_model(ssd, confidence_threshold=0.0, top_k=300)
+    assert all(len(d["scores"]) > 100 for d in Detector(loose).detect(images))
+    for model in (loose, Detector(loose), ssd):
+        for top_k in (1, 5, 100):
+            dets = predict_images(model, images, confidence_threshold=0.0, top_k=top_k,
+                                  batch_size=2)
+            assert [len(d["scores"]) for d in dets] == [top_k] * 3

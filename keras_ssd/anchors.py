@@ -38,18 +38,23 @@ def feature_map_anchors(config, index):
     Ordered row, then column, then box within the cell: the order in which a
     head's `(H, W, k * 4)` output is reshaped to `(H * W * k, 4)`.
 
+    Coordinates are normalised per axis (x by the image width, y by its
+    height), so on a non-square input a square prior of `s` pixels has
+    `w = s / width` and `h = s / height`: square in pixels.
+
     Returns:
-        float32 array `(f * f * k, 4)`.
+        float32 array `(fh * fw * k, 4)` for a `fh x fw` map.
     """
     config = SSDConfig.from_dict(config)
-    size = float(config.image_size)
-    f = config.feature_map_sizes[index]
-    step = config.steps[index]
-    wh = cell_box_sizes(config, index) / size  # (k, 2)
+    height, width = (float(v) for v in config.image_shape)
+    fh, fw = config.feature_map_shapes[index]
+    step_y, step_x = config.step_shapes[index]
+    wh = cell_box_sizes(config, index) / np.array([width, height])  # (k, 2)
     k = wh.shape[0]
-    centres = (np.arange(f, dtype=np.float64) + config.offset) * step / size
-    cy, cx = np.meshgrid(centres, centres, indexing="ij")  # (f, f)
-    out = np.empty((f, f, k, 4), dtype=np.float64)
+    centres_x = (np.arange(fw, dtype=np.float64) + config.offset) * step_x / width
+    centres_y = (np.arange(fh, dtype=np.float64) + config.offset) * step_y / height
+    cy, cx = np.meshgrid(centres_y, centres_x, indexing="ij")  # (fh, fw)
+    out = np.empty((fh, fw, k, 4), dtype=np.float64)
     out[..., 0] = cx[:, :, None]
     out[..., 1] = cy[:, :, None]
     out[..., 2] = wh[None, None, :, 0]

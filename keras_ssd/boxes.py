@@ -324,15 +324,16 @@ def decode_ops(offsets, anchors, variances=DEFAULT_VARIANCES, dtype="float32"):
 
 # ------------------------------------------------------------ grid IoU
 class AnchorGrid(NamedTuple):
-    """Anchors laid out on square feature-map grids, split per axis (see
+    """Anchors laid out on feature-map grids, split per axis (see
     `anchor_grid`)."""
 
-    #: `(2, sum f * k)` x-intervals `(xmin, xmax)` of the anchors of each
+    #: `(2, sum fw * k)` x-intervals `(xmin, xmax)` of the anchors of each
     #: column, map after map (column-major within a map, then box).
     x: np.ndarray
-    #: `(2, sum f * k)` y-intervals of the anchors of each row, likewise.
+    #: `(2, sum fh * k)` y-intervals of the anchors of each row, likewise.
     y: np.ndarray
-    #: `(start, end, f, k)` per map: anchor index range, map size, boxes per cell.
+    #: `(start, end, fh, fw, k)` per map: anchor index range, map height and
+    #: width, boxes per cell.
     maps: tuple
     #: `(N,)` anchor areas, by the formula `iou` uses.
     areas: np.ndarray
@@ -341,14 +342,15 @@ class AnchorGrid(NamedTuple):
 def anchor_grid(anchors_xyxy, feature_maps):
     """Describe xyxy anchors as the per-axis intervals `grid_iou` needs.
 
-    An anchor of map `f x f` with `k` boxes per cell at (row, column, box)
+    An anchor of map `fh x fw` with `k` boxes per cell at (row, column, box)
     spans the x-interval of (column, box) and the y-interval of (row, box),
     which is how `keras_ssd.anchors.generate_anchors` lays them out (rows,
     then columns, then boxes; map after map).
 
     Args:
         anchors_xyxy: `(N, 4)` xyxy anchors.
-        feature_maps: list of `(feature_map_size, boxes_per_cell)`.
+        feature_maps: list of `(feature_map_size, boxes_per_cell)`, the size
+            an int (a square map) or `(height, width)`.
 
     Returns:
         `AnchorGrid`.
@@ -361,11 +363,12 @@ def anchor_grid(anchors_xyxy, feature_maps):
     xs, ys, maps = [], [], []
     start = 0
     for f, k in feature_maps:
-        f, k = int(f), int(k)
-        end = start + f * f * k
+        fh, fw = (int(f), int(f)) if np.ndim(f) == 0 else (int(v) for v in f)
+        k = int(k)
+        end = start + fh * fw * k
         if end > total:
             raise ValueError(f"grid {feature_maps} describes more than {total} anchors")
-        seg = anchors_xyxy[start:end].reshape(f, f, k, 4)
+        seg = anchors_xyxy[start:end].reshape(fh, fw, k, 4)
         x_iv = seg[0, :, :, 0::2]  # (cols, k, 2): x-intervals along a row
         y_iv = seg[:, 0, :, 1::2]  # (rows, k, 2)
         if not (np.array_equal(seg[..., 0::2], np.broadcast_to(x_iv, seg[..., 0::2].shape))
@@ -375,7 +378,7 @@ def anchor_grid(anchors_xyxy, feature_maps):
             raise ValueError("anchors are not laid out on the given grid")
         xs.append(x_iv.reshape(-1, 2))
         ys.append(y_iv.reshape(-1, 2))
-        maps.append((start, end, f, k))
+        maps.append((start, end, fh, fw, k))
         start = end
     if start != total:
         raise ValueError(f"grid {feature_maps} describes {start} anchors, not {total}")
@@ -417,20 +420,20 @@ def grid_iou(boxes, grid, out=None, scratch=None):
     ih = np.minimum(y2, grid.y[1]) - np.maximum(y1, grid.y[0])
     np.maximum(iw, 0.0, out=iw)
     np.maximum(ih, 0.0, out=ih)
-    offset = 0
-    for start, end, f, k in grid.maps:
+    x_offset = y_offset = 0
+    for start, end, fh, fw, k in grid.maps:
         inter = out[:, start:end]
-        inter.shape = (g, f, f * k)  # a view: raises rather than copy
-        m = f * k
+        inter.shape = (g, fh, fw * k)  # a view: raises rather than copy
         # inter[g, row, (col, box)] = ih[g, row, box] * iw[g, col, box].
         # Tiling ih along the columns keeps numpy's inner loop long
-        # (f * k); broadcasting over a length-k inner axis is ~6x slower.
+        # (fw * k); broadcasting over a length-k inner axis is ~6x slower.
         np.multiply(
-            np.tile(ih[:, offset : offset + m].reshape(g, f, k), (1, 1, f)),
-            iw[:, None, offset : offset + m],
+            np.tile(ih[:, y_offset : y_offset + fh * k].reshape(g, fh, k), (1, 1, fw)),
+            iw[:, None, x_offset : x_offset + fw * k],
             out=inter,
         )
-        offset += m
+        x_offset += fw * k
+        y_offset += fh * k
     np.add((x2 - x1) * (y2 - y1), grid.areas, out=scratch)
     np.subtract(scratch, out, out=scratch)
     np.divide(out, scratch, out=out)

@@ -3,6 +3,7 @@ target encoder and the decoder."""
 
 import dataclasses
 import math
+import numbers
 import os
 from typing import List, Optional, Sequence
 
@@ -40,6 +41,63 @@ def _as_float_list(name, values):
         raise ValueError(f"SSDConfig.{name} must be a list of numbers, got {values!r}")
 
 
+def _is_pair(value):
+    return not isinstance(value, (str, bytes)) and isinstance(value, Sequence)
+
+
+def _as_int_hw(value, what):
+    """An int or a `(height, width)` pair of positive ints -> an int when
+    both are equal (a square), else a `(height, width)` tuple."""
+    parts = list(value) if _is_pair(value) else [value]
+    if len(parts) not in (1, 2) or any(
+        isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v)
+        or v <= 0 or int(v) != v for v in parts
+    ):
+        raise ValueError(
+            f"{what} must be a positive int or a (height, width) pair of them, "
+            f"got {value!r}"
+        )
+    h, w = int(parts[0]), int(parts[-1])
+    return h if h == w else (h, w)
+
+
+def _as_float_hw(value, what):
+    """A number or a `(y, x)` pair of positive numbers -> a float when both
+    are equal, else a `(y, x)` tuple of floats."""
+    parts = list(value) if _is_pair(value) else [value]
+    ok = len(parts) in (1, 2) and all(
+        not isinstance(v, bool) and isinstance(v, numbers.Real) and math.isfinite(v)
+        and v > 0 for v in parts)
+    if not ok:
+        raise ValueError(
+            f"{what} must be a positive number or a (y, x) pair of them, got {value!r}"
+        )
+    y, x = float(parts[0]), float(parts[-1])
+    return y if y == x else (y, x)
+
+
+def _as_list(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _hw(value):
+    """`(height, width)` of an int-or-pair field value."""
+    return (value, value) if not isinstance(value, tuple) else value
+
+
+def parse_image_size(text):
+    """`"300"` or `"300x540"` (height x width, also `300,540`) -> `300` or
+    `(300, 540)`; `ValueError` otherwise. The CLI's `--image-size`."""
+    parts = str(text).strip().lower().replace(",", "x").split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2):
+        raise ValueError(f"image size must be S or HxW (e.g. 300x540), got {text!r}")
+    return _as_int_hw(values, "image size")
+
+
 @dataclasses.dataclass
 class SSDConfig:
     """Geometry of an SSD detector: input size, feature maps and priors.
@@ -50,10 +108,12 @@ class SSDConfig:
     never disagree.
 
     Args:
-        image_size: int, side of the square input image in pixels.
-        feature_map_sizes: list of int, side of each prediction feature map.
-        steps: list of float, distance in pixels between neighbouring prior
-            centres on each feature map.
+        image_size: int (a square input of that side) or `(height, width)`
+            of the input image in pixels. A square pair is stored as an int.
+        feature_map_sizes: list with, per prediction feature map, its side
+            (int) or its `(height, width)`.
+        steps: list with, per feature map, the distance in pixels between
+            neighbouring prior centres: a number, or `(step_y, step_x)`.
         min_sizes: list of float, side in pixels of each map's small square
             prior.
         max_sizes: list of float, each map's larger square prior has side
@@ -70,6 +130,12 @@ class SSDConfig:
             amdegroot/ssd.pytorch, lufficc/SSD). A bool is read as `"none"`
             (False) or `"corners"` (True, keras-ssd 0.1's meaning).
         class_names: optional list of `num_classes` names.
+        letterbox: bool. False (default): images are stretched to the input
+            size (aspect ratio not kept), as in the paper. True: they are
+            scaled to fit, keeping their aspect ratio, and padded with the
+            mean pixel (`keras_ssd.data.letterbox_plan`), in training,
+            evaluation and prediction alike. Stored with the model, so a
+            model trained with it predicts with it.
         class_subset: optional list of 0-based class indices (into the
             `num_classes` classes the network predicts): the classes the
             detector reports, relabelled 0..len-1 in this order
@@ -100,6 +166,7 @@ class SSDConfig:
     clip: str = "none"
     class_names: Optional[List[str]] = None
     class_subset: Optional[List[int]] = None
+    letterbox: bool = False
 
     def __post_init__(self):
         self.validate()
@@ -107,17 +174,7 @@ class SSDConfig:
     # ------------------------------------------------------------------ checks
     def validate(self):
         """Normalise types and raise `ValueError` naming the bad field."""
-        if isinstance(self.image_size, bool) or not isinstance(
-            self.image_size, (int, float)
-        ):
-            raise ValueError(
-                f"SSDConfig.image_size must be a positive int, got {self.image_size!r}"
-            )
-        if self.image_size <= 0 or int(self.image_size) != self.image_size:
-            raise ValueError(
-                f"SSDConfig.image_size must be a positive int, got {self.image_size!r}"
-            )
-        self.image_size = int(self.image_size)
+        self.image_size = _as_int_hw(self.image_size, "SSDConfig.image_size")
         if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int):
             raise ValueError(
                 f"SSDConfig.num_classes must be a positive int, got {self.num_classes!r}"
@@ -139,15 +196,11 @@ class SSDConfig:
                     f"SSDConfig.{name} has {len(getattr(self, name))} entries but "
                     f"feature_map_sizes has {n}; they must have one per feature map"
                 )
-        sizes = []
-        for s in self.feature_map_sizes:
-            if isinstance(s, bool) or int(s) != s or s <= 0:
-                raise ValueError(
-                    f"SSDConfig.feature_map_sizes must hold positive ints, got {s!r}"
-                )
-            sizes.append(int(s))
-        self.feature_map_sizes = sizes
-        for name in ("steps", "min_sizes", "max_sizes"):
+        self.feature_map_sizes = [
+            _as_int_hw(f, "SSDConfig.feature_map_sizes entries") for f in self.feature_map_sizes
+        ]
+        self.steps = [_as_float_hw(v, "SSDConfig.steps entries") for v in self.steps]
+        for name in ("min_sizes", "max_sizes"):
             values = _as_float_list(name, getattr(self, name))
             if any(not math.isfinite(v) or v <= 0 for v in values):
                 raise ValueError(f"SSDConfig.{name} must be positive, got {values}")
@@ -207,6 +260,8 @@ class SSDConfig:
             if len(set(subset)) != len(subset):
                 raise ValueError(f"SSDConfig.class_subset repeats classes: {subset}")
             self.class_subset = subset
+        if not isinstance(self.letterbox, bool):
+            raise ValueError(f"SSDConfig.letterbox must be a bool, got {self.letterbox!r}")
 
     # ----------------------------------------------------------- derived sizes
     @property
@@ -218,8 +273,36 @@ class SSDConfig:
     def num_anchors(self):
         """Total number of priors."""
         return int(
-            sum(f * f * k for f, k in zip(self.feature_map_sizes, self.boxes_per_cell))
+            sum(h * w * k for (h, w), k in zip(self.feature_map_shapes, self.boxes_per_cell))
         )
+
+    @property
+    def image_shape(self):
+        """`(height, width)` of the input image in pixels."""
+        return _hw(self.image_size)
+
+    @property
+    def image_height(self):
+        return self.image_shape[0]
+
+    @property
+    def image_width(self):
+        return self.image_shape[1]
+
+    @property
+    def is_square(self):
+        """Whether the input is square (`image_size` an int)."""
+        return not isinstance(self.image_size, tuple)
+
+    @property
+    def feature_map_shapes(self):
+        """`(height, width)` of each feature map."""
+        return [_hw(f) for f in self.feature_map_sizes]
+
+    @property
+    def step_shapes(self):
+        """`(step_y, step_x)` in pixels of each feature map."""
+        return [_hw(s) for s in self.steps]
 
     @property
     def names(self):
@@ -245,12 +328,61 @@ class SSDConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
+    def with_image_size(self, image_size, feature_map_shapes):
+        """This geometry at another input size, given the network's map shapes.
+
+        Prior sizes stay in pixels (so priors stay square in pixels on a
+        non-square input). Each map's step, per axis, is kept where the
+        map's cells at that step still span the image (`step * (f - 1) <
+        size <= step * f`: the map's stride, e.g. 8 for SSD300's conv4_3 at
+        any size); otherwise (maps whose size comes from unpadded
+        convolutions, such as SSD300's last two) it becomes `size / f`, the
+        Caffe default. At the geometry's own size nothing changes.
+
+        Args:
+            image_size: int or `(height, width)` of the new input.
+            feature_map_shapes: the network's `(height, width)` of each map
+                at that size (e.g. read from the built backbone).
+
+        Returns:
+            A new `SSDConfig`.
+
+        Example:
+
+        >>> c = SSDConfig.ssd300().with_image_size(
+        ...     (300, 540), [(38, 68), (19, 34), (10, 17), (5, 9), (3, 7), (1, 5)])
+        >>> c.step_shapes[4]
+        (100.0, 77.14285714285714)
+        """
+        height, width = _hw(_as_int_hw(image_size, "with_image_size: image_size"))
+        shapes = [_hw(_as_int_hw(s, "with_image_size: feature_map_shapes entries"))
+                  for s in feature_map_shapes]
+        if len(shapes) != len(self.feature_map_sizes):
+            raise ValueError(
+                f"with_image_size: got {len(shapes)} feature map shapes for a geometry "
+                f"of {len(self.feature_map_sizes)} maps"
+            )
+
+        def step(old, size, f):
+            return old if old * (f - 1) < size <= old * f else size / f
+
+        steps = [(step(sy, height, fh), step(sx, width, fw))
+                 for (sy, sx), (fh, fw) in zip(self.step_shapes, shapes)]
+        return self.replace(image_size=(height, width), feature_map_sizes=shapes,
+                            steps=steps)
+
     # --------------------------------------------------------- serialisation
     def to_dict(self):
         d = dataclasses.asdict(self)
         d["aspect_ratios"] = [list(r) for r in self.aspect_ratios]
         if d["class_subset"] is None:  # files without a subset stay as before
             del d["class_subset"]
+        # Pairs as lists (YAML and JSON have no tuples).
+        d["image_size"] = _as_list(self.image_size)
+        d["feature_map_sizes"] = [_as_list(f) for f in self.feature_map_sizes]
+        d["steps"] = [_as_list(v) for v in self.steps]
+        if not self.letterbox:  # files of stretched-input models stay as before
+            del d["letterbox"]
         return d
 
     @classmethod

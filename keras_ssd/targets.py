@@ -81,7 +81,7 @@ class TargetEncoder:
         from keras_ssd.config import SSDConfig
 
         config = SSDConfig.from_dict(config)
-        grid = list(zip(config.feature_map_sizes, config.boxes_per_cell))
+        grid = list(zip(config.feature_map_shapes, config.boxes_per_cell))
         kwargs.setdefault("num_classes", config.num_classes)
         return cls(generate_anchors(config), iou_threshold=iou_threshold,
                    variances=config.variances, grid=grid, **kwargs)

@@ -1,0 +1,381 @@
+"""Converted checkpoints compute what their sources compute (needs torch and
+torchvision; skipped without them).
+
+A child process (torch only: importing torch's compiler stack after
+TensorFlow can crash a process) builds torchvision's `ssd300_vgg16` with
+random weights (91 classes, and a 21-class one for the VOC ports), saves its
+state dict with `torch.save` (zip; renamed into amdegroot's keys in the
+legacy format, into lufficc's `{"model": ...}` checkpoint), and records for
+one 300x300 image: torchvision's normalised input, the six feature maps, the
+head outputs, the anchors and `postprocess_detections`' detections. This
+process converts the files with `keras_ssd.models.convert` (no torch) and
+compares. The VOC ports' own priors and post-processing are re-implemented
+in numpy here from their sources (amdegroot/ssd.pytorch `PriorBox`,
+`Detect`, `nms`; lufficc/SSD `PriorBox`, `PostProcessor`), fed with the same
+torch network's head outputs on their input normalisation (RGB minus 123,
+117, 104), since the three networks are layer for layer the same.
+"""
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from keras_ssd.anchors import generate_anchors
+from keras_ssd.models.convert import convert_checkpoint
+
+from test_convert_checkpoints import caffe_port_prior_box
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None or importlib.util.find_spec("torchvision") is None,
+    reason="torch and torchvision not installed")
+
+TORCH_CHILD = r"""
+import json, os, sys
+import numpy as np
+import torch
+import torchvision
+from torchvision.models.detection import ssd300_vgg16
+
+out = sys.argv[1]
+torch.manual_seed(0)
+rng = np.random.default_rng(0)
+# A smooth image with some noise, RGB 0..255, HWC.
+yy, xx = np.mgrid[0:300, 0:300] / 300.0
+image = np.stack([255 * xx, 255 * yy, 127 + 100 * np.sin(6 * xx * yy)], -1)
+image = np.clip(image + rng.normal(0, 20, image.shape), 0, 255).astype(np.float32)
+np.save(os.path.join(out, "image.npy"), image)
+report = {"torch": torch.__version__, "torchvision": torchvision.__version__}
+
+
+def push(model, background, classes, loc=None):
+    heads = model.head.classification_head.module_list
+    k = model.head.classification_head.num_columns
+    with torch.no_grad():
+        for conv in heads:
+            a = conv.out_channels // k
+            bias = conv.bias.view(a, k)
+            bias[:, 0] += background
+            for c, up in classes.items():
+                bias[:, c] += up
+        if loc is not None:  # a huge width offset: the log-scale cap must act
+            head, channel, value = loc
+            model.head.regression_head.module_list[head].bias[channel] += value
+
+
+def record(model, x, prefix):
+    # x: (1, 3, 300, 300) already normalised
+    with torch.no_grad():
+        features = list(model.backbone(x).values())
+        heads = model.head(features)
+    arrays = {f"{prefix}feature{i}": f.permute(0, 2, 3, 1).numpy() for i, f in enumerate(features)}
+    arrays[prefix + "loc"] = heads["bbox_regression"].numpy()
+    arrays[prefix + "conf"] = heads["cls_logits"].numpy()
+    return features, heads, arrays
+
+
+# ---- torchvision COCO layout: 91 logits
+tv = ssd300_vgg16(weights=None, weights_backbone=None).eval()
+push(tv, 2.0, {1: 4.0, 3: 3.5, 18: 3.0, 62: 3.0}, loc=(5, 2, 30.0))
+report["params"] = sum(p.numel() for p in tv.parameters())
+report["categories"] = list(
+    torchvision.models.detection.SSD300_VGG16_Weights.COCO_V1.meta["categories"])
+torch.save(tv.state_dict(), os.path.join(out, "torchvision.pth"))
+tensor = torch.from_numpy(image).permute(2, 0, 1) / 255.0
+with torch.no_grad():
+    images, _ = tv.transform([tensor])
+    arrays = {"tv_input": images.tensors.permute(0, 2, 3, 1).numpy()}
+    features, heads, more = record(tv, images.tensors, "tv_")
+    arrays.update(more)
+    anchors = tv.anchor_generator(images, features)
+    arrays["tv_anchors"] = anchors[0].numpy()
+    grid = [list(f.shape[-2:]) for f in features]
+    arrays["tv_default_boxes"] = tv.anchor_generator._grid_default_boxes(
+        grid, [300, 300], dtype=torch.float32).numpy()
+    dets = tv.postprocess_detections(heads, anchors, images.image_sizes)[0]
+    full = tv([tensor])[0]
+for key in ("boxes", "scores", "labels"):
+    arrays["tv_det_" + key] = dets[key].numpy()
+    arrays["tv_full_" + key] = full[key].numpy()
+report["tv_detections"] = int(dets["boxes"].shape[0])
+# the same without the 200 cut: is there a tie at the cut?
+tv.detections_per_img = 100000
+uncut = tv.postprocess_detections(heads, anchors, images.image_sizes)[0]["scores"].numpy()
+report["tv_uncut"] = int(uncut.size)
+report["tv_gap"] = float(uncut[199] - uncut[200]) if uncut.size > 200 else None
+# the candidates torchvision's NMS saw (score > 0.01, top 400 per class)
+probs = torch.softmax(heads["cls_logits"][0], -1)
+report["tv_candidates"] = int(sum(min(400, int((probs[:, c] > 0.01).sum()))
+                                  for c in range(1, 91)))
+
+# ---- the VOC ports: a 21-class network, renamed
+voc = ssd300_vgg16(weights=None, weights_backbone=None, num_classes=21).eval()
+push(voc, 1.5, {15: 3.5, 7: 3.0, 12: 2.5})
+state = voc.state_dict()
+mean = torch.tensor([123.0, 117.0, 104.0]).view(1, 3, 1, 1)
+x = torch.from_numpy(image).permute(2, 0, 1)[None] - mean
+_, _, more = record(voc, x, "voc_")
+arrays.update(more)
+np.savez(os.path.join(out, "reference.npz"), **arrays)
+
+features_idx = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21]
+extra0 = {"24": "backbone.extra.0.1", "26": "backbone.extra.0.3", "28": "backbone.extra.0.5",
+          "31": "backbone.extra.0.7.1", "33": "backbone.extra.0.7.3"}
+def renamed(vgg, extras, scale, loc, conf):
+    new = {}
+    for i in features_idx:
+        for p in ("weight", "bias"):
+            new[f"{vgg}.{i}.{p}"] = state[f"backbone.features.{i}.{p}"]
+    for i, old in extra0.items():
+        for p in ("weight", "bias"):
+            new[f"{vgg}.{i}.{p}"] = state[f"{old}.{p}"]
+    new[scale] = state["backbone.scale_weight"]
+    for block in range(4):
+        for j, sub in enumerate((0, 2)):
+            for p in ("weight", "bias"):
+                new[f"{extras}.{2 * block + j}.{p}"] = state[f"backbone.extra.{block + 1}.{sub}.{p}"]
+    for i in range(6):
+        for p in ("weight", "bias"):
+            new[f"{loc}.{i}.{p}"] = state[f"head.regression_head.module_list.{i}.{p}"]
+            new[f"{conf}.{i}.{p}"] = state[f"head.classification_head.module_list.{i}.{p}"]
+    assert len(new) == len(state)
+    return new
+
+amdegroot = renamed("vgg", "extras", "L2Norm.weight", "loc", "conf")
+torch.save(amdegroot, os.path.join(out, "amdegroot.pth"), _use_new_zipfile_serialization=False)
+lufficc = renamed("backbone.vgg", "backbone.extras", "backbone.l2_norm.weight",
+                  "box_head.predictor.reg_headers", "box_head.predictor.cls_headers")
+module = torch.nn.Linear(2, 2)
+optimizer = torch.optim.SGD(module.parameters(), lr=1e-3, momentum=0.9)
+module(torch.ones(1, 2)).sum().backward()
+optimizer.step()
+scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, [80000, 100000])
+torch.save({"model": lufficc, "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "iteration": 120000},
+           os.path.join(out, "lufficc.pth"))
+with open(os.path.join(out, "report.json"), "w") as f:
+    json.dump(report, f)
+"""
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("torch_ssd300")
+    result = subprocess.run([sys.executable, "-c", TORCH_CHILD, str(out)],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    with open(out / "report.json") as f:
+        report = json.load(f)
+    return out, report, dict(np.load(out / "reference.npz")), np.load(out / "image.npy")
+
+
+def relative(ours, ref):
+    """max |ours - ref| / max |ref| and max |ours - ref|."""
+    diff = float(np.abs(np.asarray(ours, np.float64) - ref).max())
+    return diff / float(np.abs(ref).max()), diff
+
+
+SOURCE_MAPS = ["conv4_3_norm", "fc7", "conv6_2", "conv7_2", "conv8_2", "conv9_2"]
+
+
+def run_model(model, image):
+    """The preprocessed input, six feature maps and predictions of `model`."""
+    import keras
+
+    probe = keras.Model(model.input, [model.get_layer("preprocessing").output]
+                        + [model.get_layer(n).output for n in SOURCE_MAPS] + [model.output])
+    outs = [np.asarray(o) for o in probe(image[None])]
+    return outs[0], outs[1:7], outs[7]
+
+
+def check_network(model, image, ref, prefix, figures):
+    pre, features, predictions = run_model(model, image)
+    if prefix + "input" in ref:
+        rel, diff = relative(pre, ref[prefix + "input"])
+        figures["input"] = (diff, rel)
+        assert diff < 1e-4
+    for i, (ours, name) in enumerate(zip(features, SOURCE_MAPS)):
+        rel, diff = relative(ours, ref[f"{prefix}feature{i}"])
+        figures[name] = (diff, rel)
+        assert rel < 1e-4, (name, rel, figures)
+    for part, ours in (("loc", predictions[0, :, :4]), ("conf", predictions[0, :, 4:])):
+        rel, diff = relative(ours, ref[prefix + part][0])
+        figures[part] = (diff, rel)
+        assert rel < 1e-4, (part, rel)
+    return predictions
+
+
+def decode_like_source(model, predictions):
+    from keras_ssd.layers.decode_detections import DecodeDetections
+
+    out = DecodeDetections(model.config, **model.postprocessing)(predictions)
+    n = int(out["num_detections"][0])
+    return (np.asarray(out["boxes"][0, :n]) * 300.0, np.asarray(out["scores"][0, :n]),
+            np.asarray(out["labels"][0, :n]))
+
+
+def match_detections(ours, theirs, figures, box_tol=1e-3, key="detections"):
+    """Same count; every reference detection has one of ours with the same
+    label and a box within `box_tol` pixels (scores compared too)."""
+    (ob, os_, ol), (tb, ts, tl) = ours, theirs
+    assert len(ob) == len(tb) > 0, (len(ob), len(tb))
+    used = np.zeros(len(ob), bool)
+    worst_box = worst_score = 0.0
+    for box, score, label in zip(tb, ts, tl):
+        err = np.abs(ob - box).max(axis=1)
+        err[(ol != label) | used] = np.inf
+        j = int(np.argmin(err))
+        assert err[j] < box_tol, (label, box, err[j])
+        used[j] = True
+        worst_box = max(worst_box, float(err[j]))
+        worst_score = max(worst_score, abs(float(os_[j]) - float(score)))
+    figures[key] = (len(tb), worst_box, worst_score)
+
+
+# ---------------------------------------------------------------- torchvision
+def test_torchvision_conversion_equals_torchvision(reference, capsys):
+    out, report, ref, image = reference
+    model = convert_checkpoint(out / "torchvision.pth")
+    figures = {}
+    assert model.count_params() == report["params"] == 35_641_826
+    # class names: torchvision's categories, 'N/A' renamed uniquely
+    cats = report["categories"]
+    assert [("N/A" if n.startswith("N/A-") else n) for n in model.class_names] == cats[1:]
+    # priors: torchvision's default boxes (cx, cy, w, h) and its pixel anchors
+    priors = generate_anchors(model.config)
+    figures["priors"] = float(np.abs(priors - ref["tv_default_boxes"]).max())
+    assert figures["priors"] < 1e-6
+    a = ref["tv_anchors"] / 300.0
+    from_anchors = np.stack([(a[:, 0] + a[:, 2]) / 2, (a[:, 1] + a[:, 3]) / 2,
+                             a[:, 2] - a[:, 0], a[:, 3] - a[:, 1]], 1)
+    assert np.abs(priors - from_anchors).max() < 1e-6
+    predictions = check_network(model, image, ref, "tv_", figures)
+    # the detections of postprocess_detections (same as the full forward)
+    np.testing.assert_array_equal(ref["tv_det_labels"], ref["tv_full_labels"])
+    if report["tv_detections"] == 200:  # the top_k cut acted: no tie there
+        assert report["tv_gap"] is not None and report["tv_gap"] > 1e-6
+        figures["score gap at the 200 cut"] = report["tv_gap"]
+        figures["detections before the cut"] = report["tv_uncut"]
+    theirs = (ref["tv_det_boxes"], ref["tv_det_scores"], ref["tv_det_labels"] - 1)
+    # The decoder on torchvision's own head outputs: the post-processing alone.
+    heads = np.concatenate([ref["tv_loc"], ref["tv_conf"]], -1)
+    match_detections(decode_like_source(model, heads), theirs, figures,
+                     key="detections from torch's heads")
+    # End to end: the converted network's outputs through the decoder. Random
+    # weights give box offsets up to |predictions| of several tens, so the
+    # networks' float32 rounding alone moves big boxes by up to ~1e-3 px.
+    match_detections(decode_like_source(model, predictions), theirs, figures, box_tol=1e-2,
+                     key="detections end to end")
+    # the log-scale cap and the clip acted on some boxes
+    assert np.any(ref["tv_det_boxes"] == 300.0) and np.any(ref["tv_det_boxes"] == 0.0)
+    with capsys.disabled():
+        print(f"\n[torchvision] candidates {report['tv_candidates']}, " + ", ".join(
+            f"{k}: {v}" for k, v in figures.items()))
+
+
+# ------------------------------------------------------- the VOC ports (numpy)
+def softmax(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def amdegroot_detect(loc, conf, priors, top_k=200, conf_thresh=0.01, nms_thresh=0.45):
+    """amdegroot's `Detect.forward` + `box_utils.decode` + `box_utils.nms`:
+    per class, scores > thresh, the best `top_k` (ascending sort, last k),
+    greedy NMS keeping IoU <= thresh; up to `top_k` per class, no image cut."""
+    boxes = np.concatenate([priors[:, :2] + loc[:, :2] * 0.1 * priors[:, 2:],
+                            priors[:, 2:] * np.exp(loc[:, 2:] * 0.2)], 1)
+    boxes[:, :2] -= boxes[:, 2:] / 2
+    boxes[:, 2:] += boxes[:, :2]
+    scores = softmax(conf)
+    out = []
+    for cl in range(1, scores.shape[1]):
+        mask = scores[:, cl] > conf_thresh
+        s, b = scores[mask, cl], boxes[mask]
+        if s.size == 0:
+            continue
+        x1, y1, x2, y2 = b.T
+        area = (x2 - x1) * (y2 - y1)
+        idx = np.argsort(s, kind="stable")[-top_k:]
+        keep = []
+        while idx.size:
+            i = idx[-1]
+            keep.append(i)
+            idx = idx[:-1]
+            if not idx.size:
+                break
+            w = np.clip(np.minimum(x2[idx], x2[i]) - np.maximum(x1[idx], x1[i]), 0, None)
+            h = np.clip(np.minimum(y2[idx], y2[i]) - np.maximum(y1[idx], y1[i]), 0, None)
+            inter = w * h
+            iou = inter / ((area[idx] - inter) + area[i])
+            idx = idx[iou <= nms_thresh]
+        for i in keep[:top_k]:
+            out.append((b[i], s[i], cl - 1))
+    return [np.array([o[k] for o in out]) for k in range(3)]
+
+
+def lufficc_postprocess(loc, conf, priors, size=300, conf_thresh=0.01, nms_thresh=0.45,
+                        max_per_image=100):
+    """lufficc's `convert_locations_to_boxes`, `center_form_to_corner_form` and
+    `PostProcessor`: scores > thresh over all classes, pixel boxes, NMS per
+    class (torchvision's nms: suppress IoU > thresh), the best 100."""
+    centre = loc[:, :2] * 0.1 * priors[:, 2:] + priors[:, :2]
+    wh = np.exp(loc[:, 2:] * 0.2) * priors[:, 2:]
+    boxes = np.concatenate([centre - wh / 2, centre + wh / 2], 1) * size
+    scores = softmax(conf)[:, 1:]
+    prior_idx, labels = np.nonzero(scores > conf_thresh)
+    s, b = scores[prior_idx, labels], boxes[prior_idx]
+    kept = []
+    for c in np.unique(labels):
+        sel = np.flatnonzero(labels == c)
+        order = sel[np.argsort(-s[sel], kind="stable")]
+        alive = list(order)
+        while alive:
+            i = alive.pop(0)
+            kept.append(i)
+            if not alive:
+                break
+            rest = np.array(alive)
+            w = np.clip(np.minimum(b[rest, 2], b[i, 2]) - np.maximum(b[rest, 0], b[i, 0]), 0, None)
+            h = np.clip(np.minimum(b[rest, 3], b[i, 3]) - np.maximum(b[rest, 1], b[i, 1]), 0, None)
+            inter = w * h
+            area = lambda j: (b[j, 2] - b[j, 0]) * (b[j, 3] - b[j, 1])
+            iou = inter / (area(rest) + area(i) - inter)
+            alive = list(rest[iou <= nms_thresh])
+    kept = np.array(kept)
+    kept = kept[np.argsort(-s[kept], kind="stable")]
+    gap = (float(s[kept[max_per_image - 1]] - s[kept[max_per_image]])
+           if len(kept) > max_per_image else None)
+    kept = kept[:max_per_image]
+    return [b[kept], s[kept], labels[kept]], gap
+
+
+@pytest.mark.parametrize("source", ["amdegroot", "lufficc"])
+def test_voc_port_conversion_equals_its_source(reference, source, capsys):
+    out, _, ref, image = reference
+    model = convert_checkpoint(out / f"{source}.pth")
+    assert model.num_classes == 20 and model.class_names[14] == "person"
+    figures = {}
+    ref_priors = caffe_port_prior_box()
+    priors = generate_anchors(model.config)
+    figures["priors"] = float(np.abs(priors - ref_priors).max())
+    assert figures["priors"] < 1e-6
+    predictions = check_network(model, image, ref, "voc_", figures)
+    loc, conf = ref["voc_loc"][0].astype(np.float64), ref["voc_conf"][0].astype(np.float64)
+    if source == "amdegroot":
+        b, s, l = amdegroot_detect(loc, conf, ref_priors.astype(np.float64))
+        theirs = (b * 300.0, s, l)
+    else:
+        theirs, gap = lufficc_postprocess(loc, conf, ref_priors.astype(np.float64))
+        assert gap is not None and gap > 1e-5  # the 100 cut is exercised, without a tie
+        figures["score gap at the 100 cut"] = gap
+    heads = np.concatenate([ref["voc_loc"], ref["voc_conf"]], -1)
+    match_detections(decode_like_source(model, heads), theirs, figures,
+                     key="detections from torch's heads")
+    match_detections(decode_like_source(model, predictions), theirs, figures, box_tol=1e-2,
+                     key="detections end to end")
+    with capsys.disabled():
+        print(f"\n[{source}] " + ", ".join(f"{k}: {v}" for k, v in figures.items()))

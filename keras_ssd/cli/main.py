@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from keras_ssd.cli import anchors, demo, evaluate, export, predict, train
+from keras_ssd.cli import anchors, convert, demo, evaluate, export, predict, train
 from keras_ssd.cli.args import CLIError
 from keras_ssd.version import __version__
 
@@ -19,7 +19,7 @@ from keras_ssd.version import __version__
 #: exit status.
 SUBCOMMANDS = [
     (module.__name__.rpartition(".")[2], module.HELP, module.add_arguments, module.run)
-    for module in (train, evaluate, predict, anchors, demo, export)
+    for module in (train, evaluate, predict, anchors, demo, export, convert)
 ]
 
 

@@ -3,9 +3,11 @@
 
 import os
 
+from keras_ssd import presets
 from keras_ssd.cli.args import (
     CLIError,
     _positive_int,
+    _quiet_tensorflow,
     _require_model_file,
     _require_out_folder,
     _unit_float,
@@ -21,8 +23,15 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".
 def add_arguments(p):
     p.add_argument("images", nargs="+", metavar="IMAGE",
                    help="image files, or folders whose images are all used")
-    p.add_argument("--model-file", required=True, metavar="M.keras",
-                   help="a model saved by `keras-ssd train`")
+    model = p.add_mutually_exclusive_group(required=True)
+    model.add_argument("--model-file", metavar="M.keras",
+                       help="a model saved by `keras-ssd train` or `keras-ssd convert`")
+    model.add_argument("--preset", metavar="{" + ",".join(presets.pretrained_names()) + "}",
+                       help="a pretrained detector, downloaded and converted once "
+                            "(cached in $KERAS_SSD_CACHE_DIR, default ~/.cache/keras_ssd)")
+    p.add_argument("--classes", metavar="NAMES",
+                   help="with --preset: report only these of its classes, comma-separated "
+                        "(e.g. person,car); scores stay the full model's")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="folder for the annotated images and detections.json")
     p.add_argument("--threshold", type=_unit_float, default=0.5,
@@ -63,11 +72,29 @@ def _annotated_name(path, used):
     return name
 
 
+def _load_preset(args):
+    """The `--preset` model (with `--classes`: that class subset)."""
+    _quiet_tensorflow()
+    from keras_ssd.models.pretrained import from_preset
+
+    classes = None
+    if args.classes is not None:
+        classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+    return from_preset(args.preset, classes=classes)
+
+
 def run(args):
-    _require_model_file(args.model_file)
+    if args.preset is not None:
+        if presets.find_pretrained(args.preset) is None:
+            raise CLIError(f"--preset: unknown pretrained preset {args.preset!r}; choose one "
+                           f"of {', '.join(presets.pretrained_names())}", status=2)
+    else:
+        _require_model_file(args.model_file)
+        if args.classes is not None:
+            raise CLIError("--classes goes with --preset (a subset of its classes)", status=2)
     paths = _expand_images(args.images)
     _require_out_folder(args.out)
-    model = load_ssd_model(args.model_file)
+    model = load_ssd_model(args.model_file) if args.preset is None else _load_preset(args)
     from keras_ssd.inference.predict import predict_images
     from keras_ssd.visualize import draw_detections
 
@@ -85,8 +112,9 @@ def run(args):
             print(f"{path}: {len(det['scores'])} detections -> "
                   f"{os.path.join(args.out, out_name)}")
     json_path = os.path.join(args.out, "detections.json")
-    _write_json({"model_file": os.path.abspath(args.model_file),
-                 "threshold": args.threshold, "images": records}, json_path)
+    source = ({"model_file": os.path.abspath(args.model_file)} if args.preset is None
+              else {"preset": presets.get_pretrained(args.preset).name})
+    _write_json({**source, "threshold": args.threshold, "images": records}, json_path)
     print(f"wrote {len(records)} annotated images and {json_path}")
     return 0
 

@@ -58,6 +58,15 @@ def add_arguments(p):
                        help="backbone initialisation: 'imagenet' (Keras downloads the "
                             "weights), 'none' (random) or a .h5/.weights.h5 file "
                             "(default: imagenet; ignored by --model tiny)")
+    model.add_argument("--preset", metavar="{" + ",".join(presets.pretrained_names()) + "}",
+                       help="fine-tune a pretrained detector (downloaded and converted "
+                            "once): new class heads for the dataset's classes, the rest of "
+                            "the network kept; its recipe is finetune-sgd")
+    model.add_argument("--freeze", choices=("none", "conv1-conv2", "backbone"),
+                       default="none",
+                       help="with --preset: layers that do not train: conv1-conv2 (the "
+                            "Caffe recipe), backbone (conv1_1..fc7) or none (default). "
+                            "Not stored in checkpoints: --resume trains every layer")
     opt = p.add_argument_group(
         "optimisation",
         "Every option left unset comes from the model's recipe: the SSD paper's SGD "
@@ -167,7 +176,9 @@ def run(args):
         class_names = None  # the dataset's own
     else:
         class_names = parse_classes(args.classes)
-    backbone_weights = _check_backbone_weights(args.backbone_weights, args.model)
+    preset = _check_preset(args)
+    backbone_weights = (None if preset is not None
+                        else _check_backbone_weights(args.backbone_weights, args.model))
     recipe = resolve_cli_recipe(args, backbone_weights)
     if args.lr_decay_epochs is not None and args.time_limit is not None and args.epochs is None:
         raise CLIError("--lr-decay-epochs with --time-limit needs --epochs (the epochs "
@@ -205,6 +216,28 @@ def run(args):
                                backbone_weights, decay_epochs, latest, recipe)
 
 
+def _check_preset(args):
+    """`--preset` (and `--freeze`) before TensorFlow: the `PretrainedPreset` or None."""
+    name = getattr(args, "preset", None)
+    if name is None:
+        if getattr(args, "freeze", "none") != "none":
+            raise CLIError("--freeze goes with --preset (a pretrained detector)", status=2)
+        return None
+    preset = presets.find_pretrained(name)
+    if preset is None:
+        raise CLIError(f"--preset: unknown pretrained preset {name!r}; choose one of "
+                       f"{', '.join(presets.pretrained_names())}", status=2)
+    if args.model != preset.architecture:
+        raise CLIError(f"--preset {preset.name} is an {preset.architecture} model, not "
+                       f"--model {args.model}", status=2)
+    for option, value in (("--image-size", getattr(args, "image_size", None)),
+                          ("--letterbox", getattr(args, "letterbox", False) or None)):
+        if value is not None:
+            raise CLIError(f"{option} does not go with --preset (the converted detector "
+                           "keeps its source's input)", status=2)
+    return preset
+
+
 def resolve_cli_recipe(args, backbone_weights):
     """The recipe of this run: the model's (or `--recipe`), with the options given.
 
@@ -213,8 +246,12 @@ def resolve_cli_recipe(args, backbone_weights):
     schedule = args.schedule
     if schedule is None and args.lr_decay_epochs is not None:
         schedule = "step"
+    base = args.recipe
+    preset = presets.find_pretrained(getattr(args, "preset", None) or "")
+    if base is None and preset is not None:
+        base = preset.recipe  # fine-tuning a converted detector
     return presets.resolve_recipe(
-        args.recipe, variant=args.model, pretrained=backbone_weights is not None,
+        base, variant=args.model, pretrained=backbone_weights is not None,
         optimizer=args.optimizer, learning_rate=args.lr, momentum=args.momentum,
         weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, schedule=schedule,
         epochs=args.epochs, batch_size=args.batch_size)
@@ -245,7 +282,17 @@ def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_we
         kwargs = {"weight_decay": recipe.model_weight_decay}
         if presets.get(args.model).pretrained_backbone:
             kwargs["backbone_weights"] = backbone_weights
-        model = build_model(args.model, class_names=class_names, **kwargs)
+        if getattr(args, "preset", None) is not None:
+            from keras_ssd.models.pretrained import from_preset
+
+            # New class heads on the converted detector; same loop below.
+            model = from_preset(args.preset, class_names=class_names,
+                                freeze=None if args.freeze == "none" else args.freeze,
+                                weight_decay=kwargs["weight_decay"])
+            print(f"fine-tuning preset {args.preset} with new heads for {class_names}"
+                  + (f", {args.freeze} frozen" if args.freeze != "none" else ""))
+        else:
+            model = build_model(args.model, class_names=class_names, **kwargs)
     model = prepare_model(model, strategy)
     print(f"training {model.name} ({model.count_params():,} parameters, "
           f"{model.config.image_size}px, {model.config.num_anchors} priors) on "

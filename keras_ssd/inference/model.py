@@ -51,10 +51,7 @@ def inference_model(model, name=None, **decode_options):
         name: optional name of the new model (default: `<model>_inference`).
         **decode_options: forwarded to `DecodeDetections`:
             `confidence_threshold`, `iou_threshold`,
-            `max_candidates_per_class`, `top_k`, `clip_boxes`,
-            `max_log_scale`. Those not given come from the model's
-            `postprocessing` (the source's settings of a converted
-            checkpoint), else the `DecodeDetections` defaults.
+            `max_candidates_per_class`, `top_k`, `clip_boxes`.
 
     Returns:
         `keras.Model` mapping images `(B, S, S, 3)` to the `DecodeDetections`
@@ -79,7 +76,6 @@ def inference_model(model, name=None, **decode_options):
         "max_candidates_per_class",
         "top_k",
         "clip_boxes",
-        "max_log_scale",
     }
     unknown = sorted(set(decode_options) - allowed)
     if unknown:
@@ -87,8 +83,6 @@ def inference_model(model, name=None, **decode_options):
             f"inference_model: unknown decode option(s) {', '.join(unknown)}; "
             f"expected some of {', '.join(sorted(allowed))}"
         )
-    # A converted checkpoint carries its source's settings (SSD.postprocessing).
-    decode_options = {**(getattr(model, "postprocessing", None) or {}), **decode_options}
     input_shape = None
     inputs = getattr(model, "inputs", None)
     if inputs:

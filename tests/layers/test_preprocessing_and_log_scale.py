@@ -128,3 +128,19 @@ def test_ssd_model_stores_its_preprocessing_and_postprocessing(tmp_path):
     assert SSD(tiny_config, architecture="tiny").preprocessing == "tf"
     with pytest.raises(ValueError, match="unknown postprocessing keys"):
         SSD(tiny_config, architecture="tiny", postprocessing={"nms": 0.5})
+
+
+def test_inference_model_takes_the_models_postprocessing_as_defaults():
+    from keras_ssd.inference.model import inference_model
+    from keras_ssd.models import SSD
+
+    post = {"top_k": 7, "clip_boxes": True, "max_log_scale": 3.0,
+            "max_candidates_per_class": 50}
+    model = SSD(SSDConfig.tiny(num_classes=2), architecture="tiny", postprocessing=post)
+    decoder = inference_model(model).get_layer("detections")
+    assert (decoder.top_k, decoder.clip_boxes, decoder.max_log_scale,
+            decoder.max_candidates_per_class) == (7, True, 3.0, 50)
+    decoder = inference_model(model, top_k=9, max_log_scale=None).get_layer("detections")
+    assert (decoder.top_k, decoder.max_log_scale, decoder.clip_boxes) == (9, None, True)
+    plain = inference_model(SSD(SSDConfig.tiny(num_classes=2), architecture="tiny"))
+    assert plain.get_layer("detections").top_k == 200

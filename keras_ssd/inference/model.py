@@ -51,7 +51,10 @@ def inference_model(model, name=None, **decode_options):
         name: optional name of the new model (default: `<model>_inference`).
         **decode_options: forwarded to `DecodeDetections`:
             `confidence_threshold`, `iou_threshold`,
-            `max_candidates_per_class`, `top_k`, `clip_boxes`.
+            `max_candidates_per_class`, `top_k`, `clip_boxes`,
+            `max_log_scale`. Those not given come from the model's
+            `postprocessing` (the source's settings of a converted
+            checkpoint), else the `DecodeDetections` defaults.
 
     Returns:
         `keras.Model` mapping images `(B, S, S, 3)` to the `DecodeDetections`
@@ -76,6 +79,7 @@ def inference_model(model, name=None, **decode_options):
         "max_candidates_per_class",
         "top_k",
         "clip_boxes",
+        "max_log_scale",
     }
     unknown = sorted(set(decode_options) - allowed)
     if unknown:
@@ -83,6 +87,8 @@ def inference_model(model, name=None, **decode_options):
             f"inference_model: unknown decode option(s) {', '.join(unknown)}; "
             f"expected some of {', '.join(sorted(allowed))}"
         )
+    # A converted checkpoint carries its source's settings (SSD.postprocessing).
+    decode_options = {**(getattr(model, "postprocessing", None) or {}), **decode_options}
     input_shape = None
     inputs = getattr(model, "inputs", None)
     if inputs:

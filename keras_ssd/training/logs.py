@@ -28,7 +28,13 @@ import warnings
 import keras
 import numpy as np
 
-from keras_ssd.training.checkpoints import _commit, _discard, _tmp_path, read_state
+from keras_ssd.training.checkpoints import (
+    _commit,
+    _discard,
+    _tmp_path,
+    atomic_write_text,
+    read_state,
+)
 
 __all__ = [
     "LossPartsRemainder",
@@ -380,17 +386,7 @@ class TrainingLog(keras.callbacks.Callback):
 
     @staticmethod
     def _write(path, text):
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        tmp = _tmp_path(path)
-        try:
-            with open(tmp, "w", encoding="utf-8", newline="") as f:
-                f.write(text)
-                f.flush()
-            _commit(tmp, path)
-        except BaseException:
-            _discard(tmp)
-            raise
+        atomic_write_text(text, path)
 
     def _write_plot(self):
         directory = os.path.dirname(os.path.abspath(self.plot_path))

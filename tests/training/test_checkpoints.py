@@ -240,3 +240,15 @@ def test_bad_arguments():
         TrainingCheckpoint("x", mode="best")
     with pytest.raises(ValueError, match="must end with '.keras'"):
         atomic_save_model(_model(), "model.h5")
+
+
+def test_atomic_write_text_writes_exactly_and_keeps_the_old_file_on_failure(tmp_path):
+    from keras_ssd.training.checkpoints import atomic_write_text
+
+    path = tmp_path / "sub" / "history.csv"
+    atomic_write_text("epoch,loss\r\n1,0.5\r\n", path)
+    assert path.read_bytes() == b"epoch,loss\r\n1,0.5\r\n"
+    with pytest.raises(TypeError):
+        atomic_write_text(b"not text", path)
+    assert path.read_bytes() == b"epoch,loss\r\n1,0.5\r\n"
+    assert os.listdir(path.parent) == ["history.csv"]  # no temporary left behind

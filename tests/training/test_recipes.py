@@ -12,33 +12,6 @@ from keras_ssd.training.fit import make_optimizer, resolve_recipe, train_detecto
 from keras_ssd.training.schedules import WarmupCosineDecay, WarmupPiecewiseDecay
 
 
-def stand_in_ssd(tiny_config, seed=0):
-    """A 32-px functional 'SSD' for the 4 synthetic classes (88 priors):
-    conv + batch norm + ReLU, then biased 1x1 heads. No `architecture`."""
-    from keras_ssd.data import SYNTHETIC_CLASSES
-
-    config = tiny_config(num_classes=4, class_names=list(SYNTHETIC_CLASSES))
-    keras.utils.set_random_seed(seed)
-    per = 4 + config.num_classes + 1
-    images = keras.Input((32, 32, 3))
-    x = keras.layers.Conv2D(8, 3, strides=8, padding="same", use_bias=False)(images)
-    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
-    y = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(x)
-    heads = [keras.layers.Reshape((-1, per))(keras.layers.Conv2D(k * per, 1)(f))
-             for f, k in zip((x, y), config.boxes_per_cell)]
-    model = keras.Model(images, keras.layers.Concatenate(axis=1)(heads), name="standin")
-    model.config = config
-    return model
-
-
-@pytest.fixture(scope="module")
-def train_set(synthetic_voc):
-    """The 12 synthetic trainval images: 3 steps of 4."""
-    from keras_ssd.data import SYNTHETIC_CLASSES, VOCDataset
-
-    return VOCDataset(synthetic_voc, split="trainval", class_names=SYNTHETIC_CLASSES)
-
-
 def _no_fit(model):
     """Skip the fit (and its tracing): train_detector's choices are made before it."""
     model.fit = lambda *args, **kwargs: keras.callbacks.History()
@@ -65,8 +38,8 @@ def _decay_one_step(optimizer, model):
     return variables, before, [np.array(v) for v in variables]
 
 
-def test_adamw_decays_kernels_but_not_biases_or_batch_norm(make_tiny_model, tiny_config):
-    for model in (make_tiny_model(), stand_in_ssd(tiny_config)):
+def test_adamw_decays_kernels_but_not_biases_or_batch_norm(make_tiny_model, stand_in_ssd):
+    for model in (make_tiny_model(), stand_in_ssd()):
         opt = make_optimizer("adamw", learning_rate=0.01, weight_decay=0.1)
         variables, before, after = _decay_one_step(opt, model)
         kinds = _kinds(variables)
@@ -78,11 +51,12 @@ def test_adamw_decays_kernels_but_not_biases_or_batch_norm(make_tiny_model, tiny
                 np.testing.assert_array_equal(a, b, err_msg=v.path)
 
 
-def test_a_restored_adamw_again_spares_biases_and_batch_norm(tiny_config, train_set, tmp_path):
+def test_a_restored_adamw_again_spares_biases_and_batch_norm(stand_in_ssd, train_set,
+                                                              tmp_path):
     # Keras saves no exclusion list with the optimizer; train_detector restores it.
     from keras_ssd.saving import load_model
 
-    model = stand_in_ssd(tiny_config)
+    model = stand_in_ssd()
     train_detector(model, train_set, epochs=1, batch_size=4, workers=0, verbose=0)
     model.save(tmp_path / "m.keras")
     loaded = load_model(tmp_path / "m.keras")
@@ -225,8 +199,8 @@ def test_tiny_model_trains_with_the_from_scratch_recipe_by_default(make_tiny_mod
         "final_factor": 0.01, "name": None}
 
 
-def test_the_default_recipe_runs_warm_up_then_cosine_to_its_floor(tiny_config, train_set):
-    model = stand_in_ssd(tiny_config)
+def test_the_default_recipe_runs_warm_up_then_cosine_to_its_floor(stand_in_ssd, train_set):
+    model = stand_in_ssd()
     history = train_detector(model, train_set, epochs=2, batch_size=4, workers=0, verbose=0)
     assert history.recipe.name == "from-scratch-adamw"
     # rate after each epoch: end of the 3-step warm-up, then the cosine's floor
@@ -236,8 +210,8 @@ def test_the_default_recipe_runs_warm_up_then_cosine_to_its_floor(tiny_config, t
     assert int(model.optimizer.iterations) == 6
 
 
-def test_paper_recipe_gives_sgd_with_momentum_and_steps(tiny_config, train_set):
-    model = _no_fit(stand_in_ssd(tiny_config))
+def test_paper_recipe_gives_sgd_with_momentum_and_steps(stand_in_ssd, train_set):
+    model = _no_fit(stand_in_ssd())
     history = train_detector(model, train_set, epochs=6, batch_size=4, workers=0,
                              verbose=0, recipe="paper-sgd")
     assert history.recipe == presets.PAPER_SGD.replace(epochs=6, batch_size=4)
@@ -250,8 +224,8 @@ def test_paper_recipe_gives_sgd_with_momentum_and_steps(tiny_config, train_set):
     assert (lr.base_lr, lr.boundaries, lr.warmup_steps) == (1e-3, [12, 15], 3)
 
 
-def test_decay_epochs_select_the_step_schedule(tiny_config, train_set):
-    model = _no_fit(stand_in_ssd(tiny_config))
+def test_decay_epochs_select_the_step_schedule(stand_in_ssd, train_set):
+    model = _no_fit(stand_in_ssd())
     history = train_detector(model, train_set, epochs=4, batch_size=4, workers=0,
                              verbose=0, lr_decay_epochs=[1, 3])
     assert history.recipe.name == "from-scratch-adamw (changed)"
@@ -259,14 +233,14 @@ def test_decay_epochs_select_the_step_schedule(tiny_config, train_set):
     assert type(model.optimizer) is keras.optimizers.AdamW
     assert model.optimizer._learning_rate.boundaries == [3, 9]
     # an explicit schedule wins over the decay epochs
-    model = _no_fit(stand_in_ssd(tiny_config))
+    model = _no_fit(stand_in_ssd())
     train_detector(model, train_set, epochs=4, batch_size=4, workers=0, verbose=0,
                    lr_decay_epochs=[1, 3], schedule="cosine")
     assert isinstance(model.optimizer._learning_rate, WarmupCosineDecay)
 
 
-def test_explicit_options_override_the_recipe(tiny_config, train_set):
-    model = _no_fit(stand_in_ssd(tiny_config))
+def test_explicit_options_override_the_recipe(stand_in_ssd, train_set):
+    model = _no_fit(stand_in_ssd())
     history = train_detector(model, train_set, epochs=2, batch_size=4, workers=0, verbose=0,
                              optimizer="sgd", learning_rate=0.02, momentum=0.5,
                              warmup_epochs=0)
@@ -276,17 +250,17 @@ def test_explicit_options_override_the_recipe(tiny_config, train_set):
     assert opt.weight_decay is None  # SGD: no decoupled decay unless asked for
     lr = opt._learning_rate
     assert (lr.base_lr, lr.warmup_steps, lr.total_steps) == (0.02, 0, 6)
-    model = _no_fit(stand_in_ssd(tiny_config))
+    model = _no_fit(stand_in_ssd())
     history = train_detector(model, train_set, epochs=2, batch_size=4, workers=0, verbose=0,
                              weight_decay=1e-3)
     assert model.optimizer.weight_decay == pytest.approx(1e-3)
     assert history.recipe.weight_decay == pytest.approx(1e-3)
 
 
-def test_a_compiled_model_keeps_its_optimizer(tiny_config, train_set):
+def test_a_compiled_model_keeps_its_optimizer(stand_in_ssd, train_set):
     from keras_ssd.losses import SSDLoss
 
-    model = stand_in_ssd(tiny_config)
+    model = stand_in_ssd()
     opt = keras.optimizers.SGD(0.01)
     model.compile(optimizer=opt, loss=SSDLoss())
     history = train_detector(model, train_set, epochs=1, batch_size=4, workers=0,
@@ -302,9 +276,9 @@ def test_a_compiled_model_keeps_its_optimizer(tiny_config, train_set):
     ({"optimizer": "lbfgs"}, "optimizer must be one of"),
     ({"recipe": "paper"}, "unknown recipe 'paper'"),
 ])
-def test_train_detector_rejects_bad_options_before_training(tiny_config, train_set, kwargs,
+def test_train_detector_rejects_bad_options_before_training(stand_in_ssd, train_set, kwargs,
                                                             match):
-    model = stand_in_ssd(tiny_config)
+    model = stand_in_ssd()
     with pytest.raises(ValueError, match=match):
         train_detector(model, train_set, batch_size=4, workers=0, verbose=0, **kwargs)
     assert not model.compiled
@@ -312,7 +286,7 @@ def test_train_detector_rejects_bad_options_before_training(tiny_config, train_s
 
 @pytest.mark.parametrize("ignore_difficult", [False, True])
 def test_train_detector_passes_ignore_difficult_to_its_sequences(
-        tiny_config, train_set, monkeypatch, ignore_difficult):
+        stand_in_ssd, train_set, monkeypatch, ignore_difficult):
     import keras_ssd.data
 
     seen = []
@@ -323,7 +297,7 @@ def test_train_detector_passes_ignore_difficult_to_its_sequences(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(keras_ssd.data, "SSDSequence", spy)
-    model = _no_fit(stand_in_ssd(tiny_config))
+    model = _no_fit(stand_in_ssd())
     kwargs = {} if not ignore_difficult else {"ignore_difficult": True}
     train_detector(model, train_set, epochs=1, val_dataset=train_set, verbose=0, workers=0,
                    **kwargs)

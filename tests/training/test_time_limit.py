@@ -47,31 +47,6 @@ class Tick(keras.callbacks.Callback):
         self.clock.now += self.cost(self.epoch)
 
 
-def stand_in_ssd(tiny_config, seed=0):
-    """A 32-px functional 'SSD' for the 4 synthetic classes (88 priors)."""
-    from keras_ssd.data import SYNTHETIC_CLASSES
-
-    config = tiny_config(num_classes=4, class_names=list(SYNTHETIC_CLASSES))
-    keras.utils.set_random_seed(seed)
-    per = 4 + config.num_classes + 1
-    images = keras.Input((32, 32, 3))
-    x = keras.layers.Conv2D(8, 3, strides=8, padding="same", activation="relu")(images)
-    y = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(x)
-    heads = [keras.layers.Reshape((-1, per))(keras.layers.Conv2D(k * per, 1)(f))
-             for f, k in zip((x, y), config.boxes_per_cell)]
-    model = keras.Model(images, keras.layers.Concatenate(axis=1)(heads), name="standin")
-    model.config = config
-    return model
-
-
-@pytest.fixture(scope="module")
-def train_set(synthetic_voc):
-    """The 12 synthetic trainval images: 3 steps of 4 per epoch."""
-    from keras_ssd.data import SYNTHETIC_CLASSES, VOCDataset
-
-    return VOCDataset(synthetic_voc, split="trainval", class_names=SYNTHETIC_CLASSES)
-
-
 def _train(model, train_set, clock, cost, **kwargs):
     callbacks = [Tick(clock, cost)] + kwargs.pop("callbacks", [])
     return train_detector(model, train_set, batch_size=4, workers=0, verbose=0,
@@ -142,8 +117,8 @@ def test_time_limit_rejects_a_bad_budget(seconds):
 
 
 # ------------------------------------------------------------ train_detector
-def test_schedule_is_refitted_to_the_epochs_that_fit(tiny_config, train_set, clock):
-    model = stand_in_ssd(tiny_config)
+def test_schedule_is_refitted_to_the_epochs_that_fit(stand_in_ssd, train_set, clock):
+    model = stand_in_ssd()
     # 1 s per step, 3 steps per epoch: after epoch 1, 27 s remain; 97% of
     # them hold 8 more epochs
     history = _train(model, train_set, clock, lambda epoch: 1.0, time_limit=30)
@@ -159,16 +134,16 @@ def test_schedule_is_refitted_to_the_epochs_that_fit(tiny_config, train_set, clo
     assert history.time_limit.spent == 27.0
 
 
-def test_epochs_cap_a_time_limited_run(tiny_config, train_set, clock):
-    model = stand_in_ssd(tiny_config)
+def test_epochs_cap_a_time_limited_run(stand_in_ssd, train_set, clock):
+    model = stand_in_ssd()
     history = _train(model, train_set, clock, lambda epoch: 1.0, time_limit=30, epochs=4)
     assert len(history.history["loss"]) == 4 and history.recipe.epochs == 4
     assert model.optimizer._learning_rate.total_steps == 12
     assert history.history["learning_rate"][-1] == pytest.approx(3e-5)
 
 
-def test_step_schedule_boundaries_follow_the_refitted_run(tiny_config, train_set, clock):
-    model = stand_in_ssd(tiny_config)
+def test_step_schedule_boundaries_follow_the_refitted_run(stand_in_ssd, train_set, clock):
+    model = stand_in_ssd()
     history = _train(model, train_set, clock, lambda epoch: 1.0, time_limit=30,
                      recipe="paper-sgd")
     assert len(history.history["loss"]) == 9 and history.recipe.name == "paper-sgd"
@@ -176,15 +151,16 @@ def test_step_schedule_boundaries_follow_the_refitted_run(tiny_config, train_set
     assert isinstance(schedule, WarmupPiecewiseDecay)
     assert schedule.boundaries == [18, 22]  # 2/3 and 5/6 of 9 epochs of 3 steps
     # explicit decay epochs past the end of the fitted run are dropped
-    model = stand_in_ssd(tiny_config)
+    model = stand_in_ssd()
     history = _train(model, train_set, clock, lambda epoch: 1.0, time_limit=30,
                      recipe="paper-sgd", epochs=5, lr_decay_epochs=[2, 20])
     assert len(history.history["loss"]) == 5
     assert model.optimizer._learning_rate.boundaries == [6]
 
 
-def test_run_stops_at_the_limit_and_saves_that_epoch(tiny_config, train_set, clock, tmp_path):
-    model = stand_in_ssd(tiny_config)
+def test_run_stops_at_the_limit_and_saves_that_epoch(stand_in_ssd, train_set, clock,
+                                                     tmp_path):
+    model = stand_in_ssd()
     # epoch 1 measures 1 s a step; later steps take 4 s, so the run planned
     # for 3 epochs spends its 10 s after 2 steps of epoch 2
     ckpt = TrainingCheckpoint(tmp_path, save_every=5, verbose=0)
@@ -203,8 +179,9 @@ def test_run_stops_at_the_limit_and_saves_that_epoch(tiny_config, train_set, clo
     assert (tmp_path / "latest.keras").is_file()
 
 
-def test_a_budget_shorter_than_one_epoch_stops_in_it(tiny_config, train_set, clock, tmp_path):
-    model = stand_in_ssd(tiny_config)
+def test_a_budget_shorter_than_one_epoch_stops_in_it(stand_in_ssd, train_set, clock,
+                                                     tmp_path):
+    model = stand_in_ssd()
     history = _train(model, train_set, clock, lambda epoch: 1.0, time_limit=2,
                      checkpoint_dir=str(tmp_path))
     assert model.stop_training and len(history.history["loss"]) == 1
@@ -213,8 +190,8 @@ def test_a_budget_shorter_than_one_epoch_stops_in_it(tiny_config, train_set, clo
 
 
 @pytest.mark.parametrize("seconds", [0, -5, float("nan"), float("inf")])
-def test_train_detector_rejects_a_bad_time_limit(tiny_config, train_set, seconds):
-    model = stand_in_ssd(tiny_config)
+def test_train_detector_rejects_a_bad_time_limit(stand_in_ssd, train_set, seconds):
+    model = stand_in_ssd()
     with pytest.raises(ValueError, match="time_limit must be a positive number of seconds"):
         train_detector(model, train_set, batch_size=4, workers=0, verbose=0,
                        time_limit=seconds)
@@ -242,9 +219,9 @@ def test_checkpoint_saves_the_epoch_a_run_stops_at(tmp_path):
 
 
 def test_a_slow_first_epoch_is_corrected_after_a_quarter_of_the_plan(clock, train_set,
-                                                                       tiny_config):
+                                                                       stand_in_ssd):
     # epoch 1: every step 3 s (a busy machine, the image cache filling); later 1 s.
-    model = stand_in_ssd(tiny_config)
+    model = stand_in_ssd()
     history = _train(model, train_set, clock, lambda epoch: 3.0 if epoch == 0 else 1.0,
                      time_limit=99)
     # after epoch 1 (9 s) the plan is 1 + int(0.97 * 90 / 9) = 10 epochs, a quarter

@@ -57,7 +57,7 @@ def inference_model(model, name=None, **decode_options):
             checkpoint), else the `DecodeDetections` defaults.
 
     Returns:
-        `keras.Model` mapping images `(B, S, S, 3)` to the `DecodeDetections`
+        `keras.Model` mapping images `(B, H, W, 3)` to the `DecodeDetections`
         dict (`boxes`, `scores`, `labels`, `num_detections`; docs/outputs.md;
         keras-ssd 0.1 named `scores` `confidence`).
 
@@ -99,7 +99,7 @@ def inference_model(model, name=None, **decode_options):
             )
         input_shape = tuple(inputs[0].shape[1:])
     if input_shape is None:
-        input_shape = (config.image_size, config.image_size, 3)
+        input_shape = tuple(config.image_shape) + (3,)
     images = keras.Input(shape=input_shape, name="images")
     predictions = model(images)
     if isinstance(predictions, (list, tuple, dict)):

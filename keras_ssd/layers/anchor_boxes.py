@@ -31,7 +31,7 @@ class AnchorBoxes(keras.layers.Layer):
         config: `SSDConfig` (or its dict form).
         feature_map_index: optional int. When given, the layer takes that
             feature map `(B, H, W, C)` and emits only its `H * W * k` anchors;
-            `H` and `W` must equal `config.feature_map_sizes[index]`. When
+            `(H, W)` must equal `config.feature_map_shapes[index]`. When
             `None`, the layer takes the model's predictions `(B, N, ...)` and
             emits all `N == config.num_anchors` anchors.
         **kwargs: standard layer arguments (`name`, `dtype`, ...).
@@ -102,13 +102,13 @@ class AnchorBoxes(keras.layers.Layer):
                     f"boxes per cell {self.config.boxes_per_cell})"
                 )
         else:
-            f = self.config.feature_map_sizes[self.feature_map_index]
+            fh, fw = self.config.feature_map_shapes[self.feature_map_index]
             if len(shape) != 4:
                 raise ValueError(
                     f"AnchorBoxes(feature_map_index={self.feature_map_index}): expected a "
                     f"feature map of shape (batch, height, width, channels), got {shape}"
                 )
-            for name, size in (("height", shape[1]), ("width", shape[2])):
+            for name, size, f in (("height", shape[1], fh), ("width", shape[2], fw)):
                 if size is not None and int(size) != f:
                     raise ValueError(
                         f"AnchorBoxes(feature_map_index={self.feature_map_index}): "

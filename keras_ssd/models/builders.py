@@ -67,6 +67,10 @@ def SSD300(num_classes=None, class_names=None, backbone_weights=None, normalizat
             see `keras_ssd.training.train_detector`). 0 disables it.
         config: optional `SSDConfig` to change the priors; its
             `feature_map_sizes` must stay those of the network.
+        image_size: optional int or `(height, width)`, e.g. `(300, 540)`:
+            build at this input size; the feature maps are read from the
+            network and the priors follow (`SSDConfig.with_image_size`).
+            Every builder takes it.
         name: model name.
 
     Returns:

@@ -13,21 +13,23 @@ def check_feature_maps(sources, config, architecture):
         config: the `SSDConfig`.
         architecture: name used in the error message.
     """
-    expected = list(config.feature_map_sizes)
+    expected = list(config.feature_map_shapes)
     got = [tuple(t.shape[1:3]) for _, t in sources]
+    shown = [g[0] if g[0] == g[1] else g for g in got]
     if len(got) != len(expected):
         raise ValueError(
             f"SSD architecture {architecture!r} produces {len(got)} feature maps "
-            f"{[g[0] for g in got]} for image_size={config.image_size}, but the "
-            f"SSDConfig has {len(expected)} feature_map_sizes {expected}"
+            f"{shown} for image_size={config.image_size}, but the "
+            f"SSDConfig has {len(expected)} feature_map_sizes {config.feature_map_sizes}"
         )
-    for i, ((name, _), (h, w), f) in enumerate(zip(sources, got, expected)):
-        if h != f or w != f:
+    for i, ((name, _), (h, w), (fh, fw)) in enumerate(zip(sources, got, expected)):
+        if h != fh or w != fw:
             raise ValueError(
                 f"SSD architecture {architecture!r}: feature map {i} ({name}) is "
                 f"{h}x{w} for image_size={config.image_size}, but "
-                f"SSDConfig.feature_map_sizes[{i}] is {f}; all maps: "
-                f"{[g[0] for g in got]} vs config {expected}"
+                f"SSDConfig.feature_map_sizes[{i}] is {config.feature_map_sizes[i]}; all "
+                f"maps: {shown} vs config {config.feature_map_sizes} (build with "
+                "image_size= to take the network's maps)"
             )
 
 
@@ -46,14 +48,16 @@ def build_heads(sources, config, regularizer=None):
     """
     num_outputs = config.num_classes + 1
     locs, confs = [], []
-    for (name, x), f, k in zip(sources, config.feature_map_sizes, config.boxes_per_cell):
+    for (name, x), (fh, fw), k in zip(sources, config.feature_map_shapes,
+                                      config.boxes_per_cell):
         loc = conv(x, k * 4, 3, f"{name}_mbox_loc", activation=None,
                    regularizer=regularizer)
         cls = conv(x, k * num_outputs, 3, f"{name}_mbox_conf", activation=None,
                    regularizer=regularizer)
-        locs.append(keras.layers.Reshape((f * f * k, 4), name=f"{name}_mbox_loc_flat")(loc))
+        n = fh * fw * k
+        locs.append(keras.layers.Reshape((n, 4), name=f"{name}_mbox_loc_flat")(loc))
         confs.append(
-            keras.layers.Reshape((f * f * k, num_outputs), name=f"{name}_mbox_conf_flat")(cls)
+            keras.layers.Reshape((n, num_outputs), name=f"{name}_mbox_conf_flat")(cls)
         )
     if len(locs) > 1:
         loc = keras.layers.Concatenate(axis=1, name="mbox_loc")(locs)

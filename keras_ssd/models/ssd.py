@@ -43,8 +43,8 @@ class SSD(keras.Model):
     arguments. Usually built through `SSD300`, `SSD512`, `SSDTiny`,
     `SSDMobileNetV2` or `build_model`.
 
-    The model takes square `config.image_size` RGB images with values in
-    [0, 255] and preprocesses them itself (an `ImagePreprocessing` layer). Each feature map `i` gets a 3x3 conv with `k_i * 4` box offsets
+    The model takes RGB images of `config.image_shape` (height, width; any
+    aspect ratio) with values in [0, 255] and preprocesses them itself (an `ImagePreprocessing` layer). Each feature map `i` gets a 3x3 conv with `k_i * 4` box offsets
     and one with `k_i * (num_classes + 1)` class logits, reshaped and
     concatenated in the order of `keras_ssd.anchors.generate_anchors(config)`
     (map, row, column, box).
@@ -75,6 +75,14 @@ class SSD(keras.Model):
             `max_candidates_per_class`, `top_k`, `clip_boxes`,
             `max_log_scale`) that the model's source used; stored with the
             model (`model.postprocessing`) for the inference helpers.
+        image_size: optional int or `(height, width)`: build the network at
+            this input size instead of `config.image_size`. The feature map
+            shapes are read from the network and the config adapted
+            (`SSDConfig.with_image_size`: prior sizes kept in pixels); the
+            model's `config` is the adapted one.
+        letterbox: optional bool, sets `config.letterbox`: the model's
+            images are letterboxed (aspect kept, mean padding) instead of
+            stretched, in training, evaluation and prediction.
         backbone_weights: `None` (random init), `"imagenet"` (download the
             Keras application's ImageNet weights) or a path to a `.h5` /
             `.weights.h5` file (VGG16: a full `keras.applications.VGG16`
@@ -84,7 +92,7 @@ class SSD(keras.Model):
         **kwargs: `name`, `trainable`.
 
     Call arguments:
-        inputs: float tensor `(B, image_size, image_size, 3)`, RGB 0..255.
+        inputs: float tensor `(B, image_height, image_width, 3)`, RGB 0..255.
 
     Returns:
         float32 tensor `(B, config.num_anchors, 4 + num_classes + 1)`: the
@@ -102,7 +110,7 @@ class SSD(keras.Model):
 
     def __init__(self, config, architecture="ssd300", normalization=None,
                  weight_decay=0.0, backbone_weights=None, preprocessing=None,
-                 postprocessing=None, **kwargs):
+                 postprocessing=None, image_size=None, letterbox=None, **kwargs):
         config = SSDConfig.from_dict(config.to_dict() if isinstance(config, SSDConfig)
                                      else config)
         if keras.config.image_data_format() != "channels_last":
@@ -141,11 +149,27 @@ class SSD(keras.Model):
             **preprocessing_arguments(preprocessing), name="preprocessing")
         postprocessing = check_postprocessing(postprocessing)
 
-        size = config.image_size
-        inputs = keras.Input(shape=(size, size, 3), name="image")
+        if letterbox is not None:
+            config = config.replace(letterbox=letterbox)
+        if image_size is None:
+            height, width = config.image_shape
+        else:  # validated as SSDConfig.image_size is
+            height, width = config.replace(image_size=image_size).image_shape
+        inputs = keras.Input(shape=(height, width, 3), name="image")
         x = preprocessing_layer(inputs)
-        sources = backbone.build_features(x, normalization=normalization,
-                                      regularizer=regularizer)
+        try:
+            sources = backbone.build_features(x, normalization=normalization,
+                                              regularizer=regularizer)
+        except ValueError as e:
+            if "zero or negative" not in str(e):
+                raise
+            raise ValueError(
+                f"SSD: the input {height}x{width} is too small for the {architecture!r} "
+                f"network (a feature map would be empty): {e}") from None
+        if image_size is not None:
+            # The maps the network makes at this size decide the geometry.
+            config = config.with_image_size(
+                (height, width), [tuple(int(d) for d in t.shape[1:3]) for _, t in sources])
         check_feature_maps(sources, config, architecture)
         outputs = build_heads(sources, config, regularizer)
 
@@ -164,6 +188,29 @@ class SSD(keras.Model):
         self.source_names = [name for name, _ in sources]
         if backbone_weights is not None:
             backbone.load_weights(self, backbone_weights)
+
+    def at_image_size(self, image_size):
+        """This model at another input size, with the same weights.
+
+        The network is fully convolutional, so its weights serve at any
+        size: a model trained at 300 x 300 can run at `(300, 540)`. The
+        priors follow the new feature maps (`SSDConfig.with_image_size`).
+
+        Args:
+            image_size: int or `(height, width)`.
+
+        Returns:
+            A new `SSD` (this one unchanged), or this model when the size is
+            already its own.
+        """
+        if self._ssd_config.replace(image_size=image_size).image_shape == \
+                tuple(self._ssd_config.image_shape):
+            return self
+        config = self.get_config()
+        config["image_size"] = image_size
+        model = type(self).from_config(config)
+        model.set_weights(self.get_weights())
+        return model
 
     @property
     def config(self):

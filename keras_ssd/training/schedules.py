@@ -6,6 +6,22 @@ import keras
 from keras import ops
 
 
+def _check_warmup(owner, base_lr, warmup_steps, warmup_factor):
+    """The arguments every warm-up schedule shares, checked and converted:
+    `(base_lr, warmup_steps, warmup_factor)` as float, int, float;
+    `ValueError` naming `owner` (the schedule class) otherwise."""
+    base_lr = float(base_lr)
+    if not math.isfinite(base_lr) or base_lr <= 0:
+        raise ValueError(f"{owner}: base_lr must be positive, got {base_lr}")
+    warmup_steps = int(warmup_steps)
+    if warmup_steps < 0:
+        raise ValueError(f"{owner}: warmup_steps must be >= 0, got {warmup_steps}")
+    warmup_factor = float(warmup_factor)
+    if not 0.0 < warmup_factor <= 1.0:
+        raise ValueError(f"{owner}: warmup_factor must lie in (0, 1], got {warmup_factor}")
+    return base_lr, warmup_steps, warmup_factor
+
+
 @keras.saving.register_keras_serializable(package="keras_ssd")
 class WarmupPiecewiseDecay(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warm-up, then a constant learning rate decayed at step boundaries.
@@ -57,9 +73,8 @@ class WarmupPiecewiseDecay(keras.optimizers.schedules.LearningRateSchedule):
         name=None,
     ):
         super().__init__()
-        base_lr = float(base_lr)
-        if not math.isfinite(base_lr) or base_lr <= 0:
-            raise ValueError(f"WarmupPiecewiseDecay: base_lr must be positive, got {base_lr}")
+        base_lr, warmup_steps, warmup_factor = _check_warmup(
+            "WarmupPiecewiseDecay", base_lr, warmup_steps, warmup_factor)
         try:
             boundaries = [int(b) for b in boundaries]
         except (TypeError, ValueError):
@@ -87,16 +102,6 @@ class WarmupPiecewiseDecay(keras.optimizers.schedules.LearningRateSchedule):
                 raise ValueError(
                     f"WarmupPiecewiseDecay: factors must be non-negative, got {factors}"
                 )
-        warmup_steps = int(warmup_steps)
-        if warmup_steps < 0:
-            raise ValueError(
-                f"WarmupPiecewiseDecay: warmup_steps must be >= 0, got {warmup_steps}"
-            )
-        warmup_factor = float(warmup_factor)
-        if not 0.0 < warmup_factor <= 1.0:
-            raise ValueError(
-                f"WarmupPiecewiseDecay: warmup_factor must lie in (0, 1], got {warmup_factor}"
-            )
         self.base_lr = base_lr
         self.boundaries = boundaries
         self.decay = decay
@@ -176,17 +181,8 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
     def __init__(self, base_lr=3e-3, total_steps=10000, warmup_steps=0,
                  warmup_factor=0.1, final_factor=0.0, name=None):
         super().__init__()
-        base_lr = float(base_lr)
-        if not math.isfinite(base_lr) or base_lr <= 0:
-            raise ValueError(f"WarmupCosineDecay: base_lr must be positive, got {base_lr}")
-        warmup_steps = int(warmup_steps)
-        if warmup_steps < 0:
-            raise ValueError(
-                f"WarmupCosineDecay: warmup_steps must be >= 0, got {warmup_steps}")
-        warmup_factor = float(warmup_factor)
-        if not 0.0 < warmup_factor <= 1.0:
-            raise ValueError(
-                f"WarmupCosineDecay: warmup_factor must lie in (0, 1], got {warmup_factor}")
+        base_lr, warmup_steps, warmup_factor = _check_warmup(
+            "WarmupCosineDecay", base_lr, warmup_steps, warmup_factor)
         final_factor = float(final_factor)
         if not 0.0 <= final_factor <= 1.0:
             raise ValueError(

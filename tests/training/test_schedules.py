@@ -182,3 +182,15 @@ def test_cosine_in_adamw_survives_model_save_and_load(tmp_path):
 def test_cosine_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         _cosine(**kwargs)
+
+
+@pytest.mark.parametrize("schedule", [WarmupPiecewiseDecay, WarmupCosineDecay])
+@pytest.mark.parametrize("kwargs, problem", [
+    ({"base_lr": -1e-3}, "base_lr must be positive, got -0.001"),
+    ({"warmup_steps": -2}, "warmup_steps must be >= 0, got -2"),
+    ({"warmup_factor": 0.0}, "warmup_factor must lie in (0, 1], got 0.0"),
+])
+def test_both_schedules_check_the_warm_up_arguments_alike(schedule, kwargs, problem):
+    with pytest.raises(ValueError) as error:
+        schedule(**kwargs)
+    assert str(error.value) == f"{schedule.__name__}: {problem}"

@@ -432,7 +432,8 @@ class PretrainedPreset:
         metric: what `accuracy` measures.
         accuracy: the accuracy the source reports.
         home: the source's project page.
-        file_size: the file's size as the source states it (text).
+        file_size: the file's size as the source states it, or an estimate
+            that says so (text).
         decode: the source's post-processing defaults, as `DecodeDetections`
             options (the converted model's decoder starts from them).
         recipe: the default recipe for fine-tuning it to new classes.
@@ -529,7 +530,7 @@ _PRETRAINED = (
         metric="VOC2007 test mAP",
         accuracy=77.43,
         home="https://github.com/amdegroot/ssd.pytorch",
-        file_size="about 100 MB (a bare state dict, legacy torch format)",
+        file_size="about 105 MB (26.3 M float32 parameters; the source states no size)",
         # amdegroot Detect(21, 0, 200, 0.01, 0.45): score > 0.01, the best
         # 200 of a class enter NMS 0.45, no cap per image, boxes not clipped.
         decode=dict(confidence_threshold=0.01, iou_threshold=0.45,

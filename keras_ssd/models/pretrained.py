@@ -505,8 +505,10 @@ def from_preset(name, num_classes=None, class_names=None, classes=None, freeze=N
             `class_names`.
         freeze: `None`, `"conv1-conv2"` or `"backbone"` (`freeze_layers`).
         keep_box_heads: with new heads, keep the source's box heads.
-        weight_decay: the model's L2 weight decay on kernels (for SGD
-            fine-tuning: 5e-4, the recipe's); default: the converted model's.
+        weight_decay: the model's L2 weight decay on kernels. Default: with
+            new heads, the fine-tuning recipe's (`preset.recipe`, SGD: 5e-4,
+            built into the kernels as the paper's); else the converted
+            model's (0).
         architecture: the builder asking (`"ssd300"`); a preset of another
             architecture is an error.
         converter, fetch, cache, verbose: see `load_pretrained`.
@@ -533,6 +535,8 @@ def from_preset(name, num_classes=None, class_names=None, classes=None, freeze=N
     model.pretrained_backbone = True
     model.pretrained_preset = preset.name
     if num_classes is not None or class_names is not None:
+        if weight_decay is None:
+            weight_decay = preset.recipe.model_weight_decay
         model = with_new_heads(model, num_classes, class_names,
                                keep_box_heads=keep_box_heads, weight_decay=weight_decay)
     elif weight_decay is not None and float(weight_decay) != model.weight_decay:

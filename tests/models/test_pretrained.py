@@ -322,7 +322,7 @@ def test_a_class_subset_model_cannot_be_trained(make_tiny_model, toy_dataset):
 
     subset = with_class_subset(make_tiny_model(num_classes=2), ["class_1"])
     with pytest.raises(ValueError, match="class-subset detector.*from_preset"):
-        train_detector(subset, toy_dataset, epochs=1)
+        train_detector(subset, toy_dataset(), epochs=1)
 
 
 # ------------------------------------------------------------- from_preset
@@ -364,3 +364,26 @@ def test_freeze_modes_name_vgg_layers_and_refuse_other_networks(make_tiny_model)
         pretrained.freeze_layers(tiny, "backbone")
     with pytest.raises(ValueError, match="freeze must be None or one of conv1-conv2, backbone"):
         pretrained.freeze_layers(tiny, "all")
+
+
+def test_evaluate_scores_a_class_subset_model_on_a_dataset_of_those_classes(
+        make_tiny_model, toy_dataset):
+    from keras_ssd.evaluation import evaluate
+
+    full = make_tiny_model(num_classes=3, seed=6, class_names=["cat", "bird", "dog"])
+    with pytest.raises(ValueError, match="dataset has 2 classes but the model predicts 3"):
+        evaluate(full, toy_dataset(), verbose=0)
+    result = evaluate(with_class_subset(full, ["cat", "dog"]), toy_dataset(), verbose=0)
+    assert set(result["AP_by_name"]) == {"cat", "dog"}
+    with pytest.raises(ValueError, match=r"model \['dog', 'cat'\] vs dataset \['cat', 'dog'\]"):
+        evaluate(with_class_subset(full, ["dog", "cat"]), toy_dataset(), verbose=0)
+
+
+def test_new_heads_from_a_preset_get_the_recipes_weight_decay(tmp_path, cache,
+                                                              make_tiny_model):
+    preset = fake_preset(tmp_path)
+    tuned = pretrained.from_preset(preset, class_names=["x"], verbose=False,
+                                   converter=Counter(make_tiny_model))
+    assert tuned.weight_decay == presets.FINETUNE_SGD.weight_decay == 5e-4
+    full = pretrained.from_preset(preset, verbose=False, converter=Counter(make_tiny_model))
+    assert full.weight_decay == 0.0

@@ -200,3 +200,23 @@ def test_a_keras_json_backend_names_the_file(tmp_path, synthetic_voc):
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert str(home / "keras.json") in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_documented_jax_only_package_list_is_setup_pys_with_jax_for_tensorflow():
+    import ast
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    tree = ast.parse((root / "setup.py").read_text())
+    requires = next(
+        kw.value for node in ast.walk(tree) if isinstance(node, ast.Call)
+        for kw in node.keywords if kw.arg == "install_requires")
+    names = {re.split(r"[<>=!~ ;\[]", ast.literal_eval(elt))[0].lower()
+             for elt in requires.elts}
+    assert "tensorflow" in names  # the default install keeps TensorFlow
+    doc = (root / "docs" / "getting_started.md").read_text()
+    section = doc.split("### Without TensorFlow (JAX only)", 1)[1]
+    line = next(line for line in section.splitlines() if line.startswith("pip install keras"))
+    documented = set(line.split("#", 1)[0].split()[2:])
+    assert documented == (names - {"tensorflow"}) | {"jax"}

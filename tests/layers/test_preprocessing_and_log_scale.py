@@ -14,6 +14,7 @@ from keras_ssd.layers.preprocessing import ImagePreprocessing, preprocessing_arg
 PIXELS = np.array([[[[255.0, 0.0, 10.0], [12.0, 200.0, 77.0]]]], "float32")  # (1, 1, 2, 3)
 
 
+@pytest.mark.backend
 def test_custom_mode_reorders_scales_subtracts_and_divides():
     layer = ImagePreprocessing("custom", channel_order="bgr", scale=0.5,
                                mean=[1.0, 2.0, 3.0], std=[2.0, 4.0, 8.0])
@@ -21,6 +22,7 @@ def test_custom_mode_reorders_scales_subtracts_and_divides():
     np.testing.assert_allclose(np.asarray(layer(PIXELS)), expected, rtol=1e-6)
 
 
+@pytest.mark.backend
 def test_torchvision_normalisation_is_rgb_minus_its_mean_times_255():
     layer = ImagePreprocessing("custom", channel_order="rgb", scale=1 / 255,
                                mean=[0.48235, 0.45882, 0.40784], std=[1 / 255] * 3)
@@ -81,6 +83,7 @@ def _one_prior_config():
                      max_sizes=[20], aspect_ratios=[[]], num_classes=1)
 
 
+@pytest.mark.backend
 def test_max_log_scale_caps_the_decoded_width_and_height():
     config = _one_prior_config()  # two 0.2 x 0.2 priors at the centre
     predictions = np.zeros((1, 2, 6), "float32")

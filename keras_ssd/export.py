@@ -8,10 +8,13 @@ no Python and no keras-ssd.
 
 Every artifact has one input and four outputs:
 
-- input `images`: `(B, S, S, 3)` RGB, `float32` (values 0..255) or `uint8`
-  (`input_dtype`); `S` is the model's input size;
+- input `images`: `(B, H, W, 3)` RGB, `float32` (values 0..255) or `uint8`
+  (`input_dtype`); `H x W` is the model's input size (`config.image_shape`,
+  not necessarily square);
 - `boxes`: `(B, top_k, 4)` float32 normalised `(xmin, ymin, xmax, ymax)`
-  (multiply by `S`, or by an original image's width/height, for pixels);
+  (multiply by `W, H`, or by an original image's width/height, for pixels;
+  a model with `config.letterbox` expects letterboxed images and its boxes
+  map back with `keras_ssd.data.source_boxes`);
 - `scores`: `(B, top_k)` float32 class probability;
 - `labels`: `(B, top_k)` int32 0-based class, -1 on padding rows;
 - `num_detections`: `(B,)` int32 number of real detections (rows
@@ -129,14 +132,15 @@ def split_detector(model):
 
 def _image_size(predictor, config):
     if not getattr(predictor, "inputs", None):  # a subclassed model: the config's size
-        return config.image_size, config.image_size
+        return tuple(config.image_shape)
     shape = tuple(predictor.inputs[0].shape[1:])
     if len(shape) != 3 or shape[-1] != 3:
         raise ValueError(
-            f"export: the model must take RGB images (B, S, S, 3), its input is "
+            f"export: the model must take RGB images (B, H, W, 3), its input is "
             f"(B, {', '.join(str(d) for d in shape)})"
         )
-    height, width = (d if d is not None else config.image_size for d in shape[:2])
+    height, width = (d if d is not None else size
+                     for d, size in zip(shape[:2], config.image_shape))
     return int(height), int(width)
 
 

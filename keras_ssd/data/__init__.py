@@ -18,6 +18,7 @@ from keras_ssd.data.augment import (
     crop_boxes,
     expand,
     hflip,
+    letterbox_geometry,
     photometric_distort,
     random_crop,
     random_flip,
@@ -27,6 +28,7 @@ from keras_ssd.data.augment import (
     sample_crop,
     sample_expand,
     sample_photometric,
+    source_boxes,
 )
 from keras_ssd.data.coco import COCODataset
 from keras_ssd.data.csv_dataset import CSVDataset

@@ -431,6 +431,10 @@ class AugmentPlan:
         flip: bool.
         keep: bool mask over the input boxes: which survive the crop.
         boxes: float64 `(K, 4)` surviving boxes, output pixel xyxy.
+        window: `None`, or the part `(x0, y0, x1, y1)` of `patch` (canvas
+            coordinates) whose pixels are shown; the rest of the patch is
+            the mean fill. A letterbox extends `patch` beyond the crop (or
+            the image) to the output's aspect ratio and sets `window` to it.
     """
 
     width: int
@@ -442,6 +446,7 @@ class AugmentPlan:
     flip: bool
     keep: np.ndarray
     boxes: np.ndarray
+    window: Optional[Tuple[float, float, float, float]] = None
 
     @property
     def reduce_factor(self):
@@ -456,10 +461,63 @@ class AugmentPlan:
         return (self.boxes / np.array([ow, oh, ow, oh])).astype(np.float32)
 
 
-def resize_plan(width, height, boxes, output_size):
-    """The `AugmentPlan` of a plain resize (the evaluation path)."""
+def letterbox_geometry(width, height, output_size):
+    """Where a letterbox puts a `width x height` picture in the output.
+
+    The picture is scaled by `min(out_w / width, out_h / height)` (aspect
+    ratio kept), rounded to whole pixels (`new_w x new_h`, at least 1) and
+    centred, the left/top padding rounded down.
+
+    Args:
+        width, height: the picture's size (pixels, may be fractional: a
+            crop patch).
+        output_size: int or `(height, width)` of the output.
+
+    Returns:
+        `(scale_x, scale_y, left, top)`: output pixel `= picture pixel *
+        scale + (left, top)`, with `scale_x = new_w / width`, `scale_y =
+        new_h / height` (equal up to the rounding).
+    """
+    oh, ow = _output_hw(output_size)
+    width, height = float(width), float(height)
+    if not (width > 0 and height > 0):
+        raise ValueError(f"letterbox: picture size must be positive, got {width}x{height}")
+    scale = min(ow / width, oh / height)
+    new_w = min(ow, max(1, int(round(width * scale))))
+    new_h = min(oh, max(1, int(round(height * scale))))
+    return new_w / width, new_h / height, (ow - new_w) // 2, (oh - new_h) // 2
+
+
+def _letterbox_patch(patch, output_size):
+    """`patch` (canvas xyxy) extended to the output's aspect ratio around its
+    letterboxed place: `(extended patch, (scale_x, scale_y, left, top))`."""
+    oh, ow = output_size
+    x0, y0, x1, y1 = patch
+    sx, sy, left, top = letterbox_geometry(x1 - x0, y1 - y0, output_size)
+    extended = (x0 - left / sx, y0 - top / sy, x0 + (ow - left) / sx, y0 + (oh - top) / sy)
+    return extended, (sx, sy, left, top)
+
+
+def resize_plan(width, height, boxes, output_size, letterbox=False):
+    """The `AugmentPlan` of a plain resize (the evaluation path).
+
+    Args:
+        width, height: the source image's size.
+        boxes: `(G, 4)` pixel xyxy boxes.
+        output_size: int or `(height, width)`.
+        letterbox: False: stretch to the output (aspect ratio not kept).
+            True: scale to fit keeping the aspect ratio and pad with the
+            mean fill (`letterbox_geometry`).
+    """
     boxes = _as_boxes(boxes)
     oh, ow = _output_hw(output_size)
+    if letterbox:
+        whole = (0, 0, int(width), int(height))
+        patch, (sx, sy, left, top) = _letterbox_patch(whole, (oh, ow))
+        return AugmentPlan(int(width), int(height), (oh, ow), None, None, patch, False,
+                           np.ones(len(boxes), dtype=bool),
+                           boxes * np.array([sx, sy] * 2) + np.array([left, top] * 2),
+                           window=whole)
     scale = np.array([ow / width, oh / height] * 2)
     return AugmentPlan(int(width), int(height), (oh, ow), None, None,
                        (0, 0, int(width), int(height)), False,
@@ -506,9 +564,13 @@ def apply_plan(image, plan, reduction=1, mean=MEAN_RGB):
     left, top = (plan.expand.left, plan.expand.top) if plan.expand else (0, 0)
     x0, y0, x1, y1 = plan.patch
     sx, sy = ow / (x1 - x0), oh / (y1 - y0)
-    # The image's part of the patch, in canvas pixels (all integers).
+    # The image's part of the patch, in canvas pixels (all integers, but
+    # for a letterbox's window).
     ix0, iy0 = max(x0, left), max(y0, top)
     ix1, iy1 = min(x1, left + plan.width), min(y1, top + plan.height)
+    if plan.window is not None:
+        ix0, iy0 = max(ix0, plan.window[0]), max(iy0, plan.window[1])
+        ix1, iy1 = min(ix1, plan.window[2]), min(iy1, plan.window[3])
     # ... and in output pixels, rounded to whole pixels.
     u0, u1 = int(round((ix0 - x0) * sx)), int(round((ix1 - x0) * sx))
     v0, v1 = int(round((iy0 - y0) * sy)), int(round((iy1 - y0) * sy))
@@ -560,6 +622,11 @@ class SSDAugmentation:
             max_trials: the crop options (see `sample_crop`).
         flip_prob: horizontal flip probability.
         mean: RGB fill colour of the expand canvas.
+        letterbox: False (default): the crop is stretched to `output_size`.
+            True: it is scaled to fit keeping its aspect ratio, centred and
+            padded with `mean` (`letterbox_geometry`); without a crop that
+            is exactly the evaluation letterbox (`resize_plan(...,
+            letterbox=True)`). The random choices drawn are the same.
 
     Call arguments:
         image: `(H, W, 3)` uint8 RGB array.
@@ -585,8 +652,11 @@ class SSDAugmentation:
                  expand_prob=0.5, max_expand_ratio=4.0,
                  min_ious=DEFAULT_MIN_IOUS, whole_image=True, any_patch=True,
                  scale_range=(0.3, 1.0), aspect_range=(0.5, 2.0), max_trials=50,
-                 flip_prob=0.5, mean=MEAN_RGB):
+                 flip_prob=0.5, mean=MEAN_RGB, letterbox=False):
         self.output_size = _output_hw(output_size)
+        if not isinstance(letterbox, bool):
+            raise ValueError(f"letterbox must be a bool, got {letterbox!r}")
+        self.letterbox = letterbox
         self.photometric = bool(photometric)
         self.photometric_options = dict(
             brightness_prob=_check_prob("brightness_prob", brightness_prob),
@@ -630,7 +700,7 @@ class SSDAugmentation:
                    min_ious=self.min_ious, whole_image=self.whole_image,
                    any_patch=self.any_patch, scale_range=self.scale_range,
                    aspect_range=self.aspect_range, max_trials=self.max_trials,
-                   flip_prob=self.flip_prob, mean=self.mean)
+                   flip_prob=self.flip_prob, mean=self.mean, letterbox=self.letterbox)
         return cfg
 
     def sample(self, width, height, boxes, rng):
@@ -658,6 +728,14 @@ class SSDAugmentation:
             out, keep = crop_boxes(canvas_boxes, patch)
         pw, ph = patch[2] - patch[0], patch[3] - patch[1]
         flip = bool(rng.random() < self.flip_prob)
+        if self.letterbox:
+            extended, (sx, sy, left, top) = _letterbox_patch(patch, self.output_size)
+            out = out * np.array([sx, sy] * 2) + np.array([left, top] * 2)
+            if flip:  # apply_plan mirrors the whole output
+                out = out.copy()
+                out[:, [0, 2]] = self.output_size[1] - out[:, [2, 0]]
+            return AugmentPlan(width, height, self.output_size, photo, exp, extended,
+                               flip, keep, out, window=tuple(patch))
         if flip:
             out = out.copy()
             out[:, [0, 2]] = pw - out[:, [2, 0]]
@@ -675,3 +753,29 @@ class SSDAugmentation:
         plan = self.sample(image.shape[1], image.shape[0], boxes, rng)
         labels = np.asarray(labels)
         return self.apply(image, plan), plan.boxes, labels[plan.keep]
+
+
+def source_boxes(boxes, width, height, output_size, letterbox=False):
+    """Boxes in the network's input frame -> pixels of the source image.
+
+    Undoes `resize_plan(width, height, ..., output_size, letterbox)`: the
+    inverse of the evaluation and prediction rendering.
+
+    Args:
+        boxes: `(K, 4)` xyxy normalised to the network input (the decoder's
+            output).
+        width, height: the source image's size.
+        output_size: int or `(height, width)` of the network input.
+        letterbox: how the image was rendered (`SSDConfig.letterbox`).
+
+    Returns:
+        float32 `(K, 4)` pixel xyxy of the source image (not clipped).
+    """
+    boxes = np.asarray(boxes).reshape(-1, 4)
+    if not letterbox:
+        scale = np.array([width, height, width, height], dtype=np.float32)
+        return boxes.astype(np.float32) * scale
+    oh, ow = _output_hw(output_size)
+    sx, sy, left, top = letterbox_geometry(width, height, (oh, ow))
+    out = (boxes.astype(np.float64) * np.array([ow, oh] * 2) - np.array([left, top] * 2))
+    return (out / np.array([sx, sy] * 2)).astype(np.float32)

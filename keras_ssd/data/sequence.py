@@ -40,10 +40,11 @@ def _load_source(dataset, index, reduce_factor):
     return dataset.load_image(index), 1
 
 
-def load_resized(dataset, index, size):
+def load_resized(dataset, index, size, letterbox=False):
     """Record `index`'s image as `SSDSequence(augment=False)` renders it.
 
-    Stretched to `size` (aspect ratio not kept) by `apply_plan` of a
+    Stretched to `size` (aspect ratio not kept), or letterboxed into it with
+    `letterbox=True` (aspect kept, mean padding), by `apply_plan` of a
     `resize_plan`; decoded with `dataset.load_pil_image(i, reduce_factor)`
     when the dataset has it (JPEG DCT-scaled decoding of large images), else
     with `dataset.load_image(i)`. The evaluation input.
@@ -52,6 +53,8 @@ def load_resized(dataset, index, size):
         dataset: a detection dataset (records and `load_image`).
         index: the record.
         size: int or `(height, width)`: the model input size.
+        letterbox: the rendering (`SSDConfig.letterbox`); map boxes back
+            with `keras_ssd.data.source_boxes`.
 
     Returns:
         `(image, width, height)`: uint8 `(H, W, 3)` at `size` and the
@@ -64,7 +67,7 @@ def load_resized(dataset, index, size):
     record = dataset[index]
     if getattr(dataset, "load_pil_image", None) is not None:
         width, height = int(record["width"]), int(record["height"])
-        plan = resize_plan(width, height, np.zeros((0, 4)), size)
+        plan = resize_plan(width, height, np.zeros((0, 4)), size, letterbox)
         image, k = _load_source(dataset, index, plan.reduce_factor)
         return apply_plan(image, plan, k, MEAN_RGB), width, height
     image = np.asarray(dataset.load_image(index))
@@ -79,11 +82,11 @@ def load_resized(dataset, index, size):
                 f"image {index} ({record.get('image_path', '')}) is {width}x{height} "
                 f"but its record says {record['width']}x{record['height']}"
             )
-    plan = resize_plan(width, height, np.zeros((0, 4)), size)
+    plan = resize_plan(width, height, np.zeros((0, 4)), size, letterbox)
     return apply_plan(image, plan, 1, MEAN_RGB), width, height
 
 
-def eval_batches(dataset, image_size, batch_size=8):
+def eval_batches(dataset, image_size, batch_size=8, letterbox=False):
     """Iterate over a dataset in order, resized for the model, for evaluation.
 
     Every record appears exactly once (the last batch may be smaller); no
@@ -93,6 +96,7 @@ def eval_batches(dataset, image_size, batch_size=8):
         dataset: a detection dataset (`VOCDataset`, `COCODataset`, ...).
         image_size: int or `(height, width)`: the model input size.
         batch_size: images per batch.
+        letterbox: render as `SSDConfig.letterbox` says (see `load_resized`).
 
     Yields:
         `(images, info)`: float32 `(b, H, W, 3)` RGB 0..255, and a dict with
@@ -107,7 +111,7 @@ def eval_batches(dataset, image_size, batch_size=8):
         idx = list(range(start, min(n, start + int(batch_size))))
         images, ids, sizes = [], [], []
         for i in idx:
-            image, width, height = load_resized(dataset, i, image_size)
+            image, width, height = load_resized(dataset, i, image_size, letterbox)
             images.append(image)
             ids.append(dataset[i]["image_id"])
             sizes.append((height, width))
@@ -121,14 +125,18 @@ def eval_batches(dataset, image_size, batch_size=8):
 class SSDSequence(keras.utils.PyDataset):
     """Training batches for an SSD: images and encoded targets.
 
-    Yields `(images, targets)`: images float32 `(B, S, S, 3)` RGB in 0..255
+    Yields `(images, targets)`: images float32 `(B, H, W, 3)` (the config's
+    `image_shape`) RGB in 0..255
     (the model's preprocessing layer does the rest), targets float32 `(B, N,
     5)` from `keras_ssd.targets.TargetEncoder` over the anchors of `config`
     (4 offsets, then the class with 0 = background and -1 = ignore). Boxes
     are normalised by the augmented image size.
 
     With `augment=True` every image goes through `SSDAugmentation` (the
-    Caffe recipe); without, it is only resized (the evaluation path).
+    Caffe recipe); without, it is only resized (the evaluation path). With
+    `config.letterbox` both keep the aspect ratio and pad with the mean
+    pixel (`SSDAugmentation(letterbox=True)`, `resize_plan(...,
+    letterbox=True)`), as evaluation and `predict_image` do for that model.
 
     Determinism: with a `seed`, batch `i` of epoch `e` is a pure function of
     `(seed, e, i)`: the epoch's order comes from a generator keyed on
@@ -210,17 +218,25 @@ class SSDSequence(keras.utils.PyDataset):
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (2 ** 63))
         self.seed = int(seed)
-        self.image_size = (config.image_size, config.image_size)
+        self.image_size = tuple(config.image_shape)
+        self.letterbox = bool(config.letterbox)
         if augmentation is None:
-            augmentation = SSDAugmentation(self.image_size)
+            augmentation = SSDAugmentation(self.image_size, letterbox=self.letterbox)
         elif isinstance(augmentation, dict):
-            augmentation = SSDAugmentation(**{"output_size": self.image_size, **augmentation})
+            augmentation = SSDAugmentation(**{"output_size": self.image_size,
+                                              "letterbox": self.letterbox, **augmentation})
         if not isinstance(augmentation, SSDAugmentation):
             raise ValueError("augmentation must be an SSDAugmentation or a dict of its options")
         if tuple(augmentation.output_size) != self.image_size:
             raise ValueError(
                 f"augmentation.output_size {augmentation.output_size} differs from the "
                 f"config's input size {self.image_size}"
+            )
+        if getattr(augmentation, "letterbox", False) != self.letterbox:
+            raise ValueError(
+                f"augmentation.letterbox is {augmentation.letterbox} but the config's "
+                f"letterbox is {self.letterbox}; training must render images as the "
+                "model will see them"
             )
         self.augmentation = augmentation
         self.ignore_difficult = bool(ignore_difficult)
@@ -300,7 +316,8 @@ class SSDSequence(keras.utils.PyDataset):
         if self.augment:
             plan = self.augmentation.sample(rec["width"], rec["height"], rec["boxes"], rng)
         else:
-            plan = resize_plan(rec["width"], rec["height"], rec["boxes"], self.image_size)
+            plan = resize_plan(rec["width"], rec["height"], rec["boxes"], self.image_size,
+                               self.letterbox)
         image, k = self._source(int(record_index), plan.reduce_factor)
         image = apply_plan(image, plan, k, self.augmentation.mean)
         labels = np.asarray(rec["labels"])[plan.keep]
@@ -364,4 +381,5 @@ class SSDSequence(keras.utils.PyDataset):
     # ------------------------------------------------------------ evaluation
     def eval_batches(self, batch_size=None):
         """Un-augmented resized batches with original sizes, see `eval_batches`."""
-        return eval_batches(self.dataset, self.image_size, batch_size or self.batch_size)
+        return eval_batches(self.dataset, self.image_size, batch_size or self.batch_size,
+                            self.letterbox)

@@ -126,9 +126,12 @@ def predict_dataset(
     if max_images is not None:
         n = min(n, int(max_images))
     size = detector.image_size
+    size = getattr(detector, "input_hw", None) or (
+        (size, size) if isinstance(size, int) else tuple(size))
+    letterbox = bool(getattr(detector, "letterbox", False))
 
     def load(i):
-        return load_resized(dataset, i, size)
+        return load_resized(dataset, i, size, letterbox)
 
     results = []
     progbar = keras.utils.Progbar(n, unit_name="image") if verbose else None
@@ -139,7 +142,7 @@ def predict_dataset(
             loaded = [f.result() for f in pending]
             nxt = s + batch_size
             pending = [pool.submit(load, i) for i in range(nxt, min(n, nxt + batch_size))]
-            batch = np.zeros((batch_size, size, size, 3), dtype=np.float32)
+            batch = np.zeros((batch_size,) + tuple(size) + (3,), dtype=np.float32)
             for j, (img, _, _) in enumerate(loaded):
                 batch[j] = img
             out = as_detections(detector.predict_batch(batch))

@@ -29,7 +29,7 @@ import keras
 import numpy as np
 
 from keras_ssd.accel import prepare_for_inference
-from keras_ssd.data.augment import apply_plan, resize_plan
+from keras_ssd.data.augment import apply_plan, resize_plan, source_boxes
 from keras_ssd.data.images import (
     MEAN_RGB,
     check_image_file,
@@ -228,12 +228,13 @@ def _resolve_options(decoder, confidence_threshold, iou_threshold, top_k):
 
 
 # ------------------------------------------------------------ images
-def load_for_model(image, size):
+def load_for_model(image, size, letterbox=False):
     """Render one image at the network's input size, as training does.
 
     Exactly `SSDSequence(augment=False)`'s rendering: the whole image is
-    stretched to `size` (aspect ratio not kept) by `keras_ssd.data.apply_plan`
-    of a `resize_plan`, and files are decoded as the dataset readers decode
+    stretched to `size` (aspect ratio not kept), or with `letterbox=True`
+    scaled to fit and padded with the mean pixel, by
+    `keras_ssd.data.apply_plan` of a `resize_plan`, and files are decoded as the dataset readers decode
     them (EXIF orientation, colour modes, JPEG DCT-scaled decoding of images
     at least twice the input size).
 
@@ -241,6 +242,7 @@ def load_for_model(image, size):
         image: a file path, a `PIL.Image.Image` or an `(H, W[, C])` array
             (see `keras_ssd.data.load_image`).
         size: int or `(height, width)` of the network input.
+        letterbox: the model's `SSDConfig.letterbox`.
 
     Returns:
         `(array, (width, height))`: uint8 `(H, W, 3)` at the input size and
@@ -253,29 +255,30 @@ def load_for_model(image, size):
     if isinstance(image, (str, os.PathLike)):
         path = check_image_file(image)
         width, height = image_size(path)
-        plan = resize_plan(width, height, _NO_BOXES, size)
+        plan = resize_plan(width, height, _NO_BOXES, size, letterbox)
         source, k = decode_image(path, reduce_factor=plan.reduce_factor)
     else:
         source, k = load_image(image), 1
         height, width = source.shape[:2]
-        plan = resize_plan(width, height, _NO_BOXES, size)
+        plan = resize_plan(width, height, _NO_BOXES, size, letterbox)
     return apply_plan(source, plan, k, MEAN_RGB), (int(width), int(height))
 
 
 # ------------------------------------------------------------ pixels
-def load_batch(images, size):
+def load_batch(images, size, letterbox=False):
     """`load_for_model` over a list: `(batch, sizes)`, float32 `(B, H, W, 3)`
     RGB 0..255 at `size = (height, width)` and the originals' `(width, height)`."""
     height, width = size
     batch = np.empty((len(images), height, width, 3), dtype=np.float32)
     sizes = []
     for i, image in enumerate(images):
-        batch[i], original = load_for_model(image, (height, width))
+        batch[i], original = load_for_model(image, (height, width), letterbox)
         sizes.append(original)
     return batch, sizes
 
 
-def to_pixels(out, index, width, height, names=None, score_threshold=None, top_k=None):
+def to_pixels(out, index, width, height, names=None, score_threshold=None, top_k=None,
+              input_size=None, letterbox=False):
     """Image `index` of a batched decoder output, in that image's pixels.
 
     Args:
@@ -287,6 +290,12 @@ def to_pixels(out, index, width, height, names=None, score_threshold=None, top_k
         names: optional class names; adds `"names"`.
         score_threshold: optional: keep only scores strictly above it.
         top_k: optional: keep at most this many (the best: rows are sorted).
+        input_size: `(height, width)` of the network input; needed with
+            `letterbox`.
+        letterbox: whether the image was letterboxed into the input
+            (`SSDConfig.letterbox`): the padding is taken off and the scale
+            undone (`keras_ssd.data.source_boxes`); otherwise boxes are
+            scaled by the image's width and height.
 
     Returns:
         `Detections` with `"boxes"` float32 `(K, 4)` pixel xyxy clipped to
@@ -304,8 +313,14 @@ def to_pixels(out, index, width, height, names=None, score_threshold=None, top_k
     rows = np.flatnonzero(keep)
     if top_k is not None:
         rows = rows[:int(top_k)]
-    scale = np.array([width, height, width, height], dtype=np.float32)
-    boxes = np.asarray(out["boxes"][index])[rows].astype(np.float32).reshape(-1, 4) * scale
+    if letterbox:
+        if input_size is None:
+            raise ValueError("to_pixels: letterbox=True needs the network's input_size")
+        boxes = source_boxes(np.asarray(out["boxes"][index])[rows], width, height,
+                             input_size, letterbox=True)
+    else:
+        scale = np.array([width, height, width, height], dtype=np.float32)
+        boxes = np.asarray(out["boxes"][index])[rows].astype(np.float32).reshape(-1, 4) * scale
     boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0.0, width)
     boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0.0, height)
     result = Detections(boxes=boxes, scores=scores[rows], labels=labels[rows])
@@ -340,7 +355,10 @@ class Detector:
             (`keras_ssd.accel.prepare_for_inference`), what runs.
         decode_options: dict of the settings applied (the three above).
         input_hw: `(height, width)` of the network input.
-        image_size: the config's square input size.
+        image_size: the config's `image_size` (an int, or `(height,
+            width)` for a non-square input).
+        letterbox: the config's `letterbox`: images are letterboxed into
+            the input and boxes mapped back accordingly.
 
     Example:
 
@@ -351,6 +369,9 @@ class Detector:
 
     #: Output filter of a subclass that does not call `__init__`: none.
     decode_options = {}
+    #: ... and its rendering: stretched, at its `image_size`.
+    letterbox = False
+    input_hw = None
 
     def __init__(self, model, confidence_threshold=None, iou_threshold=None, top_k=None):
         if not isinstance(model, keras.Model):
@@ -383,9 +404,10 @@ class Detector:
         self.network = prepare_for_inference(network)
         inputs = getattr(network, "inputs", None)
         shape = tuple(inputs[0].shape[1:3]) if inputs else (None, None)
-        size = int(self.config.image_size)
-        self.image_size = size
-        self.input_hw = tuple(int(d) if d is not None else size for d in shape)
+        self.image_size = self.config.image_size
+        self.letterbox = bool(getattr(self.config, "letterbox", False))
+        self.input_hw = tuple(int(d) if d is not None else size
+                              for d, size in zip(shape, self.config.image_shape))
 
     # ------------------------------------------------------------- steps
     def preprocess(self, images):
@@ -395,7 +417,7 @@ class Detector:
             `(batch, sizes)`: float32 `(B, H, W, 3)` RGB 0..255 and the
             originals' `(width, height)`.
         """
-        return load_batch(images, self.input_hw)
+        return load_batch(images, self.input_hw, self.letterbox)
 
     def predict_batch(self, images):
         """Detect on a batch `(B, H, W, 3)` of RGB 0..255 images at the input size.
@@ -418,7 +440,8 @@ class Detector:
         return to_pixels(out, index, width, height,
                          self.config.detection_names if names is None else names,
                          score_threshold=options.get("confidence_threshold"),
-                         top_k=options.get("top_k"))
+                         top_k=options.get("top_k"), input_size=self.input_hw,
+                         letterbox=self.letterbox)
 
     def detect(self, images, batch_size=8):
         """Detections for a list of images (paths, PIL images, arrays) of any size.

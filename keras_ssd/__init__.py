@@ -39,6 +39,10 @@ _KERAS_API = {
     "SSDMobileNetV2": ("keras_ssd.models", "SSDMobileNetV2"),
     "SSDTiny": ("keras_ssd.models", "SSDTiny"),
     "build_model": ("keras_ssd.models", "build_model"),
+    # Pretrained SSD300s: `SSD300.from_preset(name)` (the builders carry
+    # `from_preset`), and the converter of a checkpoint file on disk.
+    "convert_checkpoint": ("keras_ssd.models.convert", "convert_checkpoint"),
+    "pretrained": ("keras_ssd.models.pretrained", None),
     "load_model": ("keras_ssd.saving", "load_model"),
     "data": ("keras_ssd.data", None),
     "COCODataset": ("keras_ssd.data", "COCODataset"),

@@ -387,3 +387,14 @@ def test_new_heads_from_a_preset_get_the_recipes_weight_decay(tmp_path, cache,
     assert tuned.weight_decay == presets.FINETUNE_SGD.weight_decay == 5e-4
     full = pretrained.from_preset(preset, verbose=False, converter=Counter(make_tiny_model))
     assert full.weight_decay == 0.0
+
+
+def test_the_package_exports_the_converter_and_the_builders_from_preset():
+    import keras_ssd
+    from keras_ssd.models.convert import convert_checkpoint
+
+    assert keras_ssd.convert_checkpoint is convert_checkpoint
+    assert keras_ssd.SSD300.from_preset.__qualname__ == "SSD300.from_preset"
+    assert keras_ssd.pretrained.from_preset is pretrained.from_preset
+    # The builder itself is unchanged: still a plain call.
+    assert keras_ssd.SSDTiny(num_classes=2).output_shape == (None, 2390, 7)

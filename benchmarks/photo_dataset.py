@@ -480,12 +480,11 @@ def make_photo_voc(out_dir, num_trainval=1500, num_test=300, seed=0, photos=None
         raise ValueError("make_photo_voc: image counts must be >= 0, got "
                          f"{num_trainval}, {num_test}")
     prepared = _prepare(load_skimage_photos() if photos is None else photos)
-    out_dir = os.fspath(out_dir)
-    for sub in ("Annotations", "JPEGImages", os.path.join("ImageSets", "Main")):
-        os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
     # Imported here so that the module itself does not import keras_ssd's
     # data layer (and numpy-only users need not).
-    from keras_ssd.data.voc import write_voc_xml
+    from keras_ssd.data.voc import make_voc_folders, write_voc_annotation, write_voc_lists
+
+    out_dir = make_voc_folders(out_dir)
 
     ids = [f"{i:06d}" for i in range(num_trainval + num_test)]
     for i, image_id in enumerate(ids):
@@ -496,16 +495,10 @@ def make_photo_voc(out_dir, num_trainval=1500, num_test=300, seed=0, photos=None
         filename = image_id + ".jpg"
         Image.fromarray(image).save(os.path.join(out_dir, "JPEGImages", filename),
                                     quality=jpeg_quality)
-        # continuous [x0, x1) is VOC's 1-based inclusive x0 + 1 .. x1
-        write_voc_xml(os.path.join(out_dir, "Annotations", image_id + ".xml"), filename,
-                      width, height,
-                      [(name, (x0 + 1, y0 + 1, x1, y1))
-                       for name, (x0, y0, x1, y1) in objects])
-    for name, lines in (("trainval", ids[:num_trainval]), ("test", ids[num_trainval:])):
-        with open(os.path.join(out_dir, "ImageSets", "Main", name + ".txt"), "w") as f:
-            f.write("".join(x + "\n" for x in lines))
-    with open(os.path.join(out_dir, "labels.txt"), "w") as f:
-        f.write("".join(c + "\n" for c in CLASSES))
+        write_voc_annotation(out_dir, image_id, filename, width, height,
+                             [box for _, box in objects], [name for name, _ in objects])
+    write_voc_lists(out_dir, {"trainval": ids[:num_trainval], "test": ids[num_trainval:]},
+                    CLASSES)
     with open(os.path.join(out_dir, "photo_voc.json"), "w") as f:
         json.dump(dataset_params(num_trainval, num_test, seed, photos is None), f, indent=2)
     return out_dir

@@ -11,7 +11,7 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw
 
-from keras_ssd.data.voc import write_voc_xml
+from keras_ssd.data.voc import make_voc_folders, write_voc_annotation, write_voc_lists
 
 # Class name -> RGB colour. Hues far apart; backgrounds stay grey-ish.
 SHAPE_COLOURS = {
@@ -170,9 +170,7 @@ def make_synthetic_voc(out_dir, num_trainval=200, num_test=100, image_size=(192,
         raise ValueError("make_synthetic_voc: need 1 <= min_objects <= max_objects")
     if num_trainval < 0 or num_test < 0:
         raise ValueError("make_synthetic_voc: image counts must be >= 0")
-    out_dir = os.fspath(out_dir)
-    for sub in ("Annotations", "JPEGImages", os.path.join("ImageSets", "Main")):
-        os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
+    out_dir = make_voc_folders(out_dir)
     ids = [f"{i:06d}" for i in range(num_trainval + num_test)]
     for i, image_id in enumerate(ids):
         rng = np.random.default_rng([int(seed), i])
@@ -181,18 +179,9 @@ def make_synthetic_voc(out_dir, num_trainval=200, num_test=100, image_size=(192,
         filename = image_id + ".jpg"
         Image.fromarray(image).save(os.path.join(out_dir, "JPEGImages", filename),
                                     quality=jpeg_quality)
-        # VOC pixels are 1-based and inclusive: continuous [x0, x1) covers
-        # pixels x0 .. x1 - 1, i.e. 1-based x0 + 1 .. x1.
-        write_voc_xml(
-            os.path.join(out_dir, "Annotations", image_id + ".xml"), filename, width, height,
-            [(name, (x0 + 1, y0 + 1, x1, y1)) for name, (x0, y0, x1, y1) in objects],
-        )
+        write_voc_annotation(out_dir, image_id, filename, width, height,
+                             [box for _, box in objects], [name for name, _ in objects])
     trainval, test = ids[:num_trainval], ids[num_trainval:]
-    splits = {"trainval": trainval, "train": trainval[::2], "val": trainval[1::2],
-              "test": test}
-    for name, lines in splits.items():
-        with open(os.path.join(out_dir, "ImageSets", "Main", name + ".txt"), "w") as f:
-            f.write("".join(x + "\n" for x in lines))
-    with open(os.path.join(out_dir, "labels.txt"), "w") as f:
-        f.write("".join(c + "\n" for c in class_names))
+    write_voc_lists(out_dir, {"trainval": trainval, "train": trainval[::2],
+                              "val": trainval[1::2], "test": test}, class_names)
     return out_dir

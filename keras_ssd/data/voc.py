@@ -314,6 +314,56 @@ def write_voc_xml(path, filename, width, height, objects):
     ET.ElementTree(root).write(path, encoding="utf-8")
 
 
+def make_voc_folders(out_dir):
+    """Create `out_dir/{Annotations,JPEGImages,ImageSets/Main}`; return
+    `out_dir` as a string."""
+    out_dir = os.fspath(out_dir)
+    for sub in ("Annotations", "JPEGImages", os.path.join("ImageSets", "Main")):
+        os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
+    return out_dir
+
+
+def write_voc_annotation(out_dir, voc_id, filename, width, height, boxes, names,
+                         difficult=None):
+    """Write `Annotations/<voc_id>.xml` for one image of a VOC folder.
+
+    Args:
+        out_dir: the VOC folder (see `make_voc_folders`).
+        voc_id: the image's id.
+        filename: its file name in `JPEGImages/`.
+        width, height: its size.
+        boxes: `(G, 4)` continuous pixel xyxy (the records' convention);
+            written as VOC's 1-based inclusive pixels `xmin + 1, ymin + 1,
+            xmax, ymax`, so that `VOCDataset` reads the same boxes back.
+        names: `G` class names.
+        difficult: optional `G` bools.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    difficult = [False] * len(boxes) if difficult is None else list(difficult)
+    objects = [(str(name), (float(x0) + 1.0, float(y0) + 1.0, float(x1), float(y1)),
+                bool(diff))
+               for (x0, y0, x1, y1), name, diff in zip(boxes, names, difficult)]
+    write_voc_xml(os.path.join(os.fspath(out_dir), "Annotations", f"{voc_id}.xml"),
+                  filename, width, height, objects)
+
+
+def write_voc_lists(out_dir, splits, class_names):
+    """Write a VOC folder's image sets and class list.
+
+    Args:
+        out_dir: the VOC folder.
+        splits: `{split name: ids}`: one `ImageSets/Main/<split>.txt` each.
+        class_names: written one per line to `labels.txt`.
+    """
+    out_dir = os.fspath(out_dir)
+    for split, ids in splits.items():
+        with open(os.path.join(out_dir, "ImageSets", "Main", f"{split}.txt"), "w",
+                  encoding="utf-8") as f:
+            f.write("".join(f"{i}\n" for i in ids))
+    with open(os.path.join(out_dir, "labels.txt"), "w", encoding="utf-8") as f:
+        f.write("".join(f"{n}\n" for n in class_names))
+
+
 def write_voc(dataset, out_dir, split="trainval"):
     """Write any detection dataset out in Pascal VOC layout.
 
@@ -341,9 +391,7 @@ def write_voc(dataset, out_dir, split="trainval"):
     >>> write_voc(YOLODataset("my_set", "val"), "my_set_voc", split="test")
     >>> VOCDataset("my_set_voc", "test", class_names=...)
     """
-    out_dir = os.fspath(out_dir)
-    for sub in ("Annotations", "JPEGImages", os.path.join("ImageSets", "Main")):
-        os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
+    out_dir = make_voc_folders(out_dir)
     names = list(dataset.class_names)
     ids, taken = [], set()
     for i in range(len(dataset)):
@@ -351,18 +399,9 @@ def write_voc(dataset, out_dir, split="trainval"):
         voc_id = file_stem_for(rec["image_id"], taken)
         ext = os.path.splitext(rec["image_path"])[1] or ".jpg"
         shutil.copyfile(rec["image_path"], os.path.join(out_dir, "JPEGImages", voc_id + ext))
-        objects = [
-            (names[int(label)], (float(x0) + 1.0, float(y0) + 1.0, float(x1), float(y1)),
-             bool(diff))
-            for (x0, y0, x1, y1), label, diff in zip(rec["boxes"], rec["labels"],
-                                                     rec["difficult"])
-        ]
-        write_voc_xml(os.path.join(out_dir, "Annotations", voc_id + ".xml"), voc_id + ext,
-                      rec["width"], rec["height"], objects)
+        write_voc_annotation(out_dir, voc_id, voc_id + ext, rec["width"], rec["height"],
+                             rec["boxes"], [names[int(label)] for label in rec["labels"]],
+                             rec["difficult"])
         ids.append(voc_id)
-    with open(os.path.join(out_dir, "ImageSets", "Main", f"{split}.txt"), "w",
-              encoding="utf-8") as f:
-        f.write("".join(i + "\n" for i in ids))
-    with open(os.path.join(out_dir, "labels.txt"), "w", encoding="utf-8") as f:
-        f.write("".join(n + "\n" for n in names))
+    write_voc_lists(out_dir, {split: ids}, names)
     return ids

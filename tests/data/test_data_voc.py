@@ -111,3 +111,18 @@ def test_class_counts(tmp_path):
     counts = VOCDataset(root, "trainval").class_counts()
     assert counts[VOC_CLASSES.index("dog")] == 2 and counts[VOC_CLASSES.index("cat")] == 1
     assert counts.sum() == 3
+
+
+def test_the_voc_writer_pieces_round_trip_continuous_boxes(tmp_path):
+    from keras_ssd.data.voc import make_voc_folders, write_voc_annotation, write_voc_lists
+
+    root = make_voc_folders(tmp_path / "voc")
+    Image.new("RGB", (40, 30)).save(os.path.join(root, "JPEGImages", "a.jpg"))
+    write_voc_annotation(root, "a", "a.jpg", 40, 30, [[0, 0, 10, 12], [5.5, 3, 40, 30]],
+                         ["dog", "cat"], difficult=[False, True])
+    write_voc_lists(root, {"trainval": ["a"], "test": []}, ["cat", "dog"])
+    assert open(os.path.join(root, "labels.txt")).read() == "cat\ndog\n"
+    assert open(os.path.join(root, "ImageSets", "Main", "test.txt")).read() == ""
+    rec = VOCDataset(root, "trainval", class_names=["cat", "dog"])[0]
+    np.testing.assert_allclose(rec["boxes"], [[0, 0, 10, 12], [5.5, 3, 40, 30]])
+    assert rec["labels"].tolist() == [1, 0] and rec["difficult"].tolist() == [False, True]

@@ -231,3 +231,26 @@ def test_yolo_records_feed_ssd_sequence(tmp_path, tiny_config):
     assert images.shape == (2, 32, 32, 3) and targets.shape == (2, 88, 5)
     assert (targets[0, :, 4] == 1).any()  # class 0 + 1 (0 is background) matched
     assert (targets[1, :, 4] == 0).all()  # the background image
+
+
+def test_a_yolo_copy_trains_on_the_same_batches_as_its_voc_original(synthetic_voc, tmp_path,
+                                                                     tiny_config):
+    """What makes `keras-ssd train --format yolo` reach the VOC copy's mAP:
+    same records in the same order, so the same augmented batches and the
+    same targets (offsets up to YOLO's 6-decimal rounding)."""
+    from keras_ssd.data import SSDSequence
+
+    voc = VOCDataset(synthetic_voc, "trainval", class_names=SYNTHETIC_CLASSES)
+    write_yolo(voc, tmp_path / "yolo", split="train")
+    yolo = YOLODataset(tmp_path / "yolo", split="train")
+    config = tiny_config(num_classes=4, class_names=list(SYNTHETIC_CLASSES))
+    a, b = (SSDSequence(ds, config, batch_size=4, augment=True, seed=7) for ds in (voc, yolo))
+    for epoch in (0, 1):
+        a.set_epoch(epoch)
+        b.set_epoch(epoch)
+        for i in range(len(a)):
+            (images_a, targets_a), (images_b, targets_b) = a[i], b[i]
+            np.testing.assert_array_equal(images_a, images_b)
+            np.testing.assert_array_equal(targets_a[..., 4], targets_b[..., 4])
+            np.testing.assert_allclose(targets_a[..., :4], targets_b[..., :4], atol=1e-3)
+    assert (targets_a[..., 4] > 0).any()

@@ -340,3 +340,47 @@ def load_ssd_model(path):
             "(it has no SSDConfig)"
         )
     return model
+
+
+# -------------------------------------------------------------- input size
+def _image_size(text):
+    """`--image-size` type: `S` or `HxW` (height x width) -> int or `(h, w)`."""
+    parts = str(text).strip().lower().split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"expected S or HxW in pixels (height x width, e.g. 300x540), got {text!r}")
+    if len(values) == 1 or values[0] == values[1]:
+        return values[0]
+    return tuple(values)
+
+
+def add_image_size_argument(group, training=False):
+    """Add `--image-size S|HxW` to an argument group (or parser)."""
+    if training:
+        text = ("network input size: S (square) or HxW, height x width (e.g. 300x540 "
+                "for 16:9 images); the feature maps and priors follow from the network "
+                "(default: the model's own, e.g. 300 for ssd300)")
+    else:
+        text = ("run the model at this input size instead of the one it was trained "
+                "at: S or HxW, height x width (e.g. 300x540); the weights are the same, "
+                "the priors follow the new feature maps (training models only)")
+    group.add_argument("--image-size", type=_image_size, default=None, metavar="S|HxW",
+                       help=text)
+
+
+def model_at_image_size(model, image_size, option="--image-size"):
+    """`model` rebuilt at `image_size` (its weights kept), or as it is for None."""
+    if image_size is None:
+        return model
+    at_size = getattr(model, "at_image_size", None)
+    if at_size is None:
+        raise CLIError(f"{option}: only a training model (SSD) can be run at another "
+                       "input size; this file holds an inference model", status=2)
+    try:
+        return at_size(image_size)
+    except ValueError as e:
+        raise CLIError(f"{option} {image_size}: {e}", status=2) from None

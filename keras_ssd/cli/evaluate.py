@@ -10,8 +10,10 @@ from keras_ssd.cli.args import (
     _require_dataset,
     _require_model_file,
     add_format_argument,
+    add_image_size_argument,
     load_cli_dataset,
     load_ssd_model,
+    model_at_image_size,
     resolve_split,
 )
 
@@ -34,6 +36,7 @@ def add_arguments(p):
                         "VOC2010+ area under the precision envelope")
     p.add_argument("--batch-size", type=_positive_int, default=8,
                    help="inference batch size (default: 8)")
+    add_image_size_argument(p)
     p.add_argument("--json", metavar="OUT", help="also write mAP and per-class AP to this JSON file")
 
 
@@ -55,7 +58,7 @@ def run(args):
     _require_model_file(args.model_file)
     if args.json and os.path.isdir(args.json):
         raise CLIError(f"--json {args.json} is a folder; give a file name", status=2)
-    model = load_ssd_model(args.model_file)
+    model = model_at_image_size(load_ssd_model(args.model_file), args.image_size)
     from keras_ssd.evaluation import evaluate
     from keras_ssd.inference.model import get_config_from_model
 

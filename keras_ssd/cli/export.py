@@ -10,6 +10,8 @@ from keras_ssd.cli.args import (
     _positive_int,
     _require_model_file,
     _unit_float,
+    add_image_size_argument,
+    model_at_image_size,
 )
 # keras_ssd.export imports TensorFlow only inside its functions, so its
 # constants can build the parser.
@@ -60,6 +62,7 @@ def add_arguments(p):
                    help="detections per image, the length of the outputs (default: 200)")
     p.add_argument("--max-candidates-per-class", type=_positive_int, default=None,
                    help="candidates per class entering NMS (default: 400)")
+    add_image_size_argument(p)
     p.add_argument("--opset", type=int, default=None,
                    help=f"ONNX opset (default: {DEFAULT_ONNX_OPSET}; onnx only)")
 
@@ -103,7 +106,7 @@ def run(args):
                 f"--format onnx needs {' and '.join(missing)}, which "
                 f"{'is' if len(missing) == 1 else 'are'} not installed: {EXPORT_EXTRA}"
             )
-    model = _load_detector(args.model_file)
+    model = model_at_image_size(_load_detector(args.model_file), args.image_size)
     options = {
         "confidence_threshold": args.threshold,
         "iou_threshold": args.iou_threshold,

@@ -11,7 +11,9 @@ from keras_ssd.cli.args import (
     _require_model_file,
     _require_out_folder,
     _unit_float,
+    add_image_size_argument,
     load_ssd_model,
+    model_at_image_size,
 )
 
 HELP = "detect objects in images; writes annotated images and JSON"
@@ -42,6 +44,7 @@ def add_arguments(p):
                    help="at most this many detections per image (default: 200)")
     p.add_argument("--batch-size", type=_positive_int, default=8,
                    help="images per forward pass (default: 8)")
+    add_image_size_argument(p)
 
 
 def _expand_images(items):
@@ -95,6 +98,7 @@ def run(args):
     paths = _expand_images(args.images)
     _require_out_folder(args.out)
     model = load_ssd_model(args.model_file) if args.preset is None else _load_preset(args)
+    model = model_at_image_size(model, args.image_size)
     from keras_ssd.inference.predict import predict_images
     from keras_ssd.visualize import draw_detections
 

@@ -17,6 +17,7 @@ from keras_ssd.cli.args import (
     _require_out_folder,
     _unit_float,
     add_format_argument,
+    add_image_size_argument,
     class_file_option,
     load_cli_dataset,
     parse_classes,
@@ -67,6 +68,12 @@ def add_arguments(p):
                        help="with --preset: layers that do not train: conv1-conv2 (the "
                             "Caffe recipe), backbone (conv1_1..fc7) or none (default). "
                             "Not stored in checkpoints: --resume trains every layer")
+    add_image_size_argument(model, training=True)
+    model.add_argument("--letterbox", action="store_true",
+                       help="keep each image's aspect ratio: scale it to fit the input "
+                            "and pad with the mean pixel (default: stretch it, as the "
+                            "paper does). Stored in the model: evaluate and predict then "
+                            "letterbox too")
     opt = p.add_argument_group(
         "optimisation",
         "Every option left unset comes from the model's recipe: the SSD paper's SGD "
@@ -272,6 +279,12 @@ def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_we
         if list(model.config.names) != list(class_names):
             raise CLIError(f"--resume: the checkpoint in {args.checkpoint_dir} was trained on "
                            f"classes {model.config.names}, not {class_names}")
+        for option, value, own in (
+                ("--image-size", args.image_size, model.config.image_size),
+                ("--letterbox", args.letterbox or None, model.config.letterbox)):
+            if value is not None and value != own:
+                raise CLIError(f"--resume: the checkpoint in {args.checkpoint_dir} has "
+                               f"{option.lstrip('-')} {own}, not {value}", status=2)
         print(f"resuming {latest} at epoch {initial_epoch}")
     else:
         from keras_ssd.models import build_model
@@ -282,6 +295,10 @@ def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_we
         kwargs = {"weight_decay": recipe.model_weight_decay}
         if presets.get(args.model).pretrained_backbone:
             kwargs["backbone_weights"] = backbone_weights
+        if args.image_size is not None:
+            kwargs["image_size"] = args.image_size
+        if args.letterbox:
+            kwargs["letterbox"] = True
         if getattr(args, "preset", None) is not None:
             from keras_ssd.models.pretrained import from_preset
 
@@ -291,11 +308,17 @@ def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_we
                                 weight_decay=kwargs["weight_decay"])
             print(f"fine-tuning preset {args.preset} with new heads for {class_names}"
                   + (f", {args.freeze} frozen" if args.freeze != "none" else ""))
+            if args.image_size is not None or args.letterbox:
+                model = model.at_image_size(
+                    model.config.image_size if args.image_size is None else args.image_size,
+                    letterbox=True if args.letterbox else None)
         else:
             model = build_model(args.model, class_names=class_names, **kwargs)
     model = prepare_model(model, strategy)
     print(f"training {model.name} ({model.count_params():,} parameters, "
-          f"{model.config.image_size}px, {model.config.num_anchors} priors) on "
+          f"{'x'.join(str(v) for v in model.config.image_shape)} px"
+          f"{' letterboxed' if model.config.letterbox else ''}, "
+          f"{model.config.num_anchors} priors) on "
           f"{len(train_set)} images of {', '.join(args.data)}"
           + (f"; validating on {len(val_set)} images" if val_set is not None else ""))
     if args.resume:

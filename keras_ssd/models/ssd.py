@@ -189,27 +189,35 @@ class SSD(keras.Model):
         if backbone_weights is not None:
             backbone.load_weights(self, backbone_weights)
 
-    def at_image_size(self, image_size):
+    def at_image_size(self, image_size, letterbox=None):
         """This model at another input size, with the same weights.
 
         The network is fully convolutional, so its weights serve at any
         size: a model trained at 300 x 300 can run at `(300, 540)`. The
         priors follow the new feature maps (`SSDConfig.with_image_size`).
+        Frozen layers stay frozen.
 
         Args:
             image_size: int or `(height, width)`.
+            letterbox: optional bool: also set `config.letterbox`.
 
         Returns:
-            A new `SSD` (this one unchanged), or this model when the size is
-            already its own.
+            A new `SSD` (this one unchanged), or this model when nothing
+            changes.
         """
-        if self._ssd_config.replace(image_size=image_size).image_shape == \
-                tuple(self._ssd_config.image_shape):
+        config = self._ssd_config
+        same_size = config.replace(image_size=image_size).image_shape == config.image_shape
+        if same_size and (letterbox is None or bool(letterbox) == config.letterbox):
             return self
-        config = self.get_config()
-        config["image_size"] = image_size
-        model = type(self).from_config(config)
+        kwargs = self.get_config()
+        if letterbox is not None:
+            kwargs["config"] = config.replace(letterbox=bool(letterbox)).to_dict()
+        if not same_size:
+            kwargs["image_size"] = image_size
+        model = type(self).from_config(kwargs)
         model.set_weights(self.get_weights())
+        for new, old in zip(model.layers, self.layers):
+            new.trainable = old.trainable
         return model
 
     @property

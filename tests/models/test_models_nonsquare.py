@@ -82,6 +82,11 @@ def test_at_image_size_keeps_the_weights_and_follows_the_maps(make_tiny_model):
         np.testing.assert_array_equal(a, b)
     assert wide.predict(np.zeros((1, 160, 288, 3), "float32")).shape == (
         1, wide.config.num_anchors, 7)
+    square.get_layer("tiny_conv1").trainable = False
+    boxed = square.at_image_size(160, letterbox=True)
+    assert boxed is not square and boxed.config.letterbox and boxed.config.image_size == 160
+    assert boxed.get_layer("tiny_conv1").trainable is False
+    square.get_layer("tiny_conv1").trainable = True
 
 
 def test_small_non_square_tiny_model_learns_on_the_synthetic_set(make_tiny_model,

@@ -28,6 +28,7 @@ import numpy as np
 from keras_ssd.anchors import generate_anchors
 from keras_ssd.boxes import anchor_grid, cxcywh_to_xyxy, grid_iou, iou
 from keras_ssd.config import SSDConfig
+from keras_ssd.data.augment import resize_plan
 from keras_ssd.matching import _MIN_OVERLAP
 
 logger = logging.getLogger("keras_ssd.data")
@@ -296,9 +297,11 @@ def _records(dataset):
     return [dataset[i] for i in range(len(dataset))]
 
 
-def _gather(dataset, include_difficult):
+def _gather(dataset, include_difficult, letterbox_into=None):
     """All boxes of the dataset: normalised float32 xyxy, pixel boxes,
-    record index and label, and the record list."""
+    record index and label, and the record list. `letterbox_into`: the
+    `(height, width)` input a letterboxing model renders images into (the
+    boxes are normalised as it sees them), None for a stretching one."""
     records = _records(dataset)
     norm, pixels, index, labels = [], [], [], []
     skipped = 0
@@ -329,8 +332,12 @@ def _gather(dataset, include_difficult):
         if not keep.any():
             continue
         boxes, lab = boxes[keep], lab[keep]
-        scale = np.array([width, height, width, height], dtype=np.float64)
-        norm.append(boxes / scale)
+        if letterbox_into is not None:
+            norm.append(resize_plan(width, height, boxes, letterbox_into,
+                                    letterbox=True).normalized_boxes)
+        else:
+            scale = np.array([width, height, width, height], dtype=np.float64)
+            norm.append(boxes / scale)
         pixels.append(boxes)
         index.append(np.full(boxes.shape[0], i, dtype=np.int64))
         labels.append(lab)
@@ -346,7 +353,7 @@ def _map_slices(config, num_priors):
     out, start = [], 0
     for f, k in zip(config.feature_map_sizes, config.boxes_per_cell):
         if isinstance(f, (list, tuple)):
-            cells, spec = int(f[0]) * int(f[1]), None
+            cells, spec = int(f[0]) * int(f[1]), ((int(f[0]), int(f[1])), int(k))
         else:
             cells, spec = int(f) * int(f), (int(f), int(k))
         end = start + cells * int(k)
@@ -523,7 +530,8 @@ def anchor_fit(dataset, config, iou_threshold=0.5, size_buckets="octave",
     """Measure how well a configuration's priors fit a dataset's boxes.
 
     Each box is normalised by its image's width and height, as training
-    sees it after stretching the image to the input size, and its best IoU
+    sees it after stretching the image to the input size (or, for a
+    `config.letterbox` model, as it lands in the letterboxed input), and its best IoU
     with any prior is computed (the encoder's IoU, in float32).
 
     Args:
@@ -578,7 +586,9 @@ def anchor_fit(dataset, config, iou_threshold=0.5, size_buckets="octave",
     names = list(names)
     input_hw = _input_hw(config)
 
-    boxes, pixels, index, labels, records, skipped = _gather(dataset, include_difficult)
+    boxes, pixels, index, labels, records, skipped = _gather(
+        dataset, include_difficult,
+        input_hw if getattr(config, "letterbox", False) else None)
     best_map, arg_map = best_iou_per_map(boxes, config, chunk_size)
     which = best_map.argmax(axis=0)
     cols = np.arange(boxes.shape[0])

@@ -162,3 +162,32 @@ def test_sequence_augmentation_follows_the_config_letterbox(tiny_config, wide_vo
     with pytest.raises(ValueError, match="output_size"):
         SSDSequence(wide_voc, config, batch_size=2, augment=True,
                     augmentation=SSDAugmentation(48, letterbox=True))
+
+
+# ------------------------------------------------------------- anchor fit
+def test_anchor_fit_measures_boxes_as_a_letterboxing_model_sees_them():
+    from keras_ssd.config import SSDConfig
+    from keras_ssd.data import anchor_fit
+
+    class Wide:
+        class_names = ("box",)
+        # A 400x100 image: stretched to 160x224 a 100x100 px square becomes
+        # 56x160 px; letterboxed (scale 0.56) it stays square, 56x56.
+        records = [{"image_id": "0", "image_path": "0.png", "width": 400, "height": 100,
+                    "boxes": np.array([[150.0, 0.0, 250.0, 100.0]]),
+                    "labels": np.array([0]), "difficult": np.array([False])}]
+
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, i):
+            return self.records[i]
+
+    maps = [(20, 28), (10, 14), (5, 7), (3, 4), (1, 2)]
+    base = SSDConfig.tiny(1).with_image_size((160, 224), maps)
+    stretched = anchor_fit(Wide(), base, iou_threshold=1.0, suggest=False)
+    boxed = anchor_fit(Wide(), base.replace(letterbox=True), iou_threshold=1.0,
+                       suggest=False)
+    assert stretched.unreachable[0]["size"] == pytest.approx(np.sqrt(56 * 160))
+    assert boxed.unreachable[0]["size"] == pytest.approx(56.0)
+    assert boxed.unreachable[0]["box"] == [150.0, 0.0, 250.0, 100.0]  # source pixels

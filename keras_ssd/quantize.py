@@ -20,7 +20,9 @@ and shapes (docs/deployment.md).
   `CalibrationDataReader`), with the decoder's nodes in `nodes_to_exclude`.
 
 `keep_float` names network layers to leave in float32 as well (the layers a
-per-layer sensitivity check found costly).
+per-layer sensitivity check found costly): LiteRT denylists their operators
+in the quantizer, ONNX excludes their nodes; the tensors around them are
+quantized and dequantized at the boundary.
 
 Nothing here imports TensorFlow or onnxruntime at module level, so the CLI
 can read the constants.
@@ -117,7 +119,7 @@ def _spread(n, k):
     return sorted({int(round(i)) for i in np.linspace(0, n - 1, k)})
 
 
-def _image_files(folder):
+def calibration_files(folder):
     files = []
     for root, dirs, names in os.walk(folder):
         dirs.sort()
@@ -136,7 +138,7 @@ def _from_folder(folder, size, num):
         raise ValueError(
             f"{_WHERE}: calibration {folder} is not a folder; give a folder of images"
         )
-    files = _image_files(folder)
+    files = calibration_files(folder)
     images, bad = [], []
     # Try the evenly spread picks first, then the rest, until `num` load.
     order = _spread(len(files), num)
@@ -323,22 +325,45 @@ def quantize_litert(flatbuffer, batches, decoder_scope, keep_float=()):
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
     graph = model.subgraphs[0]
-    produced = set(graph.inputs)
-    for op in graph.operators:
-        produced.update(op.outputs)
+    op_names = {code: name for name, code in vars(schema.BuiltinOperator).items()
+                if not name.startswith("_")}
+
+    def name_of(index):
+        name = graph.tensors[index].name
+        return name.decode() if isinstance(name, bytes) else str(name)
+
     keep = _layer_pattern(keep_float)
-    tensors = []
-    for i in sorted(produced):
-        tensor = graph.tensors[i]
-        name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
-        if tensor.type != schema.TensorType.FLOAT32 or _is_decoder(name, decoder_scope):
+    tensors = [i for i in graph.inputs if graph.tensors[i].type == schema.TensorType.FLOAT32]
+    network_types, decoder_types, denylisted = set(), set(), set()
+    decoder_tensors = set()
+    for op in graph.operators:  # in execution order
+        code = model.operatorCodes[op.opcodeIndex]
+        op_type = op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
+        outputs = [name_of(i) for i in op.outputs]
+        # The decoder: its scope, and everything computed from it (the
+        # artifact's outputs are named StatefulPartitionedCall:N).
+        if not outputs or any(i in decoder_tensors for i in op.inputs) or any(
+                _is_decoder(name, decoder_scope) for name in outputs):
+            decoder_types.add(op_type)
+            decoder_tensors.update(op.outputs)
+            denylisted.update(outputs)
             continue
-        if keep is not None and any(keep.search(part) for part in name.split(";")):
-            continue
-        tensors.append(i)
-    if not tensors:
-        raise ValueError(f"{_WHERE}: found no network tensors to quantize in the LiteRT "
-                         "graph")
+        network_types.add(op_type)
+        tensors += [i for i in op.outputs if graph.tensors[i].type == schema.TensorType.FLOAT32]
+        # A kept layer's operators are denylisted by their output tensor's
+        # name; its tensors keep their statistics, so its neighbours quantize.
+        if keep is not None and any(keep.search(part) for name in outputs
+                                    for part in name.split(";")):
+            denylisted.update(outputs)
+    if not tensors or "CONV_2D" not in network_types and "DEPTHWISE_CONV_2D" not in \
+            network_types:
+        raise ValueError(f"{_WHERE}: found no network convolutions to quantize in the "
+                         "LiteRT graph")
+    # The decoder's tensors get no statistics and its operators are denylisted;
+    # operator kinds only the decoder uses are denylisted as kinds as well, since
+    # the quantizer otherwise carries fixed-range int8 (softmax's 1/256 steps)
+    # on through slices, top-k and selects.
+    denylisted_ops = sorted(decoder_types - network_types)
 
     interpreter = litert_interpreter(model_content=bytes(flatbuffer),
                                      experimental_preserve_all_tensors=True)
@@ -359,9 +384,10 @@ def quantize_litert(flatbuffer, batches, decoder_scope, keep_float=()):
         graph.tensors[i].quantization = stats
     calibrated = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
     try:
-        with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
-            return bytes(tflite_convert.mlir_quantize(
-                calibrated, disable_per_channel=False, fully_quantize=False))
+        return bytes(tflite_convert.mlir_quantize(
+            calibrated, disable_per_channel=False, fully_quantize=False,
+            denylisted_ops=denylisted_ops or None,
+            denylisted_nodes=sorted(denylisted) or None))
     except Exception as e:  # noqa: BLE001 - converter errors are long MLIR dumps
         lines = [l for l in str(e).splitlines() if "error:" in l]
         reason = lines[0].split("error:", 1)[1].strip() if lines else type(e).__name__
@@ -372,12 +398,18 @@ def quantize_litert(flatbuffer, batches, decoder_scope, keep_float=()):
 # -------------------------------------------------------------------- ONNX
 def onnx_network_nodes(onnx_model, decoder_scope, keep_float=()):
     """`(quantizable, excluded)` node names of the main graph: the decoder's
-    nodes (and those of `keep_float` layers) are excluded."""
+    nodes (its scope and every node computed from its outputs) and those of
+    `keep_float` layers are excluded."""
     keep = _layer_pattern(keep_float)
-    quantizable, excluded = [], []
-    for node in onnx_model.graph.node:
-        names = [node.name] + list(node.output)
-        decoder = any(_is_decoder(n, decoder_scope) for n in names)
+    weights = {t.name for t in onnx_model.graph.initializer}
+    quantizable, excluded, decoder_tensors = [], [], set()
+    for node in onnx_model.graph.node:  # topologically sorted (an ONNX rule)
+        # tf2onnx renames convolutions (Conv__12); their weights keep the layer's scope.
+        names = [node.name] + list(node.output) + [i for i in node.input if i in weights]
+        decoder = any(i in decoder_tensors for i in node.input) or any(
+            _is_decoder(n, decoder_scope) for n in names)
+        if decoder:  # the decoder and everything computed from it
+            decoder_tensors.update(node.output)
         kept = keep is not None and any(keep.search(n) for n in names)
         (excluded if decoder or kept else quantizable).append(node.name)
     return quantizable, excluded

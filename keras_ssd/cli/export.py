@@ -23,6 +23,12 @@ from keras_ssd.export import (
     OUTPUT_NAMES,
     normalize_format,
 )
+from keras_ssd.quantize import (
+    CALIBRATION_EXTENSIONS,
+    DEFAULT_NUM_CALIBRATION,
+    QUANTIZABLE_FORMATS,
+    QUANTIZE_MODES,
+)
 
 HELP = ("export a trained model as a SavedModel, ONNX or LiteRT detector "
         "with decoding and NMS inside")
@@ -65,6 +71,16 @@ def add_arguments(p):
     add_image_size_argument(p)
     p.add_argument("--opset", type=int, default=None,
                    help=f"ONNX opset (default: {DEFAULT_ONNX_OPSET}; onnx only)")
+    p.add_argument("--quantize", choices=QUANTIZE_MODES, default=None,
+                   help="post-training quantization of the network (decoding and NMS "
+                        f"stay float32); {' and '.join(QUANTIZABLE_FORMATS)} only; "
+                        "needs --calibration-data")
+    p.add_argument("--calibration-data", default=None, metavar="DIR",
+                   help="with --quantize: a folder of representative images "
+                        "(searched recursively; e.g. a VOC folder or its JPEGImages)")
+    p.add_argument("--num-calibration", type=_positive_int, default=None, metavar="N",
+                   help="with --quantize: the most calibration images used, an evenly "
+                        f"spread subset (default: {DEFAULT_NUM_CALIBRATION})")
 
 
 def _load_detector(path):
@@ -77,6 +93,32 @@ def _load_detector(path):
     except ValueError as e:
         raise CLIError(f"--model-file {path}: {str(e).removeprefix('export: ')}") from None
     return model
+
+
+def _check_quantize_arguments(args):
+    """--quantize, --calibration-data and --num-calibration, before TensorFlow."""
+    from keras_ssd.cli.args import _require_dir
+    from keras_ssd.quantize import calibration_files
+
+    if not args.quantize:
+        given = [o for o, v in (("--calibration-data", args.calibration_data),
+                                ("--num-calibration", args.num_calibration)) if v is not None]
+        if given:
+            raise CLIError(f"{' and '.join(given)} only apply with --quantize int8",
+                           status=2)
+        return
+    if args.format not in QUANTIZABLE_FORMATS:
+        raise CLIError(
+            f"--quantize {args.quantize}: --format {args.format} cannot be quantized; "
+            f"use --format {' or '.join(QUANTIZABLE_FORMATS)}", status=2)
+    if args.calibration_data is None:
+        raise CLIError(f"--quantize {args.quantize} needs --calibration-data DIR, a "
+                       "folder of images like those the detector will see", status=2)
+    _require_dir(args.calibration_data, "--calibration-data")
+    if not calibration_files(args.calibration_data):
+        raise CLIError(
+            f"--calibration-data: no images ({', '.join(CALIBRATION_EXTENSIONS)}) in "
+            f"folder {args.calibration_data}", status=2)
 
 
 def run(args):
@@ -99,8 +141,10 @@ def run(args):
         raise CLIError(
             f"--opset only applies to --format onnx, not {args.format}", status=2
         )
+    _check_quantize_arguments(args)
     if args.format == "onnx":
-        missing = [m for m in ("tf2onnx", "onnx") if importlib.util.find_spec(m) is None]
+        needed = ("tf2onnx", "onnx") + (("onnxruntime",) if args.quantize else ())
+        missing = [m for m in needed if importlib.util.find_spec(m) is None]
         if missing:
             raise CLIError(
                 f"--format onnx needs {' and '.join(missing)}, which "
@@ -114,8 +158,12 @@ def run(args):
         "max_candidates_per_class": args.max_candidates_per_class,
     }
     options = {k: v for k, v in options.items() if v is not None}
+    if args.quantize:
+        options.update(quantize=args.quantize, calibration=args.calibration_data,
+                       num_calibration=args.num_calibration)
     path = export(model, args.out, args.format, input_dtype=args.input_dtype,
                   batch_size=args.batch_size, opset=args.opset, **options)
-    print(f"wrote {args.format} detector to {path} (input images "
+    print(f"wrote {args.format}{' ' + args.quantize if args.quantize else ''} "
+          f"detector to {path} (input images "
           f"{args.input_dtype}; outputs {', '.join(OUTPUT_NAMES)})")
     return 0

@@ -1,0 +1,447 @@
+"""export(quantize="int8"): LiteRT and ONNX artifacts whose network is int8
+(weights stored as int8, checked in the files) while decoding and NMS stay
+float32; they run in their own runtimes with the float interface (uint8
+input too) and detect what the float model detects; calibration sources and
+every error path; `keras-ssd export --quantize int8`."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from keras_ssd.cli import main
+from keras_ssd.export import OUTPUT_NAMES, export
+from keras_ssd.inference.model import inference_model
+from keras_ssd.quantize import (
+    DEFAULT_NUM_CALIBRATION,
+    calibration_batches,
+    calibration_images,
+    check_quantize,
+    litert_interpreter,
+)
+
+SIZE = 160
+DECODE = {"confidence_threshold": 0.8, "iou_threshold": 0.45, "top_k": 10}
+
+tf_only = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="export builds TensorFlow graphs; it runs under KERAS_BACKEND=tensorflow",
+)
+
+
+def confident_tiny_ssd():
+    """SSDTiny (3 classes) whose heads give confident, image-dependent
+    detections: class kernels x4 and a +1 bias on one class per prior shape,
+    box kernels x0.1 (boxes move off the priors, neighbours overlap)."""
+    keras.utils.set_random_seed(7)
+    from keras_ssd.models import SSDTiny
+
+    model = SSDTiny(num_classes=3)
+    for layer in model.layers:
+        if layer.name.endswith("_mbox_conf"):
+            kernel, bias = layer.get_weights()
+            bias = np.zeros_like(bias)
+            bias[np.arange(bias.size // 4) * 4 + 1 + np.arange(bias.size // 4) % 3] = 1.0
+            layer.set_weights([kernel * 4.0, bias])
+        elif layer.name.endswith("_mbox_loc"):
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel * 0.1, bias])
+    return model
+
+
+def make_images(n=4, seed=0):
+    """Noise with coloured blocks and a gradient: inputs with detections."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, SIZE, SIZE, 3)).astype("uint8")
+    for i in range(n):
+        y, x = rng.integers(0, 80, 2)
+        images[i, y:y + 60, x:x + 60] = rng.integers(0, 256, 3)
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+    images[-1] = np.stack([xx * 1.5, yy * 1.5, (xx + yy) * 0.7], -1).astype("uint8")
+    return images
+
+
+@pytest.fixture(scope="module")
+def ssd():
+    return confident_tiny_ssd()
+
+
+@pytest.fixture(scope="module")
+def calibration():
+    return make_images(16, seed=1)
+
+
+@pytest.fixture(scope="module")
+def images():
+    return make_images(4, seed=2)
+
+
+@pytest.fixture(scope="module")
+def expected(ssd, images):
+    out = inference_model(ssd, **DECODE)(images.astype("float32"))
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def assert_float_interface(got, batch, top_k=DECODE["top_k"]):
+    assert sorted(got) == sorted(OUTPUT_NAMES)
+    assert got["boxes"].dtype == np.float32 and got["boxes"].shape == (batch, top_k, 4)
+    assert got["scores"].dtype == np.float32 and got["scores"].shape == (batch, top_k)
+    assert got["labels"].dtype == np.int32 and got["labels"].shape == (batch, top_k)
+    assert got["num_detections"].dtype == np.int32 and got["num_detections"].shape == (batch,)
+
+
+def matched_share(got, want, iou_min=0.7):
+    """Share of `want`'s detections that `got` reproduces (same label, IoU >= iou_min)."""
+    from keras_ssd.boxes import iou
+
+    matched = total = 0
+    for i in range(len(want["num_detections"])):
+        n, m = int(want["num_detections"][i]), int(got["num_detections"][i])
+        total += n
+        if not n or not m:
+            continue
+        overlaps = np.asarray(iou(want["boxes"][i, :n], got["boxes"][i, :m]))
+        same = want["labels"][i, :n, None] == got["labels"][i, None, :m]
+        matched += int(((overlaps >= iou_min) & same).any(axis=1).sum())
+    return matched / max(total, 1), total
+
+
+# ------------------------------------------------------------------ LiteRT
+@pytest.fixture(scope="module")
+def litert_int8(ssd, calibration, tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("int8") / "detector.tflite")
+    export(ssd, path, format="litert", quantize="int8", calibration=calibration,
+           num_calibration=8, input_dtype="uint8", batch_size=4, **DECODE)
+    return path
+
+
+def litert_ops(path):
+    interpreter = litert_interpreter(model_path=path)
+    return interpreter, interpreter._get_ops_details()  # noqa: SLF001 - inspection
+
+
+@tf_only
+def test_litert_int8_stores_int8_convolutions_and_keeps_the_decoder_float(litert_int8):
+    interpreter, ops = litert_ops(litert_int8)
+    dtype = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
+    convs = [op for op in ops if op["op_name"] == "CONV_2D"]
+    assert len(convs) == 21  # every convolution of SSDTiny (trunk and heads)
+    for op in convs:
+        activation, weight, bias = op["inputs"][:3]
+        assert dtype[activation] == np.int8 and dtype[weight] == np.int8
+        assert dtype[bias] == np.int32
+    # One QUANTIZE after the input's cast, one DEQUANTIZE of the predictions;
+    # the decoder (softmax, box exp, the NMS while-loop, top-k, the outputs)
+    # has no int8 tensor at all.
+    kinds = [op["op_name"] for op in ops]
+    assert kinds.count("QUANTIZE") == 1 and kinds.count("DEQUANTIZE") == 1
+    assert {"SOFTMAX", "EXP", "WHILE", "TOPK_V2"} <= set(kinds)
+    names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
+    for op in ops:
+        tensors = [i for i in list(op["inputs"]) + list(op["outputs"]) if i >= 0]
+        if op["op_name"] != "DEQUANTIZE" and any("export_detections" in names[i] or
+                                                 "StatefulPartitionedCall" in names[i]
+                                                 for i in op["outputs"]):
+            assert all(dtype[i] != np.int8 for i in tensors), (op["op_name"], names[
+                op["outputs"][0]])
+        if any(dtype[i] == np.int8 for i in tensors) and op["op_name"] != "QUANTIZE":
+            assert names[op["outputs"][0]].startswith(("ssd_tiny", "tfl.dequantize")), \
+                names[op["outputs"][0]]
+    with open(litert_int8, "rb") as f:
+        assert b"Flex" not in f.read()
+
+
+@tf_only
+def test_litert_int8_takes_uint8_images_and_detects_what_the_float_model_does(
+        litert_int8, images, expected):
+    interpreter = litert_interpreter(model_path=litert_int8)
+    (inp,) = interpreter.get_input_details()
+    assert inp["dtype"] == np.uint8 and list(inp["shape"]) == [4, SIZE, SIZE, 3]
+    got = interpreter.get_signature_runner()(images=images)
+    got = {k: np.asarray(v) for k, v in got.items()}
+    assert_float_interface(got, 4)
+    assert expected["num_detections"].sum() >= 10
+    share, total = matched_share(got, expected)
+    assert share >= 0.8, f"{share:.2f} of {total} float detections kept"
+    np.testing.assert_allclose(got["num_detections"], expected["num_detections"], atol=3)
+    assert (got["labels"][got["scores"] == 0] == -1).all()  # padding rows
+
+
+@tf_only
+def test_litert_int8_is_under_a_third_of_the_float_file(ssd, litert_int8):
+    float_bytes = sum(int(np.prod(w.shape)) * 4 for w in ssd.weights)
+    assert os.path.getsize(litert_int8) < 0.4 * float_bytes
+
+
+# -------------------------------------------------------------------- ONNX
+@pytest.fixture(scope="module")
+def onnx_int8(ssd, calibration, tmp_path_factory):
+    pytest.importorskip("onnxruntime", reason="pip install 'keras-ssd[export]'")
+    pytest.importorskip("tf2onnx", reason="pip install 'keras-ssd[export]'")
+    path = str(tmp_path_factory.mktemp("int8") / "detector.onnx")
+    export(ssd, path, format="onnx", quantize="int8", calibration=list(calibration),
+           num_calibration=8, **DECODE)
+    return path
+
+
+@tf_only
+def test_onnx_int8_is_qdq_with_int8_conv_weights_and_a_float_decoder(onnx_int8):
+    import onnx
+
+    model = onnx.load(onnx_int8)
+    init = {t.name: t for t in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert len(convs) == 21
+    for conv in convs:
+        weight = producer[conv.input[1]]
+        assert weight.op_type == "DequantizeLinear"
+        assert init[weight.input[0]].data_type == onnx.TensorProto.INT8
+        assert producer[conv.input[0]].op_type == "DequantizeLinear"  # int8 activations
+    qdq = [n for n in model.graph.node
+           if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert qdq and not [n.name for n in qdq if "export_detections" in n.name]
+    for node in model.graph.node:
+        if node.op_type in ("Softmax", "Exp", "Loop", "TopK"):
+            assert all(producer.get(i) is None or producer[i].op_type != "DequantizeLinear"
+                       for i in node.input), node.name
+    outputs = {o.name for o in model.graph.output}
+    assert not [n.name for n in model.graph.node
+                if set(n.output) & outputs and n.op_type == "DequantizeLinear"]
+    loop = next(n for n in model.graph.node if n.op_type == "Loop")
+    body = next(a.g for a in loop.attribute if a.name == "body")
+    assert not [n for n in body.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+
+
+@tf_only
+def test_onnx_int8_runs_with_a_dynamic_batch_and_detects_what_the_float_model_does(
+        onnx_int8, images, expected):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(onnx_int8, providers=["CPUExecutionProvider"])
+    (inp,) = session.get_inputs()
+    assert (inp.name, inp.type, inp.shape) == ("images", "tensor(float)",
+                                               ["batch", SIZE, SIZE, 3])
+    names = [o.name for o in session.get_outputs()]
+    got = dict(zip(names, session.run(names, {"images": images.astype("float32")})))
+    assert_float_interface(got, 4)
+    share, total = matched_share(got, expected)
+    assert share >= 0.8, f"{share:.2f} of {total} float detections kept"
+    one = dict(zip(names, session.run(names, {"images": images[1:2].astype("float32")})))
+    assert_float_interface(one, 1)
+    np.testing.assert_array_equal(one["labels"], got["labels"][1:2])
+
+
+@tf_only
+def test_keep_float_leaves_the_named_layer_float_in_litert(ssd, calibration, tmp_path):
+    path = str(tmp_path / "d.tflite")
+    export(ssd, path, format="litert", quantize="int8", calibration=calibration[:2],
+           keep_float=["tiny_conv1"], **DECODE)
+    interpreter, ops = litert_ops(path)
+    dtype = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
+    names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
+    convs = [op for op in ops if op["op_name"] == "CONV_2D"]
+    first = [op for op in convs if "tiny_conv1_" in names[op["outputs"][0]]]
+    assert len(first) == 1 and dtype[first[0]["inputs"][1]] == np.float32
+    assert sum(dtype[op["inputs"][1]] == np.int8 for op in convs) == 20
+
+
+@tf_only
+def test_keep_float_leaves_the_named_layer_float_in_onnx(ssd, calibration, tmp_path):
+    import onnx
+
+    pytest.importorskip("onnxruntime")
+    path = str(tmp_path / "d.onnx")
+    export(ssd, path, format="onnx", quantize="int8", calibration=calibration[:2],
+           keep_float="tiny_conv1", **DECODE)
+    model = onnx.load(path)
+    init = {t.name for t in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    float_convs = [n for n in convs if n.input[1] in init]  # a float weight, no DQ
+    assert len(convs) == 21 and len(float_convs) == 1
+    assert "/tiny_conv1_1/" in float_convs[0].input[1]
+    assert producer[float_convs[0].input[0]].op_type != "DequantizeLinear"
+    assert all(producer[n.input[1]].op_type == "DequantizeLinear"
+               for n in convs if n not in float_convs)
+
+
+# ------------------------------------------------------------- calibration
+def test_calibration_images_from_a_dataset_are_resized_and_evenly_spread(toy_dataset):
+    dataset = toy_dataset()  # 5 images of different sizes, image i filled with i + 1
+    images = calibration_images(dataset, (SIZE, SIZE), num_calibration=3)
+    assert [im.shape for im in images] == [(SIZE, SIZE, 3)] * 3
+    assert all(im.dtype == np.uint8 for im in images)
+    assert [int(im[0, 0, 0]) for im in images] == [1, 3, 5]
+
+
+def test_calibration_images_from_arrays_lists_and_batch_iterators():
+    array = np.stack([np.full((40, 30, 3), v, np.uint8) for v in range(10)])
+    images = calibration_images(array, (20, 24), num_calibration=4)
+    assert [im.shape for im in images] == [(20, 24, 3)] * 4
+    assert [int(im[0, 0, 0]) for im in images] == [0, 3, 6, 9]
+    floats = calibration_images([array[2].astype("float32")], (40, 30), 5)
+    assert len(floats) == 1 and floats[0].dtype == np.uint8 and floats[0][0, 0, 0] == 2
+
+    def batches():  # a Keras pipeline's (x, y) batches: x is taken
+        for i in range(0, 10, 4):
+            yield array[i:i + 4].astype("float32"), np.zeros(4)
+
+    images = calibration_images(batches(), (40, 30), num_calibration=6)
+    assert [int(im[0, 0, 0]) for im in images] == [0, 1, 2, 3, 4, 5]
+    stacked = calibration_batches(images[:5], 2, "uint8")
+    assert [b.shape for b in stacked] == [(2, 40, 30, 3)] * 3
+    assert stacked[-1][1, 0, 0, 0] == 0  # the last batch is filled from the start
+
+
+def test_calibration_folder_is_searched_recursively_and_skips_bad_files(
+        synthetic_voc, tmp_path):
+    images = calibration_images(synthetic_voc, (SIZE, SIZE), num_calibration=5)
+    assert len(images) == 5 and images[0].shape == (SIZE, SIZE, 3)
+    folder = tmp_path / "mixed"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    from PIL import Image
+
+    Image.fromarray(np.full((50, 70, 3), 200, np.uint8)).save(folder / "sub" / "ok.png")
+    with pytest.warns(UserWarning, match="skipped 1 unreadable calibration image"):
+        images = calibration_images(str(folder), (32, 32))
+    assert len(images) == 1 and images[0].shape == (32, 32, 3)
+
+
+def test_calibration_folder_without_readable_images_names_the_folder(tmp_path):
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("no images here")
+    with pytest.raises(ValueError, match=f"calibration folder {folder} has no readable "
+                                         "images: no image files"):
+        calibration_images(str(folder), (SIZE, SIZE))
+    (folder / "bad.jpg").write_bytes(b"\xff\xd8 truncated")
+    with pytest.raises(ValueError, match=r"has no readable images: 1 image file\(s\), "
+                                         "none readable"):
+        calibration_images(str(folder), (SIZE, SIZE))
+    with pytest.raises(ValueError, match="calibration folder .*missing does not exist"):
+        calibration_images(str(tmp_path / "missing"), (SIZE, SIZE))
+
+
+@pytest.mark.parametrize("source, message", [
+    ([], "holds no images"),
+    (np.zeros((0, 8, 8, 3), np.uint8), "holds no images"),
+    (iter([]), "holds no images"),
+    ([np.zeros((8, 8, 2, 2))], "calibration image 0"),
+    (42, "calibration must be a folder, a dataset, images or an iterable"),
+])
+def test_calibration_sources_without_images_are_refused(source, message):
+    with pytest.raises(ValueError, match=message):
+        calibration_images(source, (8, 8))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"quantize": "int8", "fmt": "tf_saved_model", "calibration": "x"},
+     "format 'tf_saved_model' cannot be quantized; quantize='int8' applies to the "
+     "formats litert, onnx"),
+    ({"quantize": "int8", "fmt": "litert", "calibration": None},
+     "quantize='int8' needs calibration data"),
+    ({"quantize": "int4", "fmt": "litert", "calibration": "x"},
+     "quantize must be None or one of int8"),
+    ({"quantize": None, "fmt": "litert", "calibration": "x"},
+     "calibration only apply with quantize='int8'"),
+    ({"quantize": "int8", "fmt": "onnx", "calibration": "x", "num_calibration": 0},
+     "num_calibration must be a positive int"),
+    ({"quantize": "int8", "fmt": "onnx", "calibration": "x", "keep_float": [3]},
+     "keep_float must be layer names"),
+])
+def test_check_quantize_refuses_bad_arguments(kwargs, message):
+    kwargs = {"num_calibration": None, **kwargs}
+    with pytest.raises(ValueError) as info:
+        check_quantize(**kwargs)
+    assert message in str(info.value)
+
+
+def test_check_quantize_defaults():
+    assert check_quantize(None, "onnx", None, None) == (None, None, ())
+    assert check_quantize("INT8", "litert", "d", None, "conv1") == (
+        "int8", DEFAULT_NUM_CALIBRATION, ("conv1",))
+
+
+@tf_only
+@pytest.mark.parametrize("kwargs, message", [
+    ({"format": "tf_saved_model", "quantize": "int8", "calibration": "x"},
+     "cannot be quantized; quantize='int8' applies to the formats litert, onnx"),
+    ({"format": "litert", "quantize": "int8"}, "needs calibration data"),
+    ({"format": "onnx", "calibration": "x"}, "only apply with quantize='int8'"),
+])
+def test_export_refuses_bad_quantize_arguments_before_writing(ssd, tmp_path, kwargs,
+                                                              message):
+    ext = {"tf_saved_model": "", "litert": ".tflite", "onnx": ".onnx"}[kwargs["format"]]
+    with pytest.raises(ValueError, match=message):
+        export(ssd, str(tmp_path / f"d{ext}"), **kwargs)
+    assert os.listdir(tmp_path) == []
+
+
+@tf_only
+def test_export_with_an_unreadable_calibration_folder_writes_nothing(ssd, tmp_path):
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match=f"calibration folder {folder} has no readable"):
+        export(ssd, str(tmp_path / "d.tflite"), format="litert", quantize="int8",
+               calibration=str(folder))
+    assert sorted(os.listdir(tmp_path)) == ["calib"]
+
+
+# --------------------------------------------------------------------- CLI
+@tf_only
+def test_cli_quantizes_with_a_calibration_folder(ssd, synthetic_voc, images, expected,
+                                                 tmp_path, capsys):
+    model_file = str(tmp_path / "detector.keras")
+    inference_model(ssd, **DECODE).save(model_file)
+    out = str(tmp_path / "d.tflite")
+    status = main(["export", "--model-file", model_file, "--format", "litert",
+                   "--out", out, "--batch-size", "4", "--quantize", "int8",
+                   "--calibration-data", synthetic_voc, "--num-calibration", "6"])
+    assert status == 0
+    assert f"wrote litert int8 detector to {out}" in capsys.readouterr().out
+    interpreter, ops = litert_ops(out)
+    dtype = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
+    assert all(dtype[op["inputs"][1]] == np.int8 for op in ops if op["op_name"] == "CONV_2D")
+    got = interpreter.get_signature_runner()(images=images.astype("float32"))
+    assert_float_interface({k: np.asarray(v) for k, v in got.items()}, 4)
+
+
+@tf_only
+@pytest.mark.parametrize("args, status, message", [
+    (["--format", "saved_model", "--out", "{tmp}/sm", "--quantize", "int8",
+      "--calibration-data", "{images}"], 2,
+     "--quantize int8: --format tf_saved_model cannot be quantized; use --format litert "
+     "or onnx"),
+    (["--format", "litert", "--out", "{tmp}/d.tflite", "--quantize", "int8"], 2,
+     "--quantize int8 needs --calibration-data DIR"),
+    (["--format", "litert", "--out", "{tmp}/d.tflite", "--calibration-data", "{images}"],
+     2, "--calibration-data only apply with --quantize int8"),
+    (["--format", "onnx", "--out", "{tmp}/d.onnx", "--quantize", "int8",
+      "--calibration-data", "{tmp}/nowhere"], 2, "--calibration-data: folder not found"),
+    (["--format", "onnx", "--out", "{tmp}/d.onnx", "--quantize", "int8",
+      "--calibration-data", "{empty}"], 2, "--calibration-data: no images (.jpg"),
+    (["--format", "litert", "--out", "{tmp}/d.tflite", "--quantize", "int8",
+      "--calibration-data", "{broken}"], 1, "has no readable images"),
+])
+def test_cli_quantize_errors_are_one_line(ssd, tmp_path, capsys, args, status, message):
+    model = tmp_path / "model.keras"
+    ssd.save(str(model))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("no images")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "x.jpg").write_bytes(b"not a jpeg")
+    args = [a.format(tmp=tmp_path, images=broken, empty=empty, broken=broken)
+            for a in args]
+    assert main(["export", "--model-file", str(model)] + args) == status
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("keras-ssd export: error: ")
+    assert message in err[-1]
+    if status == 1:
+        assert str(broken) in err[-1]
+    assert not (tmp_path / "d.tflite").exists() and not (tmp_path / "d.onnx").exists()

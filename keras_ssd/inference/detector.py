@@ -214,14 +214,19 @@ def _check_options(confidence_threshold, iou_threshold, top_k):
         raise ValueError(f"top_k must be a positive int, got {top_k!r}")
 
 
-def _resolve_options(decoder, confidence_threshold, iou_threshold, top_k):
+def _resolve_options(decoder, confidence_threshold, iou_threshold, top_k, model=None):
     """The decoder settings a detector will apply: those given, else the
-    inference model's own (`decoder`), else `DECODE_DEFAULTS`."""
+    inference model's own (`decoder`), else the training model's
+    `postprocessing` (a converted checkpoint's source settings), else
+    `DECODE_DEFAULTS`."""
     _check_options(confidence_threshold, iou_threshold, top_k)
     given = {"confidence_threshold": confidence_threshold,
              "iou_threshold": iou_threshold, "top_k": top_k}
-    own = DECODE_DEFAULTS if decoder is None else {
-        name: getattr(decoder, name) for name in DECODE_DEFAULTS}
+    if decoder is None:
+        source = getattr(model, "postprocessing", None) or {}
+        own = {name: source.get(name, value) for name, value in DECODE_DEFAULTS.items()}
+    else:
+        own = {name: getattr(decoder, name) for name in DECODE_DEFAULTS}
     options = {name: own[name] if value is None else value for name, value in given.items()}
     return (float(options["confidence_threshold"]), float(options["iou_threshold"]),
             int(options["top_k"]))
@@ -340,8 +345,10 @@ class Detector:
             an inference model (`keras_ssd.inference_model`, also loaded from
             `.keras`, from keras-ssd 0.1 too).
         confidence_threshold, iou_threshold, top_k: decoder settings. `None`
-            (default) keeps an inference model's own setting, and means
-            `DECODE_DEFAULTS` (0.01, 0.45, 200) for a training model. An
+            (default) keeps an inference model's own setting, and for a
+            training model means its `postprocessing` (a converted
+            checkpoint's source settings), else `DECODE_DEFAULTS` (0.01,
+            0.45, 200). An
             inference model whose decoder is looser (lower threshold, larger
             `top_k`, same IoU) is used as it is and its output filtered;
             otherwise its predictions are decoded again.
@@ -383,7 +390,7 @@ class Detector:
         self.config = get_config_from_model(model)
         decoder = find_decoder(model)
         confidence, iou, k = _resolve_options(decoder, confidence_threshold,
-                                              iou_threshold, top_k)
+                                              iou_threshold, top_k, model)
         self.decode_options = {"confidence_threshold": confidence,
                                "iou_threshold": iou, "top_k": k}
         if decoder is None:
@@ -483,7 +490,8 @@ def get_detector(model, confidence_threshold=0.5, iou_threshold=0.45, top_k=200)
             f"{type(model).__name__}"
         )
     get_config_from_model(model)  # a clear error before anything else
-    key = _resolve_options(find_decoder(model), confidence_threshold, iou_threshold, top_k)
+    key = _resolve_options(find_decoder(model), confidence_threshold, iou_threshold, top_k,
+                           model)
     cache = model.__dict__.get(_CACHE_ATTRIBUTE)
     if cache is None or any(d.model is not model for d in cache.values()):  # a copy's
         cache = {}

@@ -147,3 +147,19 @@ def test_inference_model_takes_the_models_postprocessing_as_defaults():
     assert (decoder.top_k, decoder.max_log_scale, decoder.clip_boxes) == (9, None, True)
     plain = inference_model(SSD(SSDConfig.tiny(num_classes=2), architecture="tiny"))
     assert plain.get_layer("detections").top_k == 200
+
+
+def test_a_detector_on_a_training_model_starts_from_its_postprocessing():
+    from keras_ssd.inference.detector import Detector
+    from keras_ssd.models import SSD
+
+    model = SSD(SSDConfig.tiny(num_classes=2), architecture="tiny",
+                postprocessing={"top_k": 7, "confidence_threshold": 0.2, "clip_boxes": True})
+    detector = Detector(model)
+    assert detector.decode_options == {"confidence_threshold": 0.2, "iou_threshold": 0.45,
+                                       "top_k": 7}
+    assert detector.inference_model.get_layer("detections").clip_boxes is True
+    assert Detector(model, top_k=3).decode_options["top_k"] == 3
+    plain = Detector(SSD(SSDConfig.tiny(num_classes=2), architecture="tiny"))
+    assert plain.decode_options == {"confidence_threshold": 0.01, "iou_threshold": 0.45,
+                                    "top_k": 200}

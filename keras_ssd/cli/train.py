@@ -67,7 +67,7 @@ def add_arguments(p):
                        default="none",
                        help="with --preset: layers that do not train: conv1-conv2 (the "
                             "Caffe recipe), backbone (conv1_1..fc7) or none (default). "
-                            "Not stored in checkpoints: --resume trains every layer")
+                            "Stored in the model: --resume keeps them frozen")
     add_image_size_argument(model, training=True)
     model.add_argument("--letterbox", action="store_true",
                        help="keep each image's aspect ratio: scale it to fit the input "

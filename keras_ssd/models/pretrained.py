@@ -478,8 +478,11 @@ def freeze_layers(model, freeze):
         raise ValueError(f"freeze={freeze!r} needs the VGG16 layers {', '.join(missing)}, "
                          f"which model {model.name!r} ({getattr(model, 'architecture', '?')}) "
                          "does not have")
-    for name in names:
-        model.get_layer(name).trainable = False
+    if hasattr(model, "freeze"):
+        model.freeze(names)  # an SSD: stored with the model, kept on resume
+    else:
+        for name in names:
+            model.get_layer(name).trainable = False
     return list(names)
 
 

@@ -83,6 +83,10 @@ class SSD(keras.Model):
         letterbox: optional bool, sets `config.letterbox`: the model's
             images are letterboxed (aspect kept, mean padding) instead of
             stretched, in training, evaluation and prediction.
+        frozen_layers: optional list of layer names made untrainable (e.g.
+            `keras_ssd.models.pretrained.FREEZE_MODES["conv1-conv2"]`);
+            stored with the model, so a saved and resumed run keeps them
+            frozen. `model.frozen_layers` lists them.
         backbone_weights: `None` (random init), `"imagenet"` (download the
             Keras application's ImageNet weights) or a path to a `.h5` /
             `.weights.h5` file (VGG16: a full `keras.applications.VGG16`
@@ -110,7 +114,8 @@ class SSD(keras.Model):
 
     def __init__(self, config, architecture="ssd300", normalization=None,
                  weight_decay=0.0, backbone_weights=None, preprocessing=None,
-                 postprocessing=None, image_size=None, letterbox=None, **kwargs):
+                 postprocessing=None, image_size=None, letterbox=None, frozen_layers=None,
+                 **kwargs):
         config = SSDConfig.from_dict(config.to_dict() if isinstance(config, SSDConfig)
                                      else config)
         if keras.config.image_data_format() != "channels_last":
@@ -186,8 +191,35 @@ class SSD(keras.Model):
         # `train_detector` to pick the from-scratch or the pretrained recipe.
         self.pretrained_backbone = backbone_weights is not None
         self.source_names = [name for name, _ in sources]
+        self.frozen_layers = ()
+        self.freeze(frozen_layers or ())
         if backbone_weights is not None:
             backbone.load_weights(self, backbone_weights)
+
+    def freeze(self, layer_names):
+        """Make the named layers untrainable (they stay so in saved copies).
+
+        Args:
+            layer_names: names of layers of this model.
+
+        Returns:
+            `self.frozen_layers`, all the frozen layer names so far.
+
+        Raises:
+            ValueError: naming the layers the model does not have.
+        """
+        names = [str(n) for n in layer_names]
+        have = {layer.name for layer in self.layers}
+        missing = [n for n in names if n not in have]
+        if missing:
+            raise ValueError(
+                f"SSD {self.name!r} ({self.architecture}) has no layer(s) "
+                f"{', '.join(missing)} to freeze")
+        for name in names:
+            self.get_layer(name).trainable = False
+        self.frozen_layers = tuple(self.frozen_layers) + tuple(
+            n for n in names if n not in self.frozen_layers)
+        return self.frozen_layers
 
     def at_image_size(self, image_size, letterbox=None):
         """This model at another input size, with the same weights.
@@ -283,6 +315,7 @@ class SSD(keras.Model):
             "backbone_weights": None,
             "preprocessing": self.preprocessing,
             "postprocessing": None if self.postprocessing is None else dict(self.postprocessing),
+            **({"frozen_layers": list(self.frozen_layers)} if self.frozen_layers else {}),
         }
 
     @classmethod

@@ -398,3 +398,18 @@ def test_the_package_exports_the_converter_and_the_builders_from_preset():
     assert keras_ssd.pretrained.from_preset is pretrained.from_preset
     # The builder itself is unchanged: still a plain call.
     assert keras_ssd.SSDTiny(num_classes=2).output_shape == (None, 2390, 7)
+
+
+def test_frozen_layers_are_stored_with_the_model(tmp_path, make_tiny_model):
+    model = make_tiny_model()
+    names = [layer.name for layer in model.layers if layer.weights][:2]
+    assert model.freeze(names) == tuple(names) and model.frozen_layers == tuple(names)
+    assert model.get_config()["frozen_layers"] == names
+    assert "frozen_layers" not in make_tiny_model().get_config()  # none: as before
+    model.save(tmp_path / "frozen.keras")
+    loaded = keras.saving.load_model(tmp_path / "frozen.keras", compile=False)
+    assert loaded.frozen_layers == tuple(names)
+    assert [layer.name for layer in loaded.layers if layer.weights and not layer.trainable] \
+        == names
+    with pytest.raises(ValueError, match="has no layer.*conv9_9 to freeze"):
+        model.freeze(["conv9_9"])

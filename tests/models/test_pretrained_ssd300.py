@@ -99,7 +99,7 @@ def test_finetuning_new_heads_of_a_preset_trains_and_its_loss_falls(
                                    converter=StandIn(), verbose=False)
     assert model.class_names == list(train.class_names) and model.output_shape[-1] == 9
     frozen = [layer.name for layer in model.layers if not layer.trainable and layer.weights]
-    assert frozen == list(pretrained.FREEZE_MODES["backbone"])
+    assert frozen == list(pretrained.FREEZE_MODES["backbone"]) == list(model.frozen_layers)
     before = model.get_layer("conv3_1").get_weights()[0].copy()
     train.records = train.records[:1]  # one image, one step per epoch: the same step
     history = train_detector(model, train, epochs=3, batch_size=1, augment=False,

@@ -42,12 +42,35 @@ def test_bool_clip_reads_as_the_0_1_meaning_and_serialises_as_a_mode():
     assert again.clip == "corners" and again == config
 
 
-def test_caffe_priors_are_bit_identical_to_the_unclipped_formula():
+def caffe_priors_float64():
+    """The Caffe SSD300 priors by the formula, in float64: per map, row,
+    column, then (min, min), (sqrt(min max),) * 2, then per ratio r
+    (min sqrt(r), min / sqrt(r)) and its transpose; centres (i + 0.5) step."""
+    maps, steps = [38, 19, 10, 5, 3, 1], [8, 16, 32, 64, 100, 300]
+    mins, maxs = [30, 60, 111, 162, 213, 264], [60, 111, 162, 213, 264, 315]
+    ratios = [[2], [2, 3], [2, 3], [2, 3], [2], [2]]
+    out = []
+    for f, step, lo, hi, rs in zip(maps, steps, mins, maxs, ratios):
+        sizes = [(lo, lo), (np.sqrt(lo * hi),) * 2]
+        for r in rs:
+            sizes += [(lo * np.sqrt(r), lo / np.sqrt(r)), (lo / np.sqrt(r), lo * np.sqrt(r))]
+        for i in range(f):
+            for j in range(f):
+                for w, h in sizes:
+                    out.append([(j + 0.5) * step / 300, (i + 0.5) * step / 300, w / 300, h / 300])
+    return np.asarray(out, np.float64)
+
+
+def test_none_and_corners_give_the_priors_of_before_bit_for_bit():
+    ref = caffe_priors_float64()
     a = generate_anchors(SSDConfig.ssd300(20))
-    b = generate_anchors(SSDConfig.ssd300(20).replace(clip="none"))
-    assert a.dtype == np.float32 and np.array_equal(a, b)
+    assert a.dtype == np.float32 and np.array_equal(a, ref.astype(np.float32))
+    # "corners" is 0.1's clip=True: corners clipped in float64, then float32.
+    x1y1 = np.clip(ref[:, :2] - ref[:, 2:] / 2, 0, 1)
+    x2y2 = np.clip(ref[:, :2] + ref[:, 2:] / 2, 0, 1)
+    corners = np.concatenate([(x1y1 + x2y2) / 2, x2y2 - x1y1], 1).astype(np.float32)
     c = generate_anchors(SSDConfig.ssd300(20).replace(clip="corners"))
-    assert not np.array_equal(c, a)
+    assert np.array_equal(c, corners) and not np.array_equal(c, a)
 
 
 @pytest.mark.parametrize("mode", CLIP_MODES)

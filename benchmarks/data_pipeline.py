@@ -13,7 +13,12 @@ SSD300 (8732 priors):
 The images get strong pixel noise so that JPEG decoding costs what it does
 on photos (pass --smooth to skip that).
 
+`--image-size 300x540` runs it at a non-square SSD300 input (height x
+width; the feature maps and priors of `SSD300(image_size=...)`, 15606
+priors at 300x540), `--letterbox` with the letterbox rendering.
+
 Run: python -m benchmarks.data_pipeline [--images 64] [--repeats 5] [--smooth]
+         [--image-size S|HxW] [--letterbox]
 Medians over repeats are printed (shared machines are noisy).
 """
 
@@ -76,11 +81,15 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--smooth", action="store_true",
                         help="keep the flat synthetic images (faster to decode than photos)")
+    parser.add_argument("--image-size", default="300", metavar="S|HxW",
+                        help="SSD300 input size, e.g. 300x540 (default: 300)")
+    parser.add_argument("--letterbox", action="store_true",
+                        help="letterbox the images (aspect kept, mean padding)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     pinned = _pin_one_core()
 
-    from keras_ssd.config import SSDConfig
+    from keras_ssd.config import SSDConfig, parse_image_size
     from keras_ssd.data import SSDAugmentation, SSDSequence, VOCDataset, make_synthetic_voc
     from keras_ssd.data.images import decode_image
 
@@ -90,9 +99,15 @@ def main():
         if not args.smooth:
             _add_photo_detail(root)
         ds = VOCDataset(root, "trainval", class_names=("circle", "square", "triangle", "cross"))
+        size = parse_image_size(args.image_size)
         config = SSDConfig.ssd300(num_classes=4)
+        if size != 300:  # the maps of the network at that size
+            from keras_ssd.models import SSD300
+
+            config = SSD300(num_classes=4, image_size=size).config
+        config = config.replace(letterbox=args.letterbox)
         n = len(ds)
-        aug = SSDAugmentation(300)
+        aug = SSDAugmentation(config.image_shape, letterbox=args.letterbox)
 
         def decode():
             for i in range(n):
@@ -116,7 +131,9 @@ def main():
                 seq.on_epoch_end()
             return go, batches * args.batch_size
 
-        print(f"data pipeline benchmark: {n} JPEGs 500x375, SSD300 (8732 priors), "
+        shape = "x".join(str(v) for v in config.image_shape)
+        print(f"data pipeline benchmark: {n} JPEGs 500x375, SSD300 at {shape}"
+              f"{' letterboxed' if args.letterbox else ''} ({config.num_anchors} priors), "
               f"batch {args.batch_size}, {pinned}; medians of {args.repeats}")
         _line("decode only", _rate(decode, n, args.repeats))
         _line("decode + augment", _rate(decode_augment, n, args.repeats))

@@ -174,8 +174,9 @@ class DecodeDetections(keras.layers.Layer):
             raise ValueError(f"DecodeDetections: clip_boxes must be a bool, got {clip_boxes!r}")
         self.clip_boxes = clip_boxes
         if max_log_scale is not None:
-            if isinstance(max_log_scale, bool) or not isinstance(max_log_scale, numbers.Real) \
-                    or not math.isfinite(float(max_log_scale)):
+            number = (not isinstance(max_log_scale, bool)
+                      and isinstance(max_log_scale, numbers.Real))
+            if not number or not math.isfinite(float(max_log_scale)):
                 raise ValueError(
                     "DecodeDetections: max_log_scale must be None or a finite number, "
                     f"got {max_log_scale!r}"

@@ -46,7 +46,8 @@ def keys(layer, kind):
     elif layer.endswith("_mbox_loc"):
         prefix = f"head.regression_head.module_list.{_HEADS[layer[:-len('_mbox_loc')]]}"
     elif layer.endswith("_mbox_conf"):
-        prefix = f"head.classification_head.module_list.{_HEADS[layer[:-len('_mbox_conf')]]}"
+        index = _HEADS[layer[:-len("_mbox_conf")]]
+        prefix = f"head.classification_head.module_list.{index}"
     else:  # pragma: no cover - the layer table is fixed
         raise KeyError(layer)
     return [f"{prefix}.weight", f"{prefix}.bias"]

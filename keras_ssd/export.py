@@ -30,6 +30,10 @@ The conversion runs on the TensorFlow backend. ONNX needs the `export` extra
 TensorFlow's own `tf.lite.TFLiteConverter` and only builtin LiteRT ops, so the
 `.tflite` file runs on the plain LiteRT runtime (`ai_edge_litert` or
 `tf.lite.Interpreter`), no Flex delegate.
+
+`quantize="int8"` (LiteRT and ONNX) quantizes the network to int8 from
+calibration images while decoding and NMS stay float32 in the artifact, with
+the same interface (`keras_ssd.quantize`, docs/deployment.md).
 """
 
 import numbers

@@ -75,7 +75,8 @@ CHILD = textwrap.dedent('''
                        "--checkpoint-dir", ckpt)
     model_file = os.path.join(ckpt, "latest.keras")
     out["evaluate"] = cli("evaluate", "--data", root, "--split", "test",
-                          "--model-file", model_file, "--json", os.path.join(d, "eval.json"))
+                          "--model-file", model_file,
+                          "--json", os.path.join(d, "eval.json"))
     image = os.path.join(root, "JPEGImages", sorted(os.listdir(
         os.path.join(root, "JPEGImages")))[0])
     out["predict"] = cli("predict", "--model-file", model_file, image, "--out",
@@ -181,8 +182,9 @@ def test_default_backend_without_tensorflow_is_a_one_line_error(
                           capture_output=True, text=True, timeout=60)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 1 and len(lines) == 1, proc.stderr[-3000:]
-    assert lines[0].startswith(f"keras-ssd {command}: error: Keras' backend is "
-                               "'tensorflow' (the default), but tensorflow is not installed")
+    assert lines[0].startswith(
+        f"keras-ssd {command}: error: Keras' backend is 'tensorflow' (the default), "
+        "but tensorflow is not installed")
     assert "KERAS_BACKEND=jax" in lines[0]
     assert not (tmp_path / "ckpt").exists()
 
@@ -217,6 +219,7 @@ def test_the_documented_jax_only_package_list_is_setup_pys_with_jax_for_tensorfl
     assert "tensorflow" in names  # the default install keeps TensorFlow
     doc = (root / "docs" / "getting_started.md").read_text()
     section = doc.split("### Without TensorFlow (JAX only)", 1)[1]
-    line = next(line for line in section.splitlines() if line.startswith("pip install keras"))
+    line = next(line for line in section.splitlines()
+                if line.startswith("pip install keras"))
     documented = set(line.split("#", 1)[0].split()[2:])
     assert documented == (names - {"tensorflow"}) | {"jax"}

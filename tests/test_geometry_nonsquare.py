@@ -174,8 +174,11 @@ def test_square_presets_give_bit_identical_priors_and_targets(name):
     assert _sha(TargetEncoder.from_config(config)(boxes, labels)) == targets_sha
 
 
-@pytest.mark.backend
 def test_square_decoder_output_is_bit_identical():
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the pinned hashes were computed by the TensorFlow backend")
     from keras_ssd.layers.decode_detections import DecodeDetections
 
     config = SSDConfig.tiny(num_classes=3)

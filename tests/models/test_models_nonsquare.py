@@ -17,6 +17,7 @@ def wide_tiny(make_tiny_model):
     return make_tiny_model(num_classes=2, image_size=TINY_WIDE)
 
 
+@pytest.mark.backend
 def test_tiny_reads_its_map_shapes_from_the_network(wide_tiny):
     config = wide_tiny.config
     assert config.image_size == TINY_WIDE and config.feature_map_shapes == TINY_WIDE_MAPS
@@ -55,6 +56,7 @@ def test_a_config_whose_maps_disagree_with_the_network_is_refused():
         SSDTiny(num_classes=2, image_size=(96, 160))
 
 
+@pytest.mark.backend
 def test_non_square_letterbox_model_saves_and_loads_with_its_geometry(
         make_tiny_model, tmp_path):
     import keras
@@ -89,6 +91,7 @@ def test_at_image_size_keeps_the_weights_and_follows_the_maps(make_tiny_model):
     square.get_layer("tiny_conv1").trainable = True
 
 
+@pytest.mark.backend
 def test_small_non_square_tiny_model_learns_on_the_synthetic_set(make_tiny_model,
                                                                  synthetic_voc):
     import keras

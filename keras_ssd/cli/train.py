@@ -308,10 +308,6 @@ def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_we
                                 weight_decay=kwargs["weight_decay"])
             print(f"fine-tuning preset {args.preset} with new heads for {class_names}"
                   + (f", {args.freeze} frozen" if args.freeze != "none" else ""))
-            if args.image_size is not None or args.letterbox:
-                model = model.at_image_size(
-                    model.config.image_size if args.image_size is None else args.image_size,
-                    letterbox=True if args.letterbox else None)
         else:
             model = build_model(args.model, class_names=class_names, **kwargs)
     model = prepare_model(model, strategy)

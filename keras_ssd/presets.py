@@ -6,6 +6,12 @@ spellings, the backbone network it is built on, the prior geometry of its
 the model builders (`SSD300`, ..., `build_model`, `SSD(architecture=...)`),
 the `keras-ssd --model` choices and the docs all read this table.
 
+A second table, `PRETRAINED`, names the published detector checkpoints that
+keras-ssd converts (`PretrainedPreset`: URL, file, hash, source, accuracy,
+post-processing defaults, fine-tuning recipe), read by
+`SSD300.from_preset(name)` and `keras-ssd ... --preset NAME`; its names
+(`pretrained_names()`) are not variants (`names()`).
+
 This module holds data only (it imports nothing from keras_ssd), so every
 layer of the package can read it.
 

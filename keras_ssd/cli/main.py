@@ -3,7 +3,14 @@
 Errors a user can fix (bad arguments, bad data, a file that is not a
 keras-ssd model) are printed as one line, `keras-ssd <command>: error:
 <what>`, with exit status 2 (usage) or 1 (everything else); set
-`KERAS_SSD_TRACEBACK=1` to see the full traceback instead.
+`KERAS_SSD_TRACEBACK=1` to see the full traceback instead. The line quotes
+at most `MAX_ERROR_CHARS` characters of the message (its start and its end):
+an error from deep inside a framework can embed a whole tensor.
+
+A subcommand that sets `args.hard_exit_on_error = True` (`train
+--distribute multi-worker`) leaves the process with `os._exit` after any
+error: the collective ops and coordination threads of a multi-worker run
+can otherwise keep a failed worker alive at interpreter shutdown.
 """
 
 import argparse
@@ -38,10 +45,37 @@ def build_parser():
     return parser
 
 
+#: The most characters of an error message the one-line error quotes.
+MAX_ERROR_CHARS = 500
+
+
+def shorten_message(message, limit=MAX_ERROR_CHARS):
+    """`message` on one line, at most `limit` characters: its start and end
+    with the number of characters cut in between."""
+    message = " ".join(str(message).split())
+    if len(message) <= limit:
+        return message
+    tail = limit // 4
+    cut = len(message) - limit
+    marker = f" ...[{cut:,} characters cut]... "
+    head = max(0, limit - tail - len(marker))
+    return message[:head] + marker + message[len(message) - tail:]
+
+
 def _error(command, message):
     prefix = f"keras-ssd {command}" if command else "keras-ssd"
-    message = " ".join(str(message).split())
-    print(f"{prefix}: error: {message}", file=sys.stderr)
+    print(f"{prefix}: error: {shorten_message(message)}", file=sys.stderr)
+
+
+def _hard_exit(status):
+    """Leave now with `status`, skipping interpreter shutdown (threads,
+    atexit handlers), after flushing what was printed."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(status)
 
 
 def main(argv=None):
@@ -52,6 +86,23 @@ def main(argv=None):
         parser.print_help()
         return 0
     show_traceback = os.environ.get("KERAS_SSD_TRACEBACK", "").lower() in ("1", "true", "yes")
+    try:
+        status = _dispatch(args, show_traceback)
+    except BaseException as e:
+        if not getattr(args, "hard_exit_on_error", False):
+            raise
+        if isinstance(e, SystemExit):
+            _hard_exit(e.code if isinstance(e.code, int) else 1)
+        import traceback
+
+        traceback.print_exc()
+        _hard_exit(1)
+    if status and getattr(args, "hard_exit_on_error", False):
+        _hard_exit(status)
+    return status
+
+
+def _dispatch(args, show_traceback):
     try:
         return int(args._run(args) or 0)
     except CLIError as e:
@@ -69,3 +120,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         _error(args.command, "interrupted")
         return 130
+    except Exception as e:
+        if show_traceback or not getattr(args, "hard_exit_on_error", False):
+            raise
+        # e.g. a multi-worker run whose peer died (tf.errors.UnavailableError)
+        _error(args.command, f"{type(e).__name__}: {e}")
+        return 1

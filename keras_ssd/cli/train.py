@@ -1,5 +1,6 @@
 """`keras-ssd train`: train an SSD on a Pascal VOC, COCO, YOLO or CSV dataset."""
 
+import argparse
 import os
 
 from keras_ssd import presets
@@ -25,6 +26,30 @@ from keras_ssd.cli.args import (
 )
 
 HELP = "train an SSD on a Pascal VOC, COCO, YOLO or CSV dataset"
+
+MULTI_WORKER_HELP = """\
+multi-worker training (--distribute multi-worker):
+  Start this command once per worker (N workers: N processes, on one machine or
+  several), the same arguments everywhere, each with its own TF_CONFIG naming all
+  workers (host:port, reachable from every worker) and its own index i = 0..N-1:
+
+    TF_CONFIG='{"cluster": {"worker": ["host0:2222", "host1:2222", ...]},
+                "task": {"type": "worker", "index": i}}' \\
+    keras-ssd train --data DIR --model tiny --distribute multi-worker \\
+        --batch-size 32 --seed 0 --checkpoint-dir SHARED_DIR
+
+  - the same data at the same path and the same --seed on every worker;
+  - --batch-size is the global batch, a multiple of the number of replicas (one
+    per worker on CPU, one per GPU);
+  - --checkpoint-dir: one folder all workers can read (shared on several
+    machines); only worker 0, the chief, writes it (latest.keras, best.keras,
+    state.json, logs), the others write to a temporary folder they remove;
+  - workers wait for each other at start; if one fails or is killed, the others
+    stop with an error too (non-zero status, within about a minute): start them
+    all again with --resume.
+  Under KERAS_BACKEND=jax the same TF_CONFIG starts jax.distributed (see
+  docs/distributed.md for what runs there).
+"""
 
 
 def add_arguments(p):
@@ -133,9 +158,11 @@ def add_arguments(p):
                      default="none",
                      help="distribution strategy: none (one device, default), mirrored "
                           "(all GPUs of this machine; DataParallel under JAX) or "
-                          "multi-worker (several machines, configured by TF_CONFIG; give "
-                          "every worker the same --seed). --batch-size is the global "
-                          "batch. See docs/distributed.md")
+                          "multi-worker (several processes or machines, each started "
+                          "with its own TF_CONFIG: see 'multi-worker training' below). "
+                          "--batch-size is the global batch. See docs/distributed.md")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = MULTI_WORKER_HELP
 
 
 def _parse_epochs_list(text, epochs):
@@ -213,11 +240,17 @@ def run(args):
     keras.utils.set_random_seed(args.seed)
     from keras_ssd.training.distribute import check_global_batch_size, get_strategy, strategy_scope
 
+    if args.distribute == "multi-worker":
+        # A failed worker leaves at once (see cli/main.py), not at interpreter
+        # shutdown, where collective-op threads can hold it.
+        args.hard_exit_on_error = True
     try:
         strategy = get_strategy(args.distribute)
         check_global_batch_size(recipe.batch_size, strategy)
     except ValueError as e:
         raise CLIError(f"--distribute {args.distribute}: {e}", status=2) from None
+    if args.distribute == "multi-worker":
+        _default_sigterm()
     with strategy_scope(strategy):
         return _train_in_scope(args, strategy, train_set, val_set, class_names,
                                backbone_weights, decay_epochs, latest, recipe)
@@ -243,6 +276,21 @@ def _check_preset(args):
             raise CLIError(f"{option} does not go with --preset (the converted detector "
                            "keeps its source's input)", status=2)
     return preset
+
+
+def _default_sigterm():
+    """Let SIGTERM end this process again.
+
+    TensorFlow's coordination service (started by a multi-worker strategy)
+    installs a SIGTERM handler that only records a preemption notice for
+    `tf.distribute.experimental.PreemptionCheckpointHandler`, which this
+    command does not use: a worker then ignored `kill` until SIGKILL.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def resolve_cli_recipe(args, backbone_weights):

@@ -24,8 +24,11 @@ import glob
 import json
 import math
 import os
+import shutil
+import tempfile
 import uuid
 import warnings
+import weakref
 
 import keras
 import numpy as np
@@ -271,6 +274,13 @@ class TrainingCheckpoint(keras.callbacks.Callback):
     metric is missing (evaluation every N epochs) do not update the best.
     Epochs whose loss is not finite are never saved.
 
+    Multi-worker training (`MultiWorkerMirroredStrategy`, JAX multi-process):
+    only the chief (`keras_ssd.training.distribute.is_chief`) writes into
+    `directory`. Every other worker saves the same files into a temporary
+    folder of its own (`write_directory`), removed when `fit` ends (or the
+    process exits), so that all workers run the same saving code and no two
+    write one file.
+
     Args:
         directory: checkpoint directory (created if needed).
         save_every: int, save `latest.keras` every this many epochs (and
@@ -312,18 +322,25 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         self.verbose = verbose
         self.state = None
         self._started = False
+        self._scratch = None
+
+    @property
+    def write_directory(self):
+        """Where this process writes: `directory`, or a non-chief worker's
+        temporary folder during `fit`."""
+        return self._scratch.name if self._scratch is not None else self.directory
 
     @property
     def latest_path(self):
-        return os.path.join(self.directory, LATEST)
+        return os.path.join(self.write_directory, LATEST)
 
     @property
     def best_path(self):
-        return os.path.join(self.directory, BEST)
+        return os.path.join(self.write_directory, BEST)
 
     @property
     def state_path(self):
-        return os.path.join(self.directory, STATE)
+        return os.path.join(self.write_directory, STATE)
 
     def _fresh_state(self):
         return {
@@ -339,9 +356,23 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         }
 
     def on_train_begin(self, logs=None):
-        os.makedirs(self.directory, exist_ok=True)
-        remove_stale_temporaries(self.directory)
+        from keras_ssd.training.distribute import is_chief
+
+        self._drop_scratch()
+        if is_chief(getattr(self.model, "distribute_strategy", None)):
+            os.makedirs(self.directory, exist_ok=True)
+            remove_stale_temporaries(self.directory)
+        else:
+            self._scratch = _ScratchFolder()
         self._started = False
+
+    def on_train_end(self, logs=None):
+        self._drop_scratch()
+
+    def _drop_scratch(self):
+        if self._scratch is not None:
+            self._scratch.remove()
+            self._scratch = None
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._started:
@@ -417,3 +448,15 @@ class TrainingCheckpoint(keras.callbacks.Callback):
                 f"{value:.5f}, saved {self.best_path}"
             )
         atomic_write_json(state, self.state_path)
+
+
+class _ScratchFolder:
+    """A temporary folder removed by `remove()`, at garbage collection or at
+    interpreter exit, whichever comes first (not after SIGKILL)."""
+
+    def __init__(self):
+        self.name = tempfile.mkdtemp(prefix="keras-ssd-worker-")
+        self._finalizer = weakref.finalize(self, shutil.rmtree, self.name, True)
+
+    def remove(self):
+        self._finalizer()

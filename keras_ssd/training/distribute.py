@@ -60,6 +60,8 @@ __all__ = [
     "distributed_training",
     "cross_replica_sum",
     "parse_tf_config",
+    "patch_keras_multi_worker",
+    "is_chief",
 ]
 
 #: Accepted strategy names (the `keras-ssd train --distribute` choices).
@@ -150,7 +152,97 @@ def _tf_strategy(name, devices):
         raise ValueError("get_strategy: devices cannot be set for 'multi-worker' "
                          "(each worker uses its local GPUs, or its CPU)")
     parse_tf_config()  # clear error for a malformed TF_CONFIG before TF reads it
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    patch_keras_multi_worker()
+    return strategy
+
+
+_PATCHED = False
+
+
+def _is_multi_worker(strategy):
+    import tensorflow as tf
+
+    extended = getattr(strategy, "extended", None)
+    in_multi_worker = getattr(extended, "_in_multi_worker_mode", None)
+    return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and callable(in_multi_worker) and bool(in_multi_worker()))
+
+
+def patch_keras_multi_worker():
+    """Make Keras 3's TensorFlow trainer work under a multi-worker strategy.
+
+    Keras 3 (up to at least 3.15 with TensorFlow 2.21) cannot `fit` under
+    `tf.distribute.MultiWorkerMirroredStrategy` with more than one worker
+    (keras-team/keras#20585, tensorflow/tensorflow#72388), for two reasons
+    this function repairs:
+
+    1. Before the first step `fit`/`evaluate` build the model from one
+       batch and average it over the replicas with
+       `strategy.reduce("MEAN", (images, targets), axis=None)`. With
+       several workers that sends the whole tuple to the collective ops,
+       which cannot convert it: *Attempt to convert a value
+       (PerReplica:{...}) with an unsupported type*. Only the shapes
+       matter there, so the patched build uses this worker's first
+       replica's batch (no communication).
+    2. Every step then reduces the step's outputs (the loss and metric
+       values, scalars) with `strategy.reduce("MEAN", v, axis=0)`, which
+       fails on a scalar (*Invalid reduction dimension 0 for input with 0
+       dimensions*). The patched reduction averages scalars across the
+       replicas (`axis=None`); the metric values are already synchronised
+       variables, so this is the same number on every worker.
+
+    Under any other strategy (one device, `MirroredStrategy`, one worker)
+    the original Keras code runs unchanged. The patch is applied once, by
+    `get_strategy("multi-worker")` under TensorFlow; it does nothing if
+    this Keras version lacks the functions it wraps.
+
+    Returns:
+        True when the patch is (now) in place.
+    """
+    global _PATCHED
+    if _PATCHED:
+        return True
+    try:
+        from keras.src.backend.tensorflow import trainer as tf_trainer
+    except ImportError:
+        return False
+    original_reduce = getattr(tf_trainer, "reduce_per_replica", None)
+    trainer_class = getattr(tf_trainer, "TensorFlowTrainer", None)
+    original_build = getattr(trainer_class, "_maybe_symbolic_build", None)
+    if original_reduce is None or original_build is None:
+        return False
+    import tensorflow as tf
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction not in ("auto", "mean") or not _is_multi_worker(strategy):
+            return original_reduce(values, strategy, reduction)
+
+        def reduce_one(value):
+            first = (strategy.experimental_local_results(value)[0]
+                     if isinstance(value, tf.distribute.DistributedValues) else value)
+            rank = getattr(getattr(first, "shape", None), "rank", None)
+            return strategy.reduce("MEAN", value, axis=0 if rank else None)
+
+        return keras.tree.map_structure(reduce_one, values)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        strategy = getattr(self, "_distribute_strategy", None)
+        if iterator is None or data_batch is not None or not _is_multi_worker(strategy):
+            return original_build(self, iterator=iterator, data_batch=data_batch)
+        for _, _, batches in iterator:
+            batch = next(batches)
+            data_batch = keras.tree.map_structure(
+                lambda v: (strategy.experimental_local_results(v)[0]
+                           if isinstance(v, tf.distribute.DistributedValues) else v),
+                batch)
+            break
+        return original_build(self, iterator=None, data_batch=data_batch)
+
+    tf_trainer.reduce_per_replica = reduce_per_replica
+    trainer_class._maybe_symbolic_build = _maybe_symbolic_build
+    _PATCHED = True
+    return True
 
 
 def _jax_initialize_from_tf_config():
@@ -212,6 +304,37 @@ def get_strategy(name="none", devices=None):
         f"distributed training ({name!r}) is implemented for the TensorFlow and JAX "
         f"backends, not {backend!r}"
     )
+
+
+def is_chief(strategy=None):
+    """Whether this process writes the run's files (checkpoints, logs).
+
+    Under `tf.distribute.MultiWorkerMirroredStrategy` with several workers
+    only the chief does: the task of type `"chief"`, or worker 0 when the
+    cluster has no chief (TensorFlow's own rule, `strategy.extended.
+    should_checkpoint`). Under JAX multi-process training, process 0. Any
+    single-process run is its own chief.
+
+    Args:
+        strategy: from `get_strategy` (`None`: one device).
+
+    Returns:
+        bool.
+    """
+    if strategy is None:
+        if _backend() == "jax":
+            import jax
+
+            return jax.process_index() == 0
+        return True
+    extended = getattr(strategy, "extended", None)
+    if extended is not None:  # a tf.distribute strategy
+        return bool(getattr(extended, "should_checkpoint", True))
+    if _backend() == "jax":
+        import jax
+
+        return jax.process_index() == 0
+    return True
 
 
 def strategy_scope(strategy):

@@ -518,7 +518,10 @@ def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_
         cbs.append(TrainingCheckpoint(checkpoint_dir,
                                       monitor="val_mAP" if val_dataset is not None else None,
                                       verbose=1 if verbose else 0))
-    cbs += _run_logs(checkpoint_dir, log_dir, csv, plot)
+    from keras_ssd.training.distribute import is_chief
+
+    if is_chief(getattr(model, "distribute_strategy", None)):  # logs: the chief's only
+        cbs += _run_logs(checkpoint_dir, log_dir, csv, plot)
     cbs += list(callbacks or [])
     fit = dict(callbacks=cbs, verbose=verbose, shuffle=False)
     if val_dataset is not None and val_loss:

@@ -285,6 +285,27 @@ def _is_decoder(name, scope):
 
 # ------------------------------------------------------------------ LiteRT
 @contextlib.contextmanager
+def _quiet_native_stderr():
+    """Silence file descriptor 2 for a while: the quantizer's C++ code prints
+    a status line there (its errors still arrive as exceptions)."""
+    import sys
+
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no real stderr (embedded interpreters): nothing to hide
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@contextlib.contextmanager
 def _quiet_tflite():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
@@ -384,10 +405,11 @@ def quantize_litert(flatbuffer, batches, decoder_scope, keep_float=()):
         graph.tensors[i].quantization = stats
     calibrated = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
     try:
-        return bytes(tflite_convert.mlir_quantize(
-            calibrated, disable_per_channel=False, fully_quantize=False,
-            denylisted_ops=denylisted_ops or None,
-            denylisted_nodes=sorted(denylisted) or None))
+        with _quiet_native_stderr():
+            return bytes(tflite_convert.mlir_quantize(
+                calibrated, disable_per_channel=False, fully_quantize=False,
+                denylisted_ops=denylisted_ops or None,
+                denylisted_nodes=sorted(denylisted) or None))
     except Exception as e:  # noqa: BLE001 - converter errors are long MLIR dumps
         lines = [l for l in str(e).splitlines() if "error:" in l]
         reason = lines[0].split("error:", 1)[1].strip() if lines else type(e).__name__

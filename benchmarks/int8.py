@@ -252,10 +252,12 @@ def run(model_path, data, out, num_calibration=100, threads=None, rounds=30,
                                "%", batch=1, note=f"{total} float detections > 0.5, "
                                "same label and IoU >= 0.5"))
     for fmt in ("litert", "onnx"):
-        rows.append(common.row(SECTION, f"size {fmt} float32", sizes[(fmt, "float32")] / 1e6,
-                               "MB", theirs=sizes[("keras", "float32")] / 1e6,
+        rows.append(common.row(SECTION, f"size {fmt} float32",
+                               sizes[(fmt, "float32")] / 1e6, "MB",
+                               theirs=sizes[("keras", "float32")] / 1e6,
                                higher_is_better=False, note="vs the .keras file"))
-        rows.append(common.row(SECTION, f"size {fmt} int8", sizes[(fmt, "int8")] / 1e6, "MB",
+        rows.append(common.row(SECTION, f"size {fmt} int8", sizes[(fmt, "int8")] / 1e6,
+                               "MB",
                                theirs=sizes[(fmt, "float32")] / 1e6, higher_is_better=False,
                                note=f"ratio = {fmt} float32 / int8; conv weights "
                                f"{weight_dtypes(artifacts[(fmt, 'int8')])}"))

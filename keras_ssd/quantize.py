@@ -354,7 +354,8 @@ def quantize_litert(flatbuffer, batches, decoder_scope, keep_float=()):
         return name.decode() if isinstance(name, bytes) else str(name)
 
     keep = _layer_pattern(keep_float)
-    tensors = [i for i in graph.inputs if graph.tensors[i].type == schema.TensorType.FLOAT32]
+    float32 = schema.TensorType.FLOAT32
+    tensors = [i for i in graph.inputs if graph.tensors[i].type == float32]
     network_types, decoder_types, denylisted = set(), set(), set()
     decoder_tensors = set()
     for op in graph.operators:  # in execution order
@@ -370,7 +371,7 @@ def quantize_litert(flatbuffer, batches, decoder_scope, keep_float=()):
             denylisted.update(outputs)
             continue
         network_types.add(op_type)
-        tensors += [i for i in op.outputs if graph.tensors[i].type == schema.TensorType.FLOAT32]
+        tensors += [i for i in op.outputs if graph.tensors[i].type == float32]
         # A kept layer's operators are denylisted by their output tensor's
         # name; its tensors keep their statistics, so its neighbours quantize.
         if keep is not None and any(keep.search(part) for name in outputs
@@ -492,4 +493,5 @@ def quantize_file(fmt, float_path, path, images, input_dtype, batch, decoder_sco
 def temporary_float_path(fmt):
     """A temporary folder and a float artifact path inside it."""
     folder = tempfile.mkdtemp(prefix="keras_ssd_int8_")
-    return folder, os.path.join(folder, "float" + {"litert": ".tflite", "onnx": ".onnx"}[fmt])
+    ext = {"litert": ".tflite", "onnx": ".onnx"}[fmt]
+    return folder, os.path.join(folder, "float" + ext)

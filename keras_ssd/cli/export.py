@@ -101,8 +101,9 @@ def _check_quantize_arguments(args):
     from keras_ssd.quantize import calibration_files
 
     if not args.quantize:
-        given = [o for o, v in (("--calibration-data", args.calibration_data),
-                                ("--num-calibration", args.num_calibration)) if v is not None]
+        given = [option for option, value in (
+            ("--calibration-data", args.calibration_data),
+            ("--num-calibration", args.num_calibration)) if value is not None]
         if given:
             raise CLIError(f"{' and '.join(given)} only apply with --quantize int8",
                            status=2)

@@ -23,7 +23,8 @@ def dets(boxes, scores, labels):
 
 def test_agreement_counts_same_label_overlapping_detections_once():
     float_dets = [
-        dets([[0, 0, 10, 10], [20, 20, 30, 30], [0, 0, 10, 10]], [0.9, 0.8, 0.3], [0, 1, 0]),
+        dets([[0, 0, 10, 10], [20, 20, 30, 30], [0, 0, 10, 10]], [0.9, 0.8, 0.3],
+             [0, 1, 0]),
         dets([[5, 5, 15, 15]], [0.95], [2]),
         dets([], [], []),
     ]

@@ -77,7 +77,7 @@ DRY_RUN = {
 
 #: When each section must have ended, as a share of the budget; a section
 #: (or a measurement inside it) that would start later is skipped.
-SECTION_DEADLINES = {"forward": 0.45, "train": 0.70, "decode": 0.80, "pipeline": 0.97}
+SECTION_DEADLINES = {"forward": 0.50, "train": 0.72, "decode": 0.81, "pipeline": 0.97}
 
 #: Paper / torchvision post-processing settings (both sides).
 DECODE_OPTIONS = {"confidence_threshold": 0.01, "iou_threshold": 0.45,

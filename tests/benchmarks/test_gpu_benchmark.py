@@ -91,8 +91,8 @@ def test_sections_close_at_their_share_of_the_budget(monkeypatch):
     from benchmarks.gpu import run
 
     budget = run.Budget(100, 200)
-    monkeypatch.setattr(budget, "elapsed", lambda: 50.0)
-    assert not budget.section_open("forward")  # forward ends at 45 s
+    monkeypatch.setattr(budget, "elapsed", lambda: 55.0)
+    assert not budget.section_open("forward")  # forward ends at 50 s
     assert budget.section_open("train") and budget.section_open("pipeline")
     monkeypatch.setattr(budget, "elapsed", lambda: 98.0)
     assert not any(budget.section_open(s) for s in run.SECTIONS)

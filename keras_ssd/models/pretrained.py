@@ -238,7 +238,7 @@ def download(preset, fetch=None, verbose=True):
         _remove(part)
         raise
     os.replace(part, path)
-    if not preset.sha256:
+    if not preset.known_hash:
         _record(path, digest)
     if verbose:
         print(f"  SHA-256 {digest}"

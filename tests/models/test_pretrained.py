@@ -136,7 +136,9 @@ def test_a_mismatching_hash_deletes_the_partial_file_and_names_both_hashes(tmp_p
 def test_a_published_prefix_is_checked_as_torchvision_does(tmp_path, cache):
     actual = hashlib.sha256(PAYLOAD).hexdigest()
     good = fake_preset(tmp_path, sha256=None, sha256_prefix=actual[:8])
-    assert open(download(good, verbose=False), "rb").read() == PAYLOAD
+    path = download(good, verbose=False)
+    assert open(path, "rb").read() == PAYLOAD
+    assert not os.path.exists(path + ".sha256")  # a published prefix needs no record
     bad = fake_preset(tmp_path, name="bad", file_name="bad.pth", sha256=None,
                       sha256_prefix="b556d3b4")
     with pytest.raises(ChecksumError, match=f"SHA-256 {actual}, but the SHA-256 prefix "

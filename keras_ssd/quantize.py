@@ -74,7 +74,8 @@ def check_quantize(quantize, fmt, calibration, num_calibration, keep_float=None)
                                           ("keep_float", keep_float)) if value is not None]
         if given:
             raise ValueError(
-                f"{_WHERE}: {', '.join(given)} only apply with quantize='int8'"
+                f"{_WHERE}: {' and '.join(given)} only "
+                f"appl{'ies' if len(given) == 1 else 'y'} with quantize='int8'"
             )
         return None, None, ()
     if not isinstance(quantize, str) or quantize.strip().lower() not in QUANTIZE_MODES:

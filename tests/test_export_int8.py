@@ -347,7 +347,7 @@ def test_calibration_sources_without_images_are_refused(source, message):
     ({"quantize": "int4", "fmt": "litert", "calibration": "x"},
      "quantize must be None or one of int8"),
     ({"quantize": None, "fmt": "litert", "calibration": "x"},
-     "calibration only apply with quantize='int8'"),
+     "calibration only applies with quantize='int8'"),
     ({"quantize": "int8", "fmt": "onnx", "calibration": "x", "num_calibration": 0},
      "num_calibration must be a positive int"),
     ({"quantize": "int8", "fmt": "onnx", "calibration": "x", "keep_float": [3]},
@@ -371,7 +371,8 @@ def test_check_quantize_defaults():
     ({"format": "tf_saved_model", "quantize": "int8", "calibration": "x"},
      "cannot be quantized; quantize='int8' applies to the formats litert, onnx"),
     ({"format": "litert", "quantize": "int8"}, "needs calibration data"),
-    ({"format": "onnx", "calibration": "x"}, "only apply with quantize='int8'"),
+    ({"format": "onnx", "calibration": "x", "num_calibration": 5},
+     "calibration and num_calibration only apply with quantize='int8'"),
 ])
 def test_export_refuses_bad_quantize_arguments_before_writing(ssd, tmp_path, kwargs,
                                                               message):
@@ -421,7 +422,7 @@ def test_cli_quantizes_with_a_calibration_folder(ssd, synthetic_voc, images, exp
     (["--format", "litert", "--out", "{tmp}/d.tflite", "--quantize", "int8"], 2,
      "--quantize int8 needs --calibration-data DIR"),
     (["--format", "litert", "--out", "{tmp}/d.tflite", "--calibration-data", "{images}"],
-     2, "--calibration-data only apply with --quantize int8"),
+     2, "--calibration-data only applies with --quantize int8"),
     (["--format", "onnx", "--out", "{tmp}/d.onnx", "--quantize", "int8",
       "--calibration-data", "{tmp}/nowhere"], 2, "--calibration-data: folder not found"),
     (["--format", "onnx", "--out", "{tmp}/d.onnx", "--quantize", "int8",

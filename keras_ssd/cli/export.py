@@ -105,7 +105,8 @@ def _check_quantize_arguments(args):
             ("--calibration-data", args.calibration_data),
             ("--num-calibration", args.num_calibration)) if value is not None]
         if given:
-            raise CLIError(f"{' and '.join(given)} only apply with --quantize int8",
+            verb = "applies" if len(given) == 1 else "apply"
+            raise CLIError(f"{' and '.join(given)} only {verb} with --quantize int8",
                            status=2)
         return
     if args.format not in QUANTIZABLE_FORMATS:

@@ -177,10 +177,10 @@ def _remove(path):
 
 
 def _by_hand(preset, path):
-    return (f"download {preset.url} by hand and put it at {path} (keras-ssd's cache "
-            f"folder, ${CACHE_ENV} or ~/.cache/keras_ssd, then pretrained/), or convert "
-            f"a local copy with keras_ssd.convert_checkpoint(FILE, "
-            f"source={preset.source!r}) / keras-ssd convert FILE --source {preset.source}")
+    # Kept short: the command line prints errors on one line of at most 500
+    # characters, and the path must survive.
+    return (f"download it by hand and put it at {path}, or convert a local copy with "
+            f"keras_ssd.convert_checkpoint(FILE, source={preset.source!r})")
 
 
 def download(preset, fetch=None, verbose=True):
@@ -222,8 +222,8 @@ def download(preset, fetch=None, verbose=True):
         _remove(part)
         reason = getattr(e, "reason", None) or e
         raise DownloadError(
-            f"cannot download the {preset.name!r} checkpoint from {preset.url} "
-            f"({reason}); {_by_hand(preset, path)}"
+            f"cannot download the {preset.name!r} checkpoint {preset.url}: "
+            f"{_by_hand(preset, path)} ({str(reason)[:120]})"
         ) from None
     except BaseException:
         _remove(part)

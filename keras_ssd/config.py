@@ -144,6 +144,14 @@ class SSDConfig:
             prediction, evaluation and export) only reports these. Made by
             `SSD300.from_preset(..., classes=[...])`; such a model is not
             trained.
+        category_ids: optional list of `num_classes` entries, one per class:
+            the COCO category id (an int) its label stands for, or `None` for
+            an output that is no category (torchvision's 'N/A' placeholder
+            logits). Set by the torchvision converter (label `i` -> id `i +
+            1`); `evaluate` then matches detections to a COCO annotation
+            file's categories by id and never scores a placeholder, and
+            per-image detections carry `category_ids`. Default `None`: the
+            classes have no COCO ids (matched by name).
 
     Example:
 
@@ -167,6 +175,7 @@ class SSDConfig:
     class_names: Optional[List[str]] = None
     class_subset: Optional[List[int]] = None
     letterbox: bool = False
+    category_ids: Optional[List[Optional[int]]] = None
 
     def __post_init__(self):
         self.validate()
@@ -262,6 +271,25 @@ class SSDConfig:
             self.class_subset = subset
         if not isinstance(self.letterbox, bool):
             raise ValueError(f"SSDConfig.letterbox must be a bool, got {self.letterbox!r}")
+        if self.category_ids is not None:
+            ids = self.category_ids
+            if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence) \
+                    or len(ids) != self.num_classes:
+                raise ValueError(
+                    f"SSDConfig.category_ids must be a list of {self.num_classes} entries "
+                    f"(one per class: a category id or None), got {ids!r}")
+            bad = [i for i in ids if i is not None and (
+                isinstance(i, bool) or not isinstance(i, numbers.Integral) or i < 0)]
+            if bad:
+                raise ValueError(
+                    f"SSDConfig.category_ids entries must be non-negative ints or None, "
+                    f"got {bad[:5]}")
+            ids = [None if i is None else int(i) for i in ids]
+            real = [i for i in ids if i is not None]
+            if len(set(real)) != len(real):
+                raise ValueError(f"SSDConfig.category_ids repeats ids: "
+                                 f"{sorted({i for i in real if real.count(i) > 1})}")
+            self.category_ids = ids
 
     # ----------------------------------------------------------- derived sizes
     @property
@@ -324,6 +352,16 @@ class SSDConfig:
         names = self.names
         return names if self.class_subset is None else [names[i] for i in self.class_subset]
 
+    @property
+    def detection_category_ids(self):
+        """COCO category ids of the classes the detector reports (labels 0, 1,
+        ... of its detections; `None` for a placeholder output), or `None`
+        when the classes have no ids (`category_ids`)."""
+        ids = self.category_ids
+        if ids is None:
+            return None
+        return list(ids) if self.class_subset is None else [ids[i] for i in self.class_subset]
+
     def replace(self, **changes):
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
@@ -383,6 +421,8 @@ class SSDConfig:
         d["steps"] = [_as_list(v) for v in self.steps]
         if not self.letterbox:  # files of stretched-input models stay as before
             del d["letterbox"]
+        if d["category_ids"] is None:  # files of models without COCO ids too
+            del d["category_ids"]
         return d
 
     @classmethod

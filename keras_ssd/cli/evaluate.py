@@ -1,13 +1,17 @@
-"""`keras-ssd evaluate`: VOC mAP of a trained model on a VOC, COCO, YOLO or CSV dataset."""
+"""`keras-ssd evaluate`: VOC mAP (or COCO AP) of a trained or pretrained model
+on a VOC, COCO, YOLO or CSV dataset."""
 
 import argparse
 import os
+
+from keras_ssd import presets
 
 from keras_ssd.cli.args import (
     CLIError,
     DefaultSplit,
     _positive_int,
     _require_dataset,
+    _quiet_tensorflow,
     _require_model_file,
     add_format_argument,
     add_image_size_argument,
@@ -17,7 +21,7 @@ from keras_ssd.cli.args import (
     resolve_split,
 )
 
-HELP = "VOC mAP of a trained model on a VOC, COCO, YOLO or CSV dataset"
+HELP = "VOC mAP (or COCO AP) of a trained model on a VOC, COCO, YOLO or CSV dataset"
 
 
 def add_arguments(p):
@@ -29,8 +33,17 @@ def add_arguments(p):
     p.add_argument("--split", default=DefaultSplit("test"),
                    help="split (default: test for VOC, val for YOLO; a COCO or CSV "
                         "folder's only annotation file)")
-    p.add_argument("--model-file", required=True, metavar="M.keras",
-                   help="a model saved by `keras-ssd train` (class names are read from it)")
+    model = p.add_mutually_exclusive_group(required=True)
+    model.add_argument("--model-file", metavar="M.keras",
+                       help="a model saved by `keras-ssd train` or `keras-ssd convert` "
+                            "(class names are read from it)")
+    model.add_argument("--preset", metavar="{" + ",".join(presets.pretrained_names()) + "}",
+                       help="a pretrained detector, downloaded and converted once "
+                            "(cached in $KERAS_SSD_CACHE_DIR); ssd300_coco is scored "
+                            "against a COCO annotation file by category id")
+    p.add_argument("--metric", choices=("voc", "coco"), default="voc",
+                   help="voc: VOC AP at IoU 0.5 (default); coco: COCO AP@[.5:.95] via "
+                        "pycocotools (pip install 'keras-ssd[coco]')")
     p.add_argument("--use-07-metric", action=argparse.BooleanOptionalAction, default=True,
                    help="VOC2007 11-point AP (default) or, with --no-use-07-metric, the "
                         "VOC2010+ area under the precision envelope")
@@ -55,20 +68,41 @@ def format_ap_table(class_names, ap, mean_ap):
 def run(args):
     fmt = _require_dataset(args.data, args.format, args.split, "--data")
     split = resolve_split(fmt, args.split, evaluation=True)
-    _require_model_file(args.model_file)
+    if args.preset is not None:
+        if presets.find_pretrained(args.preset) is None:
+            raise CLIError(f"--preset: unknown pretrained preset {args.preset!r}; choose "
+                           f"one of {', '.join(presets.pretrained_names())}", status=2)
+    else:
+        _require_model_file(args.model_file)
     if args.json and os.path.isdir(args.json):
         raise CLIError(f"--json {args.json} is a folder; give a file name", status=2)
-    model = model_at_image_size(load_ssd_model(args.model_file), args.image_size)
+    if args.preset is not None:
+        _quiet_tensorflow()
+        from keras_ssd.models.pretrained import from_preset
+
+        model = from_preset(args.preset)
+    else:
+        model = load_ssd_model(args.model_file)
+    model = model_at_image_size(model, args.image_size)
     from keras_ssd.evaluation import evaluate
     from keras_ssd.inference.model import get_config_from_model
 
-    class_names = get_config_from_model(model).names
-    dataset = load_cli_dataset(args.data, fmt, split, list(class_names), "--data")
+    config = get_config_from_model(model)
+    # A model whose labels are COCO category ids (ssd300_coco) takes the
+    # dataset's own categories and is matched to them by id (COCO) or name.
+    wanted = None if getattr(config, "category_ids", None) is not None else \
+        list(config.names)
+    dataset = load_cli_dataset(args.data, fmt, split, wanted, "--data")
     result = evaluate(model, dataset, batch_size=args.batch_size,
-                      use_07_metric=args.use_07_metric, verbose=1)
+                      use_07_metric=args.use_07_metric, verbose=1, metric=args.metric)
+    class_names = list(result["AP_by_name"])
     ap = [float(a) for a in result["AP"]]
-    metric = "VOC07 11-point" if args.use_07_metric else "VOC10 area"
-    print(f"{len(dataset)} images, {metric} AP at IoU 0.5")
+    if args.metric == "coco":
+        print(f"{len(dataset)} images, COCO AP@[.5:.95] (AP50 {100 * result['AP50']:.2f}, "
+              f"AP75 {100 * result['AP75']:.2f})")
+    else:
+        metric = "VOC07 11-point" if args.use_07_metric else "VOC10 area"
+        print(f"{len(dataset)} images, {metric} AP at IoU 0.5")
     print(format_ap_table(class_names, ap, float(result["mAP"])))
     if args.json:
         from keras_ssd.training.checkpoints import atomic_write_json
@@ -76,9 +110,13 @@ def run(args):
         payload = {
             "mAP": float(result["mAP"]),
             "AP": {n: (None if a != a else a) for n, a in zip(class_names, ap)},
+            "metric": args.metric,
+            **({k: float(result[k]) for k in ("AP50", "AP75")} if args.metric == "coco"
+               else {}),
             "use_07_metric": bool(args.use_07_metric),
             "num_images": len(dataset),
-            "model_file": os.path.abspath(args.model_file),
+            **({"model_file": os.path.abspath(args.model_file)} if args.preset is None
+               else {"preset": presets.get_pretrained(args.preset).name}),
             "data": os.path.abspath(args.data),
             "format": fmt,
             "split": split,

@@ -134,6 +134,9 @@ def detections_to_json(path, det, annotated=None):
                                          det["names"])
         ],
     }
+    if "category_ids" in det:  # a model with COCO category ids (-1: a placeholder)
+        for entry, cid in zip(record["detections"], det["category_ids"]):
+            entry["category_id"] = int(cid)
     if annotated is not None:
         record["annotated"] = annotated
     return record

@@ -39,7 +39,8 @@ def require_pycocotools():
     return COCO, COCOeval
 
 
-def coco_map(detections, ground_truths, num_classes, class_names=None, verbose=0):
+def coco_map(detections, ground_truths, num_classes, class_names=None, verbose=0,
+             category_ids=None):
     """COCO box AP of detections against ground truth, computed by pycocotools.
 
     Inputs are those of `voc_map` (per-image dicts, continuous pixel xyxy,
@@ -57,6 +58,9 @@ def coco_map(detections, ground_truths, num_classes, class_names=None, verbose=0
         num_classes: int.
         class_names: optional names for `AP_by_name`.
         verbose: 1 prints pycocotools' summary table.
+        category_ids: optional COCO category id of each label (e.g. a
+            `COCODataset`'s `category_ids`): the ids the COCO objects use
+            (default `label + 1`). The figures do not depend on it.
 
     Returns:
         dict: `mAP` (AP@[.5:.95]), `AP50`, `AP75`, `AP_small`, `AP_medium`,
@@ -78,6 +82,12 @@ def coco_map(detections, ground_truths, num_classes, class_names=None, verbose=0
         raise ValueError(
             f"coco_map: class_names has {len(class_names)} names for {num_classes} classes"
         )
+    if category_ids is None:
+        category_ids = range(1, num_classes + 1)
+    category_ids = [int(c) for c in category_ids]
+    if len(category_ids) != num_classes or len(set(category_ids)) != num_classes:
+        raise ValueError(f"coco_map: category_ids must be {num_classes} distinct ids, got "
+                         f"{category_ids}")
     dets, gts = _collect(detections, ground_truths, num_classes)
     ground_truths = list(ground_truths)
 
@@ -98,7 +108,7 @@ def coco_map(detections, ground_truths, num_classes, class_names=None, verbose=0
                 {
                     "id": ann_id,
                     "image_id": i,
-                    "category_id": int(label) + 1,
+                    "category_id": category_ids[int(label)],
                     "bbox": [float(box[0]), float(box[1]), w, h],
                     "area": w * h,
                     "iscrowd": int(bool(diff)),
@@ -111,7 +121,7 @@ def coco_map(detections, ground_truths, num_classes, class_names=None, verbose=0
             results.append(
                 {
                     "image_id": i,
-                    "category_id": int(label) + 1,
+                    "category_id": category_ids[int(label)],
                     "bbox": [
                         float(box[0]),
                         float(box[1]),
@@ -137,7 +147,8 @@ def coco_map(detections, ground_truths, num_classes, class_names=None, verbose=0
     gt.dataset = {
         "images": images,
         "annotations": annotations,
-        "categories": [{"id": c + 1, "name": class_names[c]} for c in range(num_classes)],
+        "categories": [{"id": category_ids[c], "name": class_names[c]}
+                       for c in range(num_classes)],
     }
     sink = io.StringIO()
     with contextlib.redirect_stdout(sink):
@@ -158,7 +169,8 @@ def coco_map(detections, ground_truths, num_classes, class_names=None, verbose=0
     for c in range(num_classes):
         if num_gt[c] == 0:
             continue
-        p = precision[:, :, c]
+        # pycocotools orders its categories by id (`params.catIds`).
+        p = precision[:, :, list(ev.params.catIds).index(category_ids[c])]
         p = p[p > -1]
         ap[c] = float(p.mean()) if p.size else 0.0
     out["AP"] = ap

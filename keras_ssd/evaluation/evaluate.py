@@ -15,9 +15,15 @@ import numpy as np
 from keras_ssd.data.augment import resize_image
 from keras_ssd.data.sequence import load_resized
 from keras_ssd.evaluation.voc import voc_map
-from keras_ssd.inference.detector import Detector, as_detections, get_detector
+from keras_ssd.inference.detector import (
+    DECODE_DEFAULTS,
+    Detector,
+    as_detections,
+    get_detector,
+)
 
-__all__ = ["Predictor", "evaluate", "predict_dataset", "resize_for_model"]
+__all__ = ["ClassMatch", "Predictor", "evaluate", "match_classes", "predict_dataset",
+           "resize_for_model"]
 
 
 class Predictor(Detector):
@@ -153,9 +159,8 @@ def predict_dataset(
     return results
 
 
-def _class_names(dataset, detector):
+def _class_names(dataset, config):
     names = getattr(dataset, "class_names", None)
-    config = detector.config
     # A class-subset model reports `detection_names`, labelled 0..K-1.
     if names is None:
         return config.detection_names
@@ -171,6 +176,114 @@ def _class_names(dataset, detector):
             f"matters): model {list(config.detection_names)} vs dataset {names}"
         )
     return names
+
+
+def _same_name(a, b):
+    return " ".join(str(a).lower().split()) == " ".join(str(b).lower().split())
+
+
+class ClassMatch:
+    """How a model's detection labels map onto a dataset's labels.
+
+    Attributes:
+        names: the dataset's class names (what is scored).
+        category_ids: the dataset's COCO category ids per label, or `None`.
+        label_map: `None` (labels are the same), else an int array with,
+            per model label, its dataset label or -1 (not scored: a
+            placeholder output, or a class the dataset does not have).
+        by: `"same"`, `"id"` or `"name"`.
+    """
+
+    def __init__(self, names, category_ids=None, label_map=None, by="same"):
+        self.names = list(names)
+        self.category_ids = None if category_ids is None else [int(c) for c in category_ids]
+        self.label_map = label_map
+        self.by = by
+
+    def apply(self, detections):
+        """One image's detections (model labels) in dataset labels, the
+        unscored ones dropped; `names` (and `category_ids`) of the dataset."""
+        if self.label_map is None:
+            return detections
+        labels = np.asarray(detections["labels"], dtype=np.int64)
+        mapped = self.label_map[labels] if labels.size else labels
+        keep = mapped >= 0
+        out = type(detections)()
+        for key, value in detections.items():
+            if key in ("labels", "names", "category_ids"):
+                continue
+            out[key] = np.asarray(value)[keep]
+        out["labels"] = mapped[keep]
+        out["names"] = [self.names[j] for j in out["labels"]]
+        if self.category_ids is not None:
+            out["category_ids"] = np.asarray(self.category_ids, np.int64)[out["labels"]] \
+                if out["labels"].size else np.zeros((0,), np.int64)
+        return out
+
+
+def match_classes(dataset, config):
+    """Match a model's classes (`config`, its `SSDConfig`) to a dataset's.
+
+    - The model has COCO category ids (`SSDConfig.category_ids`, e.g. the
+      torchvision COCO model) and the dataset too (`COCODataset`'s
+      `category_ids`): by id. Label `i` of the model is the dataset's
+      category `category_ids[i]`; placeholder outputs and categories the
+      dataset does not have are not scored. Every dataset category must be
+      one of the model's, under the same name.
+    - Ids on one side only: by name (placeholders never match).
+    - Otherwise the names must be the same, in the same order.
+
+    Returns:
+        `ClassMatch`.
+
+    Raises:
+        ValueError: the classes do not correspond (the message lists which).
+    """
+    names = getattr(dataset, "class_names", None)
+    model_names = list(config.detection_names)
+    model_ids = getattr(config, "detection_category_ids", None)
+    if names is None:
+        return ClassMatch(model_names)
+    names = [str(x) for x in names]
+    data_ids = getattr(dataset, "category_ids", None)
+    if data_ids is not None and len(data_ids) != len(names):
+        data_ids = None
+    if model_ids is not None and data_ids is not None:
+        label_of_id = {cid: i for i, cid in enumerate(model_ids) if cid is not None}
+        missing = [f"{cid} {n!r}" for cid, n in zip(data_ids, names)
+                   if cid not in label_of_id]
+        if missing:
+            raise ValueError(
+                f"evaluate: the dataset's categories {', '.join(missing)} are not among "
+                f"the model's classes (COCO category ids {sorted(label_of_id)}); evaluate "
+                "on the categories the model has (e.g. COCODataset(..., class_names=[...]))")
+        renamed = [f"id {cid} is {n!r} in the dataset but "
+                   f"{model_names[label_of_id[cid]]!r} for the model"
+                   for cid, n in zip(data_ids, names)
+                   if not _same_name(n, model_names[label_of_id[cid]])]
+        if renamed:
+            raise ValueError("evaluate: the dataset's category ids do not mean the model's "
+                             "classes: " + "; ".join(renamed))
+        label_map = np.full((len(model_names),), -1, dtype=np.int64)
+        for j, cid in enumerate(data_ids):
+            label_map[label_of_id[cid]] = j
+        return ClassMatch(names, data_ids, label_map, by="id")
+    if (model_ids is not None or data_ids is not None) and config.class_names is not None \
+            and model_names != names:
+        usable = [i for i, n in enumerate(model_names)
+                  if model_ids is None or model_ids[i] is not None]
+        label_of_name = {" ".join(model_names[i].lower().split()): i for i in usable}
+        keys = [" ".join(n.lower().split()) for n in names]
+        missing = [n for n, k in zip(names, keys) if k not in label_of_name]
+        if missing:
+            raise ValueError(
+                f"evaluate: the dataset's classes {missing} are not among the model's "
+                f"classes {[model_names[i] for i in usable]}")
+        label_map = np.full((len(model_names),), -1, dtype=np.int64)
+        for j, k in enumerate(keys):
+            label_map[label_of_name[k]] = j
+        return ClassMatch(names, data_ids, label_map, by="name")
+    return ClassMatch(_class_names(dataset, config), data_ids)
 
 
 def evaluate(
@@ -194,7 +307,13 @@ def evaluate(
             `Detector` (used as it is).
         dataset: records interface (`len(ds)`, `ds[i]` dicts with `boxes`
             pixel xyxy, `labels`, `difficult`, `width`, `height`;
-            `ds.load_image(i)`; `ds.class_names`), e.g. `VOCDataset`.
+            `ds.load_image(i)`; `ds.class_names`), e.g. `VOCDataset`. Its
+            classes are matched to the model's by `match_classes`: by COCO
+            category id when both have ids (a converted torchvision COCO
+            model on a `COCODataset`: a detection of label `i` is category
+            `config.category_ids[i]`, placeholder outputs and categories
+            the file lacks are not scored), by name when one side has ids,
+            else the names must be the model's, in order.
         batch_size: int, images per inference call.
         confidence_threshold: float, decoder score threshold. `None`
             (default): an inference model's own, else 0.01 (the mAP setting).
@@ -212,7 +331,9 @@ def evaluate(
         max_images: optional int, evaluate only the first images.
         return_detections: bool, add the per-image detections under
             `"detections"` (`predict_image`'s dicts: `boxes` in pixels,
-            `scores`, `labels`, `names`).
+            `scores`, `labels`, `names`), as scored: in the dataset's labels
+            (with `category_ids` for a dataset that has them) when the
+            classes were matched by id or name.
 
     Returns:
         For `"voc"`: the `voc_map` dict (`mAP`, per-class `AP` array,
@@ -221,8 +342,9 @@ def evaluate(
         the same two entries.
 
     Raises:
-        ValueError: the dataset's classes do not match the model's, or bad
-            arguments.
+        ValueError: the dataset's classes do not match the model's (a
+            category the model does not have, an id naming another class),
+            or bad arguments.
         ImportError: `metric="coco"` without pycocotools.
 
     Example:
@@ -244,12 +366,23 @@ def evaluate(
                           "image", stacklevel=2)
         top_k = COCO_MAX_DETECTIONS if top_k is None else min(top_k, COCO_MAX_DETECTIONS)
     detector = _detector(model, confidence_threshold, iou_threshold, top_k)
-    names = _class_names(dataset, detector)
+    match = match_classes(dataset, detector.config)
+    names = match.names
+    limit = top_k
+    if match.label_map is not None and (match.label_map < 0).any() and top_k is not None \
+            and top_k < DECODE_DEFAULTS["top_k"] and isinstance(model, keras.Model):
+        # Some of the model's classes are not scored (placeholders, categories
+        # the dataset lacks): decode more, so that `top_k` scored ones remain.
+        detector = _detector(model, confidence_threshold, iou_threshold,
+                             DECODE_DEFAULTS["top_k"])
     start = time.perf_counter()
     detections = predict_dataset(
         detector, dataset, batch_size=batch_size, max_images=max_images, verbose=verbose,
-        class_names=names,
+        class_names=None if match.label_map is not None else names,
     )
+    detections = [match.apply(d) for d in detections]
+    if match.label_map is not None and limit is not None:
+        detections = [_first(d, limit) for d in detections]
     seconds = time.perf_counter() - start
     ground_truths = [dataset[i] for i in range(len(detections))]
     if metric == "voc":
@@ -266,7 +399,9 @@ def evaluate(
 
         # A Detector given as it is may decode more: score its 100 best.
         detections = [_first(d, COCO_MAX_DETECTIONS) for d in detections]
-        result = coco_map(detections, ground_truths, num_classes=len(names), class_names=names)
+        kwargs = {} if match.category_ids is None else {"category_ids": match.category_ids}
+        result = coco_map(detections, ground_truths, num_classes=len(names),
+                          class_names=names, **kwargs)
     result["num_images"] = len(detections)
     result["seconds"] = seconds
     if return_detections:

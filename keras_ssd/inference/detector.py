@@ -283,7 +283,7 @@ def load_batch(images, size, letterbox=False):
 
 
 def to_pixels(out, index, width, height, names=None, score_threshold=None, top_k=None,
-              input_size=None, letterbox=False):
+              input_size=None, letterbox=False, category_ids=None):
     """Image `index` of a batched decoder output, in that image's pixels.
 
     Args:
@@ -301,11 +301,15 @@ def to_pixels(out, index, width, height, names=None, score_threshold=None, top_k
             (`SSDConfig.letterbox`): the padding is taken off and the scale
             undone (`keras_ssd.data.source_boxes`); otherwise boxes are
             scaled by the image's width and height.
+        category_ids: optional COCO category id per label (`None` for a
+            placeholder output, `SSDConfig.detection_category_ids`); adds
+            `"category_ids"` (-1 for a placeholder).
 
     Returns:
         `Detections` with `"boxes"` float32 `(K, 4)` pixel xyxy clipped to
-        the image, `"scores"` float32 `(K,)`, `"labels"` int64 `(K,)` and,
-        with `names`, `"names"` (list of K str).
+        the image, `"scores"` float32 `(K,)`, `"labels"` int64 `(K,)`,
+        with `names`, `"names"` (list of K str) and, with `category_ids`,
+        `"category_ids"` int64 `(K,)`.
     """
     labels = np.asarray(out["labels"][index]).astype(np.int64)
     scores = np.asarray(out["scores"][index]).astype(np.float32)
@@ -331,6 +335,9 @@ def to_pixels(out, index, width, height, names=None, score_threshold=None, top_k
     result = Detections(boxes=boxes, scores=scores[rows], labels=labels[rows])
     if names is not None:
         result["names"] = [str(names[j]) for j in result["labels"]]
+    if category_ids is not None:
+        ids = np.array([-1 if c is None else int(c) for c in category_ids], dtype=np.int64)
+        result["category_ids"] = ids[result["labels"]]
     return result
 
 
@@ -444,11 +451,14 @@ class Detector:
         """Image `index` of `predict_batch`'s output in its own pixels,
         filtered to this detector's threshold and `top_k` (see `to_pixels`)."""
         options = self.decode_options
+        # The model's own labels carry its COCO category ids (if it has them).
+        category_ids = (getattr(self.config, "detection_category_ids", None)
+                        if names is None else None)
         return to_pixels(out, index, width, height,
                          self.config.detection_names if names is None else names,
                          score_threshold=options.get("confidence_threshold"),
                          top_k=options.get("top_k"), input_size=self.input_hw,
-                         letterbox=self.letterbox)
+                         letterbox=self.letterbox, category_ids=category_ids)
 
     def detect(self, images, batch_size=8):
         """Detections for a list of images (paths, PIL images, arrays) of any size.
@@ -456,7 +466,8 @@ class Detector:
         Returns:
             list with one `Detections` per image, `DETECTION_KEYS`: `boxes`
             float32 `(K, 4)` pixel xyxy clipped to the image, `scores`,
-            `labels` int64 0-based, `names`; sorted by descending score.
+            `labels` int64 0-based, `names` (and `category_ids` for a model
+            with COCO ids); sorted by descending score.
         """
         results = []
         for start in range(0, len(images), batch_size):

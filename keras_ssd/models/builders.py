@@ -21,6 +21,9 @@ def _resolve_config(variant, num_classes, class_names, config):
         if class_names is not None:
             changes["class_names"] = list(class_names)
             changes.setdefault("num_classes", len(class_names))
+        if changes.get("num_classes", config.num_classes) != config.num_classes or \
+                changes.get("class_names", config.class_names) != config.class_names:
+            changes["category_ids"] = None  # other classes: the COCO ids no longer apply
         return config.replace(**changes) if changes else config
     return SSDConfig.from_preset(variant, num_classes, class_names)
 
@@ -66,11 +69,25 @@ def SSD300(num_classes=None, class_names=None, backbone_weights=None, normalizat
             recipe); 0 without (the AdamW recipe decays in the optimizer,
             see `keras_ssd.training.train_detector`). 0 disables it.
         config: optional `SSDConfig` to change the priors; its
-            `feature_map_sizes` must stay those of the network.
+            `feature_map_sizes` must stay those of the network. Its
+            `category_ids` (COCO ids of the classes) are kept unless
+            `num_classes` / `class_names` change the classes.
         image_size: optional int or `(height, width)`, e.g. `(300, 540)`:
             build at this input size; the feature maps are read from the
             network and the priors follow (`SSDConfig.with_image_size`).
             Every builder takes it.
+        preprocessing: optional input normalisation of the RGB 0..255
+            pixels (`SSD`'s argument): `None` keeps the architecture's
+            (`"caffe"` for VGG16: BGR minus the ImageNet mean), a mode name,
+            or a dict of `ImagePreprocessing` arguments, e.g. `{"mode":
+            "custom", "channel_order": "rgb", "mean": [123.675, 116.28,
+            103.53]}`. Stored with the model (`model.preprocessing`).
+        postprocessing: optional dict of `DecodeDetections` defaults
+            (`confidence_threshold`, `iou_threshold`,
+            `max_candidates_per_class`, `top_k`, `clip_boxes`,
+            `max_log_scale`) that prediction and evaluation start from
+            (`model.postprocessing`); converted checkpoints carry their
+            source's. Every builder takes both.
         name: model name.
 
     Returns:
@@ -90,7 +107,8 @@ def SSD512(num_classes=None, class_names=None, backbone_weights=None, normalizat
            weight_decay=None, config=None, name="ssd512", **kwargs):
     """SSD512 on the reduced VGG16 (Caffe geometry): maps 64, 32, 16, 8, 4,
     2, 1 (the last from a 4x4 pad-1 conv), 24564 priors (preset `"ssd512"`).
-    Arguments as `SSD300`.
+    Arguments as `SSD300` (`preprocessing=` and `postprocessing=` included:
+    the input normalisation and the decoder defaults stored with the model).
 
     Returns:
         An `SSD` model, output `(B, 24564, 4 + num_classes + 1)`.

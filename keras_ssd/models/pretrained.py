@@ -381,6 +381,8 @@ def with_new_heads(model, num_classes=None, class_names=None, keep_box_heads=Tru
     changes = dict(num_classes=int(num_classes), class_names=class_names)
     if "class_subset" in {f.name for f in dataclasses.fields(config)}:
         changes["class_subset"] = None
+    if "category_ids" in {f.name for f in dataclasses.fields(config)}:
+        changes["category_ids"] = None  # new classes: the source's COCO ids do not apply
     new_config = config.replace(**changes)
     extra = {} if weight_decay is None else {"weight_decay": float(weight_decay)}
     new = _rebuild(model, new_config, **extra)

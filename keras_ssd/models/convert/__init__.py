@@ -32,6 +32,7 @@ from keras_ssd.models.convert.common import (
     COCO_CATEGORIES_91,
     COCO_CATEGORY_IDS,
     COCO_CLASS_NAMES,
+    COCO_CONFIG_CATEGORY_IDS,
     COCO_PLACEHOLDER_IDS,
     TORCHVISION_MAX_LOG_SCALE,
     VOC_CLASSES,
@@ -56,6 +57,7 @@ __all__ = [
     "COCO_CATEGORIES_91",
     "COCO_CLASS_NAMES",
     "COCO_CATEGORY_IDS",
+    "COCO_CONFIG_CATEGORY_IDS",
     "COCO_PLACEHOLDER_IDS",
     "coco_category_id",
     "TORCHVISION_MAX_LOG_SCALE",
@@ -107,7 +109,14 @@ def source_config(source, num_classes=None, class_names=None):
         class_names = list(source.class_names)
     if num_classes is None:
         num_classes = len(class_names)
+    # The source's own classes keep their COCO category ids (torchvision:
+    # label i -> id i + 1, None for the 'N/A' placeholders).
+    category_ids = None
+    if source.category_ids is not None and list(class_names or ()) == \
+            list(source.class_names):
+        category_ids = list(source.category_ids)
     return SSDConfig(num_classes=num_classes, class_names=class_names,
+                     category_ids=category_ids,
                      **{k: (list(v) if isinstance(v, list) else v)
                         for k, v in source.geometry.items()})
 

@@ -62,6 +62,11 @@ COCO_CLASS_NAMES = tuple(
 #: label (0-based, as keras-ssd's detections give it) -> COCO category id.
 COCO_CATEGORY_IDS = tuple(range(1, len(COCO_CATEGORIES_91)))
 
+#: `SSDConfig.category_ids` of the torchvision COCO model: `COCO_CATEGORY_IDS`
+#: with `None` for the placeholder outputs (no category: never scored).
+COCO_CONFIG_CATEGORY_IDS = tuple(
+    None if cid in COCO_PLACEHOLDER_IDS else cid for cid in COCO_CATEGORY_IDS)
+
 
 def coco_category_id(label):
     """The COCO category id of a keras-ssd label of the torchvision COCO model
@@ -157,6 +162,9 @@ class Source:
         top_k_per_class: when set, `postprocessing_for(n)` keeps up to this
             many detections per class and no per-image limit (`top_k = n *
             top_k_per_class`).
+        category_ids: the COCO category id of each of `class_names` (`None`
+            for a placeholder output), or `None` for classes without COCO
+            ids; becomes `SSDConfig.category_ids` of the converted model.
     """
 
     name: str
@@ -168,6 +176,7 @@ class Source:
     keys: Callable[[str, str], List[str]]
     marker: str
     top_k_per_class: Optional[int] = None
+    category_ids: Optional[Tuple[Optional[int], ...]] = None
 
     @property
     def num_classes(self):

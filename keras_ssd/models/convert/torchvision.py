@@ -23,7 +23,8 @@ best 200 per image. 91 outputs: background and COCO category ids 1..90.
 """
 
 from keras_ssd.models.convert.common import (
-    COCO_CLASS_NAMES, TORCHVISION_MAX_LOG_SCALE, Source, SSD300_SOURCES,
+    COCO_CLASS_NAMES, COCO_CONFIG_CATEGORY_IDS, TORCHVISION_MAX_LOG_SCALE, Source,
+    SSD300_SOURCES,
 )
 
 _FEATURES = {"conv1_1": 0, "conv1_2": 2, "conv2_1": 5, "conv2_2": 7, "conv3_1": 10,
@@ -73,6 +74,7 @@ SOURCE = Source(
                         max_candidates_per_class=400, top_k=200, clip_boxes=True,
                         max_log_scale=TORCHVISION_MAX_LOG_SCALE),
     class_names=COCO_CLASS_NAMES,
+    category_ids=COCO_CONFIG_CATEGORY_IDS,
     keys=keys,
     marker="backbone.scale_weight",
 )

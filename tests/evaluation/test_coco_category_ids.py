@@ -1,0 +1,203 @@
+"""A model whose labels are COCO category ids (torchvision's 91-output
+layout, `SSDConfig.category_ids`) is scored against a COCO annotation file
+by id: non-contiguous ids, placeholders never scored, mismatches refused."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_ssd.config import SSDConfig
+from keras_ssd.data import COCODataset
+from keras_ssd.evaluation import Predictor, evaluate
+from keras_ssd.evaluation.evaluate import match_classes
+from keras_ssd.models.convert import COCO_CLASS_NAMES, COCO_CONFIG_CATEGORY_IDS
+
+pytestmark = pytest.mark.backend
+
+#: A file with a non-contiguous subset of the COCO ids.
+CATEGORIES = [{"id": 1, "name": "person"}, {"id": 3, "name": "car"},
+              {"id": 18, "name": "dog"}]
+SIZES = [(64, 48), (80, 80), (50, 70)]
+PLACEHOLDER = COCO_CLASS_NAMES.index("N/A-12")   # label 11, no category
+CAT = COCO_CLASS_NAMES.index("cat")              # id 17: not in the file
+
+
+def write_coco(tmp_path, categories=CATEGORIES):
+    """Three images filled with the value i + 1 and a few boxes of each
+    category; returns the annotation file's path."""
+    images, annotations = [], []
+    cat_ids = [c["id"] for c in CATEGORIES]
+    for i, (w, h) in enumerate(SIZES):
+        name = f"im{i}.png"
+        Image.fromarray(np.full((h, w, 3), i + 1, np.uint8)).save(tmp_path / name)
+        images.append({"id": 10 + i, "file_name": name, "width": w, "height": h})
+        for j in range(3):
+            annotations.append({
+                "id": 100 * i + j, "image_id": 10 + i, "category_id": cat_ids[(i + j) % 3],
+                "bbox": [2.0 + 12 * j, 3.0 + 4 * j, 10.0 + j, 12.0], "iscrowd": 0})
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations,
+                                "categories": categories}))
+    return str(path)
+
+
+def coco91_config(category_ids=COCO_CONFIG_CATEGORY_IDS):
+    """The torchvision COCO model's classes on a small geometry."""
+    return SSDConfig.tiny(num_classes=90, class_names=list(COCO_CLASS_NAMES)).replace(
+        category_ids=list(category_ids))
+
+
+class Coco91Oracle(Predictor):
+    """A stand-in for the 91-output COCO model: reads the image index from
+    the pixels and answers with its ground truth, labelled as that model
+    labels it (`label_of`: dataset label -> model label), plus optional
+    extra high-score detections `(model label, box index)`."""
+
+    def __init__(self, dataset, label_of, extra=(), config=None):
+        self.dataset = dataset
+        self.label_of = label_of
+        self.extra = list(extra)
+        self.config = config or coco91_config()
+        self.image_size = 48
+
+    def predict_batch(self, images):
+        images = np.asarray(images)
+        b, k = images.shape[0], 12
+        boxes = np.zeros((b, k, 4), "float32")
+        scores = np.zeros((b, k), "float32")
+        labels = np.full((b, k), -1, "int32")
+        for j in range(b):
+            value = int(round(images[j, 0, 0, 0]))
+            if value == 0:
+                continue
+            r = self.dataset[value - 1]
+            scale = np.array([r["width"], r["height"]] * 2, "float32")
+            rows = [(self.label_of(int(c)), box) for c, box in zip(r["labels"], r["boxes"])]
+            rows = [(lab, r["boxes"][i]) for lab, i in self.extra] + rows
+            for n, (lab, box) in enumerate(rows):
+                boxes[j, n] = box / scale
+                scores[j, n] = 0.95 - 0.05 * n
+                labels[j, n] = lab
+        return {"boxes": boxes, "scores": scores, "labels": labels}
+
+
+def by_coco_id(ds):
+    """The right labelling: dataset label -> its COCO id -> model label id - 1."""
+    return lambda c: ds.category_ids[c] - 1
+
+
+def test_perfect_detections_score_ap_1_through_the_real_category_ids(tmp_path):
+    pytest.importorskip("pycocotools")
+    ds = COCODataset(write_coco(tmp_path), tmp_path)
+    assert ds.category_ids == (1, 3, 18) and ds.class_names == ("person", "car", "dog")
+    r = evaluate(Coco91Oracle(ds, by_coco_id(ds)), ds, metric="coco", verbose=0,
+                 return_detections=True)
+    assert r["mAP"] == pytest.approx(1.0, abs=1e-6)
+    assert r["AP_by_name"] == pytest.approx({"person": 1.0, "car": 1.0, "dog": 1.0})
+    d = r["detections"][1]
+    np.testing.assert_array_equal(d["category_ids"], [3, 18, 1])
+    assert d["names"] == ["car", "dog", "person"]
+    np.testing.assert_array_equal(d["labels"], [1, 2, 0])   # the dataset's labels
+    voc = evaluate(Coco91Oracle(ds, by_coco_id(ds)), ds, verbose=0)
+    assert voc["mAP"] == pytest.approx(1.0)
+
+
+def test_contiguous_labels_mistaken_for_ids_score_zero(tmp_path):
+    # The mistake the id mapping prevents: label j of the file (contiguous)
+    # taken as the model's label j (COCO id j + 1): car becomes bicycle, dog car.
+    pytest.importorskip("pycocotools")
+    ds = COCODataset(write_coco(tmp_path), tmp_path)
+    r = evaluate(Coco91Oracle(ds, lambda c: c), ds, metric="coco", verbose=0)
+    assert r["AP_by_name"]["person"] == pytest.approx(1.0)
+    assert r["AP_by_name"]["car"] == 0.0 and r["AP_by_name"]["dog"] == 0.0
+
+
+def test_placeholders_and_categories_outside_the_file_are_never_scored(tmp_path):
+    pytest.importorskip("pycocotools")
+    ds = COCODataset(write_coco(tmp_path), tmp_path)
+    # Best-scored: an 'N/A' output and a cat on the image's own boxes.
+    oracle = Coco91Oracle(ds, by_coco_id(ds), extra=[(PLACEHOLDER, 0), (CAT, 1)])
+    r = evaluate(oracle, ds, metric="coco", verbose=0, return_detections=True)
+    assert r["mAP"] == pytest.approx(1.0, abs=1e-6)
+    for d in r["detections"]:
+        assert len(d["scores"]) == 3 and set(d["category_ids"]) <= {1, 3, 18}
+    # Without the mapping they reach the detections: the model's own labels.
+    raw = oracle.to_pixels(oracle.predict_batch(np.full((1, 48, 48, 3), 1.0)), 0, 64, 48)
+    assert raw["names"][:2] == ["N/A-12", "cat"]
+    np.testing.assert_array_equal(raw["category_ids"][:2], [-1, 17])
+
+
+def test_a_category_the_model_lacks_or_an_id_of_another_name_is_refused(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    unknown = CATEGORIES + [{"id": 95, "name": "unicorn"}]
+    ds = COCODataset(write_coco(tmp_path / "a", unknown), tmp_path / "a")
+    with pytest.raises(ValueError, match=r"categories 95 'unicorn' are not among the"):
+        match_classes(ds, coco91_config())
+    renamed = [{"id": 1, "name": "person"}, {"id": 3, "name": "truck"},
+               {"id": 18, "name": "dog"}]
+    ds = COCODataset(write_coco(tmp_path / "b", renamed), tmp_path / "b")
+    with pytest.raises(ValueError, match=r"id 3 is 'truck' in the dataset but 'car'"):
+        evaluate(Coco91Oracle(ds, by_coco_id(ds)), ds, verbose=0)
+    # The model's ids with person and car swapped: caught the same way.
+    ids = list(COCO_CONFIG_CATEGORY_IDS)
+    ids[0], ids[2] = 3, 1
+    with pytest.raises(ValueError, match=r"id 1 is 'person' in the dataset but 'car'"):
+        match_classes(COCODataset(write_coco(tmp_path / "a"), tmp_path / "a"),
+                      coco91_config(ids))
+
+
+def test_a_dataset_without_ids_is_matched_by_name(toy_dataset):
+    ds = toy_dataset(class_names=("dog", "person"))
+    m = match_classes(ds, coco91_config())
+    assert m.by == "name" and m.category_ids is None
+    assert np.flatnonzero(m.label_map >= 0).tolist() == [0, 17]   # person, dog
+    assert m.label_map[17] == 0 and m.label_map[0] == 1
+    r = evaluate(Coco91Oracle(ds, lambda c: [17, 0][c]), ds, verbose=0)
+    assert r["mAP"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match=r"\['N/A-12'\] are not among the model's"):
+        match_classes(toy_dataset(class_names=("dog", "N/A-12")), coco91_config())
+
+
+def test_category_ids_are_checked_and_survive_serialisation(tiny_config):
+    c = tiny_config(3, class_names=["person", "gap", "dog"], category_ids=[1, None, 18])
+    assert SSDConfig.from_yaml(c.to_yaml()).category_ids == [1, None, 18]
+    assert c.replace(class_subset=[2, 0]).detection_category_ids == [18, 1]
+    assert "category_ids" not in tiny_config(3).to_dict()
+    with pytest.raises(ValueError, match="category_ids must be a list of 3"):
+        tiny_config(3, category_ids=[1, 2])
+    with pytest.raises(ValueError, match="repeats ids"):
+        tiny_config(3, category_ids=[1, 1, 2])
+    with pytest.raises(ValueError, match="non-negative ints or None"):
+        tiny_config(3, category_ids=[1, "car", 2])
+
+
+def test_the_torchvision_source_config_carries_the_coco_ids():
+    from keras_ssd.models.convert import source_config
+
+    c = source_config("torchvision")
+    assert c.category_ids[:13] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, None, 13]
+    assert sum(i is None for i in c.category_ids) == 10 and c.category_ids[-1] == 90
+    assert source_config("torchvision", num_classes=3).category_ids is None
+    assert source_config("amdegroot").category_ids is None
+
+
+def test_predictions_carry_the_ids_and_new_classes_drop_them():
+    from keras_ssd.inference import predict_image
+    from keras_ssd.models import SSDTiny
+    from keras_ssd.models.pretrained import with_class_subset, with_new_heads
+
+    config = SSDConfig.tiny(3, ["person", "N/A-2", "car"]).replace(
+        category_ids=[1, None, 3])
+    model = SSDTiny(config=config)
+    dets = predict_image(model, np.full((60, 80, 3), 100, np.uint8), confidence_threshold=0.0,
+                         top_k=30)
+    assert len(dets["labels"]) == 30
+    np.testing.assert_array_equal(dets["category_ids"], np.array([1, -1, 3])[dets["labels"]])
+    assert type(model).from_config(model.get_config()).config.category_ids == [1, None, 3]
+    assert with_class_subset(model, ["car"]).config.detection_category_ids == [3]
+    assert with_new_heads(model, class_names=["a", "b"]).config.category_ids is None
+    assert SSDTiny(config=config, class_names=["a", "b", "c"]).config.category_ids is None
+    assert SSDTiny(config=config).config.category_ids == [1, None, 3]

@@ -201,3 +201,42 @@ def test_predictions_carry_the_ids_and_new_classes_drop_them():
     assert with_new_heads(model, class_names=["a", "b"]).config.category_ids is None
     assert SSDTiny(config=config, class_names=["a", "b", "c"]).config.category_ids is None
     assert SSDTiny(config=config).config.category_ids == [1, None, 3]
+
+
+def test_a_model_without_ids_is_matched_to_a_coco_file_by_name(tmp_path):
+    # e.g. a torchvision COCO model converted before the ids were stored
+    pytest.importorskip("pycocotools")
+    ds = COCODataset(write_coco(tmp_path), tmp_path)
+    config = coco91_config().replace(category_ids=None)
+    assert match_classes(ds, config).by == "name"
+    r = evaluate(Coco91Oracle(ds, by_coco_id(ds), extra=[(PLACEHOLDER, 0)], config=config),
+                 ds, metric="coco", verbose=0, return_detections=True)
+    assert r["mAP"] == pytest.approx(1.0, abs=1e-6)
+    assert all(set(d["names"]) <= {"person", "car", "dog"} for d in r["detections"])
+
+
+def test_unscored_classes_do_not_take_the_100_coco_slots(tmp_path, monkeypatch):
+    import keras_ssd.evaluation.coco as coco
+    from keras_ssd.evaluation import predict_dataset
+    from keras_ssd.models import SSDTiny
+
+    config = SSDConfig.tiny(3, ["person", "N/A-2", "car"]).replace(
+        category_ids=[1, None, 3])
+    model = SSDTiny(config=config)
+    ds = COCODataset(write_coco(tmp_path), tmp_path, class_names=["person"])
+    assert ds.category_ids == (1,)
+    scored = []
+
+    def record(detections, ground_truths, num_classes, class_names=None, **kwargs):
+        scored.append(detections)
+        return {"mAP": 0.0}
+
+    monkeypatch.setattr(coco, "require_pycocotools", lambda: None)
+    monkeypatch.setattr(coco, "coco_map", record)
+    evaluate(model, ds, verbose=0, confidence_threshold=0.0, metric="coco")
+    full = predict_dataset(model, ds, verbose=0, confidence_threshold=0.0, top_k=200)
+    for d, f in zip(scored[0], full):
+        people = f["scores"][f["labels"] == 0]
+        assert len(d["scores"]) == min(100, len(people)) > 0
+        np.testing.assert_allclose(d["scores"], people[:100])
+        assert set(d["category_ids"]) == {1}

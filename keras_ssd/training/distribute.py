@@ -62,6 +62,7 @@ __all__ = [
     "parse_tf_config",
     "patch_keras_multi_worker",
     "is_chief",
+    "process_share",
 ]
 
 #: Accepted strategy names (the `keras-ssd train --distribute` choices).
@@ -297,6 +298,11 @@ def get_strategy(name="none", devices=None):
             if devices is not None:
                 raise ValueError("get_strategy: devices cannot be set for 'multi-worker'")
             _jax_initialize_from_tf_config()
+            distribution = keras.distribution.DataParallel()
+            # Keras shards only tf.data input itself; every process builds the
+            # same global batches and keeps its share (`process_share`).
+            distribution.auto_shard_dataset = False
+            return distribution
         return keras.distribution.DataParallel(devices=devices)
     if name == "none":
         return None
@@ -335,6 +341,60 @@ def is_chief(strategy=None):
 
         return jax.process_index() == 0
     return True
+
+
+class _ProcessShare(keras.utils.PyDataset):
+    """This process's rows of every batch of a `PyDataset` of global batches."""
+
+    def __init__(self, sequence, index, count):
+        super().__init__(workers=getattr(sequence, "workers", 1),
+                         use_multiprocessing=getattr(sequence, "use_multiprocessing", False),
+                         max_queue_size=getattr(sequence, "max_queue_size", 10))
+        self.sequence, self.index, self.count = sequence, int(index), int(count)
+
+    def __len__(self):
+        return len(self.sequence)
+
+    @property
+    def num_batches(self):
+        return len(self.sequence)
+
+    def __getitem__(self, i):
+        batch = self.sequence[i]
+        size = len(keras.tree.flatten(batch)[0])
+        if size % self.count:
+            raise ValueError(f"a batch of {size} cannot be split over {self.count} processes")
+        share = size // self.count
+        rows = slice(self.index * share, (self.index + 1) * share)
+        return keras.tree.map_structure(lambda a: a[rows], batch)
+
+    def on_epoch_end(self):
+        self.sequence.on_epoch_end()
+
+    def set_epoch(self, epoch):
+        self.sequence.set_epoch(epoch)
+
+
+def process_share(sequence):
+    """`sequence` as this process should feed it to `fit`.
+
+    Under JAX with several processes (`get_strategy("multi-worker")`),
+    Keras assembles the global batch from every process's local rows, in
+    process order, and does not shard a `PyDataset` itself. Every process
+    builds the same global batches (same data, same seed), so process `p`
+    of `P` keeps rows `p * B/P` to `(p + 1) * B/P` of each: the global step
+    is the single-process step. Anywhere else the sequence is returned as
+    it is (TensorFlow's multi-worker strategy shards its input itself).
+    """
+    if _backend() != "jax":
+        return sequence
+    import jax
+
+    distribution = keras.distribution.distribution()
+    count = jax.process_count()
+    if count == 1 or distribution is None or getattr(distribution, "auto_shard_dataset", True):
+        return sequence
+    return _ProcessShare(sequence, jax.process_index(), count)
 
 
 def strategy_scope(strategy):

@@ -504,6 +504,9 @@ def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_
     if initial_epoch:
         sequence.set_epoch(initial_epoch)
 
+    from keras_ssd.training.distribute import process_share
+
+    sequence = process_share(sequence)  # JAX multi-process: this process's rows
     limit = TimeLimit(time_limit, verbose=1 if verbose else 0) if time_limit else None
     cbs = [_EpochTimer()] + ([limit] if limit else [])
     if model.losses:  # a weight penalty: loss = conf_loss + loc_loss + reg_loss
@@ -525,9 +528,9 @@ def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_
     cbs += list(callbacks or [])
     fit = dict(callbacks=cbs, verbose=verbose, shuffle=False)
     if val_dataset is not None and val_loss:
-        fit["validation_data"] = SSDSequence(
+        fit["validation_data"] = process_share(SSDSequence(
             val_dataset, model.config, batch_size=int(used.batch_size), augment=False,
-            shuffle=False, ignore_difficult=ignore_difficult, **loader)
+            shuffle=False, ignore_difficult=ignore_difficult, **loader))
         fit["validation_freq"] = int(eval_every)
     if limit is None:
         history = model.fit(sequence, epochs=planned, initial_epoch=int(initial_epoch), **fit)

@@ -10,6 +10,8 @@ import pytest
 from keras_ssd.training import distribute
 from keras_ssd.training.checkpoints import LATEST, STATE, TrainingCheckpoint
 
+pytestmark = pytest.mark.backend
+
 
 def _fit(tmp_path, callbacks, epochs=2):
     keras.utils.set_random_seed(0)

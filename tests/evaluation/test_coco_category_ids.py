@@ -252,3 +252,26 @@ def test_unscored_classes_do_not_take_the_100_coco_slots(tmp_path, monkeypatch,
         assert len(d["scores"]) == min(100, len(cars))
         np.testing.assert_allclose(d["scores"], cars[:100])
         assert set(d["category_ids"]) == {3}
+
+
+def test_categories_selected_out_of_id_order_keep_their_own_ap(tmp_path):
+    # COCODataset(class_names=) orders labels as given (18, 1); pycocotools
+    # orders categories by id: each class's AP must still be its own.
+    pytest.importorskip("pycocotools")
+    ds = COCODataset(write_coco(tmp_path), tmp_path, class_names=["dog", "person"])
+    assert ds.category_ids == (18, 1)
+    # dogs found exactly, persons shifted off (IoU 0)
+    def label_of(c):
+        return ds.category_ids[c] - 1
+
+    oracle = Coco91Oracle(ds, label_of)
+    real = oracle.predict_batch
+
+    def shift_people(images):
+        out = real(images)
+        out["boxes"][out["labels"] == 0] += 0.5
+        return out
+
+    oracle.predict_batch = shift_people
+    r = evaluate(oracle, ds, metric="coco", verbose=0)
+    assert r["AP_by_name"] == pytest.approx({"dog": 1.0, "person": 0.0})

@@ -250,7 +250,10 @@ def test_killed_worker_stops_the_run_and_resume_reaches_the_same_result(runs):
     --resume finish the run with the uninterrupted run's weights."""
     tmp, data = runs["tmp"], runs["data"]
     folder = tmp / "resumed"
-    args = train_args(data, folder, "--distribute", "multi-worker")
+    # with validation too: val_loss goes through the patched evaluate, val_mAP
+    # is computed on every worker, best.keras is the chief's
+    args = train_args(data, folder, "--distribute", "multi-worker",
+                      "--val-data", data, "--val-split", "test")
     first = Launch(tmp, "killed")
     try:
         first.start_workers(args)
@@ -290,6 +293,9 @@ def test_killed_worker_stops_the_run_and_resume_reaches_the_same_result(runs):
                                rtol=LOSS_RTOL["loss"])
     mismatch = weight_mismatch(folder / "latest.keras", runs["single"] / "latest.keras")
     assert mismatch < WEIGHT_TOLERANCE, mismatch
+    assert len(resumed["history"]["val_mAP"]) == EPOCHS and "val_loss" in resumed["history"]
+    assert (folder / "best.keras").exists()
+    assert "keras-ssd-worker-" in second.text(1) and not os.listdir(tmp / "tmp-resume-1")
     print(f"chief exited {waited:.1f} s after its peer was killed (rc {code}); "
           f"resumed at epoch {stopped_at}; weights {mismatch:.3g} of their movement apart")
 

@@ -240,17 +240,16 @@ def run(args):
     keras.utils.set_random_seed(args.seed)
     from keras_ssd.training.distribute import check_global_batch_size, get_strategy, strategy_scope
 
-    if args.distribute == "multi-worker":
-        # A failed worker leaves at once (see cli/main.py), not at interpreter
-        # shutdown, where collective-op threads can hold it.
-        args.hard_exit_on_error = True
     try:
         strategy = get_strategy(args.distribute)
+        if args.distribute == "multi-worker" and _several_workers():
+            # From here a failed worker leaves at once (see cli/main.py), not
+            # at interpreter shutdown, where collective-op threads can hold it.
+            args.hard_exit_on_error = True
+            _default_sigterm()
         check_global_batch_size(recipe.batch_size, strategy)
     except ValueError as e:
         raise CLIError(f"--distribute {args.distribute}: {e}", status=2) from None
-    if args.distribute == "multi-worker":
-        _default_sigterm()
     with strategy_scope(strategy):
         return _train_in_scope(args, strategy, train_set, val_set, class_names,
                                backbone_weights, decay_epochs, latest, recipe)
@@ -276,6 +275,20 @@ def _check_preset(args):
             raise CLIError(f"{option} does not go with --preset (the converted detector "
                            "keeps its source's input)", status=2)
     return preset
+
+
+def _several_workers():
+    """Whether TF_CONFIG (or KERAS_DISTRIBUTION_NUM_PROCESSES) names more
+    than one worker."""
+    from keras_ssd.training.distribute import parse_tf_config
+
+    cluster = parse_tf_config()
+    if cluster is not None and len(cluster["workers"]) > 1:
+        return True
+    try:
+        return int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES") or 1) > 1
+    except ValueError:
+        return False
 
 
 def _default_sigterm():

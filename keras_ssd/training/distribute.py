@@ -347,9 +347,10 @@ class _ProcessShare(keras.utils.PyDataset):
     """This process's rows of every batch of a `PyDataset` of global batches."""
 
     def __init__(self, sequence, index, count):
-        super().__init__(workers=getattr(sequence, "workers", 1),
-                         use_multiprocessing=getattr(sequence, "use_multiprocessing", False),
-                         max_queue_size=getattr(sequence, "max_queue_size", 10))
+        super().__init__(
+            workers=getattr(sequence, "workers", 1),
+            use_multiprocessing=getattr(sequence, "use_multiprocessing", False),
+            max_queue_size=getattr(sequence, "max_queue_size", 10))
         self.sequence, self.index, self.count = sequence, int(index), int(count)
 
     def __len__(self):
@@ -363,7 +364,8 @@ class _ProcessShare(keras.utils.PyDataset):
         batch = self.sequence[i]
         size = len(keras.tree.flatten(batch)[0])
         if size % self.count:
-            raise ValueError(f"a batch of {size} cannot be split over {self.count} processes")
+            raise ValueError(
+                f"a batch of {size} cannot be split over {self.count} processes")
         share = size // self.count
         rows = slice(self.index * share, (self.index + 1) * share)
         return keras.tree.map_structure(lambda a: a[rows], batch)
@@ -392,7 +394,9 @@ def process_share(sequence):
 
     distribution = keras.distribution.distribution()
     count = jax.process_count()
-    if count == 1 or distribution is None or getattr(distribution, "auto_shard_dataset", True):
+    if count == 1 or distribution is None:
+        return sequence
+    if getattr(distribution, "auto_shard_dataset", True):
         return sequence
     return _ProcessShare(sequence, jax.process_index(), count)
 

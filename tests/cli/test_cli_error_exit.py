@@ -14,8 +14,9 @@ cli_main = importlib.import_module("keras_ssd.cli.main")
 
 
 def test_long_message_keeps_its_start_and_end_within_the_limit():
-    message = "Attempt to convert a value (PerReplica:{ 0: " + "[123., 117., 104.], " * 2000 \
-        + "}) with an unsupported type to a Tensor."
+    pixels = "[123., 117., 104.], " * 2000
+    message = ("Attempt to convert a value (PerReplica:{ 0: " + pixels
+               + "}) with an unsupported type to a Tensor.")
     short = cli_main.shorten_message(message)
     assert len(short) <= cli_main.MAX_ERROR_CHARS
     assert short.startswith("Attempt to convert a value (PerReplica:{ 0: [123.")

@@ -27,8 +27,8 @@ def _pairs(tokens):
     """Options of a command line as a sorted list of (option, value or None)."""
     pairs, i = [], 0
     while i < len(tokens):
-        value = tokens[i + 1] if i + 1 < len(tokens) and not tokens[i + 1].startswith("--") \
-            else None
+        has_value = i + 1 < len(tokens) and not tokens[i + 1].startswith("--")
+        value = tokens[i + 1] if has_value else None
         pairs.append((tokens[i], value))
         i += 1 if value is None else 2
     return sorted(pairs, key=lambda p: (p[0], p[1] or ""))
@@ -43,8 +43,10 @@ def test_docs_launch_recipe_is_the_tested_command():
     with open(os.path.join(ROOT, "docs", "distributed.md"), encoding="utf-8") as f:
         text = f.read()
     section = text[text.index("### The tested launch recipe"):]
-    block = section[section.index("```bash") + 7:section.index("```", section.index("```bash") + 7)]
-    command = re.search(r"keras-ssd train (.*?)>", block.replace("\\\n", " "), re.S).group(1)
+    start = section.index("```bash") + len("```bash")
+    block = section[start:section.index("```", start)]
+    joined = block.replace("\\\n", " ")
+    command = re.search(r"keras-ssd train (.*?)>", joined, re.S).group(1)
     documented = shlex.split(command)
     expected = tested.train_args("shapes", "shared-ckpt", "--distribute", "multi-worker")
     assert expected[1:4] == ["-m", "keras_ssd", "train"]

@@ -44,7 +44,8 @@ def test_single_process_is_the_chief():
     assert distribute.is_chief(None) is True
 
 
-def test_other_worker_writes_to_a_temporary_folder_it_removes(tmp_path, not_chief, monkeypatch):
+def test_other_worker_writes_to_a_temporary_folder_it_removes(
+        tmp_path, not_chief, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     os.makedirs(tmp_path / "tmp")
     import tempfile

@@ -110,8 +110,9 @@ class Launch:
         return self.logs[index].read_text(errors="replace")
 
     def report(self):
-        return "\n".join(f"--- {log.name} (rc {p.poll()}):\n{log.read_text(errors='replace')[-3000:]}"
-                         for p, log in zip(self.procs, self.logs))
+        return "\n".join(
+            f"--- {log.name} (rc {p.poll()}):\n{log.read_text(errors='replace')[-3000:]}"
+            for p, log in zip(self.procs, self.logs))
 
     def kill(self):
         for proc in self.procs:
@@ -217,7 +218,8 @@ def test_two_workers_train_like_one_process_on_the_global_batch(runs):
     # the first epoch's loss (its first steps) agrees to float32 round-off
     np.testing.assert_allclose(shared["history"]["loss"][0], single["history"]["loss"][0],
                                rtol=1e-5)
-    mismatch = weight_mismatch(runs["shared"] / "latest.keras", runs["single"] / "latest.keras")
+    mismatch = weight_mismatch(runs["shared"] / "latest.keras",
+                               runs["single"] / "latest.keras")
     assert mismatch < WEIGHT_TOLERANCE, mismatch
     print(f"two workers vs one process: weights {mismatch:.3g} of their movement apart")
     # both workers saw the same (all-reduced) loss
@@ -234,7 +236,8 @@ def test_only_the_chief_writes_the_checkpoint_folder(runs):
     chief, other = pair.text(0), pair.text(1)
     assert f"saved {shared / 'latest.keras'}" in chief
     # the other worker saved the same epochs into its own temporary folder...
-    saved = [line.split("saved ", 1)[1] for line in other.splitlines() if ": saved " in line]
+    saved = [line.split("saved ", 1)[1] for line in other.splitlines()
+             if ": saved " in line]
     assert len(saved) == EPOCHS, other[-2000:]
     assert all(os.path.basename(os.path.dirname(p)).startswith("keras-ssd-worker-")
                for p in saved), saved
@@ -260,7 +263,9 @@ def test_killed_worker_stops_the_run_and_resume_reaches_the_same_result(runs):
         deadline = time.monotonic() + LAUNCH_TIMEOUT
         while time.monotonic() < deadline:
             state = folder / "state.json"
-            if state.exists() and json.loads(state.read_text() or "{}").get("epoch", 0) >= 1:
+            epoch = json.loads(state.read_text() or "{}").get("epoch", 0) \
+                if state.exists() else 0
+            if epoch >= 1:
                 break
             assert all(p.poll() is None for p in first.procs), first.report()
             time.sleep(0.2)
@@ -268,13 +273,15 @@ def test_killed_worker_stops_the_run_and_resume_reaches_the_same_result(runs):
             pytest.fail("no first checkpoint in time\n" + first.report())
         first.procs[1].send_signal(signal.SIGTERM)
         killed_at = time.monotonic()
-        assert first.wait(timeout=30, procs=first.procs[1:]) == [-signal.SIGTERM], first.report()
+        stopped = first.wait(timeout=30, procs=first.procs[1:])
+        assert stopped == [-signal.SIGTERM], first.report()
         code = first.wait(timeout=PEER_FAILURE_TIMEOUT, procs=first.procs[:1])[0]
         waited = time.monotonic() - killed_at
         assert code not in (0, None), first.report()
         chief = first.text(0)
         # one error line, not a whole tensor
-        errors = [line for line in chief.splitlines() if line.startswith("keras-ssd train: error:")]
+        errors = [line for line in chief.splitlines()
+                  if line.startswith("keras-ssd train: error:")]
         assert errors and all(len(line) < 700 for line in errors), chief[-3000:]
     finally:
         first.kill()
@@ -310,7 +317,8 @@ def test_jax_two_processes_train_like_one_process(data):
     # one program over the global batch: agreement to float32 round-off
     np.testing.assert_allclose(shared["history"]["loss"], single["history"]["loss"],
                                rtol=5e-5)
-    a, b = weights_of(runs["shared"] / "latest.keras"), weights_of(runs["single"] / "latest.keras")
+    a = weights_of(runs["shared"] / "latest.keras")
+    b = weights_of(runs["single"] / "latest.keras")
     worst = max(float(np.max(np.abs(x - y))) for x, y in zip(a, b))
     assert worst < 2e-4, worst  # measured 2.2e-5
     assert {"latest.keras", "state.json"} <= set(os.listdir(runs["shared"]))
@@ -379,15 +387,16 @@ def test_one_step_of_two_workers_is_the_two_device_mirrored_step(data):
     finally:
         for launch in launches:
             launch.kill()
-    runs = {mode: np.load(tmp / f"{mode}.npz") for mode in ("single", "mirrored", "workers")}
+    runs = {mode: np.load(tmp / f"{mode}.npz")
+            for mode in ("single", "mirrored", "workers")}
     updates = {mode: [run[f"arr_{i}"] for i in range(len(run.files) - 2)]
                for mode, run in runs.items()}
     assert int(runs["workers"]["replicas"]) == int(runs["mirrored"]["replicas"]) == 2
     # the same arithmetic as MirroredStrategy on two devices of one process
     for a, b in zip(updates["workers"], updates["mirrored"]):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(float(runs["workers"]["loss"]), float(runs["single"]["loss"]),
-                               rtol=1e-6)
+    np.testing.assert_allclose(float(runs["workers"]["loss"]),
+                               float(runs["single"]["loss"]), rtol=1e-6)
     # and one device's update, to float32 batch-norm round-off (measured 7e-4;
     # per-replica statistics would give 0.29)
     diff = np.sqrt(sum(float(np.sum((a - b) ** 2))

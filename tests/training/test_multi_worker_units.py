@@ -52,7 +52,8 @@ def test_process_share_is_a_no_op_in_one_process():
     assert distribute.process_share(batches) is batches
 
 
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow trainer patch")
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="a patch of the TensorFlow trainer")
 def test_keras_patch_leaves_one_process_training_unchanged():
     def run():
         keras.utils.set_random_seed(0)

@@ -14,12 +14,14 @@ of the cell, value `k`) is what both torch's `view(N, A, K, H, W)` (or
 so head kernels need no reordering.
 """
 
+import copy
 import dataclasses
 import math
 from typing import Callable, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from keras_ssd import presets
 from keras_ssd.models.vgg16 import SSD300_EXTRAS, VGG16_BLOCKS
 
 #: The 20 Pascal VOC classes in the standard order (label 1..20 of the VOC
@@ -128,14 +130,10 @@ def ssd300_layers(num_outputs):
     return layers
 
 
-#: The Caffe SSD300 VOC prior geometry (amdegroot's and lufficc's `PriorBox`).
+#: The Caffe SSD300 VOC prior geometry (amdegroot's and lufficc's `PriorBox`):
+#: the registry's `ssd300` geometry, with the variances written out.
 CAFFE_SSD300_GEOMETRY = dict(
-    image_size=300,
-    feature_map_sizes=[38, 19, 10, 5, 3, 1],
-    steps=[8, 16, 32, 64, 100, 300],
-    min_sizes=[30, 60, 111, 162, 213, 264],
-    max_sizes=[60, 111, 162, 213, 264, 315],
-    aspect_ratios=[[2], [2, 3], [2, 3], [2, 3], [2], [2]],
+    copy.deepcopy(dict(presets.get("ssd300").geometry)),
     variances=[0.1, 0.1, 0.2, 0.2],
 )
 

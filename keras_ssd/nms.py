@@ -62,11 +62,16 @@ def check_overlap_dtype(overlap_dtype, where="overlap_dtype"):
 
 def _decision_dtype(overlap_dtype=None):
     """The dtype NMS takes its IoU decisions in: `overlap_dtype` when given,
-    else float64, except on JAX without x64 support (then float32)."""
+    else float64, except on JAX without x64 support and on torch (then
+    float32)."""
     if overlap_dtype is not None:
         return check_overlap_dtype(overlap_dtype)
     if _DECISION_DTYPE_OVERRIDE:
         return _DECISION_DTYPE_OVERRIDE[-1]
+    if keras.backend.backend() == "torch":
+        # Off TensorFlow, Keras promotes float64 operands to float32
+        # (`keras.backend.result_type`), so torch would mix the two.
+        return "float32"
     if keras.backend.backend() == "jax":
         import jax
 
@@ -296,7 +301,27 @@ def select_candidates(scores, k):
     Kept out of the XLA cluster on purpose: XLA lowers `top_k` to a full
     sort, which on CPU is about 1.7x slower than TensorFlow's own kernel.
     """
-    return ops.top_k(scores, k, sorted=True)
+    return sorted_top_k(scores, k)
+
+
+def sorted_top_k(x, k):
+    """`ops.top_k(x, k, sorted=True)` with ties in index order.
+
+    TensorFlow's and JAX's `top_k` put the lower index first among equal
+    values; `torch.topk` leaves their order unspecified, so under torch
+    this slices a stable descending `argsort` instead.
+
+    Args:
+        x: `(..., N)` values.
+        k: int <= N.
+
+    Returns:
+        `(values, indices)`, both `(..., k)`.
+    """
+    if keras.backend.backend() != "torch":
+        return ops.top_k(x, k, sorted=True)
+    order = ops.argsort(ops.negative(x), axis=-1)[..., :k]
+    return ops.take_along_axis(x, order, axis=-1), order
 
 
 def _suppress(boxes, cand_scores, cand_idx, score_threshold, iou_threshold, tile_size,
@@ -323,7 +348,7 @@ def _top_detections(cand_boxes, cand_scores, keep, top_k):
     flat_keep = ops.reshape(keep, (batch, c * k))
     flat_scores = ops.where(flat_keep, ops.reshape(cand_scores, (batch, c * k)), -1.0)
     kk = int(min(top_k, c * k))
-    best, order = ops.top_k(flat_scores, kk, sorted=True)  # (B, kk)
+    best, order = sorted_top_k(flat_scores, kk)  # (B, kk)
     found = ops.take_along_axis(flat_keep, order, axis=1)
     out_boxes = ops.take(
         ops.reshape(cand_boxes, (-1, 4)),

@@ -77,9 +77,11 @@ def test_validate_rejects_wrong_shape():
 
 # ------------------------------------------- numpy and keras.ops agree
 def _float64_tensors():
-    """Whether the backend keeps float64 tensors (not JAX without x64)."""
-    return keras.backend.standardize_dtype(
-        keras.ops.convert_to_tensor(np.zeros(1)).dtype) == "float64"
+    """Whether keras.ops computes in float64 on float64 tensors: TensorFlow;
+    not JAX without x64, nor torch (Keras promotes float64 operands to
+    float32 off TensorFlow)."""
+    x = keras.ops.convert_to_tensor(np.zeros(1))
+    return keras.backend.standardize_dtype(keras.ops.maximum(x, x).dtype) == "float64"
 
 
 def _dtypes():
@@ -154,7 +156,8 @@ def test_numpy_and_ops_codecs_agree(dtype):
     np.testing.assert_allclose(got, offsets, rtol=tol, atol=tol)
     np.testing.assert_allclose(_np(B.decode_ops(offsets, anchors, v, dtype=name)),
                                B.decode(offsets, anchors, v), rtol=0, atol=tol)
-    assert B.decode_ops(offsets, anchors, v).dtype == "float32"  # the default
+    assert keras.backend.standardize_dtype(
+        B.decode_ops(offsets, anchors, v).dtype) == "float32"  # the default
 
 
 @pytest.mark.backend

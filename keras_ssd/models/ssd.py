@@ -7,6 +7,7 @@ from keras_ssd.layers.preprocessing import ImagePreprocessing, preprocessing_arg
 from keras_ssd import presets
 from keras_ssd.models.backbones import get_backbone
 from keras_ssd.models.blocks import NORMALIZATIONS, kernel_regularizer
+from keras_ssd.models.compile_config import portable_compile_config
 from keras_ssd.models.fast_predict import fast_path_applies, predict_arrays
 from keras_ssd.models.heads import build_heads, check_feature_maps
 from keras_ssd.models.weights_files import check_weights_path
@@ -321,3 +322,13 @@ class SSD(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+    def get_compile_config(self):
+        # Under torch the optimizer is a private backend class; store the
+        # public one so the file loads under TensorFlow and JAX too.
+        return portable_compile_config(super().get_compile_config())
+
+    def compile_from_config(self, config):
+        # Files saved under torch before get_compile_config above named the
+        # private class; read them the same way.
+        super().compile_from_config(portable_compile_config(config))

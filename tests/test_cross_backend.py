@@ -106,7 +106,7 @@ def _run_side_by_side(tmp_path, script, argvs):
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
     for backend, proc in procs:
         try:
-            _, err = proc.communicate(timeout=400)
+            _, err = proc.communicate(timeout=900)
         except subprocess.TimeoutExpired:
             proc.kill()
             raise

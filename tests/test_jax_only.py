@@ -1,15 +1,18 @@
-"""keras-ssd without TensorFlow: the JAX-only install, as a tested promise.
+"""keras-ssd without TensorFlow: the JAX-only and torch-only installs, as a
+tested promise.
 
 Each test starts a Python process whose `sitecustomize` (put first on
 `PYTHONPATH`) installs a meta-path finder that refuses TensorFlow and every
 package a JAX-only install (keras, jax, numpy, pillow, pyyaml, defusedxml;
 docs/getting_started.md) would not have: `import tensorflow` raises
 `ImportError` as if it were not installed. In that process, under
-`KERAS_BACKEND=jax`, `keras-ssd train --model tiny`, `evaluate`, `predict`
-and a `.keras` save/load run, and `export` answers with one line saying it
-needs TensorFlow.
+`KERAS_BACKEND=jax` (and again under `KERAS_BACKEND=torch`, torch then
+allowed), `keras-ssd train --model tiny`, `evaluate`, `predict` and a
+`.keras` save/load run, and `export` answers with one line saying it needs
+TensorFlow.
 """
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -21,25 +24,34 @@ import pytest
 #: Top-level packages the child process cannot import.
 BLOCKED = ("tensorflow", "tensorflow_io_gcs_filesystem", "tf_keras", "tf2onnx",
            "tensorboard", "onnx", "onnxruntime", "matplotlib", "pycocotools",
-           "torch", "torchvision", "skimage")
+           "torch", "torchvision", "skimage", "jax", "jaxlib")
 
-SITECUSTOMIZE = textwrap.dedent(f'''
+#: What each backend's process may import of `BLOCKED`.
+ALLOWED = {"jax": ("jax", "jaxlib"), "torch": ("torch",)}
+
+
+def _sitecustomize(blocked):
+    return textwrap.dedent(f'''
     import importlib.abc
+    import importlib.machinery
     import sys
 
-    BLOCKED = {BLOCKED!r}
+    BLOCKED = {blocked!r}
 
 
     class _NotInstalled(importlib.abc.MetaPathFinder):
-        """Finds the blocked packages first and says they are not installed."""
+        """sys.path's finder, blind to the blocked packages: `import` raises
+        ModuleNotFoundError and `importlib.util.find_spec` returns None for
+        them, as if they were not installed (torch probes some that way)."""
 
         def find_spec(self, name, path=None, target=None):
             if name.partition(".")[0] in BLOCKED:
-                raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
-            return None
+                return None
+            return importlib.machinery.PathFinder.find_spec(name, path, target)
 
 
-    sys.meta_path.insert(0, _NotInstalled())
+    sys.meta_path[:] = [_NotInstalled() if f is importlib.machinery.PathFinder else f
+                        for f in sys.meta_path]
 ''')
 
 CHILD = textwrap.dedent('''
@@ -109,11 +121,13 @@ CHILD = textwrap.dedent('''
 ''')
 
 
-def _blocked_env(tmp_path, **env):
-    """The environment of a child process in which TensorFlow is missing."""
+def _blocked_env(tmp_path, allow=(), **env):
+    """The environment of a child process in which TensorFlow (and `BLOCKED`
+    but for `allow`) is missing."""
     site = tmp_path / "site"
     site.mkdir()
-    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    blocked = tuple(name for name in BLOCKED if name not in allow)
+    (site / "sitecustomize.py").write_text(_sitecustomize(blocked))
     child = dict(os.environ)
     for key in ("KERAS_BACKEND", "KERAS_HOME"):
         child.pop(key, None)
@@ -123,14 +137,17 @@ def _blocked_env(tmp_path, **env):
     return child
 
 
-def test_train_evaluate_predict_and_save_load_run_without_tensorflow(tmp_path):
-    env = _blocked_env(tmp_path, KERAS_BACKEND="jax")
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_train_evaluate_predict_and_save_load_run_without_tensorflow(tmp_path, backend):
+    if backend == "torch" and importlib.util.find_spec("torch") is None:
+        pytest.skip("torch is not installed")
+    env = _blocked_env(tmp_path, allow=ALLOWED[backend], KERAS_BACKEND=backend)
     proc = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path)], env=env,
-                          capture_output=True, text=True, timeout=240)
+                          capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads((tmp_path / "out.json").read_text())
     assert out["blocked"] == ["tensorflow", "tf2onnx", "tensorboard"]
-    assert out["backend"] == "jax"
+    assert out["backend"] == backend
 
     code, err = out["train"]
     assert code == 0, err

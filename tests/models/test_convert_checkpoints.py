@@ -211,3 +211,34 @@ def test_a_file_with_the_wrong_layout_names_the_file(tmp_path, save_pth):
     path = save_pth(tmp_path / "odd.pth", {"fc.weight": np.zeros((2, 2), np.float32)})
     with pytest.raises(ConversionError, match=r"odd.pth: cannot tell which SSD300"):
         convert_checkpoint(path)
+
+
+def _refuse(*args, **kwargs):
+    raise AssertionError("the restricted reader, not torch, must read the file")
+
+
+@pytest.mark.backend
+def test_checkpoints_convert_with_the_restricted_reader_on_the_active_backend(
+        tmp_path, save_pth, monkeypatch):
+    # Under KERAS_BACKEND=torch, torch is imported; the default reader must
+    # still be keras_ssd.pth's, never torch.load.
+    import sys
+
+    import keras
+
+    from keras_ssd import pth
+
+    monkeypatch.setattr(pth, "_load_with_torch", _refuse)
+    if "torch" in sys.modules:
+        monkeypatch.setattr(sys.modules["torch"], "load", _refuse)
+    state = random_state_dict("amdegroot", 21)
+    path = tmp_path / "amdegroot.pth"
+    save_pth(path, state, legacy=True)
+    model = convert_checkpoint(path)
+    key = "vgg.0.weight"
+    layer, _, index, _ = SOURCES["amdegroot"].expected_keys(21)[key]
+    np.testing.assert_array_equal(model.get_layer(layer).get_weights()[index],
+                                  state[key].transpose(2, 3, 1, 0))
+    x = np.random.default_rng(0).uniform(0, 255, (1, 300, 300, 3)).astype("float32")
+    out = keras.ops.convert_to_numpy(model(x, training=False))
+    assert out.shape == (1, 8732, 4 + 21) and np.isfinite(out).all()

@@ -52,3 +52,25 @@ def portable_compile_config(config):
         out["module"] = "keras.optimizers"
         out["registered_name"] = None
     return out
+
+
+def compile_config_for_this_backend(config):
+    """A compile config read from a `.keras` file, fit to run on the active
+    backend: `portable_compile_config`, and under torch `jit_compile=False`
+    where the file says `True`.
+
+    `jit_compile` is the saving backend's speed choice (XLA under TensorFlow
+    and JAX); under torch, `True` means `torch.compile`, minutes of C++
+    compilation on a CPU before the first step. Compile the model again to
+    ask for it.
+
+    Args:
+        config: a compile config read from a `.keras` file.
+
+    Returns:
+        A new config of the same structure.
+    """
+    config = portable_compile_config(config)
+    if keras.backend.backend() == "torch" and config.get("jit_compile") is True:
+        config["jit_compile"] = False
+    return config

@@ -7,7 +7,9 @@ from keras_ssd.layers.preprocessing import ImagePreprocessing, preprocessing_arg
 from keras_ssd import presets
 from keras_ssd.models.backbones import get_backbone
 from keras_ssd.models.blocks import NORMALIZATIONS, kernel_regularizer
-from keras_ssd.models.compile_config import portable_compile_config
+from keras_ssd.models.compile_config import (
+    compile_config_for_this_backend, portable_compile_config,
+)
 from keras_ssd.models.fast_predict import fast_path_applies, predict_arrays
 from keras_ssd.models.heads import build_heads, check_feature_maps
 from keras_ssd.models.weights_files import check_weights_path
@@ -330,5 +332,6 @@ class SSD(keras.Model):
 
     def compile_from_config(self, config):
         # Files saved under torch before get_compile_config above named the
-        # private class; read them the same way.
-        super().compile_from_config(portable_compile_config(config))
+        # private class; and a file's jit_compile=True would mean
+        # torch.compile under torch.
+        super().compile_from_config(compile_config_for_this_backend(config))

@@ -20,7 +20,8 @@ and, for the per-backend rows, TensorFlow and JAX in the same environment.
 2. The tiny model (`SSDTiny`, 2 classes, 160 px) trained with `fit` on an
    `SSDSequence` of synthetic VOC images under TensorFlow, JAX and torch:
    one child process per backend (`KERAS_BACKEND` set), images per second
-   over timed epochs after a warm-up epoch, backends in alternating order.
+   over timed epochs after a warm-up epoch, backends in alternating order,
+   each with keras-ssd's `jit_compile` default (`runtime.compile_defaults()`).
 
 Prints one table; `--json` stores the rows with the machine description
 and the load average.
@@ -111,11 +112,16 @@ def ssd300_rows(quick):
     rounds = 3 if quick else 5
     for kind, batch in ([("forward", 1), ("forward", 4), ("train step", 4)]
                         if not quick else [("forward", 1), ("train step", 2)]):
+        if quick and kind == "train step":
+            rounds = 2
         _, _, ours, theirs, _ = _ssd300_sides(batch, kind == "train step")
         res = common.alternate({"ours": ours, "theirs": theirs}, warmup=1, rounds=rounds)
         o, t = res["ours"]["median"], res["theirs"]["median"]
         rows.append({"name": f"SSD300 {kind}, batch {batch}", "ours_s": o, "theirs_s": t,
                      "ratio": o / t, "unit": "s per call"})
+        r = rows[-1]
+        print(f"{r['name']:32s} keras/torch {o:.3f} s  torchvision {t:.3f} s  "
+              f"ratio {r['ratio']:.2f}  (load {_load()[0]:.1f})", flush=True)
         if kind == "forward" and batch == 1:
             profiles = {"ours": _profile(ours), "theirs": _profile(theirs)}
     return rows, profiles
@@ -137,7 +143,10 @@ if not os.path.isdir(root):
 names = open(os.path.join(root, "labels.txt")).read().split()
 keras.utils.set_random_seed(0)
 model = SSDTiny(num_classes=len(names))
-model.compile(optimizer=keras.optimizers.SGD(1e-3, momentum=0.9), loss=SSDLoss())
+# the package's measured jit_compile default per backend, as train_detector uses
+from keras_ssd.accel import runtime
+model.compile(optimizer=keras.optimizers.SGD(1e-3, momentum=0.9), loss=SSDLoss(),
+              **runtime.compile_defaults())
 data = VOCDataset(root, "trainval", class_names=names)
 seq = SSDSequence(data, model.config, batch_size=16, augment=False, shuffle=False)
 model.fit(seq, epochs=1, verbose=0)  # warm-up: tracing, allocator
@@ -169,6 +178,8 @@ def tiny_rows(quick, tmp):
                 raise RuntimeError(f"{b}: {out.stderr[-2000:]}")
             res = json.loads(out.stdout.strip().splitlines()[-1])
             per[b] += [res["images"] / t for t in res["epoch_s"]]
+            print(f"  tiny, {b}: {[round(res['images'] / t, 1) for t in res['epoch_s']]} "
+                  f"img/s (load {_load()[0]:.1f})", flush=True)
     tf_rate = float(np.median(per["tensorflow"]))
     return [{"name": f"tiny fit on SSDSequence (batch 16), {b}",
              "images_per_s": float(np.median(per[b])),
@@ -192,10 +203,9 @@ def main(argv=None):
     info = {"cpu": common.cpu_description(), "torch": torch.__version__,
             "keras": keras.__version__, "threads": torch.get_num_threads(),
             "load_before": _load(), "date": time.strftime("%Y-%m-%d")}
+    print(f"{info['cpu']}; torch {info['torch']}, keras {info['keras']}, "
+          f"{info['threads']} threads; load {info['load_before']}", flush=True)
     rows, profiles = ssd300_rows(args.quick)
-    for r in rows:
-        print(f"{r['name']:32s} keras/torch {r['ours_s']:.3f} s  torchvision "
-              f"{r['theirs_s']:.3f} s  ratio {r['ratio']:.2f}", flush=True)
     for side, (total, ops) in profiles.items():
         print(f"profile {side} forward batch 1: {total:.0f} ms self CPU; top: "
               + ", ".join(f"{k} {v:.0f}" for k, v in ops), flush=True)

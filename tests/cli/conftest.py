@@ -48,3 +48,22 @@ def model_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "tiny.keras"
     SSDTiny(class_names=list(SYNTHETIC_CLASSES)).save(path)
     return str(path)
+
+
+@pytest.fixture
+def fake_training(monkeypatch):
+    """Replace train_detector: record the model and options it gets, train nothing."""
+    import keras
+
+    import keras_ssd.training.fit as fit
+
+    calls = []
+
+    def record(model, train_dataset, **kwargs):
+        calls.append(dict(kwargs, model=model))
+        history = keras.callbacks.History()
+        history.history = {"loss": [1.0]}
+        return history
+
+    monkeypatch.setattr(fit, "train_detector", record)
+    return calls

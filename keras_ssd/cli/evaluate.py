@@ -13,6 +13,7 @@ from keras_ssd.cli.args import (
     _require_dataset,
     _quiet_tensorflow,
     _require_model_file,
+    _require_out_folder,
     add_format_argument,
     add_image_size_argument,
     load_cli_dataset,
@@ -50,7 +51,15 @@ def add_arguments(p):
     p.add_argument("--batch-size", type=_positive_int, default=8,
                    help="inference batch size (default: 8)")
     add_image_size_argument(p)
-    p.add_argument("--json", metavar="OUT", help="also write mAP and per-class AP to this JSON file")
+    p.add_argument("--out", metavar="DIR",
+                   help="folder for report.json, pr_curve.png and confusion_matrix.png "
+                        "(default: a fresh PROJECT/NAME, NAME2, ... folder)")
+    p.add_argument("--project", default="runs", metavar="DIR",
+                   help="parent folder of the report folders (default: runs)")
+    p.add_argument("--name", default="evaluate",
+                   help="report folder name (default: evaluate)")
+    p.add_argument("--json", metavar="OUT",
+                   help="also write the report's JSON to this file")
 
 
 def format_ap_table(class_names, ap, mean_ap):
@@ -76,6 +85,10 @@ def run(args):
         _require_model_file(args.model_file)
     if args.json and os.path.isdir(args.json):
         raise CLIError(f"--json {args.json} is a folder; give a file name", status=2)
+    if args.out is not None:
+        _require_out_folder(args.out, "--out")
+    else:
+        _require_out_folder(args.project, "--project")
     if args.preset is not None:
         _quiet_tensorflow()
         from keras_ssd.models.pretrained import from_preset
@@ -94,7 +107,8 @@ def run(args):
         list(config.names)
     dataset = load_cli_dataset(args.data, fmt, split, wanted, "--data")
     result = evaluate(model, dataset, batch_size=args.batch_size,
-                      use_07_metric=args.use_07_metric, verbose=1, metric=args.metric)
+                      use_07_metric=args.use_07_metric, verbose=1, metric=args.metric,
+                      return_detections=True)
     class_names = list(result["AP_by_name"])
     ap = [float(a) for a in result["AP"]]
     if args.metric == "coco":
@@ -103,24 +117,47 @@ def run(args):
     else:
         metric = "VOC07 11-point" if args.use_07_metric else "VOC10 area"
         print(f"{len(dataset)} images, {metric} AP at IoU 0.5")
-    print(format_ap_table(class_names, ap, float(result["mAP"])))
-    if args.json:
-        from keras_ssd.training.checkpoints import atomic_write_json
+    from keras_ssd.evaluation.report import (detection_report, format_report_table,
+                                             write_report_plots)
+    from keras_ssd.runs import make_run_dir
 
-        payload = {
-            "mAP": float(result["mAP"]),
-            "AP": {n: (None if a != a else a) for n, a in zip(class_names, ap)},
-            "metric": args.metric,
-            **({k: float(result[k]) for k in ("AP50", "AP75")} if args.metric == "coco"
-               else {}),
-            "use_07_metric": bool(args.use_07_metric),
-            "num_images": len(dataset),
-            **({"model_file": os.path.abspath(args.model_file)} if args.preset is None
-               else {"preset": presets.get_pretrained(args.preset).name}),
-            "data": os.path.abspath(args.data),
-            "format": fmt,
-            "split": split,
-        }
+    detections = result.pop("detections")
+    ground_truths = [dataset[i] for i in range(len(detections))]
+    report = detection_report(detections, ground_truths, class_names)
+    print(format_report_table(report, use_07_metric=args.use_07_metric))
+    which = ("COCO AP@[.5:.95], pycocotools" if args.metric == "coco"
+             else "VOC07 11-point" if args.use_07_metric else "VOC10 area")
+    print(f"mAP ({which}) {100 * float(result['mAP']):.2f}; mAP50 "
+          f"{100 * report['mAP50']:.2f}; mAP50-95 {100 * report['mAP50_95']:.2f}")
+    folder = args.out if args.out is not None else make_run_dir(args.project, args.name)
+    os.makedirs(folder, exist_ok=True)
+    try:
+        plots = write_report_plots(report, folder)
+    except ImportError as e:
+        plots = []
+        print(f"plots skipped: {e}")
+    from keras_ssd.training.checkpoints import atomic_write_json
+
+    payload = {
+        "mAP": float(result["mAP"]),
+        "AP": {n: (None if a != a else a) for n, a in zip(class_names, ap)},
+        "metric": args.metric,
+        **({k: float(result[k]) for k in ("AP50", "AP75")} if args.metric == "coco"
+           else {}),
+        "use_07_metric": bool(args.use_07_metric),
+        "num_images": len(dataset),
+        **({"model_file": os.path.abspath(args.model_file)} if args.preset is None
+           else {"preset": presets.get_pretrained(args.preset).name}),
+        "data": os.path.abspath(args.data),
+        "format": fmt,
+        "split": split,
+        "report": report,
+        "plots": [os.path.basename(p) for p in plots],
+    }
+    report_path = os.path.join(folder, "report.json")
+    atomic_write_json(payload, report_path)
+    print(f"report: {report_path}" + "".join(f", {p}" for p in plots))
+    if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         atomic_write_json(payload, args.json)
         print(f"wrote {args.json}")

@@ -353,10 +353,16 @@ def detection_report(detections, ground_truths, class_names):
     }
 
 
-def format_report_table(report):
-    """The report as the terminal table (percent figures)."""
-    head = ("class", "images", "objects", "dets", "P", "R", "AP50(07)", "AP50",
-            "AP50-95")
+def format_report_table(report, use_07_metric=True):
+    """The report as the terminal table (percent figures).
+
+    Args:
+        report: `detection_report`'s dict.
+        use_07_metric: the VOC column: 11-point (VOC2007) or area AP.
+    """
+    voc_key = "AP50_voc07" if use_07_metric else "AP50_voc"
+    head = ("class", "images", "objects", "dets", "P", "R",
+            "VOC07" if use_07_metric else "VOC10", "AP50", "AP50-95")
     width = max([len("all")] + [len(e["name"]) for e in report["classes"]] + [5])
 
     def pct(v):
@@ -367,14 +373,15 @@ def format_report_table(report):
     lines.append(f"{'all':<{width}} {report['num_images']:>7} "
                  f"{report['num_ground_truth']:>8} {report['num_detections']:>7} "
                  f"{pct(report['precision'])} {pct(report['recall'])} "
-                 f"{pct(report['mAP50_voc07']):>8} {pct(report['mAP50'])} "
+                 f"{pct(report['m' + voc_key]):>8} {pct(report['mAP50'])} "
                  f"{pct(report['mAP50_95']):>8}")
     for e in report["classes"]:
         lines.append(f"{e['name']:<{width}} {'':>7} {e['ground_truth']:>8} "
                      f"{e['detections']:>7} {pct(e['precision'])} {pct(e['recall'])} "
-                     f"{pct(e['AP50_voc07']):>8} {pct(e['AP50'])} {pct(e['AP50_95']):>8}")
-    lines.append(f"P, R at confidence {report['confidence']:.3f} (best mean F1); VOC area "
-                 f"mAP50 {100 * report['mAP50_voc']:.1f}")
+                     f"{pct(e[voc_key]):>8} {pct(e['AP50'])} {pct(e['AP50_95']):>8}")
+    lines.append(f"P, R: at confidence {report['confidence']:.3f} (the best mean F1); "
+                 f"{head[6]}: VOC {'11-point' if use_07_metric else 'area'} AP at IoU 0.5; "
+                 "AP50, AP50-95: COCO-style (101-point)")
     return "\n".join(lines)
 
 

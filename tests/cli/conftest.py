@@ -17,6 +17,13 @@ def _assert_one_line_error(code, err, *fragments, status=None):
         assert fragment in lines[0], lines[0]
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp_dir(tmp_path, monkeypatch):
+    """Run each command-line test in its own folder: `train`, `evaluate` and
+    `predict` write to ./runs/... by default."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def run_cli(capsys):
     """`run_cli(*argv) -> (exit status, stdout, stderr)` of `keras-ssd ARGV`."""

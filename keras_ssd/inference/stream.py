@@ -1,10 +1,10 @@
 """Prediction on streams: `predict_stream` runs `predict_images` over
-`keras_ssd.inference.sources.iter_sources` in batches, one item at a time
+`keras_ssd.sources.iter_sources` in batches, one item at a time
 out; `VideoWriter` writes annotated frames as a video (PyAV)."""
 
 import fractions
 
-from keras_ssd.inference.sources import iter_sources, require_av, URL_TIMEOUT
+from keras_ssd.sources import URL_TIMEOUT, iter_sources, require_av
 
 
 def predict_stream(model, sources, confidence_threshold=0.5, iou_threshold=0.45, top_k=200,

@@ -128,7 +128,12 @@ def _image_item(name, loader):
     try:
         image = loader()
     except Exception as e:  # noqa: BLE001 - any failure is one unreadable input
-        return _failed(name, _reason(e))
+        reason = _reason(e)
+        # the item names the input already
+        for prefix in (f"{name}: ", f"{os.path.abspath(str(name))}: "):
+            if reason.startswith(prefix):
+                reason = reason[len(prefix):]
+        return _failed(name, reason)
     return SourceItem(name=str(name), image=image, source=str(name), kind="image")
 
 

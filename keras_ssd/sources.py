@@ -120,7 +120,7 @@ def _rgb(array):
 def _read_image_file(path):
     from keras_ssd.data.images import decode_image
 
-    image = decode_image(path)
+    image, _ = decode_image(path)  # (RGB image in displayed orientation, scale 1)
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
@@ -200,7 +200,7 @@ def iter_video(path, name=None, fmt=None):
         stream.thread_type = "AUTO"
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else None
-        expected = int(stream.frames or 0)
+        expected = _expected_frames(container, stream, fps)
         for frame in container.decode(stream):
             image = frame.to_ndarray(format="rgb24")
             yield SourceItem(name=f"{name}#{frame_index}", image=image, source=name,
@@ -215,6 +215,24 @@ def iter_video(path, name=None, fmt=None):
         yield _failed(name, f"decoding stopped at frame {frame_index}: {_reason(e)}")
     finally:
         container.close()
+
+
+def _expected_frames(container, stream, fps):
+    """The frame count the container promises (0: unknown): its frame count,
+    else its duration times the rate (Matroska stores no count; MPEG-TS
+    durations are estimates, so a cut there is found only when the estimate
+    holds)."""
+    if stream.frames:
+        return int(stream.frames)
+    seconds = None
+    if stream.duration and stream.time_base:
+        seconds = float(stream.duration * stream.time_base)
+    elif container.duration:
+        seconds = container.duration / 1_000_000  # av.time_base: microseconds
+    if seconds and fps:
+        # a tolerance of one frame: durations round to the container's clock
+        return max(0, int(round(seconds * fps)) - 1)
+    return 0
 
 
 def iter_camera(index):

@@ -33,7 +33,8 @@ SUBCOMMANDS = [
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-ssd",
-        description="SSD object detection for Keras 3: train, evaluate, predict, demo.",
+        description="SSD object detection for Keras 3: train, evaluate, predict, anchors, "
+                    "demo, export, convert.",
         epilog="Run `keras-ssd COMMAND --help` for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"keras-ssd {__version__}")

@@ -172,7 +172,7 @@ def test_train_decay_epochs_with_a_time_limit_need_epochs(
 def _tiny_run(run_cli, synthetic_voc, tmp_path, *options):
     return run_cli("train", "--data", synthetic_voc, "--model", "tiny", "--workers", "0",
                    "--classes", os.path.join(synthetic_voc, "labels.txt"),
-                   "--project", str(tmp_path / "runs"), *options)
+                   "--checkpoint-dir", str(tmp_path / "ckpt"), "--exist-ok", *options)
 
 
 def test_train_adamw_decay_goes_to_the_optimizer_not_the_model(

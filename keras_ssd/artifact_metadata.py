@@ -61,6 +61,14 @@ def build_metadata(config, height, width, input_dtype, quantize=None, options=No
     }
 
 
+def is_artifact_path(path):
+    """True for a SavedModel folder or a `.onnx` / `.tflite` file name."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return os.path.isfile(os.path.join(path, "saved_model.pb"))
+    return path.lower().endswith((".onnx", ".tflite"))
+
+
 def artifact_format(path):
     """`"tf_saved_model"`, `"onnx"` or `"litert"` from the path's shape."""
     path = os.fspath(path)

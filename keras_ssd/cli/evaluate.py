@@ -77,11 +77,14 @@ def format_ap_table(class_names, ap, mean_ap):
 def run(args):
     fmt = _require_dataset(args.data, args.format, args.split, "--data")
     split = resolve_split(fmt, args.split, evaluation=True)
+    from keras_ssd.artifact_metadata import is_artifact_path
+
+    artifact = args.preset is None and is_artifact_path(args.model_file)
     if args.preset is not None:
         if presets.find_pretrained(args.preset) is None:
             raise CLIError(f"--preset: unknown pretrained preset {args.preset!r}; choose "
                            f"one of {', '.join(presets.pretrained_names())}", status=2)
-    else:
+    elif not (artifact and os.path.exists(args.model_file)):
         _require_model_file(args.model_file)
     if args.json and os.path.isdir(args.json):
         raise CLIError(f"--json {args.json} is a folder; give a file name", status=2)
@@ -89,6 +92,8 @@ def run(args):
         _require_out_folder(args.out, "--out")
     else:
         _require_out_folder(args.project, "--project")
+    if artifact:
+        return _evaluate_artifact(args, fmt, split)
     if args.preset is not None:
         _quiet_tensorflow()
         from keras_ssd.models.pretrained import from_preset
@@ -110,6 +115,44 @@ def run(args):
                       use_07_metric=args.use_07_metric, verbose=1, metric=args.metric,
                       return_detections=True)
     class_names = list(result["AP_by_name"])
+    detections = result.pop("detections")
+    return _report(args, fmt, split, dataset, result, detections, class_names)
+
+
+def _evaluate_artifact(args, fmt, split):
+    """`--model-file` an exported artifact: its stored metadata gives the
+    input size, letterbox and class names; VOC metric only."""
+    if args.metric != "voc":
+        raise CLIError("--metric coco: exported artifacts are scored with the VOC metric "
+                       "and the report's COCO-style AP50-95", status=2)
+    if args.image_size is not None:
+        raise CLIError("--image-size: an exported artifact has a fixed input size", status=2)
+    _quiet_tensorflow()
+    from keras_ssd.evaluation.voc import voc_map
+    from keras_ssd.inference.artifact import ArtifactDetector
+
+    try:
+        detector = ArtifactDetector(args.model_file)
+    except ValueError as e:
+        raise CLIError(f"--model-file {e}") from None
+    dataset = load_cli_dataset(args.data, fmt, split, detector.class_names, "--data")
+    detections = []
+    for start in range(0, len(dataset), args.batch_size):
+        images = [dataset.load_image(i)
+                  for i in range(start, min(len(dataset), start + args.batch_size))]
+        detections += detector.detect(images, batch_size=args.batch_size)
+    ground_truths = [dataset[i] for i in range(len(dataset))]
+    names = detector.class_names
+    result = voc_map(detections, ground_truths, num_classes=len(names), iou_threshold=0.5,
+                     use_07_metric=args.use_07_metric, class_names=names)
+    quant = detector.metadata.get("quantize")
+    print(f"{detector.format}{' ' + quant if quant else ''} artifact {args.model_file}: "
+          f"{detector.image_size[0]}x{detector.image_size[1]}"
+          f"{' letterboxed' if detector.letterbox else ''}, {len(names)} classes")
+    return _report(args, fmt, split, dataset, result, detections, names)
+
+
+def _report(args, fmt, split, dataset, result, detections, class_names):
     ap = [float(a) for a in result["AP"]]
     if args.metric == "coco":
         print(f"{len(dataset)} images, COCO AP@[.5:.95] (AP50 {100 * result['AP50']:.2f}, "
@@ -121,7 +164,6 @@ def run(args):
                                              write_report_plots)
     from keras_ssd.runs import make_run_dir
 
-    detections = result.pop("detections")
     ground_truths = [dataset[i] for i in range(len(detections))]
     report = detection_report(detections, ground_truths, class_names)
     print(format_report_table(report, use_07_metric=args.use_07_metric))

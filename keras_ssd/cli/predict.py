@@ -90,6 +90,26 @@ def _load_preset(args):
     return from_preset(args.preset, classes=classes)
 
 
+def _load_model(args):
+    """The `--model-file` / `--preset` model, or an `ArtifactDetector` for an
+    exported artifact (its stored metadata gives size, letterbox, classes)."""
+    if args.preset is not None:
+        return model_at_image_size(_load_preset(args), args.image_size)
+    from keras_ssd.artifact_metadata import is_artifact_path
+
+    if not is_artifact_path(args.model_file):
+        return model_at_image_size(load_ssd_model(args.model_file), args.image_size)
+    if args.image_size is not None:
+        raise CLIError("--image-size: an exported artifact has a fixed input size", status=2)
+    _quiet_tensorflow()
+    from keras_ssd.inference.artifact import ArtifactDetector
+
+    try:
+        return ArtifactDetector(args.model_file)
+    except ValueError as e:
+        raise CLIError(f"--model-file {e}") from None
+
+
 class _VideoOutput:
     """The annotated video and per-frame JSON lines of one video source."""
 
@@ -140,15 +160,17 @@ def run(args):
             raise CLIError(f"--preset: unknown pretrained preset {args.preset!r}; choose one "
                            f"of {', '.join(presets.pretrained_names())}", status=2)
     else:
-        _require_model_file(args.model_file)
+        from keras_ssd.artifact_metadata import is_artifact_path
+
+        if not (is_artifact_path(args.model_file) and os.path.exists(args.model_file)):
+            _require_model_file(args.model_file)
         if args.classes is not None:
             raise CLIError("--classes goes with --preset (a subset of its classes)", status=2)
     if args.out is not None:
         _require_out_folder(args.out)
     else:
         _require_out_folder(args.project, "--project")
-    model = load_ssd_model(args.model_file) if args.preset is None else _load_preset(args)
-    model = model_at_image_size(model, args.image_size)
+    model = _load_model(args)
     from keras_ssd.inference.stream import predict_stream
     from keras_ssd.runs import make_run_dir
     from keras_ssd.visualize import draw_detections

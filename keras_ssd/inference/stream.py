@@ -15,7 +15,9 @@ def predict_stream(model, sources, confidence_threshold=0.5, iou_threshold=0.45,
     huge folder runs in bounded memory.
 
     Args:
-        model: what `predict_images` takes.
+        model: what `predict_images` takes, or an
+            `keras_ssd.inference.artifact.ArtifactDetector` (an exported
+            artifact; its own NMS settings apply).
         sources: what `iter_sources` takes: files, folders (recursive),
             globs, URLs, video files, camera indices, arrays, PIL images, or
             an iterable of them.
@@ -40,10 +42,15 @@ def predict_stream(model, sources, confidence_threshold=0.5, iou_threshold=0.45,
     def flush():
         if not pending:
             return []
-        results = predict_images(model, [it.image for it in pending],
-                                 confidence_threshold=confidence_threshold,
-                                 iou_threshold=iou_threshold, top_k=top_k,
-                                 batch_size=batch_size)
+        images = [it.image for it in pending]
+        if hasattr(model, "detect") and hasattr(model, "metadata"):  # an ArtifactDetector
+            results = model.detect(images, confidence_threshold=confidence_threshold,
+                                   batch_size=batch_size)
+        else:
+            results = predict_images(model, images,
+                                     confidence_threshold=confidence_threshold,
+                                     iou_threshold=iou_threshold, top_k=top_k,
+                                     batch_size=batch_size)
         out = list(zip(pending, results))
         pending.clear()
         return out

@@ -17,7 +17,8 @@ import argparse
 import os
 import sys
 
-from keras_ssd.cli import anchors, convert, demo, evaluate, export, predict, train
+from keras_ssd.cli import (anchors, benchmark, convert, demo, evaluate, export, predict,
+                           train)
 from keras_ssd.cli.args import CLIError
 from keras_ssd.version import __version__
 
@@ -26,7 +27,7 @@ from keras_ssd.version import __version__
 #: exit status.
 SUBCOMMANDS = [
     (module.__name__.rpartition(".")[2], module.HELP, module.add_arguments, module.run)
-    for module in (train, evaluate, predict, anchors, demo, export, convert)
+    for module in (train, evaluate, predict, anchors, demo, export, convert, benchmark)
 ]
 
 
@@ -34,7 +35,7 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-ssd",
         description="SSD object detection for Keras 3: train, evaluate, predict, anchors, "
-                    "demo, export, convert.",
+                    "demo, export, convert, benchmark.",
         epilog="Run `keras-ssd COMMAND --help` for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"keras-ssd {__version__}")

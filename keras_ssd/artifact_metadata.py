@@ -53,7 +53,8 @@ def build_metadata(config, height, width, input_dtype, quantize=None, options=No
         "image_size": [int(height), int(width)],
         "letterbox": bool(getattr(config, "letterbox", False)),
         "class_names": [str(n) for n in names],
-        "category_ids": None if ids is None else [None if i is None else int(i) for i in ids],
+        "category_ids": (None if ids is None
+                         else [None if i is None else int(i) for i in ids]),
         "input_dtype": str(input_dtype),
         "quantize": quantize,
         "decode_options": {k: (v if isinstance(v, (int, float, bool, str)) or v is None
@@ -162,7 +163,8 @@ def read_metadata(path):
             model = flatbuffer_utils.read_model(path)
             for entry in model.metadata or []:
                 if _name(entry.name) == METADATA_KEY:
-                    text = bytes(bytearray(model.buffers[entry.buffer].data)).decode("utf-8")
+                    data = model.buffers[entry.buffer].data
+                    text = bytes(bytearray(data)).decode("utf-8")
     except (OSError, ValueError) as e:
         raise ValueError(f"{path}: cannot read the artifact ({e})") from None
     except Exception as e:  # noqa: BLE001 - protobuf / flatbuffer decode errors

@@ -13,10 +13,12 @@ def letterboxed_model():
     from keras_ssd.models import SSDTiny
 
     keras.utils.set_random_seed(0)
-    return SSDTiny(class_names=["cat", "dog", "bird"], image_size=(160, 224), letterbox=True)
+    return SSDTiny(class_names=["cat", "dog", "bird"], image_size=(160, 224),
+                   letterbox=True)
 
 
-def test_saved_model_stores_input_size_letterbox_and_class_names(letterboxed_model, tmp_path):
+def test_saved_model_stores_input_size_letterbox_and_class_names(
+        letterboxed_model, tmp_path):
     # (ONNX and LiteRT: checked in tests/test_export.py beside their outputs)
     from keras_ssd.export import export
 
@@ -37,7 +39,8 @@ def test_artifact_without_metadata_is_one_clear_error(tmp_path):
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
     path = tmp_path / "other.onnx"
     onnx.save(helper.make_model(graph), path)
-    with pytest.raises(ValueError, match=r"other.onnx has no keras-ssd metadata .*export it "
+    with pytest.raises(ValueError, match=r"other.onnx has no keras-ssd metadata "
+                                         r".*export it "
                                          r"again with `keras-ssd export`"):
         read_metadata(path)
     (tmp_path / "saved").mkdir()

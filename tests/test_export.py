@@ -219,7 +219,8 @@ def test_litert_matches_keras_using_builtin_ops_only(ssd, images, expected, tmp_
     from keras_ssd.artifact_metadata import read_metadata
 
     meta = read_metadata(path)  # in the flatbuffer's metadata list, beside a working model
-    assert meta["class_names"] == list(ssd.config.names) and meta["image_size"] == [SIZE, SIZE]
+    assert meta["class_names"] == list(ssd.config.names)
+    assert meta["image_size"] == [SIZE, SIZE]
 
 
 # ----------------------------------------------------------- bad arguments

@@ -126,7 +126,8 @@ def _evaluate_artifact(args, fmt, split):
         raise CLIError("--metric coco: exported artifacts are scored with the VOC metric "
                        "and the report's COCO-style AP50-95", status=2)
     if args.image_size is not None:
-        raise CLIError("--image-size: an exported artifact has a fixed input size", status=2)
+        raise CLIError("--image-size: an exported artifact has a fixed input size",
+                       status=2)
     _quiet_tensorflow()
     from keras_ssd.evaluation.voc import voc_map
     from keras_ssd.inference.artifact import ArtifactDetector

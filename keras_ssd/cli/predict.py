@@ -100,7 +100,8 @@ def _load_model(args):
     if not is_artifact_path(args.model_file):
         return model_at_image_size(load_ssd_model(args.model_file), args.image_size)
     if args.image_size is not None:
-        raise CLIError("--image-size: an exported artifact has a fixed input size", status=2)
+        raise CLIError("--image-size: an exported artifact has a fixed input size",
+                       status=2)
     _quiet_tensorflow()
     from keras_ssd.inference.artifact import ArtifactDetector
 

@@ -71,8 +71,8 @@ def add_arguments(p):
                       help="split of --val-data (default: test for VOC, val for YOLO)")
     data.add_argument("--classes", metavar="NAMES_OR_FILE",
                       help="comma-separated class names, or a text file with one "
-                           "name per line (default: a VOC folder's labels.txt, else the 20 VOC "
-                           "classes for VOC; the "
+                           "name per line (default: a VOC folder's labels.txt, else "
+                           "the 20 VOC classes for VOC; the "
                            "dataset's own for COCO, YOLO and CSV). YOLO: must match "
                            "data.yaml; COCO: selects categories; CSV: the label order, "
                            "or a keras-retinanet class_name,id .csv file")
@@ -339,7 +339,8 @@ def run(args):
                 os.path.join(folder, "args.yaml"))):
             import dataclasses
 
-            recorded = {**recorded_args(args), "split": split, "classes": ",".join(class_names)}
+            recorded = {**recorded_args(args), "split": split,
+                        "classes": ",".join(class_names)}
             if args.val_data:
                 recorded["val_split"] = val_split
             write_run_args(folder, recorded,
@@ -373,7 +374,8 @@ def _newest_run(project, name):
     """The run folder `project/name*` with the newest latest.keras, or None."""
     import glob
 
-    found = [d for d in glob.glob(os.path.join(glob.escape(project), glob.escape(name) + "*"))
+    pattern = os.path.join(glob.escape(project), glob.escape(name) + "*")
+    found = [d for d in glob.glob(pattern)
              if os.path.isfile(os.path.join(d, "latest.keras"))
              and (os.path.basename(d)[len(name):].isdigit() or os.path.basename(d) == name)]
     if not found:
@@ -392,7 +394,8 @@ def _choose_run_dir(args):
     elif args.resume:
         folder = _newest_run(args.project, args.name)
         if folder is None:
-            raise CLIError(f"--resume: no run folder {os.path.join(args.project, args.name)}*"
+            base = os.path.join(args.project, args.name)
+            raise CLIError(f"--resume: no run folder {base}*"
                            " with a latest.keras to resume; name it with --checkpoint-dir",
                            status=2)
         option = "--resume"
@@ -410,7 +413,8 @@ def _choose_run_dir(args):
     if not args.resume and not args.exist_ok and _writes_run_folder(args):
         held = [n for n in RUN_FILES if os.path.exists(os.path.join(folder, n))]
         if held:
-            raise CLIError(f"{option} {folder} holds another run's files ({', '.join(held)}): "
+            raise CLIError(f"{option} {folder} holds another run's files "
+                           f"({', '.join(held)}): "
                            "continue it with --resume, replace them with --exist-ok, or "
                            f"leave out --checkpoint-dir for a fresh folder under "
                            f"{args.project}/", status=2)

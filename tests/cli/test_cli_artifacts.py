@@ -20,7 +20,8 @@ def saved_model_artifact(model_file, tmp_path_factory):
 
 def test_evaluate_an_artifact_scores_as_its_keras_model(
         run_cli, synthetic_voc, model_file, saved_model_artifact, tmp_path):
-    code, out, err = run_cli("evaluate", "--data", synthetic_voc, "--model-file", model_file,
+    code, out, err = run_cli("evaluate", "--data", synthetic_voc, "--model-file",
+                             model_file,
                              "--out", str(tmp_path / "keras"))
     assert code == 0, err
     code, out, err = run_cli("evaluate", "--data", synthetic_voc, "--model-file",

@@ -15,7 +15,9 @@ def test_benchmark_reports_batch_1_and_n_with_the_cpu(run_cli, model_file, tmp_p
     assert "CPU: " in out and "kind " in out and "images/s" in out
 
 
-def test_benchmark_of_an_unknown_model_is_one_line(run_cli, assert_one_line_error, tmp_path):
+def test_benchmark_of_an_unknown_model_is_one_line(
+        run_cli, assert_one_line_error, tmp_path):
     code, _, err = run_cli("benchmark", str(tmp_path / "nope.keras"))
-    assert_one_line_error(code, err, "not a file, an exported artifact or a pretrained preset",
+    assert_one_line_error(code, err,
+                          "not a file, an exported artifact or a pretrained preset",
                           status=2)

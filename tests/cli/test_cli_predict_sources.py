@@ -13,7 +13,8 @@ def test_predict_cli_on_folder_url_and_video_skips_failures(
                              videos["clip_cut.avi"], "--model-file", model_file,
                              "--threshold", "0.0", "--project", str(tmp_path / "runs"))
     folder = tmp_path / "runs" / "predict"
-    skipped = [line for line in err.splitlines() if line.startswith("keras-ssd predict: skipped")]
+    skipped = [line for line in err.splitlines()
+               if line.startswith("keras-ssd predict: skipped")]
     assert len(skipped) == 3, err  # bad.jpg, the 404, the truncated video
     assert code == 3
     payload = json.loads((folder / "detections.json").read_text())

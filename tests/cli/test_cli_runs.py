@@ -9,7 +9,8 @@ import textwrap
 import pytest
 import yaml
 
-from keras_ssd.runs import RunLock, RunLockedError, make_run_dir, next_run_dir, read_run_args
+from keras_ssd.runs import (RunLock, RunLockedError, make_run_dir, next_run_dir,
+                            read_run_args)
 
 
 def _train(run_cli, data, project, *options):

@@ -58,15 +58,18 @@ def test_perfect_detections_score_one_everywhere():
             for g in gts]
     report = detection_report(dets, gts, ["cat", "dog"])
     assert report["mAP50_voc07"] == report["mAP50_voc"] == 1.0
-    assert report["mAP50"] == pytest.approx(1.0) and report["mAP50_95"] == pytest.approx(1.0)
+    assert report["mAP50"] == pytest.approx(1.0)
+    assert report["mAP50_95"] == pytest.approx(1.0)
     assert report["precision"] == report["recall"] == 1.0
-    assert [(c["ground_truth"], c["detections"]) for c in report["classes"]] == [(1, 1), (2, 2)]
+    counts = [(c["ground_truth"], c["detections"]) for c in report["classes"]]
+    assert counts == [(1, 1), (2, 2)]
     assert report["confusion_matrix"]["matrix"] == [[1, 0, 0], [0, 2, 0], [0, 0, 0]]
 
 
 def test_precision_recall_and_counts_of_one_class():
     # 4 cats; detections: 3 hits (0.9, 0.8, 0.6) and 2 misses (0.7, 0.5)
-    gt_boxes = np.array([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10], [60, 0, 70, 10.0]])
+    gt_boxes = np.array([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10],
+                         [60, 0, 70, 10.0]])
     far = np.array([[100, 100, 110, 110], [120, 120, 130, 130.0]])
     dets = [{"boxes": np.concatenate([gt_boxes[:3], far]), "labels": [0] * 5,
              "scores": [0.9, 0.8, 0.6, 0.7, 0.5]}]

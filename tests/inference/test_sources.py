@@ -5,7 +5,6 @@ them truncated), arrays and PIL images (fixtures in tests/conftest.py)."""
 import os
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from keras_ssd.sources import iter_sources
@@ -66,7 +65,8 @@ def test_truncated_videos_end_with_an_error_item(videos):
 def test_predict_stream_yields_every_input_in_order(tiny_model, image_tree):
     from keras_ssd.inference.stream import predict_stream
 
-    out = list(predict_stream(tiny_model, [str(image_tree), np.zeros((20, 30, 3), np.uint8)],
+    sources = [str(image_tree), np.zeros((20, 30, 3), np.uint8)]
+    out = list(predict_stream(tiny_model, sources,
                               confidence_threshold=0.0, batch_size=2))
     assert [os.path.basename(it.name) for it, _ in out] == [
         "a.png", "bad.jpg", "b.jpg", "c.png", "array0"]
@@ -75,4 +75,5 @@ def test_predict_stream_yields_every_input_in_order(tiny_model, image_tree):
         if det is not None:
             h, w = item.image.shape[:2]
             assert det["boxes"].shape[1] == 4
-            assert (det["boxes"][:, 2] <= w + 1e-3).all() and (det["boxes"][:, 3] <= h + 1e-3).all()
+            assert (det["boxes"][:, 2] <= w + 1e-3).all()
+            assert (det["boxes"][:, 3] <= h + 1e-3).all()

@@ -145,3 +145,19 @@ def test_hint_names_a_split_the_yolo_data_has(run_cli, tmp_path, fake_training):
     assert code == 0, err
     assert "--split test" not in out
     assert "(data.yaml names no val or test split)" in out
+
+
+def test_resume_without_a_folder_finds_the_newest_run_or_says_there_is_none(
+        run_cli, assert_one_line_error, synthetic_voc, tmp_path):
+    from keras_ssd.cli.train import _newest_run
+
+    code, _, err = _train(run_cli, synthetic_voc, tmp_path / "runs", "--resume")
+    assert_one_line_error(code, err, "--resume: no run folder", "train*", status=2)
+    for name, age in (("train", 30), ("train2", 10), ("train3", 20), ("trainer", 0)):
+        folder = tmp_path / "runs" / name
+        folder.mkdir(parents=True)
+        (folder / "latest.keras").write_bytes(b"x")
+        os.utime(folder / "latest.keras", (1e9 - age, 1e9 - age))
+    # the newest latest.keras among runs/train, runs/train2, ... ("trainer" is
+    # another name's folder)
+    assert _newest_run(str(tmp_path / "runs"), "train") == str(tmp_path / "runs" / "train2")

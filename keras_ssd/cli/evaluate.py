@@ -3,6 +3,7 @@ on a VOC, COCO, YOLO or CSV dataset."""
 
 import argparse
 import os
+import sys
 
 from keras_ssd import presets
 
@@ -112,11 +113,20 @@ def run(args):
         list(config.names)
     dataset = load_cli_dataset(args.data, fmt, split, wanted, "--data")
     result = evaluate(model, dataset, batch_size=args.batch_size,
-                      use_07_metric=args.use_07_metric, verbose=1, metric=args.metric,
+                      use_07_metric=args.use_07_metric, metric=args.metric,
+                      # the progress bar on a terminal only (a pipe gets its escapes)
+                      verbose=1 if _isatty(sys.stdout) else 0,
                       return_detections=True)
     class_names = list(result["AP_by_name"])
     detections = result.pop("detections")
     return _report(args, fmt, split, dataset, result, detections, class_names)
+
+
+def _isatty(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _evaluate_artifact(args, fmt, split):

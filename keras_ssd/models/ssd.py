@@ -323,6 +323,9 @@ class SSD(keras.Model):
 
     @classmethod
     def from_config(cls, config):
+        # A saved model carries its weights: `backbone_weights` in a config
+        # (a hand-edited or hostile file) must not download or read anything.
+        config = {**config, "backbone_weights": None}
         return cls(**config)
 
     def get_compile_config(self):

@@ -173,8 +173,8 @@ def run_ours(data, out, minutes, num_train, timeout_extra=600, epochs=None, mode
     info = parse_train_output(stdout, _read_state(run_dir))
     model_file = os.path.join(run_dir, "latest.keras")
     json_path = os.path.join(run_dir, "eval.json")
-    cmd = [sys.executable, "-m", "keras_ssd", "evaluate", "--data", eval_data, "--split", split,
-           "--model-file", model_file, "--json", json_path]
+    cmd = [sys.executable, "-m", "keras_ssd", "evaluate", "--data", eval_data,
+           "--split", split, "--model-file", model_file, "--json", json_path]
     stdout_eval, eval_wall = _run(cmd, os.path.join(run_dir, "evaluate.log"),
                                   timeout=timeout_extra)
     m_ap = parse_map(stdout_eval, json_path)
@@ -222,8 +222,8 @@ def run_yolo(python, data, out, minutes, timeout_extra=900):
     if os.path.isdir(run_dir):
         shutil.rmtree(run_dir)
     os.makedirs(run_dir)
-    cmd = [python, "-m", "benchmarks.yolo_side", "--data", data, "--minutes", f"{minutes:g}",
-           "--out", run_dir]
+    cmd = [python, "-m", "benchmarks.yolo_side", "--data", data,
+           "--minutes", f"{minutes:g}", "--out", run_dir]
     print(f"yolo: {' '.join(cmd[1:])}", flush=True)
     stdout, wall = _run(cmd, os.path.join(run_dir, "yolo.log"),
                         timeout=60 * minutes + timeout_extra)

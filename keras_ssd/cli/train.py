@@ -270,7 +270,8 @@ def _fit_defaults(args, train_set, class_names, backbone_weights):
     from keras_ssd.models import build_model
     from keras_ssd.training.fitted_defaults import fit_defaults
 
-    pretrained = presets.get(args.model).pretrained_backbone and backbone_weights is not None
+    pretrained = (presets.get(args.model).pretrained_backbone
+                  and backbone_weights is not None)
     if (not getattr(args, "fit_defaults", True) or pretrained or args.letterbox
             or isinstance(args.image_size, tuple)):
         return None
@@ -439,7 +440,8 @@ def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_we
                                   else recipe.epochs),
         lr_decay_epochs=decay_epochs, val_dataset=val_set, eval_every=args.eval_every,
         checkpoint_dir=args.checkpoint_dir, initial_epoch=initial_epoch,
-        augment=args.augment, augmentation=augmentation, workers=args.workers, seed=args.seed, verbose=1,
+        augment=args.augment, augmentation=augmentation, workers=args.workers,
+        seed=args.seed, verbose=1,
         ignore_difficult=args.ignore_difficult,
         recipe=recipe, weight_decay=recipe.optimizer_weight_decay,
         time_limit=None if args.time_limit is None else 60.0 * args.time_limit,

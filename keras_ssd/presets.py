@@ -19,7 +19,7 @@ Example:
 
 >>> from keras_ssd import presets
 >>> presets.names()
-['ssd300', 'ssd512', 'mobilenet_v2', 'tiny']
+['ssd300', 'ssd512', 'mobilenet_v2', 'ssdlite320', 'tiny']
 >>> presets.get("ssd300_vgg16").name   # an old spelling
 'ssd300'
 """
@@ -271,6 +271,27 @@ _PRESETS = (
         # nothing was measured for MobileNetV2 with it.
         recipe=FROM_SCRATCH,
         scratch_recipe=FROM_SCRATCH,
+    ),
+    Preset(
+        name="ssdlite320",
+        aliases=("ssdlite320_mobilenet_v3_large", "ssdlite"),
+        builder="SSDLite320",
+        backbone="mobilenet_v3_large_ssdlite",
+        # torchvision's DefaultBoxGenerator([[2, 3]] * 6, min_ratio=0.2,
+        # max_ratio=0.95) at 320 px: scales 0.2 + 0.15 k (and 1.0 for the
+        # last max), no steps given, so each map's centres are (i + 0.5) /
+        # size (step = 320 / size); widths and heights clipped to the image.
+        geometry=dict(
+            image_size=320,
+            feature_map_sizes=[20, 10, 5, 3, 2, 1],
+            steps=[16, 32, 64, 320 / 3, 160, 320],
+            min_sizes=[64, 112, 160, 208, 256, 304],
+            max_sizes=[112, 160, 208, 256, 304, 320],
+            aspect_ratios=[[2, 3]] * 6,
+            clip="wh",
+        ),
+        description="SSDLite320: MobileNetV3-Large (reduced tail) with SSDLite heads at "
+                    "320 px, torchvision's layout (3234 priors)",
     ),
     Preset(
         name="tiny",

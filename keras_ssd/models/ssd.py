@@ -176,7 +176,7 @@ class SSD(keras.Model):
             config = config.with_image_size(
                 (height, width), [tuple(int(d) for d in t.shape[1:3]) for _, t in sources])
         check_feature_maps(sources, config, architecture)
-        outputs = build_heads(sources, config, regularizer)
+        outputs = (backbone.build_heads or build_heads)(sources, config, regularizer)
 
         kwargs.setdefault("name", architecture)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)

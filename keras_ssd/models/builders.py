@@ -155,8 +155,8 @@ def SSDMobileNetV2(num_classes=None, class_names=None, backbone_weights=None,
                   weight_decay, backbone_weights, name, **kwargs)
 
 
-def SSDLite320(num_classes=None, class_names=None, weight_decay=None, config=None,
-               name="ssdlite320", **kwargs):
+def SSDLite320(num_classes=None, class_names=None, normalization="none", weight_decay=None,
+               config=None, name="ssdlite320", **kwargs):
     """SSDLite320 on MobileNetV3-Large with the reduced tail (torchvision's
     `ssdlite320_mobilenet_v3_large` network, `keras_ssd.models.mobilenet_v3`):
     maps 20, 10, 5, 3, 2, 1, SSDLite heads (depthwise 3x3 + BN + ReLU6, then
@@ -165,7 +165,8 @@ def SSDLite320(num_classes=None, class_names=None, weight_decay=None, config=Non
     From random weights it trains with the from-scratch recipe;
     `SSDLite320.from_preset("ssdlite320_coco")` gives torchvision's COCO
     detector. Inputs are RGB 0..255, scaled to [-1, 1] inside. Other
-    arguments as `SSD300`.
+    arguments as `SSD300` (`normalization` must stay `"none"`: every map is
+    batch-normalised already).
 
     Returns:
         An `SSD` model, output `(B, 3234, 4 + num_classes + 1)`.
@@ -175,7 +176,7 @@ def SSDLite320(num_classes=None, class_names=None, weight_decay=None, config=Non
     >>> SSDLite320(num_classes=3).output_shape
     (None, 3234, 8)
     """
-    return _build("ssdlite320", num_classes, class_names, config, "none",
+    return _build("ssdlite320", num_classes, class_names, config, normalization,
                   weight_decay, None, name, **kwargs)
 
 

@@ -189,8 +189,8 @@ SOURCE = SSDLiteSource(
     geometry=dict(presets.get("ssdlite320").geometry, variances=[0.1, 0.1, 0.2, 0.2]),
     preprocessing=dict(mode="custom", channel_order="rgb", scale=1.0 / 255.0,
                        mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5]),
-    postprocessing=dict(confidence_threshold=0.001, iou_threshold=0.55,
-                        max_candidates_per_class=300, top_k=300, clip_boxes=True,
+    # the pretrained preset's decoder options (one copy), with the BoxCoder cap
+    postprocessing=dict(presets.get_pretrained("ssdlite320_coco").decode,
                         max_log_scale=TORCHVISION_MAX_LOG_SCALE),
     class_names=COCO_CLASS_NAMES,
     category_ids=COCO_CONFIG_CATEGORY_IDS,

@@ -576,6 +576,30 @@ _PRETRAINED = (
         description="amdegroot/ssd.pytorch's SSD300 on VOC07+12: 20 VOC classes",
     ),
     PretrainedPreset(
+        name="ssd512_voc",
+        architecture="ssd512",
+        source="lufficc512",
+        url="https://github.com/lufficc/SSD/releases/download/1.2/vgg_ssd512_voc0712.pth",
+        file_name="vgg_ssd512_voc0712.pth",
+        sha256=None,
+        sha256_prefix="",
+        hash_note="lufficc/SSD publishes no hash for its release 1.2 assets: the file "
+                  "cannot be checked against a published value; keras-ssd records "
+                  "the hash of the file it first downloads and checks the file "
+                  "against that record afterwards",
+        classes="voc",
+        trained_on="VOC2007 trainval + VOC2012 trainval",
+        metric="VOC2007 test mAP",
+        accuracy=80.7,
+        home="https://github.com/lufficc/SSD",
+        file_size="207 MB (the state dict and the optimizer's state)",
+        # lufficc/SSD PostProcessor: score > 0.01, NMS 0.45 over all
+        # candidates of a class, 100 per image, boxes not clipped.
+        decode=dict(confidence_threshold=0.01, iou_threshold=0.45,
+                    max_candidates_per_class=24564, top_k=100, clip_boxes=False),
+        description="lufficc/SSD's VGG16 SSD512 on VOC07+12 (release 1.2): 20 VOC classes",
+    ),
+    PretrainedPreset(
         name="ssdlite320_coco",
         architecture="ssdlite320",
         source="torchvision_ssdlite",

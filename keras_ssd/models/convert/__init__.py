@@ -9,6 +9,7 @@ the network (priors, clipping, input normalisation, post-processing):
 | `"torchvision"` | `ssd300_vgg16_coco-b556d3b4.pth` (torchvision `ssd300_vgg16`, COCO_V1) |
 | `"amdegroot"` | `ssd300_mAP_77.43_v2.pth` (amdegroot/ssd.pytorch, VOC) |
 | `"lufficc"` | `vgg_ssd300_voc0712.pth` (lufficc/SSD, VOC) |
+| `"lufficc512"` | `vgg_ssd512_voc0712.pth` (lufficc/SSD SSD512, VOC) |
 | `"torchvision_ssdlite"` | `ssdlite320_mobilenet_v3_large_coco-a79551df.pth` (torchvision SSDLite320, COCO) |
 
 `convert_checkpoint(path)` reads the file with `keras_ssd.pth.load_pth`
@@ -28,7 +29,10 @@ SOURCES["amdegroot"].geometry["min_sizes"]                      # [30, 60, 111, 
 ```
 """
 
-from keras_ssd.models.convert import amdegroot, lufficc, torchvision, torchvision_ssdlite
+from keras_ssd.models.convert import (
+    amdegroot, lufficc, lufficc512, torchvision, torchvision_ssdlite,
+)
+from keras_ssd.models.convert.layer_table import LayerTableSource
 from keras_ssd.models.convert.common import (
     COCO_CATEGORIES_91,
     COCO_CATEGORY_IDS,
@@ -67,7 +71,7 @@ __all__ = [
 #: name -> `Source`: each checkpoint origin's key layout, priors, clip mode,
 #: preprocessing, post-processing and class names.
 SOURCES = {s.name: s for s in (torchvision.SOURCE, amdegroot.SOURCE, lufficc.SOURCE,
-                                torchvision_ssdlite.SOURCE)}
+                                lufficc512.SOURCE, torchvision_ssdlite.SOURCE)}
 
 
 def get_source(source):
@@ -90,7 +94,8 @@ def sniff_source(state_dict, where=""):
             shows some of the keys).
     """
     state = _strip_module_prefix(dict(state_dict))
-    found = [name for name, s in SOURCES.items() if s.marker in state]
+    found = [name for name, s in SOURCES.items()
+             if s.marker in state and (s.absent is None or s.absent not in state)]
     if len(found) == 1:
         return found[0]
     shown = ", ".join(repr(k) for k in list(state)[:8])
@@ -131,7 +136,7 @@ def convert_state_dict(state_dict, source, *, num_classes=None, class_names=None
         state_dict: mapping of torch names to numpy arrays (as
             `keras_ssd.pth.load_pth(path, map_key="auto")` returns; a
             `module.` prefix from `nn.DataParallel` is dropped).
-        source: `"torchvision"`, `"amdegroot"`, `"lufficc"`,
+        source: `"torchvision"`, `"amdegroot"`, `"lufficc"`, `"lufficc512"`,
             `"torchvision_ssdlite"`, a `Source`, or `"auto"` (recognised
             from the keys).
         num_classes: object classes (background excluded); default: what the
@@ -144,7 +149,7 @@ def convert_state_dict(state_dict, source, *, num_classes=None, class_names=None
 
     Returns:
         An `SSD` (SSD300 architecture with L2Norm on conv4_3; `ssdlite320`
-        for `"torchvision_ssdlite"`) with
+        for `"torchvision_ssdlite"`, `ssd512` for `"lufficc512"`) with
         `model.config` the source's priors (`clip` mode included) and
         classes, `model.preprocessing` its input normalisation and
         `model.postprocessing` its `DecodeDetections` options.
@@ -160,7 +165,7 @@ def convert_state_dict(state_dict, source, *, num_classes=None, class_names=None
     if isinstance(source, str) and source.strip().lower() == "auto":
         source = sniff_source(state, where)
     source = get_source(source)
-    if getattr(source, "architecture", "ssd300") != "ssd300":
+    if isinstance(source, LayerTableSource):
         return _convert_layer_table(state, source, num_classes, class_names, name, where)
     num_outputs = num_outputs_of(state, source, where)
     if num_classes is not None and int(num_classes) + 1 != num_outputs:
@@ -180,7 +185,8 @@ def convert_state_dict(state_dict, source, *, num_classes=None, class_names=None
 
 
 def _convert_layer_table(state, source, num_classes, class_names, name, where):
-    """`convert_state_dict` for a source with its own layer table (SSDLite)."""
+    """`convert_state_dict` for a source with its own layer table (SSDLite320,
+    SSD512)."""
     from keras_ssd.models.ssd import SSD
 
     num_outputs = source.num_outputs_of(state, where)
@@ -191,7 +197,7 @@ def _convert_layer_table(state, source, num_classes, class_names, name, where):
             f"the background)")
     source.check_state_dict(state, num_outputs, where)
     config = source_config(source, num_outputs - 1, class_names)
-    model = SSD(config, architecture=source.architecture,
+    model = SSD(config, architecture=source.architecture, normalization=source.normalization,
                 preprocessing=dict(source.preprocessing),
                 postprocessing=source.postprocessing_for(config.num_classes),
                 name=source.architecture if name == "ssd300" else name)

@@ -28,17 +28,12 @@ widths and heights clipped to [0, 1] (the `ssdlite320` geometry of
 background and COCO category ids 1..90.
 """
 
-import dataclasses
-from typing import Optional
-
-import numpy as np
-
 from keras_ssd import presets
 from keras_ssd.models import mobilenet_v3
 from keras_ssd.models.convert.common import (
-    COCO_CLASS_NAMES, COCO_CONFIG_CATEGORY_IDS, TORCHVISION_MAX_LOG_SCALE, ConversionError,
-    Source, _describe,
+    COCO_CLASS_NAMES, COCO_CONFIG_CATEGORY_IDS, TORCHVISION_MAX_LOG_SCALE,
 )
+from keras_ssd.models.convert.layer_table import LayerTableSource, bn_keys
 
 #: The keras-ssd source maps, in head order, with their channels.
 SSDLITE_SOURCES = (("block13_expand", 672), ("last_conv", mobilenet_v3.LAST_FILTERS)) + \
@@ -49,17 +44,12 @@ BOXES_PER_CELL = 6
 
 def _conv_bn(layer, bn_layer, prefix, cin, cout, k):
     return [(layer, "conv", [(f"{prefix}.0.weight", (cout, cin, k, k))]),
-            (bn_layer, "bn", _bn_keys(f"{prefix}.1", cout))]
+            (bn_layer, "bn", bn_keys(f"{prefix}.1", cout))]
 
 
 def _dw_bn(layer, prefix, channels, k):
     return [(layer, "dw", [(f"{prefix}.0.weight", (channels, 1, k, k))]),
-            (f"{layer}_bn", "bn", _bn_keys(f"{prefix}.1", channels))]
-
-
-def _bn_keys(prefix, channels):
-    return [(f"{prefix}.{p}", (channels,))
-            for p in ("weight", "bias", "running_mean", "running_var")]
+            (f"{layer}_bn", "bn", bn_keys(f"{prefix}.1", channels))]
 
 
 def layer_table(num_outputs):
@@ -125,64 +115,7 @@ def layer_table(num_outputs):
     return table
 
 
-@dataclasses.dataclass(frozen=True)
-class SSDLiteSource(Source):
-    """A `Source` whose network is keras-ssd's `ssdlite320` (layer table
-    `layer_table`) instead of the SSD300 the other sources share."""
-
-    architecture: str = "ssdlite320"
-    class_head_bias: Optional[str] = None
-
-    def num_outputs_of(self, state, where=""):
-        """Logits per prior (background included), from the first class head."""
-        bias = state.get(self.class_head_bias)
-        if bias is None:
-            raise ConversionError(
-                f"{where}the state dict has no {self.class_head_bias!r} (the first class "
-                f"head's bias of a {self.name} SSDLite320), so its class count is unknown")
-        bias = np.asarray(bias)
-        if bias.ndim != 1 or bias.shape[0] % BOXES_PER_CELL or \
-                bias.shape[0] // BOXES_PER_CELL < 2:
-            raise ConversionError(
-                f"{where}{self.class_head_bias!r} has shape {tuple(bias.shape)}; a "
-                f"{self.name} class head has {BOXES_PER_CELL} * (classes + 1) outputs")
-        return bias.shape[0] // BOXES_PER_CELL
-
-    def check_state_dict(self, state, num_outputs, where=""):
-        """`ConversionError` naming every missing, unexpected or misshapen key."""
-        expected = {key: (layer, shape) for layer, _, tensors in layer_table(num_outputs)
-                    for key, shape in tensors}
-        tracked = {k for k in state if k.endswith(".num_batches_tracked")}
-        missing = set(expected) - set(state)
-        extra = set(state) - set(expected) - tracked
-        problems = []
-        if missing:
-            problems.append(f"missing keys: {_describe(missing)}")
-        if extra:
-            problems.append(f"unexpected keys: {_describe(extra)}")
-        for key, (layer, shape) in expected.items():
-            if key in state and tuple(np.shape(state[key])) != shape:
-                problems.append(f"{key!r} (keras-ssd layer {layer}) has shape "
-                                f"{tuple(np.shape(state[key]))}, expected {shape}")
-        if problems:
-            raise ConversionError(
-                f"{where}the state dict is not a {self.name} SSDLite320 with "
-                f"{num_outputs} class outputs: " + "; ".join(problems))
-
-    def keras_weights(self, state, num_outputs):
-        """keras layer name -> its weights, in Keras' layout."""
-        out = {}
-        for layer, kind, tensors in layer_table(num_outputs):
-            arrays = [np.asarray(state[key], dtype=np.float32) for key, _ in tensors]
-            if kind == "conv":  # (out, in, kh, kw) -> (kh, kw, in, out)
-                arrays[0] = np.ascontiguousarray(arrays[0].transpose(2, 3, 1, 0))
-            elif kind == "dw":  # (C, 1, kh, kw) -> (kh, kw, C, 1)
-                arrays[0] = np.ascontiguousarray(arrays[0].transpose(2, 3, 0, 1))
-            out[layer] = arrays
-        return out
-
-
-SOURCE = SSDLiteSource(
+SOURCE = LayerTableSource(
     name="torchvision_ssdlite",
     description="torchvision ssdlite320_mobilenet_v3_large, COCO_V1 weights "
                 "(ssdlite320_mobilenet_v3_large_coco-a79551df.pth, COCO box AP 21.3)",
@@ -196,5 +129,8 @@ SOURCE = SSDLiteSource(
     category_ids=COCO_CONFIG_CATEGORY_IDS,
     keys=None,
     marker="backbone.features.1.0.2.fc1.weight",
+    architecture="ssdlite320",
+    table=layer_table,
     class_head_bias="head.classification_head.module_list.0.1.bias",
+    boxes_first=BOXES_PER_CELL,
 )

@@ -246,8 +246,8 @@ def build_model(name, num_classes=None, class_names=None, **kwargs):
 
     Args:
         name: a variant of `keras_ssd.presets` (`"ssd300"`, `"ssd512"`,
-            `"mobilenet_v2"`, `"tiny"`) or an alias (case-insensitive, `-` or
-            `_`).
+            `"mobilenet_v2"`, `"ssdlite320"`, `"tiny"`) or an alias
+            (case-insensitive, `-` or `_`).
         num_classes, class_names, **kwargs: passed to the builder.
 
     Returns:

@@ -5,11 +5,13 @@ int8 costs against float on real photos.
 
 The weights: `--checkpoint FILE` (torchvision's
 `ssdlite320_mobilenet_v3_large_coco-a79551df.pth`, converted without
-torch), else torchvision's network with random weights (when torchvision is
-installed; both sides then hold the same weights), else random weights in
-its layout. Random weights give honest sizes and latencies (the same
-operators and shapes) but no meaningful int8 agreement: the agreement
-figures are printed, and labelled, only as what they are.
+torch), else torchvision's network with stand-in random weights (when torchvision
+is installed; both sides then hold the same weights; `stand_in_weights`:
+most priors below the score threshold, as in a trained detector), else
+random weights in its layout. Random weights give honest sizes and
+latencies (the same operators and shapes; the post-processing load depends
+on how many candidates clear 0.001) but no meaningful int8 agreement: that
+needs the published checkpoint (`--checkpoint`).
 
 Photos: the colour photos scikit-image and scikit-learn ship (astronaut,
 chelsea, coffee, rocket, china, flower, ...), stretched to 320 x 320; they
@@ -75,6 +77,34 @@ def photos():
     return names, np.stack(arrays)
 
 
+def stand_in_weights(model, torch, seed=0, background=6.0):
+    """Give torchvision's network stand-in weights (in place): fan-in scaled
+    normal kernels, random batch-norm statistics, and a background bias of
+    `background` on every class head, so that most priors score below the
+    0.001 threshold as in a trained detector (torchvision's own init leaves
+    every class at about 1/91 on every prior: 27,000 boxes enter NMS, a
+    worst case no trained model reaches). Not a detector: its detections
+    mean nothing."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                fan_in = m.weight[0].numel()
+                m.weight.copy_(torch.randn(m.weight.shape, generator=generator)
+                               * (1.5 / fan_in) ** 0.5)
+                if m.bias is not None:
+                    m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=generator))
+            if isinstance(m, torch.nn.BatchNorm2d):
+                n = m.num_features
+                m.weight.copy_(0.5 + torch.rand(n, generator=generator))
+                m.bias.copy_(0.2 * torch.randn(n, generator=generator))
+                m.running_mean.copy_(0.2 * torch.randn(n, generator=generator))
+                m.running_var.copy_(0.5 + torch.rand(n, generator=generator))
+        k = model.head.classification_head.num_columns
+        for block in model.head.classification_head.module_list:
+            block[1].bias.view(-1, k)[:, 0] += background
+
+
 def state_dict(checkpoint, torchvision_model):
     """The weights as a torchvision-layout state dict of numpy arrays."""
     if checkpoint:
@@ -83,7 +113,7 @@ def state_dict(checkpoint, torchvision_model):
         return pth.load_pth(checkpoint, map_key="auto"), "checkpoint " + checkpoint
     if torchvision_model is not None:
         return ({k: v.numpy() for k, v in torchvision_model.state_dict().items()},
-                "random weights (torchvision's init), the same on both sides")
+                "stand-in random weights (stand_in_weights), the same on both sides")
     from keras_ssd.models.convert.torchvision_ssdlite import layer_table
 
     rng = np.random.default_rng(0)
@@ -141,6 +171,8 @@ def run(out, checkpoint=None, rounds=20, threads=1, verbose=1):
         torch.manual_seed(0)
         tv_model = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None,
                                                  num_classes=91).eval()
+        if not checkpoint:
+            stand_in_weights(tv_model, torch)
     elif verbose:
         print(common.TORCH_MISSING)
     state, weights = state_dict(checkpoint, tv_model)

@@ -269,3 +269,25 @@ def test_a_class_subset_keeps_the_sources_scores(stand_in):
     assert subset.class_names == ["person", "dog"]
     image = np.random.default_rng(2).uniform(0, 255, (1, 320, 320, 3)).astype("float32")
     np.testing.assert_array_equal(np.asarray(full(image)), np.asarray(subset(image)))
+
+
+def test_finetuning_new_heads_of_the_preset_trains_and_its_loss_falls(
+        stand_in, tmp_path, synthetic_voc):
+    from keras_ssd.data import VOCDataset
+    from keras_ssd.training.fit import train_detector
+
+    preset, converter, _ = stand_in
+    train = VOCDataset(synthetic_voc, "trainval", class_names=("circle", "square",
+                                                               "triangle", "cross"))
+    model = pretrained.from_preset(preset, class_names=train.class_names, freeze="backbone",
+                                   converter=converter, verbose=False)
+    before = model.get_layer("block5_dw").get_weights()[0].copy()
+    train.records = train.records[:2]  # one batch of two images: the same step each epoch
+    history = train_detector(model, train, epochs=3, batch_size=2, augment=False,
+                             workers=0, learning_rate=1e-3, warmup_epochs=0,
+                             checkpoint_dir=str(tmp_path / "run"), val_loss=False,
+                             log_dir=False, csv=False, plot=False, verbose=0)
+    loss = history.history["loss"]
+    assert history.recipe.name.startswith("finetune-ssdlite-sgd")
+    assert len(loss) == 3 and loss[0] > loss[1] > loss[2], loss
+    np.testing.assert_array_equal(model.get_layer("block5_dw").get_weights()[0], before)

@@ -71,7 +71,7 @@ def run(out, threads=1, rounds=10, verbose=1):
             "multiply_adds": multiply_adds(model),
             "input": list(size),
         }
-    timing = common.alternate(sides, warmup=2, rounds=rounds)
+    timing = common.alternate(sides, warmup=1, rounds=rounds)
     for name in facts:
         facts[name]["latency_ms"] = 1000 * timing[name]["median"]
     result = {"machine": common.machine_info(), "threads": threads, "presets": facts}

@@ -184,6 +184,15 @@ def test_onnx_of_a_training_model_matches_keras(ssd, images, expected, tmp_path)
     assert_same_detections(got, expected)
     got = dict(zip(names, session.run(names, {"images": images[3:].astype("float32")})))
     assert_same_detections(got, {k: v[3:] for k, v in expected.items()})
+    # the keras-ssd metadata, as onnxruntime users see it and as keras-ssd reads it
+    import json
+
+    from keras_ssd.artifact_metadata import read_metadata
+
+    stored = json.loads(session.get_modelmeta().custom_metadata_map["keras_ssd"])
+    assert stored == read_metadata(path)
+    assert stored["class_names"] == list(ssd.config.names)
+    assert stored["image_size"] == [SIZE, SIZE] and stored["letterbox"] is False
 
 
 def _litert_interpreter(path):
@@ -207,6 +216,11 @@ def test_litert_matches_keras_using_builtin_ops_only(ssd, images, expected, tmp_
     assert inp["dtype"] == np.float32 and list(inp["shape"]) == [len(images), SIZE, SIZE, 3]
     runner = interpreter.get_signature_runner()
     assert_same_detections(runner(images=images.astype("float32")), expected)
+    from keras_ssd.artifact_metadata import read_metadata
+
+    meta = read_metadata(path)  # in the flatbuffer's metadata list, beside a working model
+    assert meta["class_names"] == list(ssd.config.names)
+    assert meta["image_size"] == [SIZE, SIZE]
 
 
 # ----------------------------------------------------------- bad arguments
@@ -315,3 +329,31 @@ def test_cli_rejects_an_unknown_format(capsys):
         main(["export", "--model-file", "m.keras", "--out", "x", "--format", "pb"])
     assert info.value.code == 2
     assert "expected one of tf_saved_model, onnx, litert" in capsys.readouterr().err
+
+
+@tf_only
+def test_a_training_model_exports_with_its_sources_postprocessing(tmp_path, monkeypatch):
+    """A converted checkpoint's model (`SSD.postprocessing`) decodes in the
+    artifact as its source did; arguments still override."""
+    import keras_ssd.layers.decode_detections as decode_module
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    class Spy(decode_module.DecodeDetections):
+        def __init__(self, config, **kwargs):
+            seen.append(kwargs)
+            raise Stop
+
+    monkeypatch.setattr(decode_module, "DecodeDetections", Spy)
+    source = {"confidence_threshold": 0.001, "iou_threshold": 0.55,
+              "max_candidates_per_class": 300, "top_k": 300, "clip_boxes": True,
+              "max_log_scale": 4.135}
+    model = SSDTiny(num_classes=2, postprocessing=source)
+    for kwargs in ({}, {"top_k": 7}):
+        with pytest.raises(Stop):
+            export(model, str(tmp_path / "x"), **kwargs)
+    assert {k: seen[0][k] for k in source} == source
+    assert seen[1]["top_k"] == 7 and seen[1]["iou_threshold"] == 0.55

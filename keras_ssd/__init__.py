@@ -70,8 +70,6 @@ _KERAS_API = {
     "runtime": ("keras_ssd.accel.runtime", None),
     "WinogradConv2D": ("keras_ssd.accel.winograd_conv", "WinogradConv2D"),
     "inference": ("keras_ssd.inference", None),
-    "inference_model": ("keras_ssd.inference.model", "inference_model"),
-    "get_config_from_model": ("keras_ssd.inference.model", "get_config_from_model"),
     "predict_image": ("keras_ssd.inference.predict", "predict_image"),
     "predict_images": ("keras_ssd.inference.predict", "predict_images"),
     "evaluation": ("keras_ssd.evaluation", None),

@@ -29,8 +29,7 @@ Boxes are `(..., 4)` arrays. "xyxy" is `(xmin, ymin, xmax, ymax)`,
 "cxcywh" is `(centre x, centre y, width, height)`; anchors (the SSD priors)
 are cxcywh. Everything is vectorised. Older names stay as aliases:
 `box_area` (`area`), `encode_boxes` (`encode`), `decode_boxes` (`decode`);
-`keras_ssd.nms.pairwise_iou` is `iou_ops` and
-`keras_ssd.layers.decode_detections.decode_offsets` is `decode_ops`.
+`keras_ssd.nms.pairwise_iou` is `iou_ops`.
 
 This module imports Keras only inside the `_ops` functions, so the numpy
 forms (and `import keras_ssd` in the command line's lazy mode) stay free of

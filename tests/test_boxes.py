@@ -250,9 +250,7 @@ def test_variances_must_be_four_numbers():
 
 def test_old_names_are_the_new_functions():
     from keras_ssd import nms
-    from keras_ssd.layers import decode_detections
 
     assert B.encode_boxes is B.encode and B.decode_boxes is B.decode
     assert B.box_area is B.area
     assert nms.pairwise_iou is B.iou_ops
-    assert decode_detections.decode_offsets is B.decode_ops

@@ -97,16 +97,6 @@ def test_load_image_errors_name_the_problem(tmp_path):
         load_image({"not": "an image"})
 
 
-def test_draw_detections_reads_the_0_1_confidence_key_with_a_warning():
-    new = _dets([[20, 40, 100, 110]], [3], scores=[0.8])
-    old = {k: v for k, v in new.items() if k != "scores"}
-    old["confidence"] = new["scores"]
-    with pytest.warns(DeprecationWarning, match="'confidence'"):
-        drawn = draw_detections(_gray(), old, line_width=2)
-    assert np.array_equal(np.asarray(drawn), np.asarray(draw_detections(_gray(), new,
-                                                                        line_width=2)))
-
-
 def test_keras_ssd_imaging_still_imports_with_a_deprecation_warning():
     import importlib
     import sys

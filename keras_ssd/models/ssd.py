@@ -3,38 +3,26 @@
 import keras
 
 from keras_ssd.config import SSDConfig
+from keras_ssd.layers.decode_detections import DecodeDetections, check_decode_options
 from keras_ssd.layers.preprocessing import ImagePreprocessing, preprocessing_arguments
 from keras_ssd import presets
 from keras_ssd.models.backbones import get_backbone
 from keras_ssd.models.blocks import NORMALIZATIONS, kernel_regularizer
+from keras_ssd.models.decoding import DecodingPredictions
 from keras_ssd.models.fast_predict import fast_path_applies, predict_arrays
 from keras_ssd.models.heads import build_heads, check_feature_maps
 from keras_ssd.models.weights_files import check_weights_path
 
 
-#: The `DecodeDetections` options a model's `postprocessing` may set.
-POSTPROCESSING_KEYS = ("confidence_threshold", "iou_threshold", "max_candidates_per_class",
-                       "top_k", "clip_boxes", "max_log_scale")
-
-
 def check_postprocessing(postprocessing):
-    """`postprocessing` as a dict of `DecodeDetections` options (or None);
-    `ValueError` naming any key outside `POSTPROCESSING_KEYS`."""
+    """`postprocessing` as a dict of decode options (`DECODE_OPTIONS`) or None."""
     if postprocessing is None:
         return None
-    if not isinstance(postprocessing, dict):
-        raise ValueError(
-            f"SSD: postprocessing must be None or a dict, got {postprocessing!r}")
-    unknown = sorted(set(postprocessing) - set(POSTPROCESSING_KEYS))
-    if unknown:
-        raise ValueError(
-            f"SSD: unknown postprocessing keys {unknown}; expected some of "
-            f"{list(POSTPROCESSING_KEYS)}")
-    return dict(postprocessing)
+    return check_decode_options(postprocessing, "SSD: postprocessing")
 
 
 @keras.saving.register_keras_serializable(package="keras_ssd")
-class SSD(keras.Model):
+class SSD(DecodingPredictions, keras.Model):
     """Single Shot MultiBox Detector (Liu et al. 2016) as a Keras model.
 
     A functional model (built in `__init__`, like keras-hub backbones) whose
@@ -70,11 +58,11 @@ class SSD(keras.Model):
             dict of `ImagePreprocessing` arguments such as `{"mode":
             "custom", "channel_order": "rgb", "mean": [123, 117, 104]}`
             (converted checkpoints carry their source's).
-        postprocessing: `None` or a dict of `DecodeDetections` defaults
-            (`confidence_threshold`, `iou_threshold`,
-            `max_candidates_per_class`, `top_k`, `clip_boxes`,
-            `max_log_scale`) that the model's source used; stored with the
-            model (`model.postprocessing`) for the inference helpers.
+        postprocessing: `None` or a dict of `DecodeDetections` options
+            (`keras_ssd.layers.decode_detections.DECODE_OPTIONS`) that the
+            model's source used; stored with the model
+            (`model.postprocessing`), they set up its default
+            `prediction_decoder`.
         image_size: optional int or `(height, width)`: build the network at
             this input size instead of `config.image_size`. The feature map
             shapes are read from the network and the config adapted
@@ -99,9 +87,14 @@ class SSD(keras.Model):
         inputs: float tensor `(B, image_height, image_width, 3)`, RGB 0..255.
 
     Returns:
-        float32 tensor `(B, config.num_anchors, 4 + num_classes + 1)`: the
+        Called (`model(images)`, what training, the loss and export use):
+        float32 tensor `(B, config.num_anchors, 4 + num_classes + 1)`, the
         encoded box offsets `(cx, cy, w, h)` then the class logits, index 0
-        = background.
+        = background. Through `predict` / `predict_on_batch` (keras-hub's
+        pattern): the detections of `prediction_decoder`, a dict of
+        `boxes` `(B, top_k, 4)` normalised xyxy, `scores`, `labels` (-1 on
+        padding), `num_detections`, plus `category_ids` for a model whose
+        classes have COCO ids (docs/outputs.md).
 
     Example:
 
@@ -110,6 +103,9 @@ class SSD(keras.Model):
     (None, 2390, 8)
     >>> model.class_names
     ['class_0', 'class_1', 'class_2']
+    >>> model.predict(images)["boxes"].shape
+    (batch, 200, 4)
+    >>> model.prediction_decoder = model.prediction_decoder.replace(top_k=50)
     """
 
     def __init__(self, config, architecture="ssd300", normalization=None,
@@ -270,39 +266,56 @@ class SSD(keras.Model):
         the network predicts `config.num_classes`)."""
         return self._ssd_config.num_detection_classes
 
+    @property
+    def prediction_decoder(self):
+        """The `DecodeDetections` layer that `predict` runs on the raw heads.
+
+        By default `DecodeDetections(config, **postprocessing)` (Caffe's
+        0.01 / 0.45 / 400 / 200, or a converted checkpoint's own settings).
+        Set another one (for example `decoder.replace(top_k=50)`) to change
+        what `predict` returns; it must be built for this model's config.
+        Not saved with the model: `postprocessing` is.
+        """
+        decoder = self.__dict__.get("_prediction_decoder")
+        if decoder is None:
+            decoder = DecodeDetections(self._ssd_config, name="prediction_decoder",
+                                       **(self.postprocessing or {}))
+            object.__setattr__(self, "_prediction_decoder", decoder)
+        return decoder
+
+    @prediction_decoder.setter
+    def prediction_decoder(self, decoder):
+        if not isinstance(decoder, DecodeDetections):
+            raise ValueError(
+                f"SSD: prediction_decoder must be a DecodeDetections layer, got "
+                f"{type(decoder).__name__}")
+        if decoder.config.num_anchors != self._ssd_config.num_anchors or \
+                decoder.config.num_classes != self._ssd_config.num_classes:
+            raise ValueError(
+                f"SSD: the prediction_decoder is built for {decoder.config.num_anchors} "
+                f"priors and {decoder.config.num_classes} classes, the model has "
+                f"{self._ssd_config.num_anchors} and {self._ssd_config.num_classes}")
+        # Set past Keras' attribute tracking: the decoder holds no weights
+        # and is not part of the saved model.
+        object.__setattr__(self, "_prediction_decoder", decoder)
+        self.predict_function = None
+
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
-        """`keras.Model.predict`, without its per-call set-up for arrays.
+        """`keras.Model.predict`: the detections of `prediction_decoder`.
 
         For in-memory arrays (no `steps`, no callbacks, no distribution
         strategy) this runs the same compiled predict step through
-        `keras_ssd.models.fast_predict.predict_arrays` (also
-        `keras_ssd.accel.runtime.predict_arrays`), sparing the ~50-100 ms that
-        `predict` spends building a data pipeline on every call (a sixth of
-        an SSD300 forward pass on a CPU); no progress bar is shown then.
+        `keras_ssd.models.fast_predict.predict_arrays`, sparing the data
+        pipeline Keras builds on every call; no progress bar is shown then.
         Datasets, generators and everything else go to `keras.Model.predict`.
+
+        Returns:
+            dict of numpy arrays (see the class docstring).
         """
         if fast_path_applies(self, x, steps, callbacks):
             return predict_arrays(self, x, batch_size=32 if batch_size is None else batch_size)
         return super().predict(x, batch_size=batch_size, verbose=verbose, steps=steps,
                                callbacks=callbacks)
-
-    def load_own_variables(self, store):
-        # keras-ssd 0.1 made the 3x3 stride-1 convolutions WinogradConv2D
-        # layers, and Keras names stored weights after the layer classes:
-        # such a file needs its weights renamed, which keras_ssd.load_model
-        # and keras_ssd.accel.legacy_files.load_weights do. Say so instead of
-        # failing on mismatched shapes.
-        has_path = getattr(store, "has_path", None)
-        if (getattr(store, "_h5_entry_path", None) == "" and callable(has_path)
-                and has_path("layers/winograd_conv2d")):
-            raise ValueError(
-                f"{self.name!r} was saved by keras-ssd 0.1 (its convolutions were "
-                "WinogradConv2D layers, stored under other names): load a .keras file "
-                "with keras_ssd.load_model(path), a .weights.h5 file with "
-                "keras_ssd.accel.legacy_files.load_weights(model, path); both read it "
-                "as plain Conv2D layers"
-            )
-        super().load_own_variables(store)
 
     def get_config(self):
         return {

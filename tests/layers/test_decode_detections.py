@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from keras_ssd.anchors import generate_anchors
-from keras_ssd.boxes import decode_boxes
+from keras_ssd.boxes import decode_boxes, decode_ops
 from keras_ssd.targets import TargetEncoder
 from keras_ssd.layers.anchor_boxes import AnchorBoxes
-from keras_ssd.layers.decode_detections import DecodeDetections, decode_offsets
+from keras_ssd.layers.decode_detections import DecodeDetections
 
 
 def background_predictions(config, batch=1, seed=0):
@@ -30,11 +30,11 @@ def as_numpy(out):
     return {k: np.asarray(v) for k, v in out.items()}
 
 
-def test_decode_offsets_matches_numpy_decode_boxes(tiny_config):
+def test_decode_ops_matches_numpy_decode_boxes(tiny_config):
     rng = np.random.default_rng(0)
     anchors = generate_anchors(tiny_config())
     offsets = rng.normal(0, 1, anchors.shape).astype(np.float32)
-    got = np.asarray(decode_offsets(offsets, anchors, [0.1, 0.1, 0.2, 0.2]))
+    got = np.asarray(decode_ops(offsets, anchors, [0.1, 0.1, 0.2, 0.2]))
     np.testing.assert_allclose(got, decode_boxes(offsets, anchors), atol=1e-6)
 
 

@@ -25,6 +25,16 @@ Formats:
 The older tar format (torch < 0.4) and TorchScript archives are refused with
 `PthFormatError`.
 
+Sizes a file declares are checked before anything is allocated for them:
+each pickle's opcodes are scanned first (a `BINBYTES8` or `BINUNICODE8`
+may not declare more bytes than follow it), every zip entry's declared
+size against its compressed size (`MAX_INFLATION`), each storage against
+the bytes in the file, and the arrays made from the storages against the
+stored bytes (`MAX_COPY_FACTOR`, `COPY_SLACK_BYTES`: a tensor whose
+strides repeat a small storage into gigabytes, or hundreds of tensors
+viewing one storage, are refused). Peak memory stays within a small multiple
+of the file's tensor bytes; see docs/security.md.
+
 Tensors come back as C-contiguous numpy arrays that own their memory
 (views with any strides and offsets are copied out). bfloat16 tensors come
 back as float32 (exact: the 16 stored bits are the top half of a float32),
@@ -62,6 +72,17 @@ __all__ = [
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL_VERSION = 1001
+
+#: A compressed zip entry may inflate to at most this many times its
+#: compressed size (plus `INFLATION_SLACK_BYTES`): `torch.save` stores
+#: entries uncompressed, and real tensors do not compress 100-fold.
+MAX_INFLATION = 100
+INFLATION_SLACK_BYTES = 1 << 20
+#: The arrays made from a file may total at most this many times its stored
+#: tensor bytes (plus `COPY_SLACK_BYTES`): a tensor whose strides repeat
+#: its storage, or many tensors viewing one storage, each copied out.
+MAX_COPY_FACTOR = 4
+COPY_SLACK_BYTES = 16 << 20
 
 
 class PthError(ValueError):
@@ -374,7 +395,27 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return self._storage_for(pid)
 
 
+def _scan_pickle(file, path):
+    """Walk one pickle's opcodes without building anything, so that a
+    length the pickle declares (`BINBYTES8` of 2**40 bytes) is checked
+    against the bytes that follow before the unpickler allocates it; the
+    position of `file` is restored."""
+    import pickletools
+
+    start = file.tell()
+    try:
+        for opcode, _, _ in pickletools.genops(file):
+            if opcode.name == "STOP":
+                break
+    except (ValueError, TypeError, IndexError, OverflowError, struct.error,
+            UnicodeDecodeError) as error:
+        raise PthFormatError(f"{path}: corrupt pickle data ({error})") from None
+    finally:
+        file.seek(start)
+
+
 def _unpickle(file, path, storage_for=None):
+    _scan_pickle(file, path)
     try:
         return _RestrictedUnpickler(file, path, storage_for).load()
     except PthError as error:
@@ -412,7 +453,24 @@ def _storage_args(pid, path, legacy):
     return dtype, key, numel, (pid[5] if legacy else None)
 
 
+def _check_declared_sizes(path, archive):
+    """Refuse entries whose declared sizes could not be honest or would
+    inflate far beyond their compressed bytes, before any is read."""
+    for info in archive.infolist():
+        if info.compress_type == zipfile.ZIP_STORED:
+            if info.file_size != info.compress_size:
+                raise PthFormatError(
+                    f"{path}: the stored zip entry {info.filename!r} declares "
+                    f"{info.file_size} bytes but holds {info.compress_size}")
+        elif info.file_size > MAX_INFLATION * info.compress_size + INFLATION_SLACK_BYTES:
+            raise PthFormatError(
+                f"{path}: the zip entry {info.filename!r} would inflate from "
+                f"{info.compress_size} to {info.file_size} bytes (more than "
+                f"{MAX_INFLATION} times); refused before reading")
+
+
 def _load_zip(path, archive):
+    _check_declared_sizes(path, archive)
     names = archive.namelist()
     pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
     if not pickles:
@@ -462,7 +520,7 @@ def _load_zip(path, archive):
         obj = _unpickle(io.BytesIO(pickled), path, storage_for)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as error:
         raise PthFormatError(f"{path}: cannot read a storage record: {error}") from None
-    return obj, big_endian
+    return obj, big_endian, sum(len(s.data) for s in storages.values())
 
 
 def _load_legacy(path, file):
@@ -518,6 +576,12 @@ def _load_legacy(path, file):
                 f"{path}: the file ends before storage {key!r} (truncated?)")
         (count,) = struct.unpack("<q", head)
         itemsize = _DTYPES[storage.dtype][1]
+        left = len(file.getbuffer()) - file.tell()
+        if count * itemsize > left:
+            raise PthFormatError(
+                f"{path}: storage {key!r} declares {count} elements ({count * itemsize} "
+                f"bytes) but the file has {left} bytes left (truncated or forged); "
+                f"refused before reading")
         if count != storage.numel:
             raise PthFormatError(
                 f"{path}: storage {key!r} records {count} elements, "
@@ -531,13 +595,31 @@ def _load_legacy(path, file):
     missing = sorted(s.key for s in storages.values() if s.root is None and s.data is None)
     if missing:
         raise PthFormatError(f"{path}: no data in the file for storage(s) {missing}")
-    return obj, big_endian
+    stored = sum(len(s.data) for s in storages.values() if s.root is None)
+    return obj, big_endian, stored
 
 
 # --- from pending tensors to arrays -----------------------------------------
 
 
-def _to_array(tensor, path, big_endian):
+class _CopyBudget:
+    """The bytes the arrays of one file may still take (see `MAX_COPY_FACTOR`)."""
+
+    def __init__(self, stored_bytes):
+        self.stored = stored_bytes
+        self.left = MAX_COPY_FACTOR * stored_bytes + COPY_SLACK_BYTES
+
+    def take(self, nbytes, path, tensor):
+        if nbytes > self.left:
+            raise PthFormatError(
+                f"{path}: the tensors made from the file's {self.stored} stored bytes "
+                f"would take more than {MAX_COPY_FACTOR} times as much (the tensor "
+                f"{tensor.size} of storage {tensor.storage.key!r} needs {nbytes} more "
+                f"bytes): views that repeat their storage; refused before allocating")
+        self.left -= nbytes
+
+
+def _to_array(tensor, path, big_endian, budget):
     storage = tensor.storage
     base_offset = 0
     if storage.root is not None:
@@ -564,6 +646,15 @@ def _to_array(tensor, path, big_endian):
         scale = _DTYPES[storage.dtype][1] // itemsize or 1
         elements = elements[base_offset * scale: (base_offset + storage.numel) * scale]
     shape, stride, offset = tensor.size, tensor.stride, tensor.offset
+    count = 1
+    for n in shape:
+        count *= n
+    # Output bytes, with the float32 widening of bfloat16 and the temporary
+    # of a big-endian or negated copy counted once more.
+    out_itemsize = 4 if tensor.dtype == "bfloat16" else itemsize
+    extra = count * itemsize if (big_endian or tensor.negate
+                                 or tensor.dtype == "bfloat16") else 0
+    budget.take(count * out_itemsize + extra, path, tensor)
     if 0 in shape:
         array = np.zeros(shape, dtype=read_dtype)
     else:
@@ -588,16 +679,18 @@ def _to_array(tensor, path, big_endian):
     return array
 
 
-def _resolve(obj, path, big_endian):
+def _resolve(obj, path, big_endian, stored_bytes):
     """Replace every pending tensor in `obj` by its array, in place for
-    dicts and lists (tuples are rebuilt)."""
+    dicts and lists (tuples are rebuilt); the arrays may total what
+    `_CopyBudget(stored_bytes)` allows."""
     seen = {}
+    budget = _CopyBudget(stored_bytes)
 
     def walk(value):
         if isinstance(value, _PendingTensor):
             key = id(value)
             if key not in seen:
-                seen[key] = _to_array(value, path, big_endian)
+                seen[key] = _to_array(value, path, big_endian, budget)
             return seen[key]
         if isinstance(value, (_Storage, _Global, _StorageType, _Dtype)):
             return value
@@ -725,18 +818,23 @@ def _load_restricted(path):
                 raise PthFormatError(
                     f"{path}: a damaged zip archive (truncated?): {error}") from None
             with archive:
-                obj, big_endian = _load_zip(path, archive)
+                obj, big_endian, stored = _load_zip(path, archive)
         elif len(head) >= 262 and head[257:262] == b"ustar":
             raise PthFormatError(
                 f"{path}: the tar format of torch < 0.4 is not supported; re-save the "
                 f"file with a newer torch")
         else:
+            # The whole file, read once: its real size bounds every read below.
             file.seek(0)
-            obj, big_endian = _load_legacy(path, file)
+            obj, big_endian, stored = _load_legacy(path, io.BytesIO(file.read()))
     try:
-        return _resolve(obj, path, big_endian)
+        return _resolve(obj, path, big_endian, stored)
+    except PthError:
+        raise
     except RecursionError:
         raise PthFormatError(f"{path}: the checkpoint's objects nest too deeply") from None
+    except (ValueError, OverflowError, MemoryError) as error:
+        raise PthFormatError(f"{path}: a tensor cannot be made ({error})") from None
 
 
 def _is_state_dict(value):

@@ -281,7 +281,8 @@ class CSVDataset(DetectionDataset):
         except ValueError:
             raise DataError(self.csv_path, f"line {lineno}: image width/height {w!r} x {h!r} "
                                            "are not numbers") from None
-        if w != int(w) or h != int(h) or w <= 0 or h <= 0:
+        if not (math.isfinite(w) and math.isfinite(h)) or w != int(w) or h != int(h) \
+                or w <= 0 or h <= 0:
             raise DataError(self.csv_path, f"line {lineno}: image size {w:g} x {h:g} is not "
                                            "a valid size")
         return int(w), int(h)

@@ -50,8 +50,46 @@ def label_path_for(image_path):
     return head + ".txt"
 
 
+#: The most bytes a dataset YAML or a class file may hold (real ones hold
+#: a few kB; the bound keeps a hostile one from filling memory).
+MAX_YAML_BYTES = 1 << 20
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses aliases (`*name`): a few lines of
+    nested aliases expand to billions of nodes (the "billion laughs"), and
+    no dataset YAML needs them."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"alias *{event.anchor} refused (aliases are not read)",
+                event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def _read_bounded_text(path, what):
+    """The text of a small UTF-8 file (a byte-order mark dropped), refused
+    beyond `MAX_YAML_BYTES`."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_YAML_BYTES + 1)
+    except FileNotFoundError:
+        raise DataError(path, f"{what} not found") from None
+    except OSError as e:
+        raise DataError(path, f"cannot read {what} ({e})") from None
+    if len(raw) > MAX_YAML_BYTES:
+        raise DataError(path, f"{what} is larger than {MAX_YAML_BYTES} bytes")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(path, f"cannot read {what} ({e})") from None
+
+
 def read_yolo_yaml(path):
-    """Read an Ultralytics dataset YAML (with `yaml.safe_load`).
+    """Read an Ultralytics dataset YAML (safe loading, aliases refused,
+    at most `MAX_YAML_BYTES`).
 
     Returns:
         dict with `names` (a list, or None when the file has none), `base`
@@ -62,15 +100,15 @@ def read_yolo_yaml(path):
     Raises:
         DataError: naming the file, for unreadable YAML or malformed `names`.
     """
+    text = _read_bounded_text(path, "dataset YAML")
     try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise DataError(path, "dataset YAML not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(path, f"cannot read dataset YAML ({e})") from None
+        data = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as e:
-        raise DataError(path, f"malformed YAML ({' '.join(str(e).split())})") from None
+        raise DataError(path, f"malformed YAML ({' '.join(str(e).split())[:300]})") from None
+    except RecursionError:
+        raise DataError(path, "YAML nested too deeply to read") from None
+    except ValueError as e:  # an integer of thousands of digits
+        raise DataError(path, f"unreadable YAML value ({str(e).split(';')[0]})") from None
     if not isinstance(data, dict):
         raise DataError(path, "expected a mapping with 'names' and 'train'/'val'/'test' paths")
     folder = os.path.dirname(os.path.abspath(path))
@@ -95,21 +133,20 @@ def read_yolo_yaml(path):
 
 def _names_from_yaml(path, names, nc):
     if isinstance(names, dict):
-        try:
-            by_id = {int(k): str(v) for k, v in names.items()}
-        except (TypeError, ValueError):
+        if not all(type(k) is int for k in names):
             raise DataError(path, f"'names' keys must be class ids 0, 1, ...; got "
-                                  f"{sorted(map(str, names))}") from None
+                                  f"{sorted(map(repr, names))[:20]}")
+        by_id = {k: _class_name(path, f"names[{k}]", v) for k, v in names.items()}
         if sorted(by_id) != list(range(len(by_id))):
             raise DataError(path, f"'names' ids must be 0..{len(by_id) - 1} without gaps; "
                                   f"got {sorted(by_id)}")
         names = [by_id[i] for i in range(len(by_id))]
     elif isinstance(names, list):
-        names = [str(n) for n in names]
+        names = [_class_name(path, f"names[{i}]", n) for i, n in enumerate(names)]
     else:
         raise DataError(path, f"'names' must be a list or a mapping id -> name, got "
                               f"{type(names).__name__}")
-    if nc is not None and nc != len(names):
+    if nc is not None and (type(nc) is not int or nc != len(names)):
         raise DataError(path, f"'nc' is {nc} but 'names' lists {len(names)} classes")
     try:
         return list(check_class_names(names, "names"))
@@ -117,12 +154,18 @@ def _names_from_yaml(path, names, nc):
         raise DataError(path, str(e)) from None
 
 
+def _class_name(path, where, value):
+    """One `names` entry: a string, or an integer (YAML reads `- 7` as one);
+    a list, mapping, boolean, float or null is refused, not turned into text."""
+    if isinstance(value, str):
+        return value
+    if type(value) is int:
+        return str(value)
+    raise DataError(path, f"{where} is {value!r:.80}, not a class name (a string)")
+
+
 def _read_class_file(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            names = [line.strip() for line in f]
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(path, f"cannot read class file ({e})") from None
+    names = [line.strip() for line in _read_bounded_text(path, "class file").splitlines()]
     while names and not names[-1]:
         names.pop()
     if not names or any(not n for n in names):
@@ -352,7 +395,8 @@ class YOLODataset(DetectionDataset):
     def _read_label_file(path):
         """`[(line number, fields)]` of the non-blank lines; `[]` without a file."""
         try:
-            with open(path, encoding="utf-8") as f:
+            # utf-8-sig: Windows editors start the file with a byte-order mark
+            with open(path, encoding="utf-8-sig") as f:
                 text = f.read()
         except FileNotFoundError:
             return []

@@ -274,12 +274,30 @@ def _save_atomically(model, path):
         raise
 
 
+def _cache_problem(target):
+    """Why the cached converted model cannot be trusted, or None: its SHA-256
+    must be the one recorded beside it (`<file>.sha256`) when it was written,
+    so that another model placed under that name is not returned."""
+    try:
+        with open(_record_path(target), "r", encoding="ascii") as f:
+            recorded = f.read().split()[0].lower()
+    except (OSError, IndexError, UnicodeDecodeError):
+        return f"no SHA-256 recorded beside it ({_record_path(target)})"
+    digest = sha256_file(target)
+    if digest != recorded:
+        return (f"its SHA-256 {digest} is not the {recorded} recorded when it was written "
+                "(replaced or damaged)")
+    return None
+
+
 def load_pretrained(preset, converter=None, fetch=None, cache=True, verbose=True):
     """The full converted detector of a pretrained preset.
 
-    A `.keras` file cached by an earlier call (`converted_path`) is loaded;
-    otherwise the checkpoint is downloaded (`download`), converted and the
-    result cached.
+    A `.keras` file cached by an earlier call (`converted_path`) is loaded
+    when its SHA-256 is the one recorded beside it when it was written
+    (`<file>.sha256`); otherwise (no record, another hash, unreadable: a
+    warning says which) the checkpoint is downloaded (`download`),
+    converted and the result cached with its hash recorded.
 
     Args:
         preset: a `keras_ssd.presets.PRETRAINED` name or a `PretrainedPreset`.
@@ -296,20 +314,25 @@ def load_pretrained(preset, converter=None, fetch=None, cache=True, verbose=True
     import keras_ssd.layers  # noqa: F401 - registers the layers a .keras file names
     import keras_ssd.models.ssd  # noqa: F401
 
+    from keras_ssd.saving import load_model
+
     preset = _preset(preset)
     target = converted_path(preset)
     if cache and os.path.isfile(target):
-        try:
-            return keras.saving.load_model(target, compile=False)
-        except Exception as e:  # noqa: BLE001 - a damaged cache file is converted again
-            warnings.warn(f"cannot load the cached {target} ({e}); converting again",
-                          stacklevel=2)
+        problem = _cache_problem(target)
+        if problem is None:
+            try:
+                return load_model(target, compile=False)
+            except Exception as e:  # noqa: BLE001 - a damaged cache file is converted again
+                problem = f"cannot load it ({e})"
+        warnings.warn(f"the cached {target}: {problem}; converting again", stacklevel=2)
     path = download(preset, fetch=fetch, verbose=verbose)
     if verbose:
         print(f"converting {path} ({preset.source})")
     model = (converter or _default_converter)(path, preset.source)
     if cache:
         _save_atomically(model, target)
+        _record(target, sha256_file(target))
         if verbose:
             print(f"  cached as {target}")
     return model

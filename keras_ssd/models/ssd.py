@@ -333,4 +333,7 @@ class SSD(DecodingPredictions, keras.Model):
 
     @classmethod
     def from_config(cls, config):
+        # A saved model carries its weights: `backbone_weights` in a config
+        # (a hand-edited or hostile file) must not download or read anything.
+        config = {**config, "backbone_weights": None}
         return cls(**config)

@@ -72,6 +72,15 @@ def _commit(tmp, path):
     _fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
+def _write_failed(path, error):
+    """The `OSError` of a failed atomic write, naming the file it was for (not
+    its temporary) and saying that the file keeps its previous content."""
+    reason = (error.strerror or str(error)) if isinstance(error, OSError) else str(error)
+    failed = OSError(f"cannot write {path} ({reason}); it keeps its previous content")
+    failed.errno = getattr(error, "errno", None)  # ENOSPC stays ENOSPC
+    return failed
+
+
 def _discard(tmp):
     try:
         os.remove(tmp)
@@ -99,6 +108,9 @@ def atomic_save_model(model, path):
     try:
         model.save(tmp)
         _commit(tmp, path)
+    except OSError as e:  # a full disk, a quota, a file size limit
+        _discard(tmp)
+        raise _write_failed(path, e) from e
     except BaseException:
         _discard(tmp)
         raise
@@ -115,6 +127,9 @@ def atomic_write_json(obj, path):
             json.dump(obj, f, indent=2, allow_nan=True)
             f.flush()
         _commit(tmp, path)
+    except OSError as e:
+        _discard(tmp)
+        raise _write_failed(path, e) from e
     except BaseException:
         _discard(tmp)
         raise
@@ -136,6 +151,9 @@ def atomic_write_text(text, path):
             f.write(text)
             f.flush()
         _commit(tmp, path)
+    except OSError as e:
+        _discard(tmp)
+        raise _write_failed(path, e) from e
     except BaseException:
         _discard(tmp)
         raise
@@ -154,11 +172,89 @@ def remove_stale_temporaries(directory):
     return removed
 
 
+#: The largest epoch or step count a state file may record; anything
+#: beyond is a damaged or forged file, not a run.
+MAX_EPOCHS = 10**7
+MAX_ITERATIONS = 10**15
+
+
+class CheckpointStateError(ValueError):
+    """A run folder's `state.json` is unreadable or holds a field of the wrong
+    type or an absurd value; the message names the file and the field. The
+    run's files are left as they are."""
+
+
+def _is_count(value, limit):
+    return type(value) is int and 0 <= value <= limit
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_state(path, state):
+    """Raise `CheckpointStateError` naming the first malformed field."""
+
+    def bad(field, value, expected):
+        shown = repr(value)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        raise CheckpointStateError(
+            f"checkpoint state {path}: field {field!r} is {shown}, expected {expected}; "
+            "the file is damaged or not written by keras-ssd (the run's files were left "
+            "untouched)")
+
+    if not isinstance(state, dict) or "epoch" not in state:
+        raise CheckpointStateError(
+            f"checkpoint state {path} is not a keras-ssd checkpoint state")
+    fmt = state.get("format", STATE_FORMAT)
+    if fmt != STATE_FORMAT or type(fmt) is not int:
+        bad("format", fmt, f"{STATE_FORMAT}")
+    epochs = f"an integer 0..{MAX_EPOCHS}"
+    steps = f"null or an integer 0..{MAX_ITERATIONS}"
+    if not _is_count(state["epoch"], MAX_EPOCHS):
+        bad("epoch", state["epoch"], epochs)
+    iterations = state.get("iterations")
+    if iterations is not None and not _is_count(iterations, MAX_ITERATIONS):
+        bad("iterations", iterations, steps)
+    pending = state.get("pending")
+    if pending is not None:
+        if not isinstance(pending, dict):
+            bad("pending", pending, "null or an object with 'epoch' and 'iterations'")
+        if not _is_count(pending.get("epoch"), MAX_EPOCHS):
+            bad("pending.epoch", pending.get("epoch"), epochs)
+        it = pending.get("iterations")
+        if it is not None and not _is_count(it, MAX_ITERATIONS):
+            bad("pending.iterations", it, steps)
+    monitor = state.get("monitor")
+    if monitor is not None and not isinstance(monitor, str):
+        bad("monitor", monitor, "null or a metric name")
+    if state.get("mode", "max") not in ("max", "min"):
+        bad("mode", state.get("mode"), "'max' or 'min'")
+    best = state.get("best")
+    if best is not None and not _is_number(best):
+        bad("best", best, "null or a number")
+    best_epoch = state.get("best_epoch")
+    if best_epoch is not None and not _is_count(best_epoch, MAX_EPOCHS):
+        bad("best_epoch", best_epoch, f"null or {epochs}")
+    history = state.get("history", {})
+    if not isinstance(history, dict):
+        bad("history", history, "an object of metric name -> list of numbers")
+    for key, series in history.items():
+        if (not isinstance(series, list) or len(series) > MAX_EPOCHS
+                or not all(v is None or _is_number(v) for v in series)):
+            bad(f"history.{key}", series, "a list of numbers (null for a missing value)")
+
+
 def read_state(directory):
     """The parsed `state.json` of a checkpoint directory, or None if absent.
 
+    Every field is checked (types, ranges) before anything uses it.
+
     Raises:
-        ValueError: when the file exists but is not a keras-ssd state file.
+        CheckpointStateError (a `ValueError`): the file exists but is
+            unreadable, or not a keras-ssd state file, or a field has the
+            wrong type or an absurd value; the message names the file and
+            the field.
     """
     path = os.path.join(os.fspath(directory), STATE)
     if not os.path.exists(path):
@@ -166,10 +262,12 @@ def read_state(directory):
     try:
         with open(path, "r", encoding="utf-8") as f:
             state = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"checkpoint state {path} is unreadable: {e}") from e
-    if not isinstance(state, dict) or "epoch" not in state:
-        raise ValueError(f"checkpoint state {path} is not a keras-ssd checkpoint state")
+    except (OSError, ValueError) as e:  # ValueError: JSON, or an integer too long
+        raise CheckpointStateError(f"checkpoint state {path} is unreadable: {e}") from None
+    except RecursionError:
+        raise CheckpointStateError(
+            f"checkpoint state {path} is unreadable: nested too deeply") from None
+    _check_state(path, state)
     return state
 
 

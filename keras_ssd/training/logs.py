@@ -320,8 +320,10 @@ class TrainingLog(keras.callbacks.Callback):
         if what in self._broken:
             return
         self._broken.add(what)
-        warnings.warn(f"TrainingLog: cannot write {path}: {error}; {what} switched off, "
-                      "training goes on", RuntimeWarning, stacklevel=3)
+        # atomic_write_text's errors already name the file
+        problem = str(error) if str(path) in str(error) else f"cannot write {path}: {error}"
+        warnings.warn(f"TrainingLog: {problem}; {what} switched off, training goes on",
+                      RuntimeWarning, stacklevel=3)
 
     def _earlier_history(self, epoch):
         history = None

@@ -1,9 +1,11 @@
 """`SSD`: a serializable Keras functional model carrying its `SSDConfig`."""
 
 import keras
+from keras import ops
 
 from keras_ssd.config import SSDConfig
 from keras_ssd.layers.decode_detections import DecodeDetections, check_decode_options
+from keras_ssd.losses import SSDLoss, replicas_in_sync
 from keras_ssd.layers.preprocessing import ImagePreprocessing, preprocessing_arguments
 from keras_ssd import presets
 from keras_ssd.models.backbones import get_backbone
@@ -19,6 +21,54 @@ def check_postprocessing(postprocessing):
     if postprocessing is None:
         return None
     return check_decode_options(postprocessing, "SSD: postprocessing")
+
+
+#: `SSD.architecture` of a model built on a backbone given to it.
+CUSTOM_ARCHITECTURE = "backbone"
+
+
+def _check_backbone(backbone, backbone_weights, normalization):
+    """`backbone` if it is a built `keras.Model` with one image input and
+    several named feature-map outputs; `ValueError` otherwise."""
+    if not isinstance(backbone, keras.Model):
+        raise ValueError(
+            f"SSD: backbone must be a keras.Model, got {type(backbone).__name__}")
+    if backbone_weights is not None:
+        raise ValueError("SSD: backbone_weights is for the registry's architectures; load "
+                         "the weights into the backbone given instead")
+    if normalization not in (None, "none"):
+        raise ValueError("SSD: normalization applies to the registry's architectures; "
+                         "put it in the backbone given instead")
+    if len(backbone.inputs) != 1 or len(backbone.inputs[0].shape) != 4:
+        raise ValueError(f"SSD: the backbone {backbone.name!r} must take one image input "
+                         "(B, H, W, 3)")
+    if len(backbone.outputs) < 1 or any(len(t.shape) != 4 for t in backbone.outputs):
+        raise ValueError(f"SSD: the backbone {backbone.name!r} must output feature maps "
+                         "(B, H, W, C)")
+    return backbone
+
+
+def _backbone_features(backbone):
+    """`build_features` of a backbone model: `[(name, map)]` in its output
+    order, named by its output dict's keys (else its output layers)."""
+
+    def build(x, normalization=None, regularizer=None):
+        fixed = tuple(backbone.inputs[0].shape[1:3])
+        if any(d is not None and d != size for d, size in zip(fixed, x.shape[1:3])):
+            raise ValueError(
+                f"SSD: the backbone {backbone.name!r} takes {fixed[0]}x{fixed[1]} images, "
+                f"the model's input is {x.shape[1]}x{x.shape[2]} (build the backbone for "
+                "that size, or for any size: keras.Input((None, None, 3)))")
+        maps = backbone(x)
+        if isinstance(maps, dict):
+            names = list(backbone.output.keys()) if isinstance(backbone.output, dict) \
+                else list(maps)
+            return [(str(name), maps[name]) for name in names]
+        maps = maps if isinstance(maps, (list, tuple)) else [maps]
+        names = [t._keras_history.operation.name for t in backbone.outputs]
+        return list(zip(names, maps))
+
+    return build
 
 
 @keras.saving.register_keras_serializable(package="keras_ssd")
@@ -43,7 +93,18 @@ class SSD(DecodingPredictions, keras.Model):
             architecture produces at `config.image_size`, else `ValueError`.
         architecture: variant name from `keras_ssd.presets` (`"ssd300"`,
             `"ssd512"`, `"mobilenet_v2"`, `"tiny"`; the 0.1 spellings such as
-            `"ssd300_vgg16"` are read as aliases).
+            `"ssd300_vgg16"` are read as aliases): the short path to the
+            registry's backbones. Ignored when `backbone` is given.
+        backbone: optional `keras.Model` taking images `(B, H, W, 3)` and
+            returning the feature maps the heads go on, as a dict `{name:
+            map}` (or a list, named by their layers), in the config's order:
+            for example a Keras Applications network's inner layers. Its
+            maps must match `config.feature_map_sizes` (or pass
+            `image_size=` to take them from the network). It becomes part
+            of the model (saved with it, `model.backbone`); the input goes
+            through `preprocessing` (default `"none"`) first. Example:
+            `SSD(config, backbone=keras.Model(net.input, {"p3": ..., "p4":
+            ...}))`.
         normalization: `"l2"` (L2Normalization, scale 20), `"batchnorm"` or
             `"none"` on the first (shallow) source map; `None` picks the
             architecture's default (`"l2"` for VGG16, `"none"` otherwise).
@@ -111,7 +172,7 @@ class SSD(DecodingPredictions, keras.Model):
     def __init__(self, config, architecture="ssd300", normalization=None,
                  weight_decay=0.0, backbone_weights=None, preprocessing=None,
                  postprocessing=None, image_size=None, letterbox=None, frozen_layers=None,
-                 **kwargs):
+                 backbone=None, **kwargs):
         config = SSDConfig.from_dict(config.to_dict() if isinstance(config, SSDConfig)
                                      else config)
         if keras.config.image_data_format() != "channels_last":
@@ -119,16 +180,24 @@ class SSD(DecodingPredictions, keras.Model):
                 "keras_ssd models need keras.config.image_data_format() == "
                 f"'channels_last', got {keras.config.image_data_format()!r}"
             )
-        preset = presets.find(architecture)
-        if preset is None:
-            raise ValueError(
-                f"unknown SSD architecture {architecture!r}; choose one of "
-                f"{', '.join(presets.names())}"
-            )
-        architecture = preset.name
-        backbone = get_backbone(preset.backbone)
-        if normalization is None:
-            normalization = preset.normalization
+        if backbone is not None:
+            backbone = _check_backbone(backbone, backbone_weights, normalization)
+            architecture, normalization = CUSTOM_ARCHITECTURE, "none"
+            build = _backbone_features(backbone)
+            default_preprocessing = "none"
+            load_weights = None
+        else:
+            preset = presets.find(architecture)
+            if preset is None:
+                raise ValueError(
+                    f"unknown SSD architecture {architecture!r}; choose one of "
+                    f"{', '.join(presets.names())}"
+                )
+            architecture = preset.name
+            network = get_backbone(preset.backbone)
+            normalization = preset.normalization if normalization is None else normalization
+            build, default_preprocessing = network.build_features, preset.preprocessing
+            load_weights = network.load_weights
         if normalization not in NORMALIZATIONS:
             raise ValueError(
                 f"SSD: normalization must be one of {NORMALIZATIONS} or None, "
@@ -136,7 +205,7 @@ class SSD(DecodingPredictions, keras.Model):
             )
         regularizer = kernel_regularizer(weight_decay)
         if backbone_weights is not None:
-            if backbone.load_weights is None:
+            if load_weights is None:
                 raise ValueError(
                     f"SSD architecture {architecture!r} has no pretrained backbone; "
                     f"backbone_weights must be None, got {backbone_weights!r}"
@@ -145,7 +214,7 @@ class SSD(DecodingPredictions, keras.Model):
                 check_weights_path(backbone_weights, f"{architecture} backbone")
 
         if preprocessing is None:
-            preprocessing = preset.preprocessing
+            preprocessing = default_preprocessing
         preprocessing_layer = ImagePreprocessing(
             **preprocessing_arguments(preprocessing), name="preprocessing")
         postprocessing = check_postprocessing(postprocessing)
@@ -159,8 +228,7 @@ class SSD(DecodingPredictions, keras.Model):
         inputs = keras.Input(shape=(height, width, 3), name="image")
         x = preprocessing_layer(inputs)
         try:
-            sources = backbone.build_features(x, normalization=normalization,
-                                              regularizer=regularizer)
+            sources = build(x, normalization=normalization, regularizer=regularizer)
         except ValueError as e:
             if "zero or negative" not in str(e):
                 raise
@@ -189,8 +257,10 @@ class SSD(DecodingPredictions, keras.Model):
         self.source_names = [name for name, _ in sources]
         self.frozen_layers = ()
         self.freeze(frozen_layers or ())
+        # The backbone given (a nested layer, saved with the model's weights).
+        self.backbone = backbone
         if backbone_weights is not None:
-            backbone.load_weights(self, backbone_weights)
+            load_weights(self, backbone_weights)
 
     def freeze(self, layer_names):
         """Make the named layers untrainable (they stay so in saved copies).
@@ -266,6 +336,52 @@ class SSD(DecodingPredictions, keras.Model):
         the network predicts `config.num_classes`)."""
         return self._ssd_config.num_detection_classes
 
+    def compile(self, *args, **kwargs):
+        """`keras.Model.compile`; with an `SSDLoss`, `fit` and `evaluate`
+        also log its parts, `conf_loss` and `loc_loss` (`compute_loss`)."""
+        super().compile(*args, **kwargs)
+        if self.__dict__.get("_loss_parts") is None:
+            # Past Keras' attribute tracking: listed by `metrics` only while
+            # an SSDLoss is compiled, never saved.
+            object.__setattr__(self, "_loss_parts", (keras.metrics.Mean(name="conf_loss"),
+                                                     keras.metrics.Mean(name="loc_loss")))
+
+    def compile_from_config(self, config):
+        # keras.Model's (which skips a model whose `compile` is its own).
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def _reports_loss_parts(self):
+        return (getattr(self, "compiled", False) and isinstance(self.loss, SSDLoss)
+                and self.loss.reduction in ("sum",) + SSDLoss.MEAN_REDUCTIONS
+                and self.__dict__.get("_loss_parts") is not None)
+
+    @property
+    def metrics(self):
+        metrics = super().metrics
+        if self._reports_loss_parts():
+            metrics = metrics[:1] + list(self._loss_parts) + metrics[1:]
+        return metrics
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The compiled loss plus the model's weight penalty, as Keras
+        computes it; with an `SSDLoss` (and no sample weights), from
+        `SSDLoss.loss_and_parts`, one hard negative mining giving the loss
+        and its parts, which update the `conf_loss` and `loc_loss` metrics
+        (`conf_loss + loc_loss (+ the weight penalty) == loss`)."""
+        if not self._reports_loss_parts() or sample_weight is not None or y is None:
+            return super().compute_loss(x, y, y_pred, sample_weight, training=training)
+        loss, conf, loc = self.loss.loss_and_parts(y, y_pred)
+        # Weighted by the batch size and scaled under tf.distribute as Keras
+        # weighs and scales its tracked loss.
+        scale = float(replicas_in_sync())
+        size = ops.cast(ops.shape(y_pred)[0], "float32")
+        for tracker, value in zip(self._loss_parts, (conf, loc)):
+            tracker.update_state(value * scale, sample_weight=size)
+        penalties = [self._aggregate_additional_loss(p) for p in self.losses]
+        return ops.sum([loss, *penalties]) if penalties else loss
+
     @property
     def prediction_decoder(self):
         """The `DecodeDetections` layer that `predict` runs on the raw heads.
@@ -329,10 +445,15 @@ class SSD(DecodingPredictions, keras.Model):
             "preprocessing": self.preprocessing,
             "postprocessing": None if self.postprocessing is None else dict(self.postprocessing),
             **({"frozen_layers": list(self.frozen_layers)} if self.frozen_layers else {}),
+            **({"backbone": keras.saving.serialize_keras_object(self.backbone)}
+               if self.backbone is not None else {}),
         }
 
     @classmethod
     def from_config(cls, config):
+        if isinstance(config.get("backbone"), dict):
+            config = {**config,
+                      "backbone": keras.saving.deserialize_keras_object(config["backbone"])}
         # A saved model carries its weights: `backbone_weights` in a config
         # (a hand-edited or hostile file) must not download or read anything.
         config = {**config, "backbone_weights": None}

@@ -189,6 +189,7 @@ class SSD(DecodingPredictions, keras.Model):
             build = _backbone_features(backbone)
             default_preprocessing = "none"
             load_weights = None
+            heads = build_heads
         else:
             preset = presets.find(architecture)
             if preset is None:
@@ -201,6 +202,7 @@ class SSD(DecodingPredictions, keras.Model):
             normalization = preset.normalization if normalization is None else normalization
             build, default_preprocessing = network.build_features, preset.preprocessing
             load_weights = network.load_weights
+            heads = network.build_heads or build_heads
         if normalization not in NORMALIZATIONS:
             raise ValueError(
                 f"SSD: normalization must be one of {NORMALIZATIONS} or None, "
@@ -243,7 +245,7 @@ class SSD(DecodingPredictions, keras.Model):
             config = config.with_image_size(
                 (height, width), [tuple(int(d) for d in t.shape[1:3]) for _, t in sources])
         check_feature_maps(sources, config, architecture)
-        outputs = (backbone.build_heads or build_heads)(sources, config, regularizer)
+        outputs = heads(sources, config, regularizer)
 
         kwargs.setdefault("name", architecture)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
@@ -350,7 +352,11 @@ class SSD(DecodingPredictions, keras.Model):
                                                      keras.metrics.Mean(name="loc_loss")))
 
     def compile_from_config(self, config):
-        # keras.Model's (which skips a model whose `compile` is its own).
+        # keras.Model's (which skips a model whose `compile` is its own), on
+        # a config fit for this backend: files saved under torch before
+        # `get_compile_config` named a private optimizer class, and a file's
+        # jit_compile=True would mean torch.compile under torch.
+        config = compile_config_for_this_backend(config)
         self.compile(**keras.saving.deserialize_keras_object(config))
         if getattr(self, "optimizer", None) is not None and self.built:
             self.optimizer.build(self.trainable_variables)
@@ -466,9 +472,3 @@ class SSD(DecodingPredictions, keras.Model):
         # Under torch the optimizer is a private backend class; store the
         # public one so the file loads under TensorFlow and JAX too.
         return portable_compile_config(super().get_compile_config())
-
-    def compile_from_config(self, config):
-        # Files saved under torch before get_compile_config above named the
-        # private class; and a file's jit_compile=True would mean
-        # torch.compile under torch.
-        super().compile_from_config(compile_config_for_this_backend(config))

@@ -186,6 +186,7 @@ class SSD(DecodingPredictions, keras.Model):
             build = _backbone_features(backbone)
             default_preprocessing = "none"
             load_weights = None
+            head_builder = build_heads
         else:
             preset = presets.find(architecture)
             if preset is None:
@@ -198,6 +199,8 @@ class SSD(DecodingPredictions, keras.Model):
             normalization = preset.normalization if normalization is None else normalization
             build, default_preprocessing = network.build_features, preset.preprocessing
             load_weights = network.load_weights
+            # A variant may bring its own heads (SSDLite's depthwise heads).
+            head_builder = network.build_heads or build_heads
         if normalization not in NORMALIZATIONS:
             raise ValueError(
                 f"SSD: normalization must be one of {NORMALIZATIONS} or None, "
@@ -240,7 +243,7 @@ class SSD(DecodingPredictions, keras.Model):
             config = config.with_image_size(
                 (height, width), [tuple(int(d) for d in t.shape[1:3]) for _, t in sources])
         check_feature_maps(sources, config, architecture)
-        outputs = (backbone.build_heads or build_heads)(sources, config, regularizer)
+        outputs = head_builder(sources, config, regularizer)
 
         kwargs.setdefault("name", architecture)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)

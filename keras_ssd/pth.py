@@ -818,7 +818,17 @@ def _load_restricted(path):
                 raise PthFormatError(
                     f"{path}: a damaged zip archive (truncated?): {error}") from None
             with archive:
-                obj, big_endian, stored = _load_zip(path, archive)
+                try:
+                    obj, big_endian, stored = _load_zip(path, archive)
+                except PthError:
+                    raise
+                except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
+                        NotImplementedError, RuntimeError) as error:
+                    # a damaged entry header, an unknown compression method,
+                    # an encrypted entry (RuntimeError)
+                    raise PthFormatError(
+                        f"{path}: a damaged zip archive: {type(error).__name__}: "
+                        f"{error}") from None
         elif len(head) >= 262 and head[257:262] == b"ustar":
             raise PthFormatError(
                 f"{path}: the tar format of torch < 0.4 is not supported; re-save the "

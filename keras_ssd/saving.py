@@ -42,7 +42,8 @@ def check_keras_archive(path):
             if name.endswith(".json") and size > MAX_KERAS_JSON_BYTES:
                 raise KerasFileError(
                     f"{path}: its entry {name!r} declares {size} bytes, more than the "
-                    f"{MAX_KERAS_JSON_BYTES} a model's JSON may take; refused before reading")
+                    f"{MAX_KERAS_JSON_BYTES} a model's JSON may take; refused before "
+                    "reading")
             if info.compress_type == zipfile.ZIP_STORED and size != packed:
                 raise KerasFileError(
                     f"{path}: its stored entry {name!r} declares {size} bytes but holds "

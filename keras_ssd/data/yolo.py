@@ -104,7 +104,8 @@ def read_yolo_yaml(path):
     try:
         data = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as e:
-        raise DataError(path, f"malformed YAML ({' '.join(str(e).split())[:300]})") from None
+        problem = " ".join(str(e).split())[:300]
+        raise DataError(path, f"malformed YAML ({problem})") from None
     except RecursionError:
         raise DataError(path, "YAML nested too deeply to read") from None
     except ValueError as e:  # an integer of thousands of digits

@@ -34,7 +34,6 @@ import urllib.error
 import urllib.request
 import warnings
 
-import keras
 import numpy as np
 
 from keras_ssd import presets
@@ -311,9 +310,7 @@ def load_pretrained(preset, converter=None, fetch=None, cache=True, verbose=True
         The `SSD` model the converter makes (`architecture="ssd300"`, all the
         source's logits, its class names).
     """
-    import keras_ssd.layers  # noqa: F401 - registers the layers a .keras file names
-    import keras_ssd.models.ssd  # noqa: F401
-
+    # keras_ssd.saving.load_model registers the layers a .keras file names
     from keras_ssd.saving import load_model
 
     preset = _preset(preset)

@@ -196,7 +196,7 @@ def _images_of_entry(yaml_path, base, entry):
         # A list of image paths, one per line, relative to the list's folder
         # (Ultralytics' `./images/train2017/a.jpg` beside `train2017.txt`).
         try:
-            with open(path, encoding="utf-8") as f:
+            with open(path, encoding="utf-8-sig") as f:
                 lines = [line.strip() for line in f]
         except (OSError, UnicodeDecodeError) as e:
             raise DataError(path, f"cannot read image list ({e})") from None

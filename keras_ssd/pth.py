@@ -814,7 +814,8 @@ def _load_restricted(path):
         if head[:4] == b"PK\x03\x04":
             try:
                 archive = zipfile.ZipFile(file)
-            except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError,
+                    NotImplementedError) as error:  # NotImplementedError: zip version
                 raise PthFormatError(
                     f"{path}: a damaged zip archive (truncated?): {error}") from None
             with archive:

@@ -34,7 +34,7 @@ def check_keras_archive(path):
     path = os.fspath(path)
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
         return
     with archive:
         for info in archive.infolist():

@@ -132,3 +132,22 @@ def test_the_arrays_of_a_real_sized_file_fit_the_bound(tmp_path):
     for k, v in weights.items():
         np.testing.assert_array_equal(got[k], v)
     assert peak < 3 * 8 * 256 * 512 * 4
+
+
+@pytest.mark.parametrize("damage", ["version", "local header"])
+def test_a_damaged_zip_directory_or_entry_header_is_a_format_error(tmp_path, damage):
+    """Found by the fuzzer: zipfile raised NotImplementedError (an unknown
+    version needed to extract) and BadZipFile (a local header's magic) past
+    the reader's checks."""
+    path = tmp_path / "damaged.pth"
+    write_zip(str(path), {"w": Tensor(Storage(np.zeros(3, np.float32), "float32"), 0, (3,),
+                                      (1,))})
+    data = bytearray(path.read_bytes())
+    if damage == "version":
+        at = data.index(b"PK\x01\x02") + 6  # the first central record's version
+        data[at : at + 2] = b"\xff\x00"
+    else:
+        at = data.rindex(b"PK\x03\x04", 0, data.index(b"damaged/byteorder"))
+        data[at : at + 4] = b"XXXX"
+    path.write_bytes(bytes(data))
+    refused_within(path, match="damaged zip archive")

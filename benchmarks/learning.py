@@ -144,15 +144,27 @@ def parse_map(stdout, json_path=None):
     return float(m[-1]) / 100.0
 
 
-def run_ours(data, out, minutes, num_train, timeout_extra=600, epochs=None):
-    """Train and evaluate our tiny model for one budget; returns a result dict."""
+def run_ours(data, out, minutes, num_train, timeout_extra=600, epochs=None, model="tiny",
+             yolo=False, extra=()):
+    """Train and evaluate our model for one budget; returns a result dict.
+
+    `yolo=True`: `data` is a suite dataset folder; its `yolo/` layout is
+    trained on with nothing but `--model` and `--time-limit` (the classes
+    come from its data.yaml), and its `val` split (the test images) scored.
+    """
     run_dir = os.path.join(out, f"ours_{minutes:g}min")
     if os.path.isdir(run_dir):
         shutil.rmtree(run_dir)  # this benchmark's own folder: a fresh run
     os.makedirs(run_dir)
-    cmd = [sys.executable, "-m", "keras_ssd", "train", "--data", data,
-           "--classes", os.path.join(data, "labels.txt"), "--model", "tiny",
-           "--time-limit", f"{minutes:g}", "--checkpoint-dir", run_dir]
+    if yolo:
+        eval_data, split = os.path.join(data, "yolo"), "val"
+        cmd = [sys.executable, "-m", "keras_ssd", "train", "--data", eval_data]
+    else:
+        eval_data, split = data, "test"
+        cmd = [sys.executable, "-m", "keras_ssd", "train", "--data", data,
+               "--classes", os.path.join(data, "labels.txt")]
+    cmd += ["--model", model, "--time-limit", f"{minutes:g}", "--checkpoint-dir", run_dir,
+            *extra]
     if epochs is not None:
         cmd += ["--epochs", str(int(epochs))]
     print(f"ours: {' '.join(cmd[1:])}", flush=True)
@@ -161,7 +173,7 @@ def run_ours(data, out, minutes, num_train, timeout_extra=600, epochs=None):
     info = parse_train_output(stdout, _read_state(run_dir))
     model_file = os.path.join(run_dir, "latest.keras")
     json_path = os.path.join(run_dir, "eval.json")
-    cmd = [sys.executable, "-m", "keras_ssd", "evaluate", "--data", data, "--split", "test",
+    cmd = [sys.executable, "-m", "keras_ssd", "evaluate", "--data", eval_data, "--split", split,
            "--model-file", model_file, "--json", json_path]
     stdout_eval, eval_wall = _run(cmd, os.path.join(run_dir, "evaluate.log"),
                                   timeout=timeout_extra)
@@ -204,6 +216,118 @@ def format_table(ours, baseline, cpu):
     return "\n".join(lines)
 
 
+def run_yolo(python, data, out, minutes, timeout_extra=900):
+    """The Ultralytics side (`benchmarks.yolo_side`) in another interpreter."""
+    run_dir = os.path.join(out, f"yolo_{minutes:g}min")
+    if os.path.isdir(run_dir):
+        shutil.rmtree(run_dir)
+    os.makedirs(run_dir)
+    cmd = [python, "-m", "benchmarks.yolo_side", "--data", data, "--minutes", f"{minutes:g}",
+           "--out", run_dir]
+    print(f"yolo: {' '.join(cmd[1:])}", flush=True)
+    stdout, wall = _run(cmd, os.path.join(run_dir, "yolo.log"),
+                        timeout=60 * minutes + timeout_extra)
+    line = [x for x in stdout.splitlines() if x.startswith("RESULT ")]
+    if not line:
+        raise RuntimeError(f"benchmarks.yolo_side printed no RESULT; log in {run_dir}")
+    from benchmarks.yolo_side import score_detections
+
+    result = json.loads(line[-1][len("RESULT "):])
+    result.update({"minutes": minutes, "wall_seconds": wall,
+                   "mAP": score_detections(data, os.path.join(run_dir, "detections.json"))})
+    print(f"yolo @ {minutes:g} min: mAP {result['mAP']:.4f}, {result['epochs']} epochs",
+          flush=True)
+    return result
+
+
+def _load():
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def format_suite_table(rows, cpu):
+    """One line per (dataset, budget): the three sides' mAP (%) and epochs."""
+    head = ("dataset", "min", "ours mAP", "ours ep", "baseline mAP", "baseline ep",
+            "yolov8n mAP", "yolo ep")
+    lines = [head]
+    for r in rows:
+        o, b, y = r.get("ours") or {}, r.get("baseline") or {}, r.get("yolo") or {}
+        lines.append((r["dataset"], f"{r['minutes']:g}",
+                      _fmt(None if o.get("mAP") is None else 100 * o["mAP"], ".2f"),
+                      _fmt(o.get("epochs"), "g"),
+                      _fmt(None if b.get("mAP") is None else 100 * b["mAP"], ".2f"),
+                      _fmt(b.get("epochs"), ".2f"),
+                      _fmt(None if y.get("mAP") is None else 100 * y["mAP"], ".2f"),
+                      _fmt(y.get("epochs"), "g")))
+    widths = [max(len(x[i]) for x in lines) for i in range(len(head))]
+    text = ["  ".join(c.rjust(w) for c, w in zip(x, widths)) for x in lines]
+    text.insert(1, "-" * len(text[0]))
+    text.append(f"VOC07 11-point mAP at IoU 0.5 (%), test images; CPU: {describe_cpu(cpu)}")
+    return "\n".join(text)
+
+
+def run_suite(args, out, cpu, budgets):
+    """`--suite`: build the three suite datasets, then per dataset and budget
+    run ours, the baseline and (with `--yolo-python`) YOLOv8n, back to back."""
+    from benchmarks import photo_suite
+
+    num_train = args.train if args.train is not None else 1000
+    num_test = args.test if args.test is not None else 250
+    names = [n for n in args.datasets.split(",") if n]
+    unknown = sorted(set(names) - set(photo_suite.NAMES))
+    if unknown:
+        print(f"error: unknown suite dataset(s) {', '.join(unknown)}; choose from "
+              f"{', '.join(photo_suite.NAMES)}", file=sys.stderr)
+        return 1
+    try:
+        dirs = photo_suite.build_suite(os.path.join(out, "suite"), num_train, num_test,
+                                       args.seed, names, log=lambda m: print(m, flush=True))
+    except (RuntimeError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for name in names:
+        print(name + "\n" + "\n".join(photo_suite.describe(dirs[name], name)), flush=True)
+    if args.build_only:
+        return 0
+    path = os.path.join(out, "suite.json")
+    results = {"cpu": cpu, "python": sys.version.split()[0], "rows": [],
+               "num_trainval": num_train, "num_test": num_test, "seed": args.seed,
+               "ours_model": args.model, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    for name in names:
+        classes = photo_suite.SPECS[name]["classes"]
+        for minutes in budgets:
+            row = {"dataset": name, "minutes": minutes}
+            run_out = os.path.join(out, "runs", name)
+            os.makedirs(run_out, exist_ok=True)
+            if not args.skip_ours:
+                row["load_before_ours"] = _load()
+                row["ours"] = run_ours(dirs[name], run_out, minutes, num_train,
+                                       epochs=args.epochs, model=args.model, yolo=True)
+            if not args.skip_baseline:
+                from benchmarks import baseline_tiny
+
+                row["load_before_baseline"] = _load()
+                snaps = baseline_tiny.train_baseline(dirs[name], "test", classes, minutes,
+                                                     snapshots=[minutes], seed=args.seed)
+                row["baseline"] = snaps[-1] if snaps else None
+            if args.yolo_python:
+                row["load_before_yolo"] = _load()
+                row["yolo"] = run_yolo(args.yolo_python, dirs[name], run_out, minutes)
+            results["rows"].append(row)
+            with open(path + ".tmp", "w") as f:
+                json.dump(results, f, indent=2)
+            os.replace(path + ".tmp", path)
+    results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2)
+    print()
+    print(format_suite_table(results["rows"], cpu))
+    print(f"results: {path}")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.learning",
@@ -216,8 +340,24 @@ def main(argv=None):
     parser.add_argument("--baseline-minutes", type=float, default=20.0, metavar="M",
                         help="baseline training time; evaluated at the budgets up to it "
                              "(default 20)")
-    parser.add_argument("--train", type=int, default=1500, help="trainval images (1500)")
-    parser.add_argument("--test", type=int, default=300, help="test images (300)")
+    parser.add_argument("--train", type=int, default=None,
+                        help="trainval images (1500; --suite: 1000 per dataset)")
+    parser.add_argument("--test", type=int, default=None,
+                        help="test images (300; --suite: 250 per dataset)")
+    parser.add_argument("--suite", action="store_true",
+                        help="the learning suite (benchmarks.photo_suite): three datasets "
+                             "whose test objects are unseen instances; per dataset and "
+                             "budget: ours, the baseline and, with --yolo-python, YOLOv8n")
+    parser.add_argument("--datasets", default="digits,textures,faces", metavar="A,B",
+                        help="--suite: which datasets (default all three)")
+    parser.add_argument("--build-only", action="store_true",
+                        help="--suite: build (or find cached) datasets and stop")
+    parser.add_argument("--model", default="tiny",
+                        help="--suite: our model (default tiny; keras-ssd train's own "
+                             "default, ssd300, needs ImageNet weights from the network)")
+    parser.add_argument("--yolo-python", default=None, metavar="PATH",
+                        help="--suite: a Python with torch and ultralytics to run "
+                             "benchmarks.yolo_side (e.g. /work/venv-tv/bin/python)")
     parser.add_argument("--seed", type=int, default=0, help="dataset and baseline seed (0)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="also cap our runs at this many epochs (a debugging aid)")
@@ -232,11 +372,17 @@ def main(argv=None):
         parser.error(f"--budgets must be comma-separated minutes, got {args.budgets!r}")
     if not budgets or min(budgets) <= 0:
         parser.error("--budgets must be positive")
+    out = os.path.abspath(os.path.expanduser(args.out or default_out()))
+    if args.suite:
+        os.makedirs(out, exist_ok=True)
+        cpu = cpu_features()
+        print(f"CPU: {describe_cpu(cpu)}", flush=True)
+        return run_suite(args, out, cpu, budgets)
     baseline_minutes = args.baseline_minutes
-    num_train, num_test = args.train, args.test
+    num_train = 1500 if args.train is None else args.train
+    num_test = 300 if args.test is None else args.test
     if args.quick:
         budgets, baseline_minutes, num_train, num_test = [0.5], 0.5, 60, 20
-    out = os.path.abspath(os.path.expanduser(args.out or default_out()))
     os.makedirs(out, exist_ok=True)
     cpu = cpu_features()
     print(f"CPU: {describe_cpu(cpu)}", flush=True)

@@ -149,6 +149,15 @@ def add_arguments(p):
                      help="evaluate --val-data every N epochs (default: 1)")
     run.add_argument("--no-augment", dest="augment", action="store_false",
                      help="disable the SSD data augmentation")
+    run.add_argument("--no-fit", dest="fit_defaults", action="store_false",
+                     help="keep the preset's input size, prior sizes and zoom-out instead "
+                          "of fitting them to the training set's boxes (a from-scratch "
+                          "model fits them by default; see docs/training.md)")
+    run.add_argument("--max-expand-ratio", type=_positive_float, default=None,
+                     metavar="R",
+                     help="largest zoom-out (SSD's expand) ratio, >= 1 (1 = none; "
+                          "default: 4, or less when the dataset's small objects would "
+                          "shrink below the smallest prior)")
     run.add_argument("--ignore-difficult", action="store_true",
                      help="VOC: ignore the priors of 'difficult' objects in the loss "
                           "(default: train them as ordinary objects, as Caffe SSD does). "
@@ -255,6 +264,30 @@ def run(args):
                                backbone_weights, decay_epochs, latest, recipe)
 
 
+def _fit_defaults(args, train_set, class_names, backbone_weights):
+    """`FittedDefaults` of a from-scratch run, or None where they do not
+    apply (`--no-fit`, pretrained backbone, letterboxed input)."""
+    from keras_ssd.models import build_model
+    from keras_ssd.training.fitted_defaults import fit_defaults
+
+    pretrained = presets.get(args.model).pretrained_backbone and backbone_weights is not None
+    if (not getattr(args, "fit_defaults", True) or pretrained or args.letterbox
+            or isinstance(args.image_size, tuple)):
+        return None
+    base = build_model(args.model, class_names=class_names).config
+    if not base.is_square:
+        return None
+    try:
+        return fit_defaults(
+            train_set, base,
+            lambda side: build_model(args.model, class_names=class_names,
+                                     image_size=side).config,
+            image_size=args.image_size, max_expand_ratio=args.max_expand_ratio)
+    except ValueError as e:  # e.g. no box at all: the preset's defaults
+        print(f"defaults not fitted: {e}")
+        return None
+
+
 def _check_preset(args):
     """`--preset` (and `--freeze`) before TensorFlow: the `PretrainedPreset` or None."""
     name = getattr(args, "preset", None)
@@ -333,6 +366,7 @@ def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_we
     from keras_ssd.training.fit import train_detector
 
     initial_epoch = 0
+    fitted = None
     if args.resume:
         from keras_ssd.training.checkpoints import resume
 
@@ -370,6 +404,10 @@ def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_we
             print(f"fine-tuning preset {args.preset} with new heads for {class_names}"
                   + (f", {args.freeze} frozen" if args.freeze != "none" else ""))
         else:
+            fitted = _fit_defaults(args, train_set, class_names, backbone_weights)
+            if fitted is not None:
+                kwargs.pop("image_size", None)  # in the fitted config
+                kwargs["config"] = fitted.config
             model = build_model(args.model, class_names=class_names, **kwargs)
     model = prepare_model(model, strategy)
     print(f"training {model.name} ({model.count_params():,} parameters, "
@@ -387,13 +425,21 @@ def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_we
     if args.time_limit is not None:
         print(f"time limit: {args.time_limit:g} min of training"
               + (f", at most {args.epochs} epochs" if args.epochs else ""))
+    augmentation = None
+    if fitted is not None:
+        print("\n".join(fitted.describe()))
+        os.makedirs(args.checkpoint_dir, exist_ok=True)
+        fitted.save(os.path.join(args.checkpoint_dir, "fitted_defaults.json"))
+        augmentation = {"max_expand_ratio": fitted.max_expand_ratio}
+    elif args.max_expand_ratio is not None:
+        augmentation = {"max_expand_ratio": args.max_expand_ratio}
     start = time.perf_counter()
     history = train_detector(
         model, train_set, epochs=(args.epochs if args.time_limit is not None
                                   else recipe.epochs),
         lr_decay_epochs=decay_epochs, val_dataset=val_set, eval_every=args.eval_every,
         checkpoint_dir=args.checkpoint_dir, initial_epoch=initial_epoch,
-        augment=args.augment, workers=args.workers, seed=args.seed, verbose=1,
+        augment=args.augment, augmentation=augmentation, workers=args.workers, seed=args.seed, verbose=1,
         ignore_difficult=args.ignore_difficult,
         recipe=recipe, weight_decay=recipe.optimizer_weight_decay,
         time_limit=None if args.time_limit is None else 60.0 * args.time_limit,

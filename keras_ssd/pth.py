@@ -395,18 +395,30 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return self._storage_for(pid)
 
 
+_MEMO_OPCODES = ("PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET")
+
+
 def _scan_pickle(file, path):
     """Walk one pickle's opcodes without building anything, so that a
     length the pickle declares (`BINBYTES8` of 2**40 bytes) is checked
-    against the bytes that follow before the unpickler allocates it; the
-    position of `file` is restored."""
+    against the bytes that follow, and a memo index (`LONG_BINPUT 57158769`:
+    the C unpickler's memo is an array, grown to the index) against the
+    pickle's size, before the unpickler allocates either; the position of
+    `file` is restored."""
     import pickletools
 
     start = file.tell()
+    limit = len(file.getbuffer()) - start  # no pickle holds more objects than bytes
     try:
-        for opcode, _, _ in pickletools.genops(file):
+        for opcode, arg, _ in pickletools.genops(file):
+            if opcode.name in _MEMO_OPCODES and arg > limit:
+                raise PthFormatError(
+                    f"{path}: corrupt pickle data (memo index {arg} in a pickle of "
+                    f"{limit} bytes)")
             if opcode.name == "STOP":
                 break
+    except PthError:
+        raise
     except (ValueError, TypeError, IndexError, OverflowError, struct.error,
             UnicodeDecodeError) as error:
         raise PthFormatError(f"{path}: corrupt pickle data ({error})") from None

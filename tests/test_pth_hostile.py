@@ -151,3 +151,12 @@ def test_a_damaged_zip_directory_or_entry_header_is_a_format_error(tmp_path, dam
         data[at : at + 4] = b"XXXX"
     path.write_bytes(bytes(data))
     refused_within(path, match="damaged zip archive")
+
+
+def test_a_memo_index_far_beyond_the_pickle_is_refused(tmp_path):
+    """Found by the fuzzer: `LONG_BINPUT 57158769` made the C unpickler grow
+    its memo array to that many entries (914 MiB traced) for a 1 kB file."""
+    path = tmp_path / "memo.pth"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("memo/data.pkl", b"\x80\x02]r" + struct.pack("<I", 57158769) + b".")
+    refused_within(path, match=r"memo index 57158769 in a pickle of 9 bytes")

@@ -61,6 +61,10 @@ def write_cases(folder):
     with zipfile.ZipFile(p, "w") as archive:
         archive.writestr("claim/data.pkl",
                          b"\x80\x04\x8e" + struct.pack("<Q", 1 << 31) + b"x.")
+    cases["pickle memo index 57158769"] = p = os.path.join(folder, "memo.pth")
+    with zipfile.ZipFile(p, "w") as archive:
+        archive.writestr("memo/data.pkl",
+                         b"\x80\x02]r" + struct.pack("<I", 57158769) + b".")
     storage = Storage(np.zeros(3, np.float32), "float32")
     storage.numel = 1 << 28  # 1 GiB claimed by a file of a few hundred bytes
     cases["legacy storage claiming 1 GiB"] = p = os.path.join(folder, "count.pth")

@@ -28,7 +28,7 @@ try:
     from hypothesis import settings as _hypothesis_settings
 
     _hypothesis_settings.register_profile(
-        "keras_ssd", max_examples=int(os.environ.get("KERAS_SSD_FUZZ_EXAMPLES", "60")),
+        "keras_ssd", max_examples=int(os.environ.get("KERAS_SSD_FUZZ_EXAMPLES", "200")),
         deadline=None, database=None, print_blob=True)
     _hypothesis_settings.load_profile("keras_ssd")
 except ImportError:  # the fuzz tests skip themselves

@@ -178,8 +178,8 @@ def test_ctrl_c_mid_epoch_keeps_the_last_complete_epoch_and_resume_continues(
 ):
     """`keras-ssd train` in-process, a real SIGINT raised in the middle of the
     second epoch (after its second batch): one error line, status 130, the
-    first epoch's files kept, `--resume` finishes the run. (The same as a
-    separate process, by hand: docs/security.md.)"""
+    first epoch's files kept, `--resume` finishes the run. (In-process, so
+    that no second TensorFlow start-up is paid; the signal is a real one.)"""
     from keras_ssd.cli import main
 
     def interrupt(self, batch, logs=None):

@@ -28,8 +28,13 @@ setup(
         "defusedxml>=0.7",
     ],
     extras_require={
-        "test": ["pytest>=7.4", "pytest-timeout>=2.2", "hypothesis>=6.100", "matplotlib>=3.7", "pycocotools>=2.0.7", "jax>=0.4.30"],
+        "test": ["pytest>=7.4", "pytest-timeout>=2.2", "hypothesis>=6.100", "matplotlib>=3.7",
+                 "pycocotools>=2.0.7", "jax>=0.4.30", "av>=12.0"],
         "plot": ["matplotlib>=3.7"],
+        # video files and cameras for `keras-ssd predict` (docs/video.md says why PyAV)
+        "video": ["av>=12.0"],
+        # the logs/ folder a training run writes for TensorBoard
+        "tensorboard": ["tensorboard>=2.16"],
         "coco": ["pycocotools>=2.0.7", "jax>=0.4.30"],
         "export": ["tf2onnx>=1.17", "onnxruntime>=1.17", "onnx>=1.15"],
         "jax": ["jax>=0.4.30"],

@@ -407,6 +407,15 @@ def export(model, path, format="tf_saved_model", *, input_dtype="float32",
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+    from keras_ssd.artifact_metadata import build_metadata, write_metadata
+
+    # input size, letterbox and class names travel inside the artifact
+    # (keras_ssd.artifact_metadata), so it can be used without the .keras file
+    options = {k: getattr(decoder, k) for k in ("confidence_threshold", "iou_threshold",
+                                                "max_candidates_per_class", "top_k",
+                                                "clip_boxes")}
+    write_metadata(path, build_metadata(config, height, width, input_dtype, quantize,
+                                        options), fmt)
     if verbose:
         print(f"exported {fmt}{' int8' if quantize else ''} detector ({input_dtype} images "
               f"{batch or 'B'}x{height}x{width}x3 -> {', '.join(OUTPUT_NAMES)}) to {path}")

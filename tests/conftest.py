@@ -1,10 +1,14 @@
 """Fixtures shared by the whole suite: a small SSD configuration, a tiny
 SSD model and a small synthetic VOC dataset."""
 
+import http.server
 import os
+import threading
+import time
 
 import numpy as np
 import pytest
+from PIL import Image
 
 # Keep TensorFlow's C++ start-up chatter out of test output (and out of the
 # subprocesses tests start, which inherit the environment).
@@ -172,3 +176,81 @@ def save_pth():
         return path
 
     return save
+
+
+# ------------------------------------------------ prediction input sources
+class _SlowHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves a folder; /slow/PATH answers PATH after 3 s (the timeout test)."""
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        if self.path.startswith("/slow"):
+            time.sleep(3)
+            self.path = self.path[len("/slow"):]
+        try:
+            return super().do_GET()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (the timeout test)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="session")
+def image_tree(tmp_path_factory):
+    """a.png, sub/b.jpg, sub/deeper/c.png, bad.jpg (not an image), notes.txt."""
+    root = tmp_path_factory.mktemp("tree")
+    rng = np.random.default_rng(0)
+    (root / "sub" / "deeper").mkdir(parents=True)
+    for rel, size in (("a.png", (40, 30)), ("sub/b.jpg", (50, 20)),
+                      ("sub/deeper/c.png", (16, 16))):
+        Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(
+            root / rel)
+    (root / "bad.jpg").write_bytes(b"this is not a JPEG")
+    (root / "notes.txt").write_text("ignored")
+    return root
+
+
+@pytest.fixture(scope="session")
+def http_root(image_tree):
+    """`http://127.0.0.1:PORT` serving `image_tree` (/slow... answers after 3 s)."""
+
+    def handler(*args, **kwargs):
+        return _SlowHandler(*args, directory=str(image_tree), **kwargs)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def videos(tmp_path_factory):
+    """clip.mp4 and clip.avi (12 frames, 64x48, 8 fps, a bright square
+    moving over a noisy band), the AVI cut at 70% (clip_cut.avi: its header
+    promises 12 frames) and the MP4 cut in half (clip_cut.mp4: its index,
+    at the end, is lost)."""
+    pytest.importorskip("av")
+    from keras_ssd.inference.stream import VideoWriter
+
+    root = tmp_path_factory.mktemp("video")
+    rng = np.random.default_rng(0)
+    frames = []
+    for i in range(12):
+        frame = np.full((48, 64, 3), 30, np.uint8)
+        frame[10:30, 4 * i:4 * i + 20] = (240, 40, 40)
+        frame[40:] = rng.integers(0, 255, (8, 64, 3))  # bytes enough to cut
+        frames.append(frame)
+    paths = {}
+    for name in ("clip.mp4", "clip.avi"):
+        with VideoWriter(root / name, fps=8) as writer:
+            for frame in frames:
+                writer.write(frame)
+        paths[name] = root / name
+    for name, keep in (("clip.mp4", 0.5), ("clip.avi", 0.7)):
+        data = paths[name].read_bytes()
+        cut = root / name.replace("clip", "clip_cut")
+        cut.write_bytes(data[:int(len(data) * keep)])
+        paths[cut.name] = cut
+    return {k: str(v) for k, v in paths.items()}

@@ -184,6 +184,15 @@ def test_onnx_of_a_training_model_matches_keras(ssd, images, expected, tmp_path)
     assert_same_detections(got, expected)
     got = dict(zip(names, session.run(names, {"images": images[3:].astype("float32")})))
     assert_same_detections(got, {k: v[3:] for k, v in expected.items()})
+    # the keras-ssd metadata, as onnxruntime users see it and as keras-ssd reads it
+    import json
+
+    from keras_ssd.artifact_metadata import read_metadata
+
+    stored = json.loads(session.get_modelmeta().custom_metadata_map["keras_ssd"])
+    assert stored == read_metadata(path)
+    assert stored["class_names"] == list(ssd.config.names)
+    assert stored["image_size"] == [SIZE, SIZE] and stored["letterbox"] is False
 
 
 def _litert_interpreter(path):
@@ -207,6 +216,11 @@ def test_litert_matches_keras_using_builtin_ops_only(ssd, images, expected, tmp_
     assert inp["dtype"] == np.float32 and list(inp["shape"]) == [len(images), SIZE, SIZE, 3]
     runner = interpreter.get_signature_runner()
     assert_same_detections(runner(images=images.astype("float32")), expected)
+    from keras_ssd.artifact_metadata import read_metadata
+
+    meta = read_metadata(path)  # in the flatbuffer's metadata list, beside a working model
+    assert meta["class_names"] == list(ssd.config.names)
+    assert meta["image_size"] == [SIZE, SIZE]
 
 
 # ----------------------------------------------------------- bad arguments

@@ -30,11 +30,17 @@ LAYERS = {
     "keras_ssd.nms": 0,
     # Reading .pth files into numpy (no Keras, no torch): file reading only.
     "keras_ssd.pth": 0,
+    # Run folders, locks, args.yaml (os, yaml, numpy).
+    "keras_ssd.runs": 0,
+    # The metadata inside exported artifacts (json; onnx / TF flatbuffer tools).
+    "keras_ssd.artifact_metadata": 0,
     "keras_ssd.layers": 1,
     "keras_ssd.models": 1,
     "keras_ssd.losses": 1,
     "keras_ssd.data": 2,
     "keras_ssd.accel": 2,
+    # Prediction inputs as RGB frames (numpy, Pillow, PyAV; images via data).
+    "keras_ssd.sources": 2,
     "keras_ssd.inference": 3,
     "keras_ssd.evaluation": 4,
     "keras_ssd.training": 5,

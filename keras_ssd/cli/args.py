@@ -243,10 +243,13 @@ def _require_out_folder(path, option="--out"):
 
 
 def _quiet_tensorflow():
-    """Before the first Keras import: quiet TensorFlow's C++ start-up logs, and
-    check that the module of Keras' backend is installed (`CLIError` if not)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Before the first Keras import: check that the module of Keras' backend
+    is installed (`CLIError` if not), then import Keras without TensorFlow's
+    start-up logs (unless `--verbose`; see `keras_ssd.cli.quiet`)."""
     _require_keras_backend()
+    from keras_ssd.cli.quiet import quiet_import
+
+    quiet_import()
 
 
 #: The module each Keras backend imports.

@@ -17,7 +17,8 @@ import argparse
 import os
 import sys
 
-from keras_ssd.cli import anchors, convert, demo, evaluate, export, predict, train
+from keras_ssd.cli import (anchors, benchmark, convert, demo, evaluate, export, predict,
+                           train)
 from keras_ssd.cli.args import CLIError
 from keras_ssd.version import __version__
 
@@ -26,24 +27,33 @@ from keras_ssd.version import __version__
 #: exit status.
 SUBCOMMANDS = [
     (module.__name__.rpartition(".")[2], module.HELP, module.add_arguments, module.run)
-    for module in (train, evaluate, predict, anchors, demo, export, convert)
+    for module in (train, evaluate, predict, anchors, demo, export, convert, benchmark)
 ]
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-ssd",
-        description="SSD object detection for Keras 3: train, evaluate, predict, demo.",
+        description="SSD object detection for Keras 3: train, evaluate, predict, anchors, "
+                    "demo, export, convert, benchmark.",
         epilog="Run `keras-ssd COMMAND --help` for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"keras-ssd {__version__}")
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text, add_arguments, run in SUBCOMMANDS:
         p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
         add_arguments(p)
+        # After the command too (`keras-ssd train --verbose ...`); SUPPRESS
+        # keeps a `--verbose` given before the command.
+        p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                       help=VERBOSE_HELP)
         p.set_defaults(_run=run)
     return parser
 
+
+VERBOSE_HELP = ("show TensorFlow's, absl's and CUDA's start-up logs (hidden by default) "
+                "and full Keras progress")
 
 #: The most characters of an error message the one-line error quotes.
 MAX_ERROR_CHARS = 500
@@ -85,6 +95,16 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 0
+    from keras_ssd.cli.quiet import set_verbose
+
+    set_verbose(getattr(args, "verbose", False))
+    reparse = getattr(args, "_reparse", None)
+    if reparse is not None:  # e.g. `train --config args.yaml`: its values as defaults
+        try:
+            args = reparse(parser, argv, args)
+        except CLIError as e:
+            _error(args.command, e)
+            return e.status
     show_traceback = os.environ.get("KERAS_SSD_TRACEBACK", "").lower() in ("1", "true", "yes")
     try:
         status = _dispatch(args, show_traceback)

@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import sys
 
 from keras_ssd import presets
 from keras_ssd.cli.args import (
@@ -54,7 +55,8 @@ multi-worker training (--distribute multi-worker):
 
 def add_arguments(p):
     data = p.add_argument_group("data")
-    data.add_argument("--data", action="append", required=True, metavar="DIR",
+    # Required, checked in run(): `--config ARGS.yaml` may provide it.
+    data.add_argument("--data", action="append", metavar="DIR",
                       help="dataset folder or annotation file (see --format), e.g. "
                            "VOCdevkit/VOC2007; VOC folders may be repeated to train on "
                            "several (VOC07+12: --data VOC2007 --data VOC2012)")
@@ -69,7 +71,8 @@ def add_arguments(p):
                       help="split of --val-data (default: test for VOC, val for YOLO)")
     data.add_argument("--classes", metavar="NAMES_OR_FILE",
                       help="comma-separated class names, or a text file with one "
-                           "name per line (default: the 20 VOC classes for VOC; the "
+                           "name per line (default: a VOC folder's labels.txt, else "
+                           "the 20 VOC classes for VOC; the "
                            "dataset's own for COCO, YOLO and CSV). YOLO: must match "
                            "data.yaml; COCO: selects categories; CSV: the label order, "
                            "or a keras-retinanet class_name,id .csv file")
@@ -136,15 +139,35 @@ def add_arguments(p):
                           "multiplied by 0.1 (default: at 2/3 and 5/6 of the run, as "
                           "80k and 100k of 120k iterations)")
     run = p.add_argument_group("run")
-    run.add_argument("--checkpoint-dir", default="checkpoints", metavar="DIR",
-                     help="where latest.keras, best.keras and the run's logs "
-                          "(logs/ for TensorBoard, history.csv, training.png) are "
-                          "written (default: ./checkpoints)")
+    run.add_argument("--config", metavar="ARGS.yaml",
+                     help="repeat a run: read the arguments from the args.yaml of its "
+                          "folder (options given on the command line win)")
+    run.add_argument("--project", default="runs", metavar="DIR",
+                     help="parent folder of the run folders (default: runs)")
+    run.add_argument("--name", default="train",
+                     help="run folder name: each run writes to the first of "
+                          "PROJECT/NAME, PROJECT/NAME2, PROJECT/NAME3, ... that does not "
+                          "exist yet (default: train)")
+    run.add_argument("--checkpoint-dir", default=None, metavar="DIR",
+                     help="write the run to exactly this folder instead (latest.keras, "
+                          "best.keras, args.yaml, logs/, history.csv, training.png); "
+                          "a folder that holds another run's files needs --resume or "
+                          "--exist-ok")
+    run.add_argument("--exist-ok", action="store_true",
+                     help="write into an existing run folder (--checkpoint-dir, or "
+                          "PROJECT/NAME itself), replacing its files")
     run.add_argument("--no-logs", dest="logs", action="store_false",
                      help="write no TensorBoard logs, history.csv or training.png")
     run.add_argument("--resume", action="store_true",
                      help="continue from the latest checkpoint in --checkpoint-dir "
-                          "(optimizer state and epoch count included)")
+                          "(default: the newest PROJECT/NAME* folder with a "
+                          "latest.keras), optimizer state and epoch count included")
+    run.add_argument("--early-stopping", type=_positive_int, default=None, metavar="N",
+                     help="stop when val_mAP (with --val-data, else the training loss) "
+                          "has not improved for N evaluations")
+    run.add_argument("--mixed-precision", action="store_true",
+                     help="mixed precision: float16 on GPU; on CPU bfloat16 only where "
+                          "the CPU computes it natively (else float32, with a note)")
     run.add_argument("--eval-every", type=_positive_int, default=1, metavar="N",
                      help="evaluate --val-data every N epochs (default: 1)")
     run.add_argument("--no-augment", dest="augment", action="store_false",
@@ -172,6 +195,51 @@ def add_arguments(p):
                           "--batch-size is the global batch. See docs/distributed.md")
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = MULTI_WORKER_HELP
+    p.set_defaults(_reparse=_apply_config, _subparser=p)
+
+
+#: Options `args.yaml` does not record: where this run writes and how it
+#: starts, which a repeat chooses afresh.
+NOT_RECORDED = ("config", "checkpoint_dir", "exist_ok", "resume", "verbose", "command")
+
+
+def recorded_args(args):
+    """The options of `args` that `args.yaml` records."""
+    return {k: v for k, v in vars(args).items()
+            if not k.startswith("_") and k not in NOT_RECORDED
+            and k != "hard_exit_on_error"}
+
+
+def _apply_config(parser, argv, args):
+    """`--config ARGS.yaml`: its `args` become the defaults, then `argv` is
+    parsed again (so options on the command line win)."""
+    if args.config is None:
+        return args
+    from keras_ssd.runs import read_run_args
+
+    if not os.path.isfile(args.config):
+        raise CLIError(f"--config: file not found: {args.config}", status=2)
+    try:
+        values = read_run_args(args.config)
+    except ValueError as e:
+        raise CLIError(f"--config: {e}", status=2) from None
+    known = set(recorded_args(args))
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise CLIError(f"--config {args.config}: unknown options {', '.join(unknown)} "
+                       "(not an args.yaml of keras-ssd train?)", status=2)
+    if isinstance(values.get("image_size"), list):
+        values["image_size"] = tuple(values["image_size"])
+    sub = args._subparser
+    sub.set_defaults(**values)
+    again = parser.parse_args(argv)
+    if isinstance(again.data, list) and isinstance(values.get("data"), list) \
+            and again.data is not values["data"] and again.data[:len(values["data"])] \
+            == values["data"]:
+        # argparse appends --data given on the command line to the default
+        # list: the command line replaces it instead.
+        again.data = again.data[len(values["data"]):]
+    return again
 
 
 def _parse_epochs_list(text, epochs):
@@ -203,6 +271,9 @@ def _check_backbone_weights(value, model_name):
 
 
 def run(args):
+    if not args.data:
+        raise CLIError("the following arguments are required: --data (or --config "
+                       "ARGS.yaml)", status=2)
     # Check everything a typo can break before TensorFlow is imported.
     formats = [_require_dataset(root, args.format, args.split, "--data") for root in args.data]
     fmt = formats[0]
@@ -212,6 +283,11 @@ def run(args):
     val_fmt = (_require_dataset(args.val_data, args.format, args.val_split, "--val-data")
                if args.val_data else None)
     split = resolve_split(fmt, args.split)
+    if args.classes is None and fmt == "voc":
+        beside = os.path.join(args.data[0], "labels.txt")
+        if os.path.isfile(beside):
+            args.classes = beside
+            print(f"classes: {beside} (give --classes to choose others)")
     class_file = class_file_option(args.classes, fmt)
     if class_file is not None:
         class_names = None
@@ -228,25 +304,141 @@ def run(args):
                        "are counted against it)", status=2)
     decay_epochs = (None if args.lr_decay_epochs is None
                     else _parse_epochs_list(args.lr_decay_epochs, recipe.epochs))
-    _require_out_folder(args.checkpoint_dir, "--checkpoint-dir")
-    latest = os.path.join(args.checkpoint_dir, "latest.keras")
-    if args.resume and not os.path.isfile(latest):
-        raise CLIError(f"--resume: no checkpoint to resume from ({latest} not found)",
-                       status=2)
+    folder = _choose_run_dir(args)
     # The data is read before TensorFlow too (numpy and Pillow only).
     train_set = load_cli_dataset(args.data, fmt, split, class_names, "--data", class_file)
     class_names = list(train_set.class_names)
     val_set = None
+    val_split = None
     if args.val_data:
-        val_set = load_cli_dataset(args.val_data, val_fmt,
-                                   resolve_split(val_fmt, args.val_split, evaluation=True),
-                                   class_names, "--val-data")
+        val_split = resolve_split(val_fmt, args.val_split, evaluation=True)
+        val_set = load_cli_dataset(args.val_data, val_fmt, val_split, class_names,
+                                   "--val-data")
     if len(train_set) == 0:
         raise CLIError(f"--data: split {split or args.data[0]!r} lists no images")
+    from keras_ssd.runs import (RunLock, RunLockedError, dataset_summary,
+                                format_dataset_summary, make_run_dir, write_run_args)
+
+    summaries = {"train": dataset_summary(train_set, split)}
+    if val_set is not None:
+        summaries["val"] = dataset_summary(val_set, val_split)
+    if folder is None:
+        folder = make_run_dir(args.project, args.name)
+    args.checkpoint_dir = folder
+    lock = None
+    if _writes_run_folder(args):
+        try:
+            lock = RunLock(folder).acquire()
+        except RunLockedError as e:
+            raise CLIError(str(e)) from None
+    try:
+        print(f"run folder: {folder}")
+        for title, summary in summaries.items():
+            print(format_dataset_summary(summary, title=title))
+        if _writes_run_folder(args) and not (args.resume and os.path.isfile(
+                os.path.join(folder, "args.yaml"))):
+            import dataclasses
+
+            recorded = {**recorded_args(args), "split": split,
+                        "classes": ",".join(class_names)}
+            if args.val_data:
+                recorded["val_split"] = val_split
+            write_run_args(folder, recorded,
+                           recipe=dataclasses.asdict(recipe), dataset=summaries,
+                           extra={"run_dir": os.path.abspath(folder), "format": fmt})
+        return _run_training(args, fmt, split, train_set, val_set, class_names,
+                             backbone_weights, decay_epochs, recipe)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+#: Files whose presence marks a folder as holding a run.
+RUN_FILES = ("latest.keras", "best.keras", "state.json", "args.yaml", "history.csv")
+
+
+def _writes_run_folder(args):
+    """False for a multi-worker run's non-chief workers (they write elsewhere)."""
+    if args.distribute != "multi-worker":
+        return True
+    from keras_ssd.training.distribute import parse_tf_config
+
+    try:
+        cluster = parse_tf_config()
+    except ValueError:
+        return True  # the strategy reports the bad TF_CONFIG later
+    return cluster is None or int(cluster.get("task_index", 0)) == 0
+
+
+def _newest_run(project, name):
+    """The run folder `project/name*` with the newest latest.keras, or None."""
+    import glob
+
+    pattern = os.path.join(glob.escape(project), glob.escape(name) + "*")
+    found = [d for d in glob.glob(pattern)
+             if os.path.isfile(os.path.join(d, "latest.keras"))
+             and (os.path.basename(d)[len(name):].isdigit() or os.path.basename(d) == name)]
+    if not found:
+        return None
+    return max(found, key=lambda d: os.path.getmtime(os.path.join(d, "latest.keras")))
+
+
+def _choose_run_dir(args):
+    """The run folder, checked; None for a fresh one (created after the checks)."""
+    if args.checkpoint_dir is None and args.distribute == "multi-worker":
+        raise CLIError("--distribute multi-worker needs --checkpoint-dir (one folder "
+                       "that every worker names)", status=2)
+    if args.checkpoint_dir is not None:
+        folder = args.checkpoint_dir
+        option = "--checkpoint-dir"
+    elif args.resume:
+        folder = _newest_run(args.project, args.name)
+        if folder is None:
+            base = os.path.join(args.project, args.name)
+            raise CLIError(f"--resume: no run folder {base}*"
+                           " with a latest.keras to resume; name it with --checkpoint-dir",
+                           status=2)
+        option = "--resume"
+    elif args.exist_ok:
+        folder = os.path.join(args.project, args.name)
+        option = "--project/--name"
+    else:
+        _require_out_folder(args.project, "--project")
+        return None
+    _require_out_folder(folder, option)
+    latest = os.path.join(folder, "latest.keras")
+    if args.resume and not os.path.isfile(latest):
+        raise CLIError(f"--resume: no checkpoint to resume from ({latest} not found)",
+                       status=2)
+    if not args.resume and not args.exist_ok and _writes_run_folder(args):
+        held = [n for n in RUN_FILES if os.path.exists(os.path.join(folder, n))]
+        if held:
+            raise CLIError(f"{option} {folder} holds another run's files "
+                           f"({', '.join(held)}): "
+                           "continue it with --resume, replace them with --exist-ok, or "
+                           f"leave out --checkpoint-dir for a fresh folder under "
+                           f"{args.project}/", status=2)
+    return folder
+
+
+def _run_training(args, fmt, split, train_set, val_set, class_names, backbone_weights,
+                  decay_epochs, recipe):
+    latest = os.path.join(args.checkpoint_dir, "latest.keras")
     _quiet_tensorflow()
     import keras
 
     keras.utils.set_random_seed(args.seed)
+    if args.mixed_precision:
+        import warnings
+
+        from keras_ssd.accel.runtime import set_mixed_precision
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            policy = set_mixed_precision(True)
+        print(f"mixed precision: {policy}"
+              + (" (this CPU has no native bfloat16, AVX512_BF16 or AMX: emulated "
+                 "bfloat16 would be no faster)" if caught and policy == "float32" else ""))
     from keras_ssd.training.distribute import check_global_batch_size, get_strategy, strategy_scope
 
     try:
@@ -261,7 +453,7 @@ def run(args):
         raise CLIError(f"--distribute {args.distribute}: {e}", status=2) from None
     with strategy_scope(strategy):
         return _train_in_scope(args, strategy, train_set, val_set, class_names,
-                               backbone_weights, decay_epochs, latest, recipe)
+                               backbone_weights, decay_epochs, latest, recipe, fmt, split)
 
 
 def _fit_defaults(args, train_set, class_names, backbone_weights):
@@ -359,7 +551,7 @@ def resolve_cli_recipe(args, backbone_weights):
 
 
 def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_weights,
-                    decay_epochs, latest, recipe):
+                    decay_epochs, latest, recipe, fmt, split):
     import time
 
     from keras_ssd.training.distribute import prepare_model
@@ -439,10 +631,14 @@ def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_we
                                   else recipe.epochs),
         lr_decay_epochs=decay_epochs, val_dataset=val_set, eval_every=args.eval_every,
         checkpoint_dir=args.checkpoint_dir, initial_epoch=initial_epoch,
-        augment=args.augment, augmentation=augmentation, workers=args.workers, seed=args.seed, verbose=1,
+        augment=args.augment, augmentation=augmentation, workers=args.workers,
+        seed=args.seed,
+        # A progress bar on a terminal; one line per epoch into a file or pipe.
+        verbose=1 if _isatty(sys.stdout) else 2,
         ignore_difficult=args.ignore_difficult,
         recipe=recipe, weight_decay=recipe.optimizer_weight_decay,
         time_limit=None if args.time_limit is None else 60.0 * args.time_limit,
+        callbacks=_early_stopping(args, val_set),
         **({} if args.logs else {"log_dir": False, "csv": False, "plot": False}),
     )
     seconds = time.perf_counter() - start
@@ -454,6 +650,64 @@ def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_we
         print(f"validation mAP (VOC07): last {maps[-1]:.4f}, best {max(maps):.4f}")
     print(f"checkpoints: {os.path.join(args.checkpoint_dir, 'latest.keras')}"
           + (f", {os.path.join(args.checkpoint_dir, 'best.keras')}" if maps else ""))
-    print(f"next: keras-ssd evaluate --data DIR --split test --model-file "
-          f"{os.path.join(args.checkpoint_dir, 'best.keras' if maps else 'latest.keras')}")
+    model_file = os.path.join(args.checkpoint_dir, "best.keras" if maps else "latest.keras")
+    print(f"next: keras-ssd evaluate {_evaluate_hint(args, fmt, split)} --model-file "
+          f"{model_file}")
     return 0
+
+
+def _isatty(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _early_stopping(args, val_set):
+    if args.early_stopping is None:
+        return None
+    from keras_ssd.training.callbacks import EarlyStoppingOnEvaluations
+
+    monitor = "val_mAP" if val_set is not None else "loss"
+    print(f"early stopping: after {args.early_stopping} evaluations of {monitor} without "
+          "improvement")
+    return [EarlyStoppingOnEvaluations(monitor=monitor, patience=args.early_stopping)]
+
+
+def _yolo_splits(root):
+    """The split names a YOLO dataset has: data.yaml's keys, else images/ folders."""
+    from keras_ssd.data.yolo import read_yolo_yaml
+
+    yaml_path = root if os.path.isfile(root) else None
+    for name in ("data.yaml", "data.yml"):
+        if yaml_path is None and os.path.isfile(os.path.join(root, name)):
+            yaml_path = os.path.join(root, name)
+    try:
+        if yaml_path is not None:
+            return set(read_yolo_yaml(yaml_path)["splits"])
+        return {n for n in os.listdir(os.path.join(root, "images"))
+                if os.path.isdir(os.path.join(root, "images", n))}
+    except (OSError, ValueError):
+        return set()
+
+
+def _evaluate_hint(args, fmt, split):
+    """`--data ... [--split ...]` of the evaluation that fits this run's data:
+    its --val-data, else a held-out split the training data really has."""
+    if args.val_data:
+        val_split = resolve_split(fmt, args.val_split, evaluation=True)
+        return f"--data {args.val_data}" + (f" --split {val_split}" if val_split else "")
+    root = args.data[-1]
+    if fmt == "voc":
+        for candidate in ("test", "val"):
+            if candidate != split and os.path.isfile(
+                    os.path.join(root, "ImageSets", "Main", f"{candidate}.txt")):
+                return f"--data {root} --split {candidate}"
+        return f"--data {root} --split {split}  (no held-out split: this scores the " \
+               "training images)"
+    if fmt == "yolo":
+        splits = [s for s in ("val", "test") if s in _yolo_splits(root) and s != split]
+        if splits:
+            return f"--data {root} --split {splits[0]}"
+        return f"--data {root} --split {split}  (data.yaml names no val or test split)"
+    return "--data HELD_OUT_DATA"

@@ -21,6 +21,7 @@ _NAMES = {
     "decay_steps_from_epochs": "fit",
     "LearningRateLogger": "callbacks",
     "MeanAveragePrecision": "callbacks",
+    "EarlyStoppingOnEvaluations": "callbacks",
     "NonFiniteLossError": "callbacks",
     "StepLearningRate": "callbacks",
     "StopOnNaN": "callbacks",

@@ -24,6 +24,7 @@ import keras
 import numpy as np
 
 from keras_ssd.training.checkpoints import TrainingCheckpoint, resume  # noqa: F401
+from keras_ssd.training.lines import print_line
 
 
 def _current_learning_rate(optimizer):
@@ -137,7 +138,7 @@ class StopOnNaN(keras.callbacks.Callback):
         )
         if self.raise_error:
             raise NonFiniteLossError(self.message)
-        print("\n" + self.message)
+        print_line(self.message)
         self.model.stop_training = True
 
 
@@ -238,12 +239,47 @@ class MeanAveragePrecision(keras.callbacks.Callback):
                 for cls, ap in result["AP_by_name"].items():
                     logs[f"{self.name}/{cls}"] = ap
         if self.verbose:
-            print(
-                f"Epoch {epoch + 1}: {self.name} = {result['mAP']:.4f}"
-            )
+            print_line(f"Epoch {epoch + 1}: {self.name} = {result['mAP']:.4f}")
+
+
+class EarlyStoppingOnEvaluations(keras.callbacks.EarlyStopping):
+    """`keras.callbacks.EarlyStopping` that counts only the epochs where the
+    monitored value was computed (`MeanAveragePrecision` with `every` > 1
+    logs `val_mAP` every few epochs), without a warning on the others.
+
+    Args:
+        monitor: the log entry (default `"val_mAP"`).
+        patience: evaluations without improvement before training stops.
+        mode: `"max"`, `"min"` or `"auto"` (max for names holding "mAP" or
+            "AP", else min).
+        **kwargs: passed to `keras.callbacks.EarlyStopping`.
+
+    Example:
+
+    >>> stop = EarlyStoppingOnEvaluations("val_mAP", patience=5)
+    """
+
+    def __init__(self, monitor="val_mAP", patience=5, mode="auto", **kwargs):
+        if mode == "auto":
+            mode = "max" if "AP" in monitor else "min"
+        kwargs.setdefault("verbose", 1)
+        super().__init__(monitor=monitor, patience=patience, mode=mode, **kwargs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or value != value:
+            return
+        super().on_epoch_end(epoch, logs)
+
+    def on_train_end(self, logs=None):
+        if self.stopped_epoch > 0 and self.verbose > 0:
+            print_line(f"Epoch {self.stopped_epoch + 1}: early stopping, {self.monitor} "
+                       f"did not improve for {self.patience} evaluations (best "
+                       f"{float(self.best):.4f})")
 
 
 __all__ = [
+    "EarlyStoppingOnEvaluations",
     "LearningRateLogger",
     "LRLogger",
     "MeanAveragePrecision",

@@ -492,7 +492,9 @@ class TrainingCheckpoint(keras.callbacks.Callback):
 
     def _log(self, message):
         if self.verbose:
-            print(message)
+            from keras_ssd.training.lines import print_line
+
+            print_line(message)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
@@ -542,7 +544,8 @@ class TrainingCheckpoint(keras.callbacks.Callback):
             previous = state["best"]
             state["best"], state["best_epoch"] = value, epoch + 1
             self._log(
-                f"Epoch {epoch + 1}: {self.monitor} improved from {previous} to "
+                f"Epoch {epoch + 1}: {self.monitor} improved from "
+                f"{'none' if previous is None else format(previous, '.5f')} to "
                 f"{value:.5f}, saved {self.best_path}"
             )
         atomic_write_json(state, self.state_path)

@@ -232,7 +232,10 @@ class TimeLimit(keras.callbacks.Callback):
         if self.model.stop_training and self.spent >= self.seconds:
             self.stopped_epoch = epoch
             if self.verbose:
-                print(f"time limit of {self.seconds / 60:.1f} min reached in epoch {epoch + 1}")
+                from keras_ssd.training.lines import print_line
+
+                print_line(f"time limit of {self.seconds / 60:.1f} min reached in epoch "
+                           f"{epoch + 1}")
 
     @property
     def step_seconds(self):
@@ -508,7 +511,9 @@ def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_
 
     sequence = process_share(sequence)  # JAX multi-process: this process's rows
     limit = TimeLimit(time_limit, verbose=1 if verbose else 0) if time_limit else None
-    cbs = [_EpochTimer()] + ([limit] if limit else [])
+    from keras_ssd.training.lines import ProgressLineBreak
+
+    cbs = [ProgressLineBreak(verbose), _EpochTimer()] + ([limit] if limit else [])
     if model.losses:  # a weight penalty: loss = conf_loss + loc_loss + reg_loss
         cbs.append(LossPartsRemainder())
     if val_dataset is not None:

@@ -17,6 +17,13 @@ def _assert_one_line_error(code, err, *fragments, status=None):
         assert fragment in lines[0], lines[0]
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp_dir(tmp_path, monkeypatch):
+    """Run each command-line test in its own folder: `train`, `evaluate` and
+    `predict` write to ./runs/... by default."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def run_cli(capsys):
     """`run_cli(*argv) -> (exit status, stdout, stderr)` of `keras-ssd ARGV`."""
@@ -48,3 +55,22 @@ def model_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "tiny.keras"
     SSDTiny(class_names=list(SYNTHETIC_CLASSES)).save(path)
     return str(path)
+
+
+@pytest.fixture
+def fake_training(monkeypatch):
+    """Replace train_detector: record the model and options it gets, train nothing."""
+    import keras
+
+    import keras_ssd.training.fit as fit
+
+    calls = []
+
+    def record(model, train_dataset, **kwargs):
+        calls.append(dict(kwargs, model=model))
+        history = keras.callbacks.History()
+        history.history = {"loss": [1.0]}
+        return history
+
+    monkeypatch.setattr(fit, "train_detector", record)
+    return calls

@@ -3,6 +3,8 @@
 import json
 import os
 
+import pytest
+
 
 def test_evaluate_prints_table_and_writes_json(
         run_cli, model_file, synthetic_voc, tmp_path):
@@ -36,3 +38,26 @@ def test_evaluate_and_predict_accept_a_saved_inference_model(
                         "--out", str(tmp_path / "p"))
     assert code == 0, err
     assert (tmp_path / "p" / "detections.json").is_file()
+
+
+def test_evaluate_writes_the_report_and_plots_to_a_fresh_folder(
+        run_cli, synthetic_voc, model_file, tmp_path):
+    pytest.importorskip("matplotlib")
+    for folder in ("evaluate", "evaluate2"):
+        code, stdout, err = run_cli("evaluate", "--data", synthetic_voc, "--model-file",
+                                    model_file, "--project", str(tmp_path / "runs"))
+        assert code == 0, err
+        out = tmp_path / "runs" / folder
+        assert f"report: {out / 'report.json'}, {out / 'pr_curve.png'}, " \
+               f"{out / 'confusion_matrix.png'}" in stdout
+    payload = json.loads((out / "report.json").read_text())
+    report = payload["report"]
+    assert report["mAP50_voc07"] == pytest.approx(payload["mAP"])
+    assert {"mAP50", "mAP50_95", "precision", "recall", "confusion_matrix",
+            "pr_curves"} <= set(report)
+    names = [c["name"] for c in report["classes"]]
+    assert names == ["circle", "square", "triangle", "cross"]
+    total = sum(c["ground_truth"] for c in report["classes"])
+    assert total == report["num_ground_truth"] > 0
+    header = next(line for line in stdout.splitlines() if line.startswith("class "))
+    assert header.split()[-3:] == ["VOC07", "AP50", "AP50-95"]

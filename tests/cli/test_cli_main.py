@@ -33,7 +33,7 @@ def test_help_lists_every_subcommand(capsys):
                "--resume", "--workers", "--seed", "--weight-decay", "--warmup-epochs"]),
     ("evaluate", ["--data", "--split", "--model-file", "--use-07-metric",
                   "--no-use-07-metric", "--json"]),
-    ("predict", ["--model-file", "IMAGE", "--out", "--threshold"]),
+    ("predict", ["--model-file", "SOURCE", "--out", "--threshold", "--timeout"]),
     ("demo", ["--out"]),
 ])
 def test_subcommand_help_documents_its_options(capsys, command, options):

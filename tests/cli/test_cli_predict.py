@@ -4,11 +4,17 @@ import json
 import os
 
 
-def test_predict_missing_image_is_one_line(
+def test_predict_missing_image_is_one_line_and_counted_in_the_status(
         run_cli, assert_one_line_error, model_file, tmp_path):
-    code, _, err = run_cli("predict", "--model-file", model_file,
-                        str(tmp_path / "nope.jpg"), "--out", str(tmp_path / "out"))
-    assert_one_line_error(code, err, "image not found", "nope.jpg", status=2)
+    code, out, err = run_cli("predict", "--model-file", model_file,
+                             str(tmp_path / "nope.jpg"), "--out", str(tmp_path / "out"))
+    assert_one_line_error(code, err, "keras-ssd predict: skipped",
+                          "nope.jpg: file not found",
+                          status=1)
+    assert "1 inputs could not be read" in out
+    payload = json.loads((tmp_path / "out" / "detections.json").read_text())
+    assert payload["failed"] == [{"input": str(tmp_path / "nope.jpg"),
+                                  "error": "file not found"}]
 
 
 def test_predict_writes_annotated_images_and_json(

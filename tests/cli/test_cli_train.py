@@ -169,29 +169,10 @@ def test_train_decay_epochs_with_a_time_limit_need_epochs(
     assert not (tmp_path / "ckpt").exists()
 
 
-@pytest.fixture
-def fake_training(monkeypatch):
-    """Replace train_detector: record the model and options it gets, train nothing."""
-    import keras
-
-    import keras_ssd.training.fit as fit
-
-    calls = []
-
-    def record(model, train_dataset, **kwargs):
-        calls.append(dict(kwargs, model=model))
-        history = keras.callbacks.History()
-        history.history = {"loss": [1.0]}
-        return history
-
-    monkeypatch.setattr(fit, "train_detector", record)
-    return calls
-
-
 def _tiny_run(run_cli, synthetic_voc, tmp_path, *options):
     return run_cli("train", "--data", synthetic_voc, "--model", "tiny", "--workers", "0",
                    "--classes", os.path.join(synthetic_voc, "labels.txt"),
-                   "--checkpoint-dir", str(tmp_path / "ckpt"), *options)
+                   "--checkpoint-dir", str(tmp_path / "ckpt"), "--exist-ok", *options)
 
 
 def test_train_adamw_decay_goes_to_the_optimizer_not_the_model(

@@ -38,8 +38,9 @@ setup(
         "coco": ["pycocotools>=2.0.7", "jax>=0.4.30"],
         "export": ["tf2onnx>=1.17", "onnxruntime>=1.17", "onnx>=1.15"],
         "jax": ["jax>=0.4.30"],
-        # benchmarks/learning.py builds its dataset from scikit-image's sample photos
-        "bench": ["scikit-image>=0.22"],
+        # benchmarks/learning.py builds its datasets from scikit-image's and scikit-learn's
+        # sample photos (and scikit-learn's digits)
+        "bench": ["scikit-image>=0.22", "scikit-learn>=1.3"],
     },
     entry_points={"console_scripts": ["keras-ssd=keras_ssd.cli:main"]},
     classifiers=[

@@ -14,6 +14,20 @@ Run from the repository root:
     python -m benchmarks.learning [--out DIR] [--budgets 5,10,20]
         [--baseline-minutes 20] [--quick] [--skip-baseline] [--skip-ours]
 
+`--suite`: the learning suite instead (`benchmarks.photo_suite`: digits,
+textures, faces, whose test objects are instances never seen in training;
+1,000 trainval / 250 test images each, built offline in under a minute
+each). Per dataset and budget, back to back, with the load average
+recorded before each side: ours (`keras-ssd train --data D/yolo --model
+tiny --time-limit M`, nothing else; `--model` picks another), the baseline
+for M minutes, and with `--yolo-python PATH` YOLOv8n from its yaml
+(`benchmarks.yolo_side`, run by that interpreter), all scored with
+keras_ssd's VOC07 mAP on the same test images. `--build-only` stops after
+building; results in `suite.json`.
+
+    python -m benchmarks.learning --suite [--budgets 5] [--datasets digits,faces]
+        [--yolo-python /path/to/torch-venv/bin/python] [--build-only]
+
 `--quick`: 60 training / 20 test images, 0.5 min each side, a smoke run of
 about two minutes. Results: a table on stdout and `learning.json` in --out
 (default `~/.cache/keras_ssd/benchmarks/learning`). Figures depend on the
@@ -173,8 +187,8 @@ def run_ours(data, out, minutes, num_train, timeout_extra=600, epochs=None, mode
     info = parse_train_output(stdout, _read_state(run_dir))
     model_file = os.path.join(run_dir, "latest.keras")
     json_path = os.path.join(run_dir, "eval.json")
-    cmd = [sys.executable, "-m", "keras_ssd", "evaluate", "--data", eval_data, "--split", split,
-           "--model-file", model_file, "--json", json_path]
+    cmd = [sys.executable, "-m", "keras_ssd", "evaluate", "--data", eval_data,
+           "--split", split, "--model-file", model_file, "--json", json_path]
     stdout_eval, eval_wall = _run(cmd, os.path.join(run_dir, "evaluate.log"),
                                   timeout=timeout_extra)
     m_ap = parse_map(stdout_eval, json_path)
@@ -222,8 +236,8 @@ def run_yolo(python, data, out, minutes, timeout_extra=900):
     if os.path.isdir(run_dir):
         shutil.rmtree(run_dir)
     os.makedirs(run_dir)
-    cmd = [python, "-m", "benchmarks.yolo_side", "--data", data, "--minutes", f"{minutes:g}",
-           "--out", run_dir]
+    cmd = [python, "-m", "benchmarks.yolo_side", "--data", data,
+           "--minutes", f"{minutes:g}", "--out", run_dir]
     print(f"yolo: {' '.join(cmd[1:])}", flush=True)
     stdout, wall = _run(cmd, os.path.join(run_dir, "yolo.log"),
                         timeout=60 * minutes + timeout_extra)

@@ -233,7 +233,8 @@ def instances(name, sources):
 
 def _distractors(sources):
     """LFW's 100 non-face patches, unlabelled clutter for the faces set."""
-    mask = np.round(pd._soft_mask("superellipse", 25, 25, feather=0.2) * 255).astype(np.uint8)
+    mask = np.round(pd._soft_mask("superellipse", 25, 25, feather=0.2) * 255)
+    mask = mask.astype(np.uint8)
     return [_Instance(-1, f"nonface{i}", _gray_rgb(p), mask)
             for i, p in enumerate(sources["lfw"][100:])]
 
@@ -242,7 +243,8 @@ def _backgrounds(names, photos):
     out = []
     for name in names:
         arr = np.ascontiguousarray(photos[name][..., :3])
-        gray = bool(np.all(arr[..., 0] == arr[..., 1]) and np.all(arr[..., 1] == arr[..., 2]))
+        gray = bool(np.all(arr[..., 0] == arr[..., 1])
+                    and np.all(arr[..., 1] == arr[..., 2]))
         out.append((Image.fromarray(arr), (0, 0, arr.shape[1], arr.shape[0]),
                     name in ("brick", "grass", "gravel", "moon", "retina", "cell"), gray))
     return out
@@ -272,7 +274,8 @@ def _texture_instance(rng, pool_entry, w, h):
     else:
         alpha = pd._soft_mask("ellipse" if shape == 0 else "superellipse", w, h,
                               feather=0.08)
-    return label, f"{photo}[{int(x0)}:{int(np.ceil(x0 + cw))}]", rgb.astype(np.float32), alpha
+    key = f"{photo}[{int(x0)}:{int(np.ceil(x0 + cw))}]"
+    return label, key, rgb.astype(np.float32), alpha
 
 
 def _render(rng, inst, w, h, ink=None):
@@ -326,7 +329,8 @@ def draw_image(rng, name, pool, backgrounds, distractors, width, height):
             else:
                 inst = (distractors if distractor else pool)[
                     int(rng.integers(len(distractors) if distractor else len(pool)))]
-                aspect = inst.aspect * float(np.exp(rng.uniform(np.log(0.85), np.log(1.18))))
+                aspect = inst.aspect * float(
+                    np.exp(rng.uniform(np.log(0.85), np.log(1.18))))
             w = max(4, min(int(round(s * np.sqrt(aspect))), int(0.95 * width)))
             h = max(4, min(int(round(s / np.sqrt(aspect))), int(0.95 * height)))
             x0 = int(rng.integers(0, width - w + 1))
@@ -437,7 +441,8 @@ def make_dataset(name, out_dir, num_trainval=1000, num_test=250, seed=0, sources
         Image.fromarray(image).save(os.path.join(out_dir, "JPEGImages", image_id + ".jpg"),
                                     quality=jpeg_quality)
         write_voc_annotation(out_dir, image_id, image_id + ".jpg", width, height,
-                             [b for _, b, _ in objects], [classes[c] for c, _, _ in objects])
+                             [b for _, b, _ in objects],
+                             [classes[c] for c, _, _ in objects])
         ids[split].append(image_id)
         used[split][image_id] = [k for _, _, k in objects]
     write_voc_lists(out_dir, ids, classes)

@@ -98,7 +98,8 @@ def main(argv=None):
     parser.add_argument("--imgsz", type=int, default=320)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    result = train_and_predict(args.data, args.minutes, args.out, args.imgsz, seed=args.seed)
+    result = train_and_predict(args.data, args.minutes, args.out, args.imgsz,
+                               seed=args.seed)
     print("RESULT " + json.dumps(result), flush=True)
     return 0
 

@@ -302,8 +302,9 @@ def export(model, path, format="tf_saved_model", *, input_dtype="float32",
         **decode_options: `confidence_threshold`, `iou_threshold`,
             `max_candidates_per_class`, `top_k`, `clip_boxes` of
             `DecodeDetections`; default to the inference model's settings,
-            or `DecodeDetections`' defaults (0.01, 0.45, 400, 200, False) for
-            a training model.
+            else a training model's `postprocessing` (a converted
+            checkpoint's source settings, its `max_log_scale` included),
+            else `DecodeDetections`' defaults (0.01, 0.45, 400, 200, False).
 
     Returns:
         The path written (str).
@@ -369,6 +370,11 @@ def export(model, path, format="tf_saved_model", *, input_dtype="float32",
     from keras_ssd.layers.decode_detections import DecodeDetections
 
     predictor, config, options = split_detector(model)
+    if predictor is model and getattr(model, "postprocessing", None):
+        # A training model of a converted checkpoint decodes as its source
+        # did (SSD.postprocessing: thresholds, clipping, the log-scale cap),
+        # as `inference_model` and the predict helpers do.
+        options = dict(model.postprocessing)
     options.update(decode_options)
     # LiteRT's builtin operators have no float64 kernels: its decoder takes
     # the NMS overlap decisions in float32 (as keras_ssd.nms does on JAX

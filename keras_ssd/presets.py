@@ -19,7 +19,7 @@ Example:
 
 >>> from keras_ssd import presets
 >>> presets.names()
-['ssd300', 'ssd512', 'mobilenet_v2', 'tiny']
+['ssd300', 'ssd512', 'mobilenet_v2', 'ssdlite320', 'tiny']
 >>> presets.get("ssd300_vgg16").name   # an old spelling
 'ssd300'
 """
@@ -167,7 +167,18 @@ FINETUNE_SGD = Recipe(
         "trained features; a shorter run (30 epochs, not measured)",
 )
 
-RECIPES = {r.name: r for r in (PAPER_SGD, FROM_SCRATCH, FINETUNE_SGD)}
+#: Fine-tuning the converted SSDLite320 (`ssdlite320_coco`): the fine-tuning
+#: SGD with the weight decay of torchvision's SSDLite recipe (4e-5, as the
+#: MobileNets are trained with; the VGG's 5e-4 would pull a 3.4 M-parameter
+#: network hard towards zero). Not measured.
+FINETUNE_SSDLITE = FINETUNE_SGD.replace(
+    name="finetune-ssdlite-sgd",
+    weight_decay=4e-5,
+    why="the fine-tuning SGD with torchvision's SSDLite weight decay (4e-5) for a "
+        "MobileNetV3 that already is a detector (not measured)",
+)
+
+RECIPES = {r.name: r for r in (PAPER_SGD, FROM_SCRATCH, FINETUNE_SGD, FINETUNE_SSDLITE)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,6 +282,27 @@ _PRESETS = (
         # nothing was measured for MobileNetV2 with it.
         recipe=FROM_SCRATCH,
         scratch_recipe=FROM_SCRATCH,
+    ),
+    Preset(
+        name="ssdlite320",
+        aliases=("ssdlite320_mobilenet_v3_large", "ssdlite"),
+        builder="SSDLite320",
+        backbone="mobilenet_v3_large_ssdlite",
+        # torchvision's DefaultBoxGenerator([[2, 3]] * 6, min_ratio=0.2,
+        # max_ratio=0.95) at 320 px: scales 0.2 + 0.15 k (and 1.0 for the
+        # last max), no steps given, so each map's centres are (i + 0.5) /
+        # size (step = 320 / size); widths and heights clipped to the image.
+        geometry=dict(
+            image_size=320,
+            feature_map_sizes=[20, 10, 5, 3, 2, 1],
+            steps=[16, 32, 64, 320 / 3, 160, 320],
+            min_sizes=[64, 112, 160, 208, 256, 304],
+            max_sizes=[112, 160, 208, 256, 304, 320],
+            aspect_ratios=[[2, 3]] * 6,
+            clip="wh",
+        ),
+        description="SSDLite320: MobileNetV3-Large (reduced tail) with SSDLite heads at "
+                    "320 px, torchvision's layout (3234 priors)",
     ),
     Preset(
         name="tiny",
@@ -542,6 +574,57 @@ _PRETRAINED = (
         decode=dict(confidence_threshold=0.01, iou_threshold=0.45,
                     max_candidates_per_class=200, top_k=4000, clip_boxes=False),
         description="amdegroot/ssd.pytorch's SSD300 on VOC07+12: 20 VOC classes",
+    ),
+    PretrainedPreset(
+        name="ssd512_voc",
+        architecture="ssd512",
+        source="lufficc512",
+        url="https://github.com/lufficc/SSD/releases/download/1.2/vgg_ssd512_voc0712.pth",
+        file_name="vgg_ssd512_voc0712.pth",
+        sha256=None,
+        sha256_prefix="",
+        hash_note="lufficc/SSD publishes no hash for its release 1.2 assets: the file "
+                  "cannot be checked against a published value; keras-ssd records "
+                  "the hash of the file it first downloads and checks the file "
+                  "against that record afterwards",
+        classes="voc",
+        trained_on="VOC2007 trainval + VOC2012 trainval",
+        metric="VOC2007 test mAP",
+        accuracy=80.7,
+        home="https://github.com/lufficc/SSD",
+        file_size="207 MB (the state dict and the optimizer's state)",
+        # lufficc/SSD PostProcessor: score > 0.01, NMS 0.45 over all
+        # candidates of a class, 100 per image, boxes not clipped.
+        decode=dict(confidence_threshold=0.01, iou_threshold=0.45,
+                    max_candidates_per_class=24564, top_k=100, clip_boxes=False),
+        description="lufficc/SSD's VGG16 SSD512 on VOC07+12 (release 1.2): 20 VOC classes",
+    ),
+    PretrainedPreset(
+        name="ssdlite320_coco",
+        architecture="ssdlite320",
+        source="torchvision_ssdlite",
+        url="https://download.pytorch.org/models/"
+            "ssdlite320_mobilenet_v3_large_coco-a79551df.pth",
+        file_name="ssdlite320_mobilenet_v3_large_coco-a79551df.pth",
+        sha256=None,
+        sha256_prefix="a79551df",
+        hash_note="torchvision publishes the first 8 hex digits of the SHA-256 in the "
+                  "file name (torch.hub checks only those); the full hash is not "
+                  "published, so only the prefix is checked",
+        classes="coco",
+        trained_on="COCO train2017",
+        metric="COCO val2017 box AP",
+        accuracy=21.3,
+        home="https://pytorch.org/vision/stable/models/generated/"
+             "torchvision.models.detection.ssdlite320_mobilenet_v3_large.html",
+        file_size="13.4 MB",
+        # torchvision ssdlite320_mobilenet_v3_large's SSD defaults: score >
+        # 0.001, 300 per class before NMS 0.55, 300 per image, boxes clipped.
+        decode=dict(confidence_threshold=0.001, iou_threshold=0.55,
+                    max_candidates_per_class=300, top_k=300, clip_boxes=True),
+        recipe=FINETUNE_SSDLITE,
+        description="torchvision's ssdlite320_mobilenet_v3_large (COCO_V1 weights): 80 "
+                    "COCO classes, 3.4 M parameters",
     ),
 )
 

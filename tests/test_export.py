@@ -329,3 +329,31 @@ def test_cli_rejects_an_unknown_format(capsys):
         main(["export", "--model-file", "m.keras", "--out", "x", "--format", "pb"])
     assert info.value.code == 2
     assert "expected one of tf_saved_model, onnx, litert" in capsys.readouterr().err
+
+
+@tf_only
+def test_a_training_model_exports_with_its_sources_postprocessing(tmp_path, monkeypatch):
+    """A converted checkpoint's model (`SSD.postprocessing`) decodes in the
+    artifact as its source did; arguments still override."""
+    import keras_ssd.layers.decode_detections as decode_module
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    class Spy(decode_module.DecodeDetections):
+        def __init__(self, config, **kwargs):
+            seen.append(kwargs)
+            raise Stop
+
+    monkeypatch.setattr(decode_module, "DecodeDetections", Spy)
+    source = {"confidence_threshold": 0.001, "iou_threshold": 0.55,
+              "max_candidates_per_class": 300, "top_k": 300, "clip_boxes": True,
+              "max_log_scale": 4.135}
+    model = SSDTiny(num_classes=2, postprocessing=source)
+    for kwargs in ({}, {"top_k": 7}):
+        with pytest.raises(Stop):
+            export(model, str(tmp_path / "x"), **kwargs)
+    assert {k: seen[0][k] for k in source} == source
+    assert seen[1]["top_k"] == 7 and seen[1]["iou_threshold"] == 0.55

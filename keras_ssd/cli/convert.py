@@ -1,4 +1,4 @@
-"""`keras-ssd convert`: a PyTorch SSD300 checkpoint (`.pth`) -> a keras-ssd
+"""`keras-ssd convert`: a PyTorch SSD checkpoint (`.pth`) -> a keras-ssd
 `.keras` model, offline and without torch; or a pretrained preset by name
 (downloaded once into the cache)."""
 
@@ -7,17 +7,20 @@ import os
 from keras_ssd import presets
 from keras_ssd.cli.args import CLIError, _quiet_tensorflow
 
-HELP = "convert a PyTorch SSD300 checkpoint (.pth) or a pretrained preset to .keras"
+HELP = "convert a PyTorch SSD checkpoint (.pth) or a pretrained preset to .keras"
 
 #: `--source` choices: the converters of `keras_ssd.models.convert.SOURCES`.
-SOURCE_CHOICES = ("auto", "torchvision", "amdegroot", "lufficc")
+SOURCE_CHOICES = ("auto", "torchvision", "amdegroot", "lufficc", "lufficc512",
+                  "torchvision_ssdlite")
 
 
 def add_arguments(p):
     p.add_argument("checkpoint", nargs="?", metavar="FILE.pth",
                    help="the checkpoint: torchvision's ssd300_vgg16_coco-b556d3b4.pth, "
-                        "amdegroot's ssd300_mAP_77.43_v2.pth or lufficc's "
-                        "vgg_ssd300_voc0712.pth (read without running anything from it)")
+                        "amdegroot's ssd300_mAP_77.43_v2.pth, lufficc's "
+                        "vgg_ssd300_voc0712.pth or torchvision's "
+                        "ssdlite320_mobilenet_v3_large_coco-a79551df.pth (read without "
+                        "running anything from it)")
     p.add_argument("--preset", metavar="{" + ",".join(presets.pretrained_names()) + "}",
                    help="instead of FILE: a pretrained preset, downloaded once into the "
                         "cache (SHA-256 checked) and converted")

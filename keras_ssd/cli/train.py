@@ -462,7 +462,8 @@ def _fit_defaults(args, train_set, class_names, backbone_weights):
     from keras_ssd.models import build_model
     from keras_ssd.training.fitted_defaults import fit_defaults
 
-    pretrained = presets.get(args.model).pretrained_backbone and backbone_weights is not None
+    pretrained = (presets.get(args.model).pretrained_backbone
+                  and backbone_weights is not None)
     if (not getattr(args, "fit_defaults", True) or pretrained or args.letterbox
             or isinstance(args.image_size, tuple)):
         return None

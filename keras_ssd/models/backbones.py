@@ -8,7 +8,7 @@ maps the SSD heads read. Variants name their backbone by key
 import dataclasses
 from typing import Callable, Optional
 
-from keras_ssd.models import mobilenet_v2, tiny, vgg16
+from keras_ssd.models import mobilenet_v2, mobilenet_v3, tiny, vgg16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,10 +19,18 @@ class Backbone:
         build_features: `(x, normalization, regularizer) -> [(name, map)]`.
         load_weights: `(model, weights) -> None` for `backbone_weights`
             (`"imagenet"` or a file path); `None` without pretrained weights.
+        build_heads: `(sources, config, regularizer) -> predictions`, the
+            heads this network is published with; `None`: the SSD paper's
+            3x3 convolutions (`keras_ssd.models.heads.build_heads`).
+        freeze: `freeze=` mode -> the names of the layers it freezes
+            (`keras_ssd.models.pretrained.freeze_layers`); `None`: the VGG16
+            modes of `keras_ssd.models.pretrained.FREEZE_MODES`.
     """
 
     build_features: Callable
     load_weights: Optional[Callable] = None
+    build_heads: Optional[Callable] = None
+    freeze: Optional[dict] = None
 
 
 BACKBONES = {
@@ -31,6 +39,9 @@ BACKBONES = {
     "mobilenet_v2": Backbone(mobilenet_v2.mobilenet_v2_features,
                              mobilenet_v2.load_mobilenet_v2_weights),
     "tiny": Backbone(tiny.tiny_features),
+    "mobilenet_v3_large_ssdlite": Backbone(
+        mobilenet_v3.mobilenet_v3_ssdlite_features, build_heads=mobilenet_v3.ssdlite_heads,
+        freeze={"backbone": tuple(mobilenet_v3.backbone_layer_names())}),
 }
 
 

@@ -155,6 +155,31 @@ def SSDMobileNetV2(num_classes=None, class_names=None, backbone_weights=None,
                   weight_decay, backbone_weights, name, **kwargs)
 
 
+def SSDLite320(num_classes=None, class_names=None, normalization="none", weight_decay=None,
+               config=None, name="ssdlite320", **kwargs):
+    """SSDLite320 on MobileNetV3-Large with the reduced tail (torchvision's
+    `ssdlite320_mobilenet_v3_large` network, `keras_ssd.models.mobilenet_v3`):
+    maps 20, 10, 5, 3, 2, 1, SSDLite heads (depthwise 3x3 + BN + ReLU6, then
+    1x1), 3234 priors clipped to the image (preset `"ssdlite320"`).
+
+    From random weights it trains with the from-scratch recipe;
+    `SSDLite320.from_preset("ssdlite320_coco")` gives torchvision's COCO
+    detector. Inputs are RGB 0..255, scaled to [-1, 1] inside. Other
+    arguments as `SSD300` (`normalization` must stay `"none"`: every map is
+    batch-normalised already).
+
+    Returns:
+        An `SSD` model, output `(B, 3234, 4 + num_classes + 1)`.
+
+    Example:
+
+    >>> SSDLite320(num_classes=3).output_shape
+    (None, 3234, 8)
+    """
+    return _build("ssdlite320", num_classes, class_names, config, normalization,
+                  weight_decay, None, name, **kwargs)
+
+
 def _preset_loader(architecture):
     """`<Builder>.from_preset`: a pretrained detector of this architecture."""
 
@@ -167,16 +192,19 @@ def _preset_loader(architecture):
         and caches the converted `.keras` file (`keras_ssd.models.pretrained`).
 
         Args:
-            name: `"ssd300_coco"` (torchvision, 80 COCO classes),
-                `"ssd300_voc"` (lufficc/SSD, 20 VOC classes) or
-                `"ssd300_voc_amdegroot"` (amdegroot/ssd.pytorch).
+            name: a preset of `keras_ssd.presets.pretrained_names()` built
+                on this architecture: `"ssd300_coco"` (torchvision, 80 COCO
+                classes), `"ssd300_voc"` (lufficc/SSD, 20 VOC classes),
+                `"ssd300_voc_amdegroot"` (amdegroot/ssd.pytorch),
+                `"ssdlite320_coco"` (torchvision SSDLite320, 80 COCO classes).
             num_classes, class_names: new class heads for these classes
                 (background prior: the objects start at 1% together); the
                 backbone, extra layers and box heads are kept.
             classes: some of the source's class names: a detector of just
                 these, no training (the source's softmax and scores).
-            freeze: `None`, `"conv1-conv2"` (the Caffe recipe) or
-                `"backbone"` (conv1_1 .. fc7).
+            freeze: `None`, `"conv1-conv2"` (VGG16: the Caffe recipe) or
+                `"backbone"` (VGG16: conv1_1 .. fc7; SSDLite320: the whole
+                MobileNetV3).
             **kwargs: `keep_box_heads`, `weight_decay`, `converter`, `fetch`,
                 `cache`, `verbose` of `keras_ssd.models.pretrained.from_preset`.
 
@@ -218,8 +246,8 @@ def build_model(name, num_classes=None, class_names=None, **kwargs):
 
     Args:
         name: a variant of `keras_ssd.presets` (`"ssd300"`, `"ssd512"`,
-            `"mobilenet_v2"`, `"tiny"`) or an alias (case-insensitive, `-` or
-            `_`).
+            `"mobilenet_v2"`, `"ssdlite320"`, `"tiny"`) or an alias
+            (case-insensitive, `-` or `_`).
         num_classes, class_names, **kwargs: passed to the builder.
 
     Returns:

@@ -1,4 +1,4 @@
-"""Pretrained SSD300 detectors: download once, check, convert, cache.
+"""Pretrained SSD detectors: download once, check, convert, cache.
 
 `from_preset(name)` (also `keras_ssd.SSD300.from_preset`) turns a preset of
 `keras_ssd.presets.PRETRAINED` into a keras-ssd model:
@@ -50,6 +50,7 @@ __all__ = [
     "converted_path",
     "download",
     "freeze_layers",
+    "freeze_modes",
     "from_preset",
     "load_pretrained",
     "sha256_file",
@@ -481,27 +482,42 @@ def with_class_subset(model, classes):
     return new
 
 
+def freeze_modes(model):
+    """The `freeze=` modes of `model`'s network -> the layer names each
+    freezes: the backbone's own (`Backbone.freeze`; SSDLite320: `"backbone"`,
+    the whole MobileNetV3), else the VGG16 `FREEZE_MODES`."""
+    from keras_ssd.models.backbones import get_backbone
+
+    preset = presets.find(getattr(model, "architecture", "") or "")
+    own = get_backbone(preset.backbone).freeze if preset is not None else None
+    return dict(own) if own is not None else dict(FREEZE_MODES)
+
+
 def freeze_layers(model, freeze):
-    """Make some layers of a VGG16 SSD untrainable (in place).
+    """Make some layers of a pretrained SSD untrainable (in place).
 
     Args:
-        model: a keras-ssd SSD300 / SSD512 model.
-        freeze: `None` (nothing), `"conv1-conv2"` (the Caffe recipe's frozen
-            conv1_x and conv2_x) or `"backbone"` (conv1_1 .. fc7).
+        model: a keras-ssd `SSD`.
+        freeze: `None` (nothing), `"conv1-conv2"` (VGG16: the Caffe recipe's
+            frozen conv1_x and conv2_x) or `"backbone"` (VGG16: conv1_1 ..
+            fc7; SSDLite320: the MobileNetV3 from the stem to its last 1x1
+            convolution, batch norms included, leaving the extra blocks and
+            the heads to train). `freeze_modes(model)` lists a model's modes.
 
     Returns:
         The list of frozen layer names.
     """
     if freeze is None or freeze == "none":
         return []
-    if freeze not in FREEZE_MODES:
-        raise ValueError(f"freeze must be None or one of {', '.join(FREEZE_MODES)}, "
-                         f"got {freeze!r}")
-    names = FREEZE_MODES[freeze]
+    modes = freeze_modes(model)
+    if freeze not in modes:
+        raise ValueError(f"freeze must be None or one of {', '.join(modes)} for a "
+                         f"{getattr(model, 'architecture', '?')} model, got {freeze!r}")
+    names = modes[freeze]
     have = {layer.name for layer in model.layers}
     missing = [n for n in names if n not in have]
     if missing:
-        raise ValueError(f"freeze={freeze!r} needs the VGG16 layers {', '.join(missing)}, "
+        raise ValueError(f"freeze={freeze!r} needs the layers {', '.join(missing[:6])}, "
                          f"which model {model.name!r} ({getattr(model, 'architecture', '?')}) "
                          "does not have")
     if hasattr(model, "freeze"):
@@ -526,13 +542,15 @@ def from_preset(name, num_classes=None, class_names=None, classes=None, freeze=N
 
     Args:
         name: a pretrained preset (`keras_ssd.presets.pretrained_names()`:
-            `"ssd300_coco"`, `"ssd300_voc"`, `"ssd300_voc_amdegroot"`).
+            `"ssd300_coco"`, `"ssd300_voc"`, `"ssd300_voc_amdegroot"`,
+            `"ssdlite320_coco"`).
         num_classes, class_names: fine-tuning: new class heads for these
             classes (`with_new_heads`); the rest of the network is kept.
         classes: names among the source's classes: a detector of just these,
             with no training (`with_class_subset`). Not with `num_classes` /
             `class_names`.
-        freeze: `None`, `"conv1-conv2"` or `"backbone"` (`freeze_layers`).
+        freeze: `None`, `"conv1-conv2"` (VGG16) or `"backbone"`
+            (`freeze_layers`).
         keep_box_heads: with new heads, keep the source's box heads.
         weight_decay: the model's L2 weight decay on kernels. Default: with
             new heads, the fine-tuning recipe's (`preset.recipe`, SGD: 5e-4,

@@ -41,7 +41,7 @@ class SSD(keras.Model):
     config is its constructor arguments, so `keras.saving.load_model` returns
     an `SSD` with its `config` (priors) and `class_names` and no extra
     arguments. Usually built through `SSD300`, `SSD512`, `SSDTiny`,
-    `SSDMobileNetV2` or `build_model`.
+    `SSDMobileNetV2`, `SSDLite320` or `build_model`.
 
     The model takes RGB images of `config.image_shape` (height, width; any
     aspect ratio) with values in [0, 255] and preprocesses them itself (an `ImagePreprocessing` layer). Each feature map `i` gets a 3x3 conv with `k_i * 4` box offsets
@@ -54,7 +54,7 @@ class SSD(keras.Model):
             `class_names`. Its `feature_map_sizes` must match what the
             architecture produces at `config.image_size`, else `ValueError`.
         architecture: variant name from `keras_ssd.presets` (`"ssd300"`,
-            `"ssd512"`, `"mobilenet_v2"`, `"tiny"`; the 0.1 spellings such as
+            `"ssd512"`, `"mobilenet_v2"`, `"ssdlite320"`, `"tiny"`; the 0.1 spellings such as
             `"ssd300_vgg16"` are read as aliases).
         normalization: `"l2"` (L2Normalization, scale 20), `"batchnorm"` or
             `"none"` on the first (shallow) source map; `None` picks the
@@ -176,7 +176,7 @@ class SSD(keras.Model):
             config = config.with_image_size(
                 (height, width), [tuple(int(d) for d in t.shape[1:3]) for _, t in sources])
         check_feature_maps(sources, config, architecture)
-        outputs = build_heads(sources, config, regularizer)
+        outputs = (backbone.build_heads or build_heads)(sources, config, regularizer)
 
         kwargs.setdefault("name", architecture)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)

@@ -146,16 +146,17 @@ def choose_input_size(stats, base_size, first_stride, min_strides=MIN_STRIDES,
     need = min_strides * first_stride / max(p10, 1e-9)
     if p10 * base_size >= min_strides * first_stride:
         return int(base_size), (
-            f"the 10% smallest objects are {p10 * base_size:.1f} px or more at the preset's "
-            f"{base_size} px, at least {min_strides:g} stride(s) of the first map "
+            f"the 10% smallest objects are {p10 * base_size:.1f} px or more at the "
+            f"preset's {base_size} px, at least {min_strides:g} stride(s) of the first map "
             f"({first_stride:g} px)")
     cap = int(max_upscale * base_size) // multiple * multiple
-    side = int(min(max(math.ceil(need / multiple) * multiple, base_size), max(cap, base_size)))
+    side = math.ceil(need / multiple) * multiple
+    side = int(min(max(side, base_size), max(cap, base_size)))
     return side, (
-        f"10% of the objects are under {p10 * base_size:.1f} px at the preset's {base_size} "
-        f"px, less than the first map's stride ({first_stride:g} px); {side} px makes them "
-        f"{p10 * side:.1f} px" + (f" (capped at {max_upscale:g}x the preset)"
-                                  if side < need else ""))
+        f"10% of the objects are under {p10 * base_size:.1f} px at the preset's "
+        f"{base_size} px, less than the first map's stride ({first_stride:g} px); "
+        f"{side} px makes them {p10 * side:.1f} px"
+        + (f" (capped at {max_upscale:g}x the preset)" if side < need else ""))
 
 
 def choose_expand_ratio(stats, input_side, smallest_prior, default=DEFAULT_EXPAND,
@@ -185,8 +186,8 @@ def choose_expand_ratio(stats, input_side, smallest_prior, default=DEFAULT_EXPAN
     if ratio < minimum:
         return 1.0, (
             f"the 25% smallest objects ({p25:.0f} px) would fall below "
-            f"{_SIDE_AT_IOU_HALF * smallest_prior:.1f} px (IoU 0.5 with the smallest prior, "
-            f"{smallest_prior:g} px) at any zoom-out worth doing: off")
+            f"{_SIDE_AT_IOU_HALF * smallest_prior:.1f} px (IoU 0.5 with the smallest "
+            f"prior, {smallest_prior:g} px) at any zoom-out worth doing: off")
     ratio = math.floor(ratio * 10) / 10
     return ratio, (
         f"zoom-out up to x{ratio:g} (not x{default:g}) keeps the 25% smallest objects "

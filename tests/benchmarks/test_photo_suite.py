@@ -128,3 +128,23 @@ def test_build_suite_reuses_a_cached_build(tmp_path):
     photo_suite.build_suite(tmp_path, 3, 2, seed=0, names=("faces",), log=logged.append)
     assert logged == [f"faces: {tmp_path / 'faces'} (cached)"]
     assert not photo_suite.is_cached(tmp_path / "faces", "faces", 4, 2, 0)
+
+
+def test_learning_suite_table_and_unknown_dataset(tmp_path, capsys):
+    from benchmarks import learning
+
+    rows = [{"dataset": "digits", "minutes": 5.0,
+             "ours": {"mAP": 0.1234, "epochs": 3},
+             "baseline": {"mAP": 0.05, "epochs": 1.5},
+             "yolo": {"mAP": 0.0, "epochs": 2}},
+            {"dataset": "faces", "minutes": 5.0, "ours": {"mAP": 0.5, "epochs": 4}}]
+    cpu = {"model": "Test CPU", "avx512": [], "amx": [], "cores": 2}
+    lines = learning.format_suite_table(rows, cpu).splitlines()
+    assert lines[0].split() == ["dataset", "min", "ours", "mAP", "ours", "ep", "baseline",
+                                "mAP", "baseline", "ep", "yolov8n", "mAP", "yolo", "ep"]
+    assert lines[2].split() == ["digits", "5", "12.34", "3", "5.00", "1.50", "0.00", "2"]
+    assert lines[3].split() == ["faces", "5", "50.00", "4", "-", "-", "-", "-"]
+    assert "Test CPU; 2 cores" in lines[-1]
+    code = learning.main(["--suite", "--datasets", "digits,cars", "--out", str(tmp_path)])
+    assert code == 1
+    assert "unknown suite dataset(s) cars" in capsys.readouterr().err

@@ -271,3 +271,39 @@ def test_train_ignore_difficult_reaches_train_detector(
     code, _, err = _tiny_run(run_cli, synthetic_voc, tmp_path, "--ignore-difficult")
     assert code == 0, err
     assert fake_training[-1]["ignore_difficult"] is True
+
+
+def test_train_fits_defaults_to_the_data_prints_and_saves_them(
+        run_cli, synthetic_voc, tmp_path, fake_training):
+    import json
+
+    code, out, err = _tiny_run(run_cli, synthetic_voc, tmp_path)
+    assert code == 0, err
+    assert "defaults fitted to the dataset (images 12, boxes " in out
+    for name in ("input size", "prior sizes", "max zoom-out"):
+        assert f"\n  {name}: " in out
+    saved = json.loads((tmp_path / "ckpt" / "fitted_defaults.json").read_text())
+    (call,) = fake_training
+    assert call["augmentation"] == {"max_expand_ratio": saved["max_expand_ratio"]}
+    assert list(call["model"].config.min_sizes) == saved["config"]["min_sizes"]
+    assert call["model"].config.image_shape[0] == saved["decisions"][0]["value"]
+
+
+def test_train_given_values_and_no_fit_win_over_the_fitted_defaults(
+        run_cli, synthetic_voc, tmp_path, fake_training):
+    from keras_ssd.config import SSDConfig
+
+    code, out, err = _tiny_run(run_cli, synthetic_voc, tmp_path, "--image-size", "192",
+                               "--max-expand-ratio", "2")
+    assert code == 0, err
+    assert "  input size: 192 (given) - --image-size\n" in out
+    assert "  max zoom-out: 2 (given) - --max-expand-ratio\n" in out
+    assert fake_training[-1]["model"].input_shape == (None, 192, 192, 3)
+    assert fake_training[-1]["augmentation"] == {"max_expand_ratio": 2.0}
+    code, out, err = _tiny_run(run_cli, synthetic_voc, tmp_path, "--no-fit")
+    assert code == 0, err
+    assert "defaults fitted" not in out
+    preset = SSDConfig.from_preset("tiny", num_classes=1)
+    assert list(fake_training[-1]["model"].config.min_sizes) == list(preset.min_sizes)
+    assert fake_training[-1]["model"].input_shape == (None, 160, 160, 3)
+    assert fake_training[-1]["augmentation"] is None

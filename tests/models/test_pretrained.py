@@ -66,7 +66,8 @@ def no_network(url, destination):
 
 # ----------------------------------------------------------- the registry
 def test_the_three_pretrained_presets_and_their_published_facts():
-    assert presets.pretrained_names() == ["ssd300_coco", "ssd300_voc", "ssd300_voc_amdegroot"]
+    assert presets.pretrained_names() == ["ssd300_coco", "ssd300_voc", "ssd300_voc_amdegroot",
+                                         "ssd512_voc", "ssdlite320_coco"]
     coco = presets.get_pretrained("ssd300_coco")
     assert coco.url == "https://download.pytorch.org/models/ssd300_vgg16_coco-b556d3b4.pth"
     assert coco.file_name == "ssd300_vgg16_coco-b556d3b4.pth"
@@ -86,10 +87,11 @@ def test_the_three_pretrained_presets_and_their_published_facts():
 
 
 def test_pretrained_names_do_not_disturb_the_variant_lookups():
-    assert presets.names() == ["ssd300", "ssd512", "mobilenet_v2", "tiny"]
+    assert presets.names() == ["ssd300", "ssd512", "mobilenet_v2", "ssdlite320", "tiny"]
     assert presets.find("ssd300_coco") is None and presets.get("ssd300_vgg16").name == "ssd300"
     with pytest.raises(ValueError, match="unknown pretrained preset 'ssd300'; choose one of "
-                                         "ssd300_coco, ssd300_voc, ssd300_voc_amdegroot "
+                                         "ssd300_coco, ssd300_voc, ssd300_voc_amdegroot, "
+                                         "ssd512_voc, ssdlite320_coco "
                                          r"\('ssd300' is an architecture"):
         presets.get_pretrained("ssd300")
 
@@ -362,7 +364,7 @@ def test_freeze_modes_name_vgg_layers_and_refuse_other_networks(make_tiny_model)
     assert len(pretrained.FREEZE_MODES["backbone"]) == 15
     tiny = make_tiny_model()
     assert pretrained.freeze_layers(tiny, None) == []
-    with pytest.raises(ValueError, match="needs the VGG16 layers conv1_1"):
+    with pytest.raises(ValueError, match="needs the layers conv1_1"):
         pretrained.freeze_layers(tiny, "backbone")
     with pytest.raises(ValueError, match="freeze must be None or one of conv1-conv2, backbone"):
         pretrained.freeze_layers(tiny, "all")

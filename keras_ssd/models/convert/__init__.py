@@ -9,6 +9,8 @@ the network (priors, clipping, input normalisation, post-processing):
 | `"torchvision"` | `ssd300_vgg16_coco-b556d3b4.pth` (torchvision `ssd300_vgg16`, COCO_V1) |
 | `"amdegroot"` | `ssd300_mAP_77.43_v2.pth` (amdegroot/ssd.pytorch, VOC) |
 | `"lufficc"` | `vgg_ssd300_voc0712.pth` (lufficc/SSD, VOC) |
+| `"lufficc512"` | `vgg_ssd512_voc0712.pth` (lufficc/SSD SSD512, VOC) |
+| `"torchvision_ssdlite"` | `ssdlite320_mobilenet_v3_large_coco-a79551df.pth` (torchvision SSDLite320, COCO) |
 
 `convert_checkpoint(path)` reads the file with `keras_ssd.pth.load_pth`
 (a restricted unpickler: nothing from the file runs) and returns an `SSD`
@@ -27,7 +29,10 @@ SOURCES["amdegroot"].geometry["min_sizes"]                      # [30, 60, 111, 
 ```
 """
 
-from keras_ssd.models.convert import amdegroot, lufficc, torchvision
+from keras_ssd.models.convert import (
+    amdegroot, lufficc, lufficc512, torchvision, torchvision_ssdlite,
+)
+from keras_ssd.models.convert.layer_table import LayerTableSource
 from keras_ssd.models.convert.common import (
     COCO_CATEGORIES_91,
     COCO_CATEGORY_IDS,
@@ -65,7 +70,8 @@ __all__ = [
 
 #: name -> `Source`: each checkpoint origin's key layout, priors, clip mode,
 #: preprocessing, post-processing and class names.
-SOURCES = {s.name: s for s in (torchvision.SOURCE, amdegroot.SOURCE, lufficc.SOURCE)}
+SOURCES = {s.name: s for s in (torchvision.SOURCE, amdegroot.SOURCE, lufficc.SOURCE,
+                                lufficc512.SOURCE, torchvision_ssdlite.SOURCE)}
 
 
 def get_source(source):
@@ -88,12 +94,13 @@ def sniff_source(state_dict, where=""):
             shows some of the keys).
     """
     state = _strip_module_prefix(dict(state_dict))
-    found = [name for name, s in SOURCES.items() if s.marker in state]
+    found = [name for name, s in SOURCES.items()
+             if s.marker in state and (s.absent is None or s.absent not in state)]
     if len(found) == 1:
         return found[0]
     shown = ", ".join(repr(k) for k in list(state)[:8])
     raise ConversionError(
-        f"{where}cannot tell which SSD300 this state dict is: none of the marker keys "
+        f"{where}cannot tell which SSD this state dict is: none of the marker keys "
         f"{', '.join(repr(s.marker) for s in SOURCES.values())} "
         f"({', '.join(SOURCES)}) {'is' if not found else 'is unique'} in it; its keys "
         f"begin {shown}; pass source=")
@@ -129,8 +136,9 @@ def convert_state_dict(state_dict, source, *, num_classes=None, class_names=None
         state_dict: mapping of torch names to numpy arrays (as
             `keras_ssd.pth.load_pth(path, map_key="auto")` returns; a
             `module.` prefix from `nn.DataParallel` is dropped).
-        source: `"torchvision"`, `"amdegroot"`, `"lufficc"`, a `Source`, or
-            `"auto"` (recognised from the keys).
+        source: `"torchvision"`, `"amdegroot"`, `"lufficc"`, `"lufficc512"`,
+            `"torchvision_ssdlite"`, a `Source`, or `"auto"` (recognised
+            from the keys).
         num_classes: object classes (background excluded); default: what the
             checkpoint's class heads hold. When given it must agree with them.
         class_names: optional names; default the source's when the class
@@ -140,7 +148,8 @@ def convert_state_dict(state_dict, source, *, num_classes=None, class_names=None
         where: prefix of error messages (the file name).
 
     Returns:
-        An `SSD` (SSD300 architecture, L2Norm on conv4_3) with
+        An `SSD` (SSD300 architecture with L2Norm on conv4_3; `ssdlite320`
+        for `"torchvision_ssdlite"`, `ssd512` for `"lufficc512"`) with
         `model.config` the source's priors (`clip` mode included) and
         classes, `model.preprocessing` its input normalisation and
         `model.postprocessing` its `DecodeDetections` options.
@@ -156,6 +165,8 @@ def convert_state_dict(state_dict, source, *, num_classes=None, class_names=None
     if isinstance(source, str) and source.strip().lower() == "auto":
         source = sniff_source(state, where)
     source = get_source(source)
+    if isinstance(source, LayerTableSource):
+        return _convert_layer_table(state, source, num_classes, class_names, name, where)
     num_outputs = num_outputs_of(state, source, where)
     if num_classes is not None and int(num_classes) + 1 != num_outputs:
         raise ConversionError(
@@ -169,6 +180,28 @@ def convert_state_dict(state_dict, source, *, num_classes=None, class_names=None
                 preprocessing=dict(source.preprocessing),
                 postprocessing=source.postprocessing_for(config.num_classes), name=name)
     for layer, arrays in weights.items():
+        model.get_layer(layer).set_weights(arrays)
+    return model
+
+
+def _convert_layer_table(state, source, num_classes, class_names, name, where):
+    """`convert_state_dict` for a source with its own layer table (SSDLite320,
+    SSD512)."""
+    from keras_ssd.models.ssd import SSD
+
+    num_outputs = source.num_outputs_of(state, where)
+    if num_classes is not None and int(num_classes) + 1 != num_outputs:
+        raise ConversionError(
+            f"{where}num_classes={num_classes} disagrees with the checkpoint, whose class "
+            f"heads predict {num_outputs} logits per prior ({num_outputs - 1} classes and "
+            f"the background)")
+    source.check_state_dict(state, num_outputs, where)
+    config = source_config(source, num_outputs - 1, class_names)
+    model = SSD(config, architecture=source.architecture, normalization=source.normalization,
+                preprocessing=dict(source.preprocessing),
+                postprocessing=source.postprocessing_for(config.num_classes),
+                name=source.architecture if name == "ssd300" else name)
+    for layer, arrays in source.keras_weights(state, num_outputs).items():
         model.get_layer(layer).set_weights(arrays)
     return model
 

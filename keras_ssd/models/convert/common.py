@@ -163,6 +163,8 @@ class Source:
         category_ids: the COCO category id of each of `class_names` (`None`
             for a placeholder output), or `None` for classes without COCO
             ids; becomes `SSDConfig.category_ids` of the converted model.
+        absent: a key this source never has: its presence rules the source
+            out when sniffing (lufficc's SSD300 and SSD512 share the marker).
     """
 
     name: str
@@ -175,6 +177,7 @@ class Source:
     marker: str
     top_k_per_class: Optional[int] = None
     category_ids: Optional[Tuple[Optional[int], ...]] = None
+    absent: Optional[str] = None
 
     @property
     def num_classes(self):

@@ -40,4 +40,5 @@ SOURCE = Source(
     class_names=VOC_CLASSES,
     keys=keys,
     marker="backbone.l2_norm.weight",
+    absent="backbone.extras.9.weight",  # lufficc's SSD512 (`lufficc512`)
 )

@@ -1,0 +1,257 @@
+"""The converted lufficc/SSD SSD512 computes what lufficc's code computes
+(needs torch; skipped without it).
+
+lufficc/SSD is not installable here, so a child process (torch only) builds
+its SSD512 network as `ssd/modeling/backbone/vgg.py` (`add_vgg`,
+`add_extras` with size 512, `L2Norm`) and `box_head/box_predictor.py`
+(`SSDBoxPredictor`) write it, with the same module names, so that its state
+dict has the published file's keys; random weights, a few class biases
+raised; saved as lufficc's `{"model": ..., "iteration": ...}` checkpoint.
+It records, on a real photo (scikit-image's astronaut, 512 x 512), the
+seven feature maps and the head outputs. Here the file is converted without
+torch, and the priors and detections are compared with numpy
+re-implementations of lufficc's `PriorBox` (from
+`configs/vgg_ssd512_voc0712.yaml`) and `PostProcessor`.
+"""
+
+import importlib.util
+import itertools
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from keras_ssd.anchors import generate_anchors
+from keras_ssd.models.convert import convert_checkpoint
+
+from test_convert_torchvision_equality import lufficc_postprocess, relative
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
+                                reason="torch not installed")
+
+SIZE = 512
+
+TORCH_CHILD = r"""
+import json, os, sys
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+out = sys.argv[1]
+torch.manual_seed(0)
+image = np.load(os.path.join(out, "image.npy"))
+
+# ssd/modeling/backbone/vgg.py (size 512)
+def add_vgg(cfg):
+    layers, in_channels = [], 3
+    for v in cfg:
+        if v == 'M':
+            layers += [nn.MaxPool2d(kernel_size=2, stride=2)]
+        elif v == 'C':
+            layers += [nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=True)]
+        else:
+            layers += [nn.Conv2d(in_channels, v, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+            in_channels = v
+    layers += [nn.MaxPool2d(kernel_size=3, stride=1, padding=1),
+               nn.Conv2d(512, 1024, kernel_size=3, padding=6, dilation=6), nn.ReLU(inplace=True),
+               nn.Conv2d(1024, 1024, kernel_size=1), nn.ReLU(inplace=True)]
+    return layers
+
+def add_extras(cfg, i, size=512):
+    layers, in_channels, flag = [], i, False
+    for k, v in enumerate(cfg):
+        if in_channels != 'S':
+            if v == 'S':
+                layers += [nn.Conv2d(in_channels, cfg[k + 1], kernel_size=(1, 3)[flag], stride=2, padding=1)]
+            else:
+                layers += [nn.Conv2d(in_channels, v, kernel_size=(1, 3)[flag])]
+            flag = not flag
+        in_channels = v
+    if size == 512:
+        layers.append(nn.Conv2d(in_channels, 128, kernel_size=1, stride=1))
+        layers.append(nn.Conv2d(128, 256, kernel_size=4, stride=1, padding=1))
+    return layers
+
+class L2Norm(nn.Module):
+    def __init__(self, n_channels, scale):
+        super().__init__()
+        self.eps = 1e-10
+        self.weight = nn.Parameter(torch.full((n_channels,), float(scale)))
+    def forward(self, x):
+        norm = x.pow(2).sum(dim=1, keepdim=True).sqrt() + self.eps
+        x = torch.div(x, norm)
+        return self.weight.unsqueeze(0).unsqueeze(2).unsqueeze(3).expand_as(x) * x
+
+class VGG(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.vgg = nn.ModuleList(add_vgg([64, 64, 'M', 128, 128, 'M', 256, 256, 256, 'C',
+                                          512, 512, 512, 'M', 512, 512, 512]))
+        self.extras = nn.ModuleList(add_extras(
+            [256, 'S', 512, 128, 'S', 256, 128, 'S', 256, 128, 'S', 256], i=1024, size=512))
+        self.l2_norm = L2Norm(512, scale=20)
+    def forward(self, x):
+        features = []
+        for i in range(23):
+            x = self.vgg[i](x)
+        features.append(self.l2_norm(x))
+        for i in range(23, len(self.vgg)):
+            x = self.vgg[i](x)
+        features.append(x)
+        for k, v in enumerate(self.extras):
+            x = F.relu(v(x), inplace=True)
+            if k % 2 == 1:
+                features.append(x)
+        return tuple(features)
+
+class Predictor(nn.Module):
+    def __init__(self, num_classes=21, boxes=(4, 6, 6, 6, 6, 4, 4),
+                 channels=(512, 1024, 512, 256, 256, 256, 256)):
+        super().__init__()
+        self.num_classes = num_classes
+        self.cls_headers = nn.ModuleList(nn.Conv2d(c, b * num_classes, 3, 1, 1)
+                                         for b, c in zip(boxes, channels))
+        self.reg_headers = nn.ModuleList(nn.Conv2d(c, b * 4, 3, 1, 1)
+                                         for b, c in zip(boxes, channels))
+    def forward(self, features):
+        cls = [h(f).permute(0, 2, 3, 1).contiguous() for f, h in zip(features, self.cls_headers)]
+        reg = [h(f).permute(0, 2, 3, 1).contiguous() for f, h in zip(features, self.reg_headers)]
+        n = features[0].shape[0]
+        cls = torch.cat([c.view(n, -1) for c in cls], 1).view(n, -1, self.num_classes)
+        reg = torch.cat([r.view(n, -1) for r in reg], 1).view(n, -1, 4)
+        return cls, reg
+
+class BoxHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.predictor = Predictor()
+
+class SSDDetector(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = VGG()
+        self.box_head = BoxHead()
+
+model = SSDDetector().eval()
+with torch.no_grad():
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            fan_in = m.weight[0].numel()
+            std = (2.0 / fan_in) ** 0.5 / (64.0 if name == "backbone.vgg.0" else 1.0)
+            m.weight.normal_(0.0, std)
+            m.bias.zero_()
+    for conv in model.box_head.predictor.cls_headers:
+        bias = conv.bias.view(-1, 21)
+        bias[:, 0] += 2.0
+        for c, up in {15: 2.0, 7: 1.5, 12: 1.0}.items():
+            bias[:, c] += up
+mean = torch.tensor([123.0, 117.0, 104.0]).view(1, 3, 1, 1)
+x = torch.from_numpy(image).permute(2, 0, 1)[None] - mean
+with torch.no_grad():
+    features = model.backbone(x)
+    cls, reg = model.box_head.predictor(features)
+arrays = {"loc": reg.numpy(), "conf": cls.numpy()}
+for i, f in enumerate(features):
+    arrays[f"feature{i}"] = f.permute(0, 2, 3, 1).numpy()
+np.savez(os.path.join(out, "reference.npz"), **arrays)
+torch.save({"model": model.state_dict(), "iteration": 120000},
+           os.path.join(out, "vgg_ssd512_voc0712.pth"))
+with open(os.path.join(out, "report.json"), "w") as f:
+    json.dump({"torch": torch.__version__,
+               "params": sum(p.numel() for p in model.parameters())}, f)
+"""
+
+SOURCE_MAPS = ["conv4_3_norm", "fc7", "conv6_2", "conv7_2", "conv8_2", "conv9_2", "conv10_2"]
+
+
+def lufficc_prior_box_512():
+    """lufficc's `PriorBox` with `configs/vgg_ssd512_voc0712.yaml`: per map,
+    rows i, columns j: cx = (j + 0.5) / (512 / stride); min square,
+    sqrt(min * max) square, then per ratio (min sqrt(r), min / sqrt(r)) and
+    its transpose; all four values clamped to [0, 1] (`PRIORS.CLIP`)."""
+    maps = [64, 32, 16, 8, 4, 2, 1]
+    strides = [8, 16, 32, 64, 128, 256, 512]
+    mins = [35.84, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8]
+    maxs = [76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.65]
+    ratios = [[2], [2, 3], [2, 3], [2, 3], [2, 3], [2], [2]]
+    out = []
+    for k, f in enumerate(maps):
+        scale = SIZE / strides[k]
+        for i, j in itertools.product(range(f), repeat=2):
+            cx, cy = (j + 0.5) / scale, (i + 0.5) / scale
+            s = mins[k] / SIZE
+            out.append([cx, cy, s, s])
+            big = math.sqrt(mins[k] * maxs[k]) / SIZE
+            out.append([cx, cy, big, big])
+            for r in ratios[k]:
+                q = math.sqrt(r)
+                out += [[cx, cy, s * q, s / q], [cx, cy, s / q, s * q]]
+    return np.clip(np.asarray(out, np.float32), 0, 1)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    from skimage import data
+
+    out = tmp_path_factory.mktemp("torch_ssd512")
+    image = np.asarray(data.astronaut(), np.float32)  # 512 x 512 RGB
+    np.save(out / "image.npy", image)
+    result = subprocess.run([sys.executable, "-c", TORCH_CHILD, str(out)],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    with open(out / "report.json") as f:
+        report = json.load(f)
+    return out, report, dict(np.load(out / "reference.npz")), image
+
+
+def test_lufficc_ssd512_conversion_equals_its_source(reference, capsys):
+    import keras
+
+    from keras_ssd.layers.decode_detections import DecodeDetections
+
+    out, report, ref, image = reference
+    model = convert_checkpoint(out / "vgg_ssd512_voc0712.pth")  # sniffed: lufficc512
+    assert model.architecture == "ssd512" and model.num_classes == 20
+    assert model.count_params() == report["params"]
+    figures = {}
+    ref_priors = lufficc_prior_box_512()
+    priors = generate_anchors(model.config)
+    figures["priors (px)"] = float(np.abs(priors - ref_priors).max()) * SIZE
+    assert priors.shape == (24564, 4) and figures["priors (px)"] < 1e-5
+    probe = keras.Model(model.input, [model.get_layer(n).output for n in SOURCE_MAPS]
+                        + [model.output])
+    outs = [np.asarray(o) for o in probe(image[None])]
+    for i, name in enumerate(SOURCE_MAPS):
+        figures[name] = relative(outs[i], ref[f"feature{i}"])[0]
+        assert figures[name] < 1e-4, (name, figures)
+    predictions = outs[-1]
+    for part, got in (("loc", predictions[0, :, :4]), ("conf", predictions[0, :, 4:])):
+        figures[f"{part} (relative)"] = relative(got, ref[part][0])[0]
+        assert figures[f"{part} (relative)"] < 1e-4, (part, figures)
+    loc, conf = ref["loc"][0].astype(np.float64), ref["conf"][0].astype(np.float64)
+    theirs, gap = lufficc_postprocess(loc, conf, ref_priors.astype(np.float64), size=SIZE)
+    assert gap is not None and gap > 1e-5  # the 100 cut acts, without a tie
+    figures["score gap at the 100 cut"] = gap
+    for key, heads, tol in (("from lufficc's heads", np.concatenate(
+            [ref["loc"], ref["conf"]], -1), 1e-3), ("end to end", predictions, 1e-2)):
+        decoded = DecodeDetections(model.config, **model.postprocessing)(heads)
+        n = int(decoded["num_detections"][0])
+        ours = (np.asarray(decoded["boxes"][0, :n]) * SIZE,
+                np.asarray(decoded["scores"][0, :n]), np.asarray(decoded["labels"][0, :n]))
+        assert n == len(theirs[0]) == 100
+        used = np.zeros(n, bool)
+        worst = [0.0, 0.0]
+        for box, score, label in zip(*theirs):
+            err = np.abs(ours[0] - box).max(axis=1)
+            err[(ours[2] != label) | used | (np.abs(ours[1] - score) > 1e-3)] = np.inf
+            j = int(np.argmin(err))
+            assert err[j] < tol, (key, label, score, err[j])
+            used[j] = True
+            worst = [max(worst[0], float(err[j])), max(worst[1], abs(ours[1][j] - score))]
+        figures[f"detections {key}"] = (n, *worst)
+    with capsys.disabled():
+        print("\n[lufficc ssd512] " + ", ".join(f"{k}: {v}" for k, v in figures.items()))

@@ -104,11 +104,12 @@ def ssd300(precision="float32"):
 
 def build_ours(precision="float32", jit_compile=None, winograd=True):
     """SSD300 (20 classes) built under `precision`, prepared for inference
-    (`keras_ssd.accel.prepare_for_inference`)."""
+    (`keras_ssd.accel.prepare_for_inference`), the network alone (no
+    decoding: the forward pass is what is compared)."""
     from keras_ssd.accel import prepare_for_inference
 
     return prepare_for_inference(ssd300(precision), jit_compile=jit_compile,
-                                 winograd=winograd)
+                                 winograd=winograd, decode=False)
 
 
 def ours_fn(model, batch, seed=0):
@@ -158,8 +159,8 @@ def run(quick=False, batches=(1, 8), include_xla=True):
     from keras_ssd.accel import prepare_for_inference
 
     net32 = ssd300("float32")
-    ours32 = prepare_for_inference(net32)
-    direct32 = prepare_for_inference(net32, winograd=False)  # same weights
+    ours32 = prepare_for_inference(net32, decode=False)
+    direct32 = prepare_for_inference(net32, winograd=False, decode=False)  # same weights
     ours16 = build_ours("bfloat16")
     macs = count_macs(net32)
     gflop = 2.0 * macs / 1e9
@@ -219,7 +220,7 @@ def run(quick=False, batches=(1, 8), include_xla=True):
                                   note="median over the forward runs"))
     if include_xla:
         batch = 1
-        xla = prepare_for_inference(net32, jit_compile=True)
+        xla = prepare_for_inference(net32, jit_compile=True, decode=False)
         res = common.alternate({"default": ours_on_batch_fn(ours32, batch),
                                 "xla": ours_on_batch_fn(xla, batch)},
                                warmup=2, rounds=3 if quick else 5)

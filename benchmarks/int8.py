@@ -78,7 +78,7 @@ def _test_inputs(dataset, size, limit=None):
 def _score(run_one, inputs, dataset, names):
     """VOC07 mAP of `run_one(batch) -> outputs dict` over the test inputs."""
     from keras_ssd.evaluation.voc import voc_map
-    from keras_ssd.inference.detector import to_pixels
+    from keras_ssd.inference import to_pixels
 
     detections = []
     for image, width, height in inputs:
@@ -110,11 +110,7 @@ def _onnx_runner(path, threads):
 
 
 def _keras_runner(model):
-    from keras_ssd.inference.model import inference_model
-
-    detector = inference_model(model)
-    return lambda batch: {k: np.asarray(v) for k, v in
-                          detector.predict_on_batch(batch.astype("float32")).items()}
+    return lambda batch: model.predict_on_batch(batch.astype("float32"))
 
 
 def weight_dtypes(path):

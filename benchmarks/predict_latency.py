@@ -42,7 +42,8 @@ def run(quick=False, demo_dir=None):
         models = {"fp32": ssd300("float32"), "bf16": ssd300("bfloat16")}
         sides = {p: (lambda m=m: predict_image(m, path)) for p, m in models.items()}
         res = common.alternate(sides, warmup=2, rounds=5 if quick else 11)
-        fwd = {p: common.measure(lambda m=prepare_for_inference(m): m.predict_on_batch(
+        fwd = {p: common.measure(lambda m=prepare_for_inference(m, decode=False):
+                                 m.predict_on_batch(
             np.zeros((1, 300, 300, 3), np.float32)), warmup=1, repeats=3 if quick else 5)[0]
             for p, m in models.items()}
         for p in models:

@@ -53,7 +53,6 @@ def multiply_adds(model):
 def run(out, threads=1, rounds=10, verbose=1):
     common.set_threads(threads, with_torch=False)
     from keras_ssd import presets
-    from keras_ssd.inference.model import inference_model
     from keras_ssd.models.builders import get_builder
 
     rng = np.random.default_rng(0)
@@ -61,10 +60,10 @@ def run(out, threads=1, rounds=10, verbose=1):
     for name, classes in NETWORKS.items():
         preset = presets.get_pretrained(name)
         model = get_builder(preset.architecture)(num_classes=classes)
-        detector = inference_model(model, **preset.decode)
+        model.prediction_decoder = model.prediction_decoder.replace(**preset.decode)
         size = model.config.image_shape
         image = rng.uniform(0, 255, (1, *size, 3)).astype("float32")
-        sides[name] = (lambda d=detector, x=image: d.predict_on_batch(x))
+        sides[name] = (lambda m=model, x=image: m.predict_on_batch(x))
         facts[name] = {
             "architecture": preset.architecture,
             "parameters": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),

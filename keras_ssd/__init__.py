@@ -11,11 +11,8 @@ once, without loading (and hearing from) TensorFlow.
 """
 
 import importlib as _importlib
-import importlib.abc as _importlib_abc
-import importlib.util as _importlib_util
 import os as _os
 import sys as _sys
-import warnings as _warnings
 
 from keras_ssd.version import __version__
 from keras_ssd.config import SSDConfig
@@ -71,8 +68,6 @@ _KERAS_API = {
     "runtime": ("keras_ssd.accel.runtime", None),
     "WinogradConv2D": ("keras_ssd.accel.winograd_conv", "WinogradConv2D"),
     "inference": ("keras_ssd.inference", None),
-    "inference_model": ("keras_ssd.inference.model", "inference_model"),
-    "get_config_from_model": ("keras_ssd.inference.model", "get_config_from_model"),
     "predict_image": ("keras_ssd.inference.predict", "predict_image"),
     "predict_images": ("keras_ssd.inference.predict", "predict_images"),
     "evaluation": ("keras_ssd.evaluation", None),
@@ -85,50 +80,6 @@ _KERAS_API = {
     # `import keras_ssd.export` / `from keras_ssd.export import ...`.
     "export": ("keras_ssd.export", "export"),
 }
-
-# Modules of keras-ssd 0.1 that moved in 0.2 -> their new home. Importing an
-# old name still works (with a DeprecationWarning) for one release.
-_MOVED_MODULES = {
-    "keras_ssd.callbacks": "keras_ssd.training.callbacks",
-    "keras_ssd.checkpoints": "keras_ssd.training.checkpoints",
-    "keras_ssd.distribute": "keras_ssd.training.distribute",
-    "keras_ssd.schedules": "keras_ssd.training.schedules",
-    "keras_ssd.encoding": "keras_ssd.targets",
-    "keras_ssd.runtime": "keras_ssd.accel.runtime",
-    "keras_ssd.winograd": "keras_ssd.accel.winograd",
-    "keras_ssd.layers.winograd_conv": "keras_ssd.accel.winograd_conv",
-    "keras_ssd.predict": "keras_ssd.inference.predict",
-    "keras_ssd.imaging": "keras_ssd.data.images",
-}
-
-
-class _MovedModuleLoader(_importlib_abc.Loader):
-    def __init__(self, old, new):
-        self.old, self.new = old, new
-
-    def create_module(self, spec):
-        _warnings.warn(
-            f"{self.old} moved to {self.new} in keras-ssd 0.2; the old name goes in 0.3",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        return _importlib.import_module(self.new)
-
-    def exec_module(self, module):
-        pass
-
-
-class _MovedModuleFinder(_importlib_abc.MetaPathFinder):
-    def find_spec(self, fullname, path=None, target=None):
-        new = _MOVED_MODULES.get(fullname)
-        if new is None:
-            return None
-        return _importlib_util.spec_from_loader(fullname, _MovedModuleLoader(fullname, new))
-
-
-if not any(isinstance(f, _MovedModuleFinder) for f in _sys.meta_path):
-    _sys.meta_path.append(_MovedModuleFinder())
-
 
 def _resolve(name):
     module_name, attribute = _KERAS_API[name]

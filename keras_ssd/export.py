@@ -20,9 +20,8 @@ Every artifact has one input and four outputs:
 - `num_detections`: `(B,)` int32 number of real detections (rows
   `0..num_detections-1`).
 
-These are the outputs of `keras_ssd.inference_model` under the same names
-(docs/outputs.md; keras-ssd 0.1 artifacts called `num_detections` `count`),
-computed by the same `DecodeDetections` graph through its portable
+These are the outputs of `model.predict` under the same names
+(docs/outputs.md), computed by the same `DecodeDetections` graph through its portable
 `keras.ops` path (the XLA fast path is never exported).
 
 The conversion runs on the TensorFlow backend. ONNX needs the `export` extra
@@ -53,17 +52,8 @@ _FORMAT_ALIASES = {
 }
 #: Accepted `input_dtype` values.
 INPUT_DTYPES = ("float32", "uint8")
-#: Output names of every artifact, in this order: the decoder's
-#: (`keras_ssd.inference.OUTPUT_KEYS`; "num_detections" was "count" in 0.1).
+#: Output names of every artifact, in this order: the decoder's.
 OUTPUT_NAMES = ("boxes", "scores", "labels", "num_detections")
-#: `DecodeDetections` options `export` accepts.
-DECODE_OPTIONS = (
-    "confidence_threshold",
-    "iou_threshold",
-    "max_candidates_per_class",
-    "top_k",
-    "clip_boxes",
-)
 #: ONNX opset used when `opset` is not given.
 DEFAULT_ONNX_OPSET = 17
 EXPORT_EXTRA = 'pip install "keras-ssd[export]"'
@@ -122,16 +112,17 @@ def default_extension(format):
 
 
 # ---------------------------------------------------------------- the model
-def split_detector(model):
-    """`keras_ssd.inference.split_detector` (the inference path's decoder
-    discovery: `(predictor, config, decode_options)`), errors prefixed
-    `export:`."""
-    from keras_ssd.inference.detector import split_detector as split
+def check_model(model):
+    """`(model, config, decode_options)` of a keras-ssd model: the network
+    (its call gives the raw heads), its `SSDConfig` and the options of its
+    `prediction_decoder`; `ValueError` prefixed `export:` for anything else."""
+    from keras_ssd.inference.predict import check_model as check
 
     try:
-        return split(model)
+        config = check(model, "export")
     except ValueError as e:
-        raise ValueError(f"export: {e}") from None
+        raise ValueError(str(e)) from None
+    return model, config, model.prediction_decoder.options
 
 
 def _image_size(predictor, config):
@@ -269,10 +260,9 @@ def export(model, path, format="tf_saved_model", *, input_dtype="float32",
     """Write `model` as a deployable detector with decoding and NMS inside.
 
     Args:
-        model: a keras-ssd training model (`SSD300`, `SSDTiny`, ..., or any
-            `keras.Model` with an `SSDConfig` `config` whose output is
-            `(B, N, 4 + num_classes + 1)`) or an inference model (e.g. from
-            `keras_ssd.inference_model`, whose decoder settings are kept).
+        model: a keras-ssd model (`SSD300`, `SSDTiny`, ..., or one loaded
+            from `.keras`); its `prediction_decoder`'s settings are the
+            defaults of the decode options.
         path: where to write: a folder for `"tf_saved_model"`, a `.onnx` file
             for `"onnx"`, a `.tflite` file for `"litert"`. Parent folders are
             created; an existing artifact is replaced.
@@ -299,12 +289,10 @@ def export(model, path, format="tf_saved_model", *, input_dtype="float32",
             (default 100, an evenly spread subset of a larger source).
         keep_float: with `quantize`: Keras layer names whose operators stay
             float32 (layers a sensitivity check found costly).
-        **decode_options: `confidence_threshold`, `iou_threshold`,
-            `max_candidates_per_class`, `top_k`, `clip_boxes` of
-            `DecodeDetections`; default to the inference model's settings,
-            else a training model's `postprocessing` (a converted
-            checkpoint's source settings, its `max_log_scale` included),
-            else `DecodeDetections`' defaults (0.01, 0.45, 400, 200, False).
+        **decode_options: options of `DecodeDetections`
+            (`keras_ssd.layers.decode_detections.DECODE_OPTIONS`); default
+            to the model's `prediction_decoder` (0.01, 0.45, 400, 200 unless
+            set otherwise).
 
     Returns:
         The path written (str).
@@ -340,12 +328,9 @@ def export(model, path, format="tf_saved_model", *, input_dtype="float32",
         if isinstance(opset, bool) or not isinstance(opset, numbers.Integral) \
                 or not 13 <= opset <= 21:
             raise ValueError(f"export: opset must be an int in [13, 21], got {opset!r}")
-    unknown = sorted(set(decode_options) - set(DECODE_OPTIONS))
-    if unknown:
-        raise ValueError(
-            f"export: unknown option(s) {', '.join(unknown)}; decode options are "
-            f"{', '.join(DECODE_OPTIONS)}"
-        )
+    from keras_ssd.layers.decode_detections import check_decode_options
+
+    decode_options = check_decode_options(decode_options, "export")
     from keras_ssd.quantize import check_quantize
 
     quantize, num_calibration, keep_float = check_quantize(
@@ -369,12 +354,7 @@ def export(model, path, format="tf_saved_model", *, input_dtype="float32",
 
     from keras_ssd.layers.decode_detections import DecodeDetections
 
-    predictor, config, options = split_detector(model)
-    if predictor is model and getattr(model, "postprocessing", None):
-        # A training model of a converted checkpoint decodes as its source
-        # did (SSD.postprocessing: thresholds, clipping, the log-scale cap),
-        # as `inference_model` and the predict helpers do.
-        options = dict(model.postprocessing)
+    predictor, config, options = check_model(model)
     options.update(decode_options)
     # LiteRT's builtin operators have no float64 kernels: its decoder takes
     # the NMS overlap decisions in float32 (as keras_ssd.nms does on JAX

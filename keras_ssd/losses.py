@@ -54,6 +54,9 @@ class SSDLoss(keras.losses.Loss):
     >>> model.compile(optimizer="sgd", loss=SSDLoss(neg_pos_ratio=3))
     """
 
+    #: The reductions that average over the batch (the others sum).
+    MEAN_REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight")
+
     def __init__(self, neg_pos_ratio=3.0, alpha=1.0, name="ssd_loss", reduction="sum",
                  **kwargs):
         super().__init__(name=name, reduction=reduction, **kwargs)
@@ -134,37 +137,50 @@ class SSDLoss(keras.losses.Loss):
         conf, loc, total_pos = self._normalised(y_true, y_pred)
         return (conf + loc) / total_pos
 
-    def parts(self, y_true, y_pred):
-        """The batch's confidence and localisation parts of the loss.
+    def loss_and_parts(self, y_true, y_pred):
+        """The batch's loss and its confidence and localisation parts, from
+        one hard negative mining.
 
-        Normalised exactly as the loss (`L_conf / N_pos` and
-        `alpha * L_loc / N_pos`, summed over the batch as the default
-        `"sum"` reduction does, or averaged for `"sum_over_batch_size"`),
-        so `conf + loc` is the loss of the batch.
+        Reduced as the loss is (the default `"sum"` over the batch, or the
+        mean for `"sum_over_batch_size"`): `loss` is what calling this loss
+        returns, `conf` is `L_conf / N_pos`, `loc` is `alpha * L_loc / N_pos`,
+        and `conf + loc == loss` up to float rounding. Under a
+        `tf.distribute` strategy a mean is also divided by the number of
+        replicas, as Keras divides a mean loss. `SSD.compute_loss`
+        uses it to train on `loss` and report the parts.
 
         Returns:
-            `(conf, loc)`, two float32 scalars.
+            `(loss, conf, loc)`, three float32 scalars.
+
+        Raises:
+            ValueError: a reduction that leaves one value per image.
+
+        Example:
+
+        >>> loss, conf, loc = SSDLoss().loss_and_parts(y_true, y_pred)
+        """
+        if self.reduction not in ("sum",) + self.MEAN_REDUCTIONS:
+            raise ValueError(
+                f"SSDLoss.loss_and_parts: reduction {self.reduction!r} leaves one value "
+                "per image; use 'sum' or 'sum_over_batch_size'")
+        conf, loc, total_pos = self._normalised(y_true, y_pred)
+        values = [ops.sum((conf + loc) / total_pos), ops.sum(conf / total_pos),
+                  ops.sum(loc / total_pos)]
+        if self.reduction in self.MEAN_REDUCTIONS:
+            # As Keras reduces a mean loss: scaled down per tf.distribute replica.
+            size = ops.cast(ops.shape(y_true)[0], "float32") * float(replicas_in_sync())
+            values = [value / size for value in values]
+        return tuple(values)
+
+    def parts(self, y_true, y_pred):
+        """`(conf, loc)` of `loss_and_parts`: the batch's confidence and
+        localisation parts, adding up to the loss.
 
         Example:
 
         >>> conf, loc = SSDLoss().parts(y_true, y_pred)
         """
-        conf, loc, total_pos = self._normalised(y_true, y_pred)
-        conf, loc = ops.sum(conf / total_pos), ops.sum(loc / total_pos)
-        if self.reduction in ("sum_over_batch_size", "mean", "mean_with_sample_weight"):
-            size = ops.cast(ops.shape(y_true)[0], "float32")
-            conf, loc = conf / size, loc / size
-        return conf, loc
-
-    def part_metrics(self):
-        """The two Keras metrics reporting this loss's parts in `fit` logs.
-
-        Returns:
-            `[ConfidenceLoss, LocalizationLoss]` with this loss's
-            `neg_pos_ratio` and `alpha`; pass them to `model.compile(metrics=)`.
-        """
-        return [ConfidenceLoss(self.neg_pos_ratio, self.alpha, reduction=self.reduction),
-                LocalizationLoss(self.neg_pos_ratio, self.alpha, reduction=self.reduction)]
+        return self.loss_and_parts(y_true, y_pred)[1:]
 
     def get_config(self):
         config = super().get_config()
@@ -172,110 +188,7 @@ class SSDLoss(keras.losses.Loss):
         return config
 
 
-# The parts of the last (y_true, y_pred) pair, so that the two part metrics
-# of one step (Keras updates them one after the other with the same tensors,
-# in the same traced function) run the loss's hard negative mining once.
-_LAST_PARTS = [None]
-
-
-def _shared_parts(loss, y_true, y_pred):
-    """`loss.parts(y_true, y_pred)`, computed once for two consecutive calls."""
-    last = _LAST_PARTS[0]
-    options = (loss.neg_pos_ratio, loss.alpha, loss.reduction)
-    if last is not None and last[0] is y_true and last[1] is y_pred and last[2] == options:
-        _LAST_PARTS[0] = None  # the pair's second metric: drop the references
-        return last[3]
-    parts = loss.parts(y_true, y_pred)
-    _LAST_PARTS[0] = (y_true, y_pred, options, parts)
-    return parts
-
-
-class _SSDLossPart(keras.metrics.Metric):
-    """Epoch mean of one part of `SSDLoss`, averaged as `fit` averages the loss.
-
-    Each batch's part (`SSDLoss.parts`) is weighted by the batch size, the
-    weight Keras's loss tracker gives the batch's loss, so at every batch
-    and at the end of the epoch `conf_loss + loc_loss` equals `loss` (plus
-    the model's weight penalty, if it has one), also per replica under a
-    `tf.distribute` strategy (the tracked value is scaled as Keras scales
-    the tracked loss). Sample weights are ignored: the loss
-    `train_detector` compiles has none.
-    """
-
-    _part = None
-    _default_name = None
-
-    def __init__(self, neg_pos_ratio=3.0, alpha=1.0, reduction="sum", name=None,
-                 dtype=None):
-        super().__init__(name=name or self._default_name, dtype=dtype)
-        self._loss = SSDLoss(neg_pos_ratio=neg_pos_ratio, alpha=alpha, reduction=reduction)
-        self.total = self.add_variable(shape=(), initializer="zeros", dtype="float32",
-                                       name="total")
-        self.count = self.add_variable(shape=(), initializer="zeros", dtype="float32",
-                                       name="count")
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        conf, loc = _shared_parts(self._loss, y_true, y_pred)
-        value = conf if self._part == "conf" else loc
-        if self._loss.reduction not in ("sum_over_batch_size", "mean",
-                                        "mean_with_sample_weight"):
-            # As Keras tracks the loss under tf.distribute: a "sum" loss is
-            # not scaled down per replica but its tracked value is scaled up.
-            value = value * float(_num_replicas())
-        size = ops.cast(ops.shape(y_true)[0], "float32")
-        self.total.assign(self.total + value * size)
-        self.count.assign(self.count + size)
-
-    def result(self):
-        return ops.divide_no_nan(self.total, self.count)
-
-    def reset_state(self):
-        self.total.assign(0.0)
-        self.count.assign(0.0)
-
-    def get_config(self):
-        return {"neg_pos_ratio": self._loss.neg_pos_ratio, "alpha": self._loss.alpha,
-                "reduction": self._loss.reduction, "name": self.name, "dtype": self.dtype}
-
-
-@keras.saving.register_keras_serializable(package="keras_ssd")
-class ConfidenceLoss(_SSDLossPart):
-    """`fit` metric `conf_loss`: the softmax cross-entropy part of `SSDLoss`.
-
-    Positives and mined hard negatives, divided by the batch's positive
-    count, as in the loss.
-
-    Args:
-        neg_pos_ratio, alpha, reduction: as the compiled `SSDLoss`'s.
-        name: log entry (default `"conf_loss"`).
-
-    Example:
-
-    >>> loss = SSDLoss()
-    >>> model.compile(optimizer="adam", loss=loss, metrics=loss.part_metrics())
-    """
-
-    _part = "conf"
-    _default_name = "conf_loss"
-
-
-@keras.saving.register_keras_serializable(package="keras_ssd")
-class LocalizationLoss(_SSDLossPart):
-    """`fit` metric `loc_loss`: the smooth-L1 part of `SSDLoss`.
-
-    `alpha` x summed smooth L1 of the positives' offsets, divided by the
-    batch's positive count, as in the loss.
-
-    Args:
-        neg_pos_ratio, alpha, reduction: as the compiled `SSDLoss`'s.
-        name: log entry (default `"loc_loss"`).
-    """
-
-    _part = "loc"
-    _default_name = "loc_loss"
-
-
-def _num_replicas():
+def replicas_in_sync():
     """Replicas of the current `tf.distribute` strategy (1 elsewhere)."""
     if keras.backend.backend() != "tensorflow":
         return 1

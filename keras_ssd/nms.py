@@ -35,15 +35,13 @@ import warnings
 import keras
 from keras import ops
 
-from keras_ssd.boxes import iou_above_ops, iou_ops
+from keras_ssd.boxes import iou_above_ops
 from keras_ssd.xla import xla_compiled
 
 #: `overlap_dtype` values `multiclass_nms`, `greedy_nms` and
 #: `DecodeDetections` accept (`None`: float64, or float32 on JAX without x64).
 OVERLAP_DTYPES = (None, "float32", "float64")
 
-#: keras-ssd 0.1 name of `keras_ssd.boxes.iou_ops`.
-pairwise_iou = iou_ops
 
 # Set only by the deprecated `overlap_dtype()` context manager.
 _DECISION_DTYPE_OVERRIDE = []

@@ -11,7 +11,7 @@ __all__ = ["KerasFileError", "check_keras_archive", "load_model",
 def register_keras_ssd_objects():
     """Import the modules that register keras-ssd layers, models, losses and
     schedules, so `keras.saving.load_model` can rebuild them."""
-    import keras_ssd.accel.winograd_conv  # noqa: F401  (files saved by 0.1 name it)
+    import keras_ssd.accel.winograd_conv  # noqa: F401
     import keras_ssd.layers  # noqa: F401
     import keras_ssd.losses  # noqa: F401
     import keras_ssd.models  # noqa: F401
@@ -40,10 +40,7 @@ def load_model(path, compile=True, custom_objects=None, **kwargs):
     """
     import keras
 
-    from keras_ssd.accel.legacy_files import plain_conv_copy
-
     check_keras_archive(path)
     register_keras_ssd_objects()
-    with plain_conv_copy(path) as readable:  # 0.1 files: WinogradConv2D -> Conv2D
-        return keras.saving.load_model(readable, custom_objects=custom_objects,
-                                       compile=compile, **kwargs)
+    return keras.saving.load_model(path, custom_objects=custom_objects, compile=compile,
+                                   **kwargs)

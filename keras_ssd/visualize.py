@@ -6,7 +6,6 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from keras_ssd.data.images import load_image
-from keras_ssd.inference.detector import as_detections
 
 __all__ = ["class_color", "draw_detections"]
 
@@ -66,7 +65,6 @@ def draw_detections(image, detections, class_names=None, line_width=None, font_s
             "draw_detections: detections must be a dict with 'boxes', 'scores' and "
             f"'labels', got {type(detections).__name__}"
         )
-    detections = as_detections(detections)
     missing = [k for k in ("boxes", "labels") if k not in detections]
     if missing:
         raise ValueError(f"draw_detections: detections lack {', '.join(missing)}")

@@ -86,6 +86,32 @@ def tiny_model(make_tiny_model):
 
 
 @pytest.fixture(scope="session")
+def make_oracle_model():
+    """Factory `make_oracle_model(config, answer, top_k=10)`: a stand-in for a
+    keras-ssd model whose `predict_on_batch(images)` returns `answer(images)`
+    (a decoded dict: `boxes` normalised xyxy, `scores`, `labels`), so that
+    everything around the network (rendering, batching, pixels, matching,
+    scoring) can be checked exactly. `model.calls` lists the batch shapes."""
+    import keras
+
+    from keras_ssd.layers import DecodeDetections
+
+    class OracleModel(keras.Model):
+        def __init__(self, config, answer, top_k=10):
+            super().__init__()
+            self.config = config
+            self.prediction_decoder = DecodeDetections(config, top_k=top_k)
+            self.answer = answer
+            self.calls = []
+
+        def predict_on_batch(self, x):
+            self.calls.append(np.shape(x))
+            return self.answer(np.asarray(x))
+
+    return OracleModel
+
+
+@pytest.fixture(scope="session")
 def synthetic_voc(tmp_path_factory):
     """A small synthetic VOC directory (shapes at 160 px: 12 trainval and 4
     test images, seed 3), shared read-only by the whole session."""

@@ -9,8 +9,8 @@ from keras_ssd import boxes as B
 from keras_ssd.anchors import generate_anchors
 from keras_ssd.boxes import (
     cxcywh_to_xyxy,
-    decode_boxes,
-    encode_boxes,
+    decode,
+    encode,
     iou,
     validate_boxes,
     xyxy_to_cxcywh,
@@ -41,7 +41,7 @@ def test_iou_of_empty_union_is_zero():
 def test_encode_follows_ssd_formula():
     anchor = np.array([[0.5, 0.5, 0.2, 0.4]])
     box = np.array([[0.45, 0.3, 0.65, 0.9]])  # cx .55 cy .6 w .2 h .6
-    enc = encode_boxes(box, anchor, (0.1, 0.1, 0.2, 0.2))
+    enc = encode(box, anchor, (0.1, 0.1, 0.2, 0.2))
     expected = [0.05 / 0.2 / 0.1, 0.1 / 0.4 / 0.1, np.log(1.0) / 0.2, np.log(1.5) / 0.2]
     np.testing.assert_allclose(enc[0], expected, rtol=1e-6)
 
@@ -52,7 +52,7 @@ def test_decode_inverts_encode():
     xy = rng.uniform(0, 0.7, (200, 2))
     boxes = np.concatenate([xy, xy + rng.uniform(0.01, 0.3, (200, 2))], 1)
     for v in [(0.1, 0.1, 0.2, 0.2), (1, 1, 1, 1)]:
-        back = decode_boxes(encode_boxes(boxes, anchors, v), anchors, v)
+        back = decode(encode(boxes, anchors, v), anchors, v)
         np.testing.assert_allclose(back, boxes, atol=1e-5)
 
 
@@ -246,13 +246,3 @@ def test_anchor_grid_rejects_anchors_off_the_grid():
 def test_variances_must_be_four_numbers():
     with pytest.raises(ValueError, match="variances must be 4 numbers"):
         B.decode(np.zeros((1, 4)), np.ones((1, 4)), (0.1, 0.2))
-
-
-def test_old_names_are_the_new_functions():
-    from keras_ssd import nms
-    from keras_ssd.layers import decode_detections
-
-    assert B.encode_boxes is B.encode and B.decode_boxes is B.decode
-    assert B.box_area is B.area
-    assert nms.pairwise_iou is B.iou_ops
-    assert decode_detections.decode_offsets is B.decode_ops

@@ -16,10 +16,9 @@ from keras_ssd.cli import main
 from keras_ssd.export import (
     OUTPUT_NAMES,
     MissingExportDependency,
+    check_model,
     export,
-    split_detector,
 )
-from keras_ssd.inference.model import inference_model
 from keras_ssd.models import SSDTiny
 
 SIZE = 160
@@ -81,19 +80,20 @@ def images():
     return make_images()
 
 
-def keras_detections(model, images):
-    out = model(images.astype("float32"))
-    return {
-        "boxes": np.asarray(out["boxes"]),
-        "scores": np.asarray(out["scores"]),
-        "labels": np.asarray(out["labels"]),
-        "num_detections": np.asarray(out["num_detections"]),
-    }
+@pytest.fixture(scope="module")
+def tuned_ssd(ssd):
+    """`ssd` (its weights) whose source settings are `DECODE`
+    (`postprocessing`, so saved with it): its `predict` and its artifacts
+    decode with them."""
+    model = type(ssd).from_config({**ssd.get_config(), "postprocessing": DECODE})
+    model.set_weights(ssd.get_weights())
+    return model
 
 
 @pytest.fixture(scope="module")
-def expected(ssd, images):
-    return keras_detections(inference_model(ssd, **DECODE), images)
+def expected(tuned_ssd, images):
+    """The Keras model's own detections: `predict` with its decoder."""
+    return tuned_ssd.predict(images.astype("float32"))
 
 
 def assert_same_detections(got, want):
@@ -129,19 +129,15 @@ def test_crafted_model_gives_separated_detections_that_nms_and_top_k_cut(
 
 
 @tf_only
-def test_split_detector_takes_a_training_or_an_inference_model(ssd, images):
-    predictor, config, options = split_detector(ssd)
-    assert predictor is ssd and config is ssd.config and options == {}
-
-    detector = inference_model(ssd, top_k=7, confidence_threshold=0.3)
-    predictor, config, options = split_detector(detector)
-    assert config.to_dict() == ssd.config.to_dict()
-    assert options == {"confidence_threshold": 0.3, "iou_threshold": 0.45,
-                       "max_candidates_per_class": 400, "top_k": 7, "clip_boxes": False}
-    predictions, priors = predictor(images[:1].astype("float32"))
-    np.testing.assert_allclose(np.asarray(predictions),
-                               np.asarray(ssd(images[:1].astype("float32"))), atol=1e-6)
-    assert tuple(priors.shape) == (1, ssd.config.num_anchors, 4)
+def test_the_export_graph_is_the_network_and_its_decoders_settings(ssd, tuned_ssd):
+    network, config, options = check_model(ssd)
+    assert network is ssd and config is ssd.config
+    assert options == ssd.prediction_decoder.options
+    assert options["top_k"] == 200 and options["confidence_threshold"] == 0.01
+    _, _, options = check_model(tuned_ssd)
+    assert options == {**ssd.prediction_decoder.options, **DECODE}
+    with pytest.raises(ValueError, match="export: Sequential .* is not a keras-ssd model"):
+        check_model(keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)]))
 
 
 def test_artifacts_and_the_decoder_share_one_vocabulary():
@@ -149,14 +145,15 @@ def test_artifacts_and_the_decoder_share_one_vocabulary():
     from keras_ssd.layers.decode_detections import DecodeDetections
 
     assert OUTPUT_NAMES == OUTPUT_KEYS == ("boxes", "scores", "labels", "num_detections")
-    assert DecodeDetections(crafted_tiny_ssd().config).output_keys == OUTPUT_KEYS
+    out = DecodeDetections(crafted_tiny_ssd().config)(np.zeros((1, 2390, 8), "float32"))
+    assert tuple(out) == OUTPUT_KEYS
 
 
 @tf_only
-def test_saved_model_of_an_inference_model_matches_keras_with_uint8_images(
-        ssd, images, expected, tmp_path):
+def test_saved_model_decodes_with_the_models_settings_and_uint8_images(
+        tuned_ssd, images, expected, tmp_path):
     path = str(tmp_path / "detector")
-    assert export(inference_model(ssd, **DECODE), path, input_dtype="uint8") == path
+    assert export(tuned_ssd, path, input_dtype="uint8") == path
     serve = tf.saved_model.load(path).signatures["serving_default"]
     (spec,) = serve.structured_input_signature[1].values()
     assert spec.dtype == tf.uint8 and spec.shape.as_list() == [None, SIZE, SIZE, 3]
@@ -230,7 +227,7 @@ def test_litert_matches_keras_using_builtin_ops_only(ssd, images, expected, tmp_
     [
         ("m.onnx", {"format": "pb"}, "unknown format 'pb'"),
         ("sm", {"input_dtype": "float16"}, "input_dtype must be one of"),
-        ("sm", {"nms_threshold": 0.5}, "unknown option(s) nms_threshold"),
+        ("sm", {"nms_threshold": 0.5}, "export: unknown decode option(s) nms_threshold"),
         ("sm", {"confidence_threshold": 2.0}, "confidence_threshold must lie in"),
         ("m.tflite", {"format": "onnx"}, "does not end with .onnx"),
         ("m.onnx", {"format": "litert"}, "does not end with .tflite"),
@@ -285,10 +282,10 @@ def test_other_backends_are_told_to_export_under_tensorflow(tmp_path, monkeypatc
 
 # --------------------------------------------------------------------- CLI
 @tf_only
-def test_cli_exports_a_saved_inference_model_with_its_decoder_settings(
-        ssd, images, expected, tmp_path, capsys):
+def test_cli_exports_a_saved_model_with_its_decoder_settings(
+        tuned_ssd, images, expected, tmp_path, capsys):
     model_file = str(tmp_path / "detector.keras")
-    inference_model(ssd, **DECODE).save(model_file)
+    tuned_ssd.save(model_file)
     out = str(tmp_path / "exported")
     status = main(["export", "--model-file", model_file, "--format", "saved_model",
                    "--out", out, "--input-dtype", "uint8"])

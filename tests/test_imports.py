@@ -192,18 +192,3 @@ def test_the_checker_finds_a_circle_and_an_upward_import(tmp_path):
     assert find_circles(graph) == [["keras_ssd.boxes", "keras_ssd.cli.run"]]
     assert "keras_ssd.cli.run" in graph["keras_ssd.boxes"]
     assert layer_of("keras_ssd.boxes") < layer_of("keras_ssd.cli.run")
-
-
-@pytest.mark.parametrize("old, new", [
-    ("keras_ssd.callbacks", "keras_ssd.training.callbacks"),
-    ("keras_ssd.runtime", "keras_ssd.accel.runtime"),
-    ("keras_ssd.encoding", "keras_ssd.targets"),
-])
-def test_modules_of_0_1_still_import_with_a_deprecation_warning(old, new):
-    import importlib
-    import sys
-
-    sys.modules.pop(old, None)
-    with pytest.warns(DeprecationWarning, match=f"{old} moved to {new}"):
-        module = importlib.import_module(old)
-    assert module is importlib.import_module(new)

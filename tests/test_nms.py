@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from keras_ssd import nms as nms_module
-from keras_ssd.nms import greedy_nms, multiclass_nms, overlap_dtype, pairwise_iou
+from keras_ssd.boxes import iou_ops as pairwise_iou
+from keras_ssd.nms import greedy_nms, multiclass_nms, overlap_dtype
 
 
 # ---------------------------------------------------------------- reference

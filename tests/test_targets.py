@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from keras_ssd import SSDConfig, TargetEncoder, encode_targets, generate_anchors
-from keras_ssd.boxes import cxcywh_to_xyxy, decode_boxes, iou
+from keras_ssd.boxes import cxcywh_to_xyxy, decode, iou
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def test_decode_of_encode_recovers_boxes(anchors):
     labels = rng.integers(0, 20, 12)
     y = encode_targets(boxes, labels, anchors)
     pos = y[:, 4] > 0
-    decoded = decode_boxes(y[pos, :4], anchors[pos])
+    decoded = decode(y[pos, :4], anchors[pos])
     # Every positive prior decodes to exactly one of the boxes.
     err = np.abs(decoded[:, None, :] - boxes[None].astype(np.float32)).max(-1)
     assert err.min(axis=1).max() < 1e-5

@@ -95,25 +95,3 @@ def test_load_image_errors_name_the_problem(tmp_path):
         load_image(np.full((2, 2, 3), np.nan))
     with pytest.raises(ValueError, match="file path, a PIL image or a numeric array"):
         load_image({"not": "an image"})
-
-
-def test_draw_detections_reads_the_0_1_confidence_key_with_a_warning():
-    new = _dets([[20, 40, 100, 110]], [3], scores=[0.8])
-    old = {k: v for k, v in new.items() if k != "scores"}
-    old["confidence"] = new["scores"]
-    with pytest.warns(DeprecationWarning, match="'confidence'"):
-        drawn = draw_detections(_gray(), old, line_width=2)
-    assert np.array_equal(np.asarray(drawn), np.asarray(draw_detections(_gray(), new,
-                                                                        line_width=2)))
-
-
-def test_keras_ssd_imaging_still_imports_with_a_deprecation_warning():
-    import importlib
-    import sys
-
-    import keras_ssd.data.images
-
-    sys.modules.pop("keras_ssd.imaging", None)
-    with pytest.warns(DeprecationWarning, match="keras_ssd.imaging moved to keras_ssd.data.images"):
-        old = importlib.import_module("keras_ssd.imaging")
-    assert old.load_image is keras_ssd.data.images.load_image is load_image

@@ -10,8 +10,6 @@
 - `machine.py`: the CPU (features from /proc/cpuinfo) and its kind, which
   the per-machine choices follow (bfloat16 only where native, the Winograd
   tile rule, the CPU XLA table), and the per-machine tuning cache.
-- `legacy_files.py`: files saved by keras-ssd 0.1, whose SSDs held
-  `WinogradConv2D` layers, read as plain `Conv2D` (`keras_ssd.load_model`).
 """
 
 from keras_ssd.accel.apply import prepare_for_inference, winograd_tiles

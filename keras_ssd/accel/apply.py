@@ -35,6 +35,7 @@ from keras_ssd.accel.winograd_conv import (
     winograd_call,
 )
 from keras_ssd.config import SSDConfig
+from keras_ssd.models.decoding import DecodingPredictions
 from keras_ssd.models.fast_predict import fast_path_applies, predict_arrays
 from keras_ssd.models.walk import iter_layers
 
@@ -127,6 +128,12 @@ class _GraphView(_Runner, keras.Model):
     """A functional view: `_GraphView(inputs, outputs, name=...)`."""
 
 
+class _DecodingView(DecodingPredictions, _GraphView):
+    """The functional view of a model whose `predict` decodes (an `SSD`):
+    its `predict` decodes too, with the model's `prediction_decoder` at the
+    time the view was made."""
+
+
 class _CallView(_Runner, keras.Model):
     """A view calling `model` (a subclassed model without a graph): only the
     runtime defaults apply to it."""
@@ -139,8 +146,9 @@ class _CallView(_Runner, keras.Model):
         return self.model(inputs)
 
 
-def _view(model, use_winograd):
-    """`model` rebuilt over its own layers, eligible convolutions wrapped."""
+def _view(model, use_winograd, decoder=None):
+    """`model` rebuilt over its own layers, eligible convolutions wrapped;
+    decoding in `predict` with `decoder` when one is given."""
     graph = _graph_inputs(model)
     if graph is None:
         return _CallView(model)
@@ -167,10 +175,13 @@ def _view(model, use_winograd):
     source = keras.Model(*graph, name=model.name)
     clone = keras.models.clone_model(source, clone_function=clone_function,
                                      call_function=call_function)
-    view = _GraphView(clone.input, clone.output, name=model.name)
+    if decoder is None:
+        view = _GraphView(clone.input, clone.output, name=model.name)
+    else:
+        view = _DecodingView(clone.input, clone.output, name=model.name)
+        object.__setattr__(view, "prediction_decoder", decoder)
     config = getattr(model, "config", None)
     if isinstance(config, SSDConfig):
-        # `keras_ssd.inference.get_config_from_model` finds it on the view too.
         view.config = config
         view.class_names = list(config.detection_names)
     return view
@@ -182,7 +193,7 @@ def winograd_applies():
     return runs_on_this_machine("float32")
 
 
-def prepare_for_inference(model, jit_compile=None, winograd=True):
+def prepare_for_inference(model, jit_compile=None, winograd=True, decode=True):
     """The model to run for inference: a view of `model` with the measured
     speed-ups of the machine it runs on.
 
@@ -210,12 +221,17 @@ def prepare_for_inference(model, jit_compile=None, winograd=True):
             else `True`, `False` or `"auto"` (Keras' own choice).
         winograd: bool, apply the Winograd path where it measured faster
             (`False`: the runtime defaults only, e.g. to compare).
+        decode: bool: for a model whose `predict` decodes (an `SSD`), the
+            view's does too (`True`), or returns the raw heads (`False`:
+            the network alone, e.g. to time it).
 
     Returns:
         `keras.Model`, for `predict_on_batch` / `predict` / `__call__`
         (`predict` on arrays skips Keras' per-call set-up, as `SSD.predict`
-        does). It carries `config` and `class_names` when `model` is an
-        `SSD`. It cannot be saved (`TypeError`): save `model`.
+        does). When `model` is an `SSD` it carries `config` and
+        `class_names`, and its `predict` decodes with the model's
+        `prediction_decoder` as `SSD.predict` does. It cannot be saved
+        (`TypeError`): save `model`.
 
     Raises:
         TypeError: `model` is not a `keras.Model`, or `winograd` not a bool.
@@ -223,26 +239,31 @@ def prepare_for_inference(model, jit_compile=None, winograd=True):
     Example:
 
     >>> fast = keras_ssd.accel.prepare_for_inference(model)
-    >>> raw = fast.predict_on_batch(images)   # same as model.predict_on_batch
+    >>> detections = fast.predict_on_batch(images)  # as model.predict_on_batch
+    >>> raw = fast(images)                          # as model(images)
     """
     if not isinstance(model, keras.Model):
         raise TypeError(
             "prepare_for_inference expects a keras.Model, got "
             f"{type(model).__name__}"
         )
-    if not isinstance(winograd, bool):
-        raise TypeError(f"prepare_for_inference: winograd must be True or False, "
-                        f"got {winograd!r}")
+    for name, value in (("winograd", winograd), ("decode", decode)):
+        if not isinstance(value, bool):
+            raise TypeError(f"prepare_for_inference: {name} must be True or False, "
+                            f"got {value!r}")
     jit = resolve_jit_compile(jit_compile)
     use_winograd = winograd and winograd_applies()
-    # The tile rule (machine kind, KERAS_SSD_WINOGRAD) is part of the key.
-    key = (jit, use_winograd, tile_source() if use_winograd else None)
+    # The tile rule (machine kind, KERAS_SSD_WINOGRAD) is part of the key, and
+    # so is the decoder of a model whose `predict` decodes (it can be replaced).
+    decoder = (model.prediction_decoder
+               if decode and isinstance(model, DecodingPredictions) else None)
+    key = (jit, use_winograd, tile_source() if use_winograd else None, decoder)
     views = _VIEWS.get(model)
     if views is None:
         views = _VIEWS[model] = {}
     view = views.get(key)
     if view is None:
-        view = _view(model, key[1])
+        view = _view(model, use_winograd, decoder)
         if jit != "auto":
             view.jit_compile = jit
         views[key] = view

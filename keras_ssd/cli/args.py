@@ -330,18 +330,15 @@ def _load_model_file(path):
 def load_ssd_model(path):
     """Load a keras-ssd `.keras` file; `CLIError` if it is anything else."""
     model = _load_model_file(path)
-    from keras_ssd.config import SSDConfig
-    from keras_ssd.inference.model import get_config_from_model
+    from keras_ssd.inference.predict import check_model
 
     try:
-        config = get_config_from_model(model)
+        check_model(model)
     except ValueError:
-        config = None
-    if not isinstance(config, SSDConfig):
         raise CLIError(
             f"--model-file {path} is a Keras model but not a keras-ssd SSD model "
             "(it has no SSDConfig)"
-        )
+        ) from None
     return model
 
 
@@ -379,11 +376,7 @@ def model_at_image_size(model, image_size, option="--image-size"):
     """`model` rebuilt at `image_size` (its weights kept), or as it is for None."""
     if image_size is None:
         return model
-    at_size = getattr(model, "at_image_size", None)
-    if at_size is None:
-        raise CLIError(f"{option}: only a training model (SSD) can be run at another "
-                       "input size; this file holds an inference model", status=2)
     try:
-        return at_size(image_size)
+        return model.at_image_size(image_size)
     except ValueError as e:
         raise CLIError(f"{option} {image_size}: {e}", status=2) from None

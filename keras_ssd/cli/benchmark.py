@@ -58,15 +58,9 @@ def _runner(args):
     else:
         raise CLIError(f"MODEL {path}: not a file, an exported artifact or a pretrained "
                        f"preset ({', '.join(presets.pretrained_names())})", status=2)
-    from keras_ssd.inference.model import get_config_from_model, inference_model
-
-    config = get_config_from_model(model)
-    try:
-        infer = inference_model(model)
-    except ValueError:  # already an inference model (decoder inside)
-        infer = model
-    height, width = config.image_shape[:2]
-    return what, (height, width), lambda batch: infer.predict_on_batch(
+    height, width = model.config.image_shape[:2]
+    # The model's own predict: the network and its prediction_decoder.
+    return what, (height, width), lambda batch: model.predict_on_batch(
         batch.astype("float32"))
 
 

@@ -104,9 +104,8 @@ def run(args):
         model = load_ssd_model(args.model_file)
     model = model_at_image_size(model, args.image_size)
     from keras_ssd.evaluation import evaluate
-    from keras_ssd.inference.model import get_config_from_model
 
-    config = get_config_from_model(model)
+    config = model.config
     # A model whose labels are COCO category ids (ssd300_coco) takes the
     # dataset's own categories and is matched to them by id (COCO) or name.
     wanted = None if getattr(config, "category_ids", None) is not None else \

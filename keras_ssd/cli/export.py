@@ -84,12 +84,12 @@ def add_arguments(p):
 
 
 def _load_detector(path):
-    """Load a training or inference keras-ssd `.keras` file to export."""
-    from keras_ssd.export import split_detector
+    """Load a keras-ssd `.keras` file to export."""
+    from keras_ssd.export import check_model
 
     model = _load_model_file(path)
     try:
-        split_detector(model)
+        check_model(model)
     except ValueError as e:
         raise CLIError(f"--model-file {path}: {str(e).removeprefix('export: ')}") from None
     return model

@@ -1,7 +1,7 @@
 """Run a detector over a dataset and score it (VOC mAP or COCO AP).
 
-Inference goes through `keras_ssd.inference.detector.Detector`, the one path
-from images to detections in pixels; images are read as the evaluation
+Inference goes through the model's own `predict` (its `prediction_decoder`),
+as `predict_images` does (`keras_ssd.inference.predict`); images are read as the evaluation
 input of the training pipeline (`keras_ssd.data.sequence.load_resized`).
 """
 
@@ -15,32 +15,14 @@ import numpy as np
 from keras_ssd.data.augment import resize_image
 from keras_ssd.data.sequence import load_resized
 from keras_ssd.evaluation.voc import voc_map
-from keras_ssd.inference.detector import (
-    DECODE_DEFAULTS,
-    Detector,
-    as_detections,
-    get_detector,
+from keras_ssd.inference.predict import (
+    check_model,
+    decoding_options,
+    detect_batch,
+    detections_in_pixels,
 )
 
-__all__ = ["ClassMatch", "Predictor", "evaluate", "match_classes", "predict_dataset",
-           "resize_for_model"]
-
-
-class Predictor(Detector):
-    """keras-ssd 0.1's name of the evaluation detector: a `Detector`.
-
-    Args:
-        model: a training `SSD` or an inference model (used as it is).
-        confidence_threshold, iou_threshold, top_k: decoding options
-            (`None`: the inference model's own, or 0.01 / 0.45 / 200).
-
-    Attributes:
-        detector: the inference model (`Detector.inference_model`).
-    """
-
-    @property
-    def detector(self):
-        return self.inference_model
+__all__ = ["ClassMatch", "evaluate", "match_classes", "predict_dataset", "resize_for_model"]
 
 
 def resize_for_model(image, size):
@@ -79,14 +61,6 @@ def _check_dataset(dataset):
             )
 
 
-def _detector(model, confidence_threshold, iou_threshold, top_k):
-    """A `Detector` as it is, else the cached one of `model` (`get_detector`)."""
-    try:
-        return get_detector(model, confidence_threshold, iou_threshold, top_k)
-    except ValueError as e:
-        raise ValueError(f"evaluate: {e}") from None
-
-
 def predict_dataset(
     model,
     dataset,
@@ -106,13 +80,13 @@ def predict_dataset(
     image's width and height (clipped to the image).
 
     Args:
-        model: training or inference model, or a `Detector` (used as it is).
+        model: a keras-ssd model (its `prediction_decoder` decodes).
         dataset: records interface (`len`, `ds[i]`, `load_image(i)`).
         batch_size: int, images per inference call (the last batch is padded
             so that the compiled function is traced once).
         confidence_threshold, iou_threshold, top_k: decoding options;
-            `None` keeps an inference model's own and means 0.01 / 0.45 / 200
-            for a training model.
+            `None` keeps the `prediction_decoder`'s (0.01 / 0.45 / 200 unless
+            set otherwise; see `keras_ssd.inference.predict.decoding_options`).
         max_images: optional int, only the first images.
         verbose: 1 shows a `keras.utils.Progbar`.
         class_names: optional names for the `"names"` entries (default: the
@@ -127,14 +101,12 @@ def predict_dataset(
     if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"evaluate: batch_size must be a positive int, got {batch_size!r}")
     batch_size = int(batch_size)
-    detector = _detector(model, confidence_threshold, iou_threshold, top_k)
+    config = check_model(model, "evaluate")
+    options = decoding_options(model, confidence_threshold, iou_threshold, top_k)
     n = len(dataset)
     if max_images is not None:
         n = min(n, int(max_images))
-    size = detector.image_size
-    size = getattr(detector, "input_hw", None) or (
-        (size, size) if isinstance(size, int) else tuple(size))
-    letterbox = bool(getattr(detector, "letterbox", False))
+    size, letterbox = config.image_shape, config.letterbox
 
     def load(i):
         return load_resized(dataset, i, size, letterbox)
@@ -151,9 +123,10 @@ def predict_dataset(
             batch = np.zeros((batch_size,) + tuple(size) + (3,), dtype=np.float32)
             for j, (img, _, _) in enumerate(loaded):
                 batch[j] = img
-            out = as_detections(detector.predict_batch(batch))
+            out = detect_batch(model, batch)
             for j, (_, width, height) in enumerate(loaded):
-                results.append(detector.to_pixels(out, j, width, height, class_names))
+                results.append(detections_in_pixels(model, out, j, width, height, options,
+                                                    class_names))
             if progbar is not None:
                 progbar.add(len(loaded))
     return results
@@ -302,9 +275,7 @@ def evaluate(
     """Evaluate a detector on a dataset: Pascal VOC mAP (or COCO AP).
 
     Args:
-        model: a keras-ssd training model (its decoder is built once, cached
-            for the model and sharing its weights), an inference model, or a
-            `Detector` (used as it is).
+        model: a keras-ssd model (its `prediction_decoder` decodes).
         dataset: records interface (`len(ds)`, `ds[i]` dicts with `boxes`
             pixel xyxy, `labels`, `difficult`, `width`, `height`;
             `ds.load_image(i)`; `ds.class_names`), e.g. `VOCDataset`. Its
@@ -316,14 +287,14 @@ def evaluate(
             else the names must be the model's, in order.
         batch_size: int, images per inference call.
         confidence_threshold: float, decoder score threshold. `None`
-            (default): an inference model's own, else 0.01 (the mAP setting).
-        iou_threshold: float, NMS IoU threshold (`None`: the model's, else
-            0.45).
-        top_k: int, detections kept per image (`None`: the model's, else
-            200). With `metric="coco"` at most `COCO_MAX_DETECTIONS` (100),
-            the COCO protocol's limit: `None` means 100 and a larger value
-            (or a `Detector` or inference model decoding more) is cut to
-            the 100 best per image, with a warning for an explicit value.
+            (default): the `prediction_decoder`'s (0.01, the mAP setting,
+            unless set otherwise).
+        iou_threshold: float, NMS IoU threshold (`None`: the decoder's, 0.45
+            by default).
+        top_k: int, detections kept per image (`None`: the decoder's, 200 by
+            default). With `metric="coco"` at most `COCO_MAX_DETECTIONS`
+            (100), the COCO protocol's limit: `None` means 100 and a larger
+            value is cut to the 100 best per image, with a warning.
         use_07_metric: bool, VOC2007 11-point AP (True) or area AP.
         verbose: 0 silent, 1 progress bar.
         metric: `"voc"` (IoU 0.5, `voc_map`) or `"coco"` (AP@[.5:.95] via
@@ -365,19 +336,19 @@ def evaluate(
                           f"{COCO_MAX_DETECTIONS}, the most the COCO protocol scores per "
                           "image", stacklevel=2)
         top_k = COCO_MAX_DETECTIONS if top_k is None else min(top_k, COCO_MAX_DETECTIONS)
-    detector = _detector(model, confidence_threshold, iou_threshold, top_k)
-    match = match_classes(dataset, detector.config)
+    match = match_classes(dataset, check_model(model, "evaluate"))
     names = match.names
     limit = top_k
-    if match.label_map is not None and (match.label_map < 0).any() and top_k is not None \
-            and top_k < DECODE_DEFAULTS["top_k"] and isinstance(model, keras.Model):
+    decode_top_k = top_k
+    if match.label_map is not None and (match.label_map < 0).any() and top_k is not None:
         # Some of the model's classes are not scored (placeholders, categories
         # the dataset lacks): decode more, so that `top_k` scored ones remain.
-        detector = _detector(model, confidence_threshold, iou_threshold,
-                             DECODE_DEFAULTS["top_k"])
+        decode_top_k = max(top_k, model.prediction_decoder.top_k)
     start = time.perf_counter()
     detections = predict_dataset(
-        detector, dataset, batch_size=batch_size, max_images=max_images, verbose=verbose,
+        model, dataset, confidence_threshold=confidence_threshold,
+        iou_threshold=iou_threshold, top_k=decode_top_k, batch_size=batch_size,
+        max_images=max_images, verbose=verbose,
         class_names=None if match.label_map is not None else names,
     )
     detections = [match.apply(d) for d in detections]
@@ -397,7 +368,7 @@ def evaluate(
     else:
         from keras_ssd.evaluation.coco import coco_map
 
-        # A Detector given as it is may decode more: score its 100 best.
+        # The classes matched by id may have decoded more: score the 100 best.
         detections = [_first(d, COCO_MAX_DETECTIONS) for d in detections]
         kwargs = {} if match.category_ids is None else {"category_ids": match.category_ids}
         result = coco_map(detections, ground_truths, num_classes=len(names),

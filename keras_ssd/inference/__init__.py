@@ -1,35 +1,29 @@
-"""Inference: one path from images to detections in pixels.
+"""Inference: images in, detections in each image's pixels out.
 
-- `detector.py`: `Detector` (decoder discovery, speed-ups, preprocessing,
-  batches, boxes back to pixels), `get_detector` (its per-model cache),
-  `split_detector`, and the output vocabulary (`OUTPUT_KEYS`,
-  `DETECTION_KEYS`, `Detections`; see docs/outputs.md).
-- `model.py`: `inference_model` (an SSD plus its decoder as one model) and
-  `get_config_from_model`.
-- `predict.py`: `predict_image` and `predict_images`.
+The model decodes (`SSD.predict`, with its `prediction_decoder`); this
+package renders images for it and maps the boxes back:
+
+- `predict.py`: `predict_image` and `predict_images`, and the steps they,
+  `evaluate` and the mAP callback share (`decoding_options`,
+  `detect_batch`, `detections_in_pixels`).
+- `pixels.py`: `load_for_model` (images rendered as training renders them),
+  `to_pixels` and the output vocabulary (`OUTPUT_KEYS`, `DETECTION_KEYS`;
+  docs/outputs.md).
 """
 
-from keras_ssd.inference.detector import (
+from keras_ssd.inference.pixels import (
     DETECTION_KEYS,
     OUTPUT_KEYS,
-    Detections,
-    Detector,
-    get_detector,
-    split_detector,
+    load_for_model,
+    to_pixels,
 )
-from keras_ssd.inference.model import get_config_from_model, inference_model, iter_layers
 from keras_ssd.inference.predict import predict_image, predict_images
 
 __all__ = [
     "DETECTION_KEYS",
-    "Detections",
-    "Detector",
     "OUTPUT_KEYS",
-    "get_config_from_model",
-    "get_detector",
-    "inference_model",
-    "iter_layers",
+    "load_for_model",
     "predict_image",
     "predict_images",
-    "split_detector",
+    "to_pixels",
 ]

@@ -106,7 +106,7 @@ class ArtifactDetector:
             `names`.
         """
         from keras_ssd.data.augment import source_boxes
-        from keras_ssd.inference.detector import load_for_model
+        from keras_ssd.inference.pixels import load_for_model
 
         results = []
         images = list(images)

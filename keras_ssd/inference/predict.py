@@ -1,35 +1,118 @@
 """Detect objects in images of any size: `predict_image` and `predict_images`.
 
-Both run through `keras_ssd.inference.detector.Detector`, the one path from
-images to detections in pixels.
+Both sit on the model's own `predict` (`SSD.predict_step` decoding with its
+`prediction_decoder`), run through the machine's speed-ups
+(`keras_ssd.accel.prepare_for_inference`), and map the boxes back to each
+image's pixels (`keras_ssd.inference.pixels`). `evaluate` and the
+`MeanAveragePrecision` callback use the same three steps: `decoding_options`,
+`detect_batch`, `to_pixels`.
 """
 
 import numbers
 
+import keras
 import numpy as np
 from PIL import Image
 
-from keras_ssd.inference.detector import Detector, get_detector, load_batch
+from keras_ssd.accel import prepare_for_inference
+from keras_ssd.config import SSDConfig
+from keras_ssd.inference.pixels import load_batch, to_pixels
+from keras_ssd.models.decoding import DecodingPredictions
 
-__all__ = ["predict_image", "predict_images", "preprocess_images", "get_detector"]
-
-#: keras-ssd 0.1's private name of the detector class.
-_Detector = Detector
+__all__ = ["check_model", "decoding_options", "detect_batch", "detections_in_pixels",
+           "predict_image", "predict_images"]
 
 
-def preprocess_images(images, size):
-    """Load and resize images for the network, as training does (aspect ratio
-    not kept; see `keras_ssd.inference.detector.load_for_model`).
+def check_model(model, caller="predict"):
+    """The `SSDConfig` of a keras-ssd model; `ValueError` naming `caller`
+    for anything else."""
+    config = getattr(model, "config", None)
+    if not (isinstance(model, keras.Model) and isinstance(config, SSDConfig)
+            and hasattr(model, "prediction_decoder")):
+        raise ValueError(
+            f"{caller}: {type(model).__name__} {getattr(model, 'name', '')!r} is not a "
+            "keras-ssd model (expected an SSD: SSD300, SSDTiny, ..., or one loaded from "
+            ".keras)")
+    return config
 
-    Args:
-        images: list of paths, PIL images or arrays.
-        size: `(height, width)` of the network input.
+
+def _check_options(confidence_threshold, iou_threshold, top_k):
+    for name, value in (("confidence_threshold", confidence_threshold),
+                        ("iou_threshold", iou_threshold)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+        if not 0.0 <= float(value) <= 1.0:
+            raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
+    if confidence_threshold is not None and float(confidence_threshold) >= 1.0:
+        raise ValueError(
+            f"confidence_threshold must be below 1 (scores are probabilities), "
+            f"got {confidence_threshold!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(
+            top_k, numbers.Integral) or top_k < 1):
+        raise ValueError(f"top_k must be a positive int, got {top_k!r}")
+
+
+def decoding_options(model, confidence_threshold=None, iou_threshold=None, top_k=None):
+    """The detection settings to apply, with a model decoder that serves them.
+
+    `None` means the setting of `model.prediction_decoder`. The decoder
+    serves when it has the same IoU threshold, a threshold no higher and a
+    `top_k` no smaller: its output is then cut to the settings (greedy NMS
+    keeps the same boxes above any threshold, in the same order). Otherwise
+    `model.prediction_decoder` is replaced by one that serves
+    (`DecodeDetections.replace`), which later calls with these settings reuse.
 
     Returns:
-        `(batch, original_sizes)`: float32 `(B, H, W, 3)` RGB 0..255 and a
-        list of `(width, height)` of the originals.
+        dict `confidence_threshold`, `iou_threshold`, `top_k`.
+
+    Raises:
+        ValueError: a setting out of range.
     """
-    return load_batch(images, size)
+    _check_options(confidence_threshold, iou_threshold, top_k)
+    decoder = model.prediction_decoder
+    options = {
+        "confidence_threshold": float(decoder.confidence_threshold
+                                      if confidence_threshold is None
+                                      else confidence_threshold),
+        "iou_threshold": float(decoder.iou_threshold if iou_threshold is None
+                               else iou_threshold),
+        "top_k": int(decoder.top_k if top_k is None else top_k),
+    }
+    if (options["iou_threshold"] != decoder.iou_threshold
+            or options["confidence_threshold"] < decoder.confidence_threshold
+            or options["top_k"] > decoder.top_k):
+        model.prediction_decoder = decoder.replace(
+            iou_threshold=options["iou_threshold"],
+            confidence_threshold=min(options["confidence_threshold"],
+                                     decoder.confidence_threshold),
+            top_k=max(options["top_k"], decoder.top_k))
+    return options
+
+
+def detect_batch(model, batch):
+    """`model.predict_on_batch(batch)` through the machine's speed-ups
+    (`keras_ssd.accel.prepare_for_inference`): the decoded detections of a
+    float32 batch `(B, H, W, 3)` of RGB 0..255 images at the input size, as
+    numpy arrays. (A model that decodes otherwise, e.g. a stand-in in a
+    test, is asked for its own `predict_on_batch`.)"""
+    decodes = isinstance(model, DecodingPredictions)
+    runner = prepare_for_inference(model) if decodes else model
+    out = runner.predict_on_batch(np.asarray(batch, dtype="float32"))
+    return {key: np.asarray(value) for key, value in out.items()}
+
+
+def detections_in_pixels(model, out, index, width, height, options, names=None):
+    """Image `index` of `detect_batch`'s output in its own pixels, cut to
+    `options` (`decoding_options`), named by `names` (default: the model's
+    classes, with their COCO ids where it has them; see `to_pixels`)."""
+    config = model.config
+    return to_pixels(out, index, width, height,
+                     config.detection_names if names is None else names,
+                     score_threshold=options["confidence_threshold"],
+                     top_k=options["top_k"], input_size=config.image_shape,
+                     letterbox=config.letterbox, category_ids=names is None)
 
 
 def predict_images(model, images, confidence_threshold=0.5, iou_threshold=0.45, top_k=200,
@@ -37,10 +120,8 @@ def predict_images(model, images, confidence_threshold=0.5, iou_threshold=0.45, 
     """Detect objects in a list of images.
 
     Args:
-        model: a keras-ssd training model (`SSD300`, `SSDTiny`, ... or one
-            loaded from `.keras`), an inference model from
-            `keras_ssd.inference.inference_model`, or a `Detector` (its model
-            is decoded with the settings given here).
+        model: a keras-ssd model (`SSD300`, `SSDTiny`, ... or one loaded
+            from `.keras`).
         images: list (or tuple) of image paths, PIL images or `(H, W, 3)`
             arrays of any size; a single `(B, H, W, 3)` array is split into
             B images.
@@ -67,25 +148,33 @@ def predict_images(model, images, confidence_threshold=0.5, iou_threshold=0.45, 
         raise ValueError(
             "predict_images expects a list of images; use predict_image for one image"
         )
-    if isinstance(model, Detector):
-        model = model.model
-    detector = get_detector(model, confidence_threshold, iou_threshold, top_k)
-    return detector.detect(list(images), batch_size=int(batch_size))
+    config = check_model(model)
+    options = decoding_options(model, confidence_threshold, iou_threshold, top_k)
+    images = list(images)
+    results = []
+    for start in range(0, len(images), batch_size):
+        batch, sizes = load_batch(images[start:start + batch_size], config.image_shape,
+                                  config.letterbox)
+        out = detect_batch(model, batch)
+        results.extend(detections_in_pixels(model, out, i, width, height, options)
+                       for i, (width, height) in enumerate(sizes))
+    return results
 
 
 def predict_image(model, image, confidence_threshold=0.5, iou_threshold=0.45, top_k=200):
     """Detect objects in one image of any size.
 
-    The image is resized to the model's input (aspect ratio not kept, as in
-    training), run through the network and the SSD decoder (softmax,
+    The image is rendered at the model's input size as in training
+    (stretched, or letterboxed for a `config.letterbox` model), run through
+    `model.predict` (the network and its `prediction_decoder`: softmax,
     per-class NMS, top-k), and the boxes are mapped back to the original
-    image's pixels. The decoder is built on the first call for a model and
-    reused afterwards.
+    image's pixels. A decoder that cannot serve the settings (another IoU
+    threshold, a lower confidence threshold, a larger `top_k`) is replaced
+    on the model by one that can (`decoding_options`).
 
     Args:
-        model: a keras-ssd training model (`SSD300`, `SSDTiny`, ... or one
-            loaded from `.keras`) or an inference model from
-            `keras_ssd.inference.inference_model`.
+        model: a keras-ssd model (`SSD300`, `SSDTiny`, ... or one loaded
+            from `.keras`).
         image: an image path, a `PIL.Image.Image` or an `(H, W, 3)` array
             (RGB uint8, or floats in [0, 255]; grayscale and RGBA are
             converted).
@@ -97,8 +186,8 @@ def predict_image(model, image, confidence_threshold=0.5, iou_threshold=0.45, to
         dict with `"boxes"` float32 `(K, 4)` `(xmin, ymin, xmax, ymax)` in the
         original image's pixels (clipped to it), `"scores"` float32 `(K,)`,
         `"labels"` int64 `(K,)` 0-based and `"names"` (list of `K` class
-        names), sorted by descending score: the per-image keys of
-        docs/outputs.md.
+        names), plus `"category_ids"` for a model with COCO ids, sorted by
+        descending score: the per-image keys of docs/outputs.md.
 
     Raises:
         ValueError: the file is missing or not an image (the message names

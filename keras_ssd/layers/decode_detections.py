@@ -3,7 +3,6 @@ per-class NMS, top-k), batched with fixed output shapes."""
 
 import math
 import numbers
-import warnings
 
 import keras
 from keras import ops
@@ -18,10 +17,25 @@ _TILE_SIZE = 64
 
 #: The output keys, the vocabulary of docs/outputs.md.
 OUTPUT_KEYS = ("boxes", "scores", "labels", "num_detections")
-#: keras-ssd 0.1 called `scores` "confidence"; layers loaded from 0.1 files
-#: (their config has no "output_keys") keep that name, since the saved
-#: model's outputs refer to it.
-_OUTPUT_KEYS_0_1 = ("boxes", "confidence", "labels", "num_detections")
+#: The decoding options, the one list of them: what `DecodeDetections` takes
+#: besides its config and how it runs, what `SSD(postprocessing=...)` may set
+#: and what `keras_ssd.export` forwards.
+DECODE_OPTIONS = ("confidence_threshold", "iou_threshold", "max_candidates_per_class",
+                  "top_k", "clip_boxes", "max_log_scale")
+
+
+def check_decode_options(options, caller):
+    """`options` as a dict of `DECODE_OPTIONS` entries; `ValueError` naming
+    `caller` and any key outside the list (the values are checked by
+    `DecodeDetections`)."""
+    if not isinstance(options, dict):
+        raise ValueError(f"{caller}: decode options must be a dict, got {options!r}")
+    unknown = sorted(set(options) - set(DECODE_OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"{caller}: unknown decode option(s) {', '.join(unknown)}; expected some of "
+            f"{', '.join(DECODE_OPTIONS)}")
+    return dict(options)
 
 
 def _check_number(name, value, low, high, low_open=False):
@@ -41,10 +55,6 @@ def _check_positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"DecodeDetections: {name} must be a positive int, got {value!r}")
     return int(value)
-
-
-#: keras-ssd 0.1 name of `keras_ssd.boxes.decode_ops`.
-decode_offsets = decode_ops
 
 
 def _decode_and_score(predictions, anchors, variances, clip_boxes, max_log_scale=None):
@@ -126,8 +136,7 @@ class DecodeDetections(keras.layers.Layer):
         - `"labels"`: `(B, top_k)` int32 0-based class (-1 for padding),
         - `"num_detections"`: `(B,)` int32 number of real detections.
         Detections come sorted by descending score; padding rows have zero
-        boxes and zero scores. keras-ssd 0.1 named `scores` `"confidence"`;
-        a layer loaded from a 0.1 file keeps that name (docs/outputs.md).
+        boxes and zero scores (docs/outputs.md).
 
     Example:
 
@@ -189,6 +198,25 @@ class DecodeDetections(keras.layers.Layer):
         self.overlap_dtype = check_overlap_dtype(overlap_dtype,
                                                  "DecodeDetections: overlap_dtype")
         self._anchors = generate_anchors(self.config)
+
+    @property
+    def options(self):
+        """The decoding options of this layer, a dict over `DECODE_OPTIONS`."""
+        return {name: getattr(self, name) for name in DECODE_OPTIONS}
+
+    def replace(self, **options):
+        """A new `DecodeDetections` like this one with some options changed.
+
+        Args:
+            **options: entries of `DECODE_OPTIONS`.
+
+        Returns:
+            `DecodeDetections` with the same config, `use_xla` and
+            `overlap_dtype`.
+        """
+        options = check_decode_options(options, "DecodeDetections.replace")
+        return type(self)(self.config, use_xla=self.use_xla,
+                          overlap_dtype=self.overlap_dtype, **{**self.options, **options})
 
     @property
     def num_outputs(self):
@@ -264,7 +292,7 @@ class DecodeDetections(keras.layers.Layer):
         )
         return {
             "boxes": detections["boxes"],
-            self._scores_key: detections["confidence"],
+            "scores": detections["confidence"],
             "labels": detections["labels"],
             "num_detections": detections["num_detections"],
         }
@@ -274,7 +302,7 @@ class DecodeDetections(keras.layers.Layer):
         b = predictions_shape[0]
         return {
             "boxes": (b, self.top_k, 4),
-            self._scores_key: (b, self.top_k),
+            "scores": (b, self.top_k),
             "labels": (b, self.top_k),
             "num_detections": (b,),
         }
@@ -285,7 +313,7 @@ class DecodeDetections(keras.layers.Layer):
         )
         dtypes = {
             "boxes": "float32",
-            self._scores_key: "float32",
+            "scores": "float32",
             "labels": "int32",
             "num_detections": "int32",
         }
@@ -302,41 +330,8 @@ class DecodeDetections(keras.layers.Layer):
                 "top_k": self.top_k,
                 "clip_boxes": self.clip_boxes,
                 "use_xla": self.use_xla,
-                "output_keys": list(self.output_keys),
                 "overlap_dtype": self.overlap_dtype,
                 "max_log_scale": self.max_log_scale,
             }
         )
         return base
-
-    # The name of the scores output: "confidence" in layers from 0.1 files.
-    _scores_key = "scores"
-
-    @property
-    def output_keys(self):
-        """The keys of the output dict, in order (`OUTPUT_KEYS`)."""
-        return (_OUTPUT_KEYS_0_1 if self._scores_key == "confidence"
-                else OUTPUT_KEYS)
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        names = tuple(config.pop("output_keys", _OUTPUT_KEYS_0_1))
-        if names not in (OUTPUT_KEYS, _OUTPUT_KEYS_0_1):
-            raise ValueError(
-                f"DecodeDetections: unknown output_keys {list(names)}; expected "
-                f"{list(OUTPUT_KEYS)}"
-            )
-        layer = super().from_config(config)
-        if names == _OUTPUT_KEYS_0_1:
-            warnings.warn(
-                f"DecodeDetections {layer.name!r} comes from a keras-ssd 0.1 file: its "
-                "output keeps the old key 'confidence' (now 'scores'). keras-ssd's "
-                "own functions read either; rebuild the model with "
-                "keras_ssd.inference_model(...) and save it again to get the new "
-                "names (docs/outputs.md).",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            layer._scores_key = "confidence"
-        return layer

@@ -1,40 +1,78 @@
 """`SSD`: a serializable Keras functional model carrying its `SSDConfig`."""
 
 import keras
+from keras import ops
 
 from keras_ssd.config import SSDConfig
+from keras_ssd.layers.decode_detections import DecodeDetections, check_decode_options
+from keras_ssd.losses import SSDLoss, replicas_in_sync
 from keras_ssd.layers.preprocessing import ImagePreprocessing, preprocessing_arguments
 from keras_ssd import presets
 from keras_ssd.models.backbones import get_backbone
 from keras_ssd.models.blocks import NORMALIZATIONS, kernel_regularizer
+from keras_ssd.models.decoding import DecodingPredictions
 from keras_ssd.models.fast_predict import fast_path_applies, predict_arrays
 from keras_ssd.models.heads import build_heads, check_feature_maps
 from keras_ssd.models.weights_files import check_weights_path
 
 
-#: The `DecodeDetections` options a model's `postprocessing` may set.
-POSTPROCESSING_KEYS = ("confidence_threshold", "iou_threshold", "max_candidates_per_class",
-                       "top_k", "clip_boxes", "max_log_scale")
-
-
 def check_postprocessing(postprocessing):
-    """`postprocessing` as a dict of `DecodeDetections` options (or None);
-    `ValueError` naming any key outside `POSTPROCESSING_KEYS`."""
+    """`postprocessing` as a dict of decode options (`DECODE_OPTIONS`) or None."""
     if postprocessing is None:
         return None
-    if not isinstance(postprocessing, dict):
+    return check_decode_options(postprocessing, "SSD: postprocessing")
+
+
+#: `SSD.architecture` of a model built on a backbone given to it.
+CUSTOM_ARCHITECTURE = "backbone"
+
+
+def _check_backbone(backbone, backbone_weights, normalization):
+    """`backbone` if it is a built `keras.Model` with one image input and
+    several named feature-map outputs; `ValueError` otherwise."""
+    if not isinstance(backbone, keras.Model):
         raise ValueError(
-            f"SSD: postprocessing must be None or a dict, got {postprocessing!r}")
-    unknown = sorted(set(postprocessing) - set(POSTPROCESSING_KEYS))
-    if unknown:
-        raise ValueError(
-            f"SSD: unknown postprocessing keys {unknown}; expected some of "
-            f"{list(POSTPROCESSING_KEYS)}")
-    return dict(postprocessing)
+            f"SSD: backbone must be a keras.Model, got {type(backbone).__name__}")
+    if backbone_weights is not None:
+        raise ValueError("SSD: backbone_weights is for the registry's architectures; load "
+                         "the weights into the backbone given instead")
+    if normalization not in (None, "none"):
+        raise ValueError("SSD: normalization applies to the registry's architectures; "
+                         "put it in the backbone given instead")
+    if len(backbone.inputs) != 1 or len(backbone.inputs[0].shape) != 4:
+        raise ValueError(f"SSD: the backbone {backbone.name!r} must take one image input "
+                         "(B, H, W, 3)")
+    if len(backbone.outputs) < 1 or any(len(t.shape) != 4 for t in backbone.outputs):
+        raise ValueError(f"SSD: the backbone {backbone.name!r} must output feature maps "
+                         "(B, H, W, C)")
+    return backbone
+
+
+def _backbone_features(backbone):
+    """`build_features` of a backbone model: `[(name, map)]` in its output
+    order, named by its output dict's keys (else its output layers)."""
+
+    def build(x, normalization=None, regularizer=None):
+        fixed = tuple(backbone.inputs[0].shape[1:3])
+        if any(d is not None and d != size for d, size in zip(fixed, x.shape[1:3])):
+            raise ValueError(
+                f"SSD: the backbone {backbone.name!r} takes {fixed[0]}x{fixed[1]} images, "
+                f"the model's input is {x.shape[1]}x{x.shape[2]} (build the backbone for "
+                "that size, or for any size: keras.Input((None, None, 3)))")
+        maps = backbone(x)
+        if isinstance(maps, dict):
+            names = list(backbone.output.keys()) if isinstance(backbone.output, dict) \
+                else list(maps)
+            return [(str(name), maps[name]) for name in names]
+        maps = maps if isinstance(maps, (list, tuple)) else [maps]
+        names = [t._keras_history.operation.name for t in backbone.outputs]
+        return list(zip(names, maps))
+
+    return build
 
 
 @keras.saving.register_keras_serializable(package="keras_ssd")
-class SSD(keras.Model):
+class SSD(DecodingPredictions, keras.Model):
     """Single Shot MultiBox Detector (Liu et al. 2016) as a Keras model.
 
     A functional model (built in `__init__`, like keras-hub backbones) whose
@@ -55,7 +93,18 @@ class SSD(keras.Model):
             architecture produces at `config.image_size`, else `ValueError`.
         architecture: variant name from `keras_ssd.presets` (`"ssd300"`,
             `"ssd512"`, `"mobilenet_v2"`, `"ssdlite320"`, `"tiny"`; the 0.1 spellings such as
-            `"ssd300_vgg16"` are read as aliases).
+            `"ssd300_vgg16"` are read as aliases): the short path to the
+            registry's backbones. Ignored when `backbone` is given.
+        backbone: optional `keras.Model` taking images `(B, H, W, 3)` and
+            returning the feature maps the heads go on, as a dict `{name:
+            map}` (or a list, named by their layers), in the config's order:
+            for example a Keras Applications network's inner layers. Its
+            maps must match `config.feature_map_sizes` (or pass
+            `image_size=` to take them from the network). It becomes part
+            of the model (saved with it, `model.backbone`); the input goes
+            through `preprocessing` (default `"none"`) first. Example:
+            `SSD(config, backbone=keras.Model(net.input, {"p3": ..., "p4":
+            ...}))`.
         normalization: `"l2"` (L2Normalization, scale 20), `"batchnorm"` or
             `"none"` on the first (shallow) source map; `None` picks the
             architecture's default (`"l2"` for VGG16, `"none"` otherwise).
@@ -70,11 +119,11 @@ class SSD(keras.Model):
             dict of `ImagePreprocessing` arguments such as `{"mode":
             "custom", "channel_order": "rgb", "mean": [123, 117, 104]}`
             (converted checkpoints carry their source's).
-        postprocessing: `None` or a dict of `DecodeDetections` defaults
-            (`confidence_threshold`, `iou_threshold`,
-            `max_candidates_per_class`, `top_k`, `clip_boxes`,
-            `max_log_scale`) that the model's source used; stored with the
-            model (`model.postprocessing`) for the inference helpers.
+        postprocessing: `None` or a dict of `DecodeDetections` options
+            (`keras_ssd.layers.decode_detections.DECODE_OPTIONS`) that the
+            model's source used; stored with the model
+            (`model.postprocessing`), they set up its default
+            `prediction_decoder`.
         image_size: optional int or `(height, width)`: build the network at
             this input size instead of `config.image_size`. The feature map
             shapes are read from the network and the config adapted
@@ -99,9 +148,14 @@ class SSD(keras.Model):
         inputs: float tensor `(B, image_height, image_width, 3)`, RGB 0..255.
 
     Returns:
-        float32 tensor `(B, config.num_anchors, 4 + num_classes + 1)`: the
+        Called (`model(images)`, what training, the loss and export use):
+        float32 tensor `(B, config.num_anchors, 4 + num_classes + 1)`, the
         encoded box offsets `(cx, cy, w, h)` then the class logits, index 0
-        = background.
+        = background. Through `predict` / `predict_on_batch` (keras-hub's
+        pattern): the detections of `prediction_decoder`, a dict of
+        `boxes` `(B, top_k, 4)` normalised xyxy, `scores`, `labels` (-1 on
+        padding), `num_detections`, plus `category_ids` for a model whose
+        classes have COCO ids (docs/outputs.md).
 
     Example:
 
@@ -110,12 +164,15 @@ class SSD(keras.Model):
     (None, 2390, 8)
     >>> model.class_names
     ['class_0', 'class_1', 'class_2']
+    >>> model.predict(images)["boxes"].shape
+    (batch, 200, 4)
+    >>> model.prediction_decoder = model.prediction_decoder.replace(top_k=50)
     """
 
     def __init__(self, config, architecture="ssd300", normalization=None,
                  weight_decay=0.0, backbone_weights=None, preprocessing=None,
                  postprocessing=None, image_size=None, letterbox=None, frozen_layers=None,
-                 **kwargs):
+                 backbone=None, **kwargs):
         config = SSDConfig.from_dict(config.to_dict() if isinstance(config, SSDConfig)
                                      else config)
         if keras.config.image_data_format() != "channels_last":
@@ -123,16 +180,24 @@ class SSD(keras.Model):
                 "keras_ssd models need keras.config.image_data_format() == "
                 f"'channels_last', got {keras.config.image_data_format()!r}"
             )
-        preset = presets.find(architecture)
-        if preset is None:
-            raise ValueError(
-                f"unknown SSD architecture {architecture!r}; choose one of "
-                f"{', '.join(presets.names())}"
-            )
-        architecture = preset.name
-        backbone = get_backbone(preset.backbone)
-        if normalization is None:
-            normalization = preset.normalization
+        if backbone is not None:
+            backbone = _check_backbone(backbone, backbone_weights, normalization)
+            architecture, normalization = CUSTOM_ARCHITECTURE, "none"
+            build = _backbone_features(backbone)
+            default_preprocessing = "none"
+            load_weights = None
+        else:
+            preset = presets.find(architecture)
+            if preset is None:
+                raise ValueError(
+                    f"unknown SSD architecture {architecture!r}; choose one of "
+                    f"{', '.join(presets.names())}"
+                )
+            architecture = preset.name
+            network = get_backbone(preset.backbone)
+            normalization = preset.normalization if normalization is None else normalization
+            build, default_preprocessing = network.build_features, preset.preprocessing
+            load_weights = network.load_weights
         if normalization not in NORMALIZATIONS:
             raise ValueError(
                 f"SSD: normalization must be one of {NORMALIZATIONS} or None, "
@@ -140,7 +205,7 @@ class SSD(keras.Model):
             )
         regularizer = kernel_regularizer(weight_decay)
         if backbone_weights is not None:
-            if backbone.load_weights is None:
+            if load_weights is None:
                 raise ValueError(
                     f"SSD architecture {architecture!r} has no pretrained backbone; "
                     f"backbone_weights must be None, got {backbone_weights!r}"
@@ -149,7 +214,7 @@ class SSD(keras.Model):
                 check_weights_path(backbone_weights, f"{architecture} backbone")
 
         if preprocessing is None:
-            preprocessing = preset.preprocessing
+            preprocessing = default_preprocessing
         preprocessing_layer = ImagePreprocessing(
             **preprocessing_arguments(preprocessing), name="preprocessing")
         postprocessing = check_postprocessing(postprocessing)
@@ -163,8 +228,7 @@ class SSD(keras.Model):
         inputs = keras.Input(shape=(height, width, 3), name="image")
         x = preprocessing_layer(inputs)
         try:
-            sources = backbone.build_features(x, normalization=normalization,
-                                              regularizer=regularizer)
+            sources = build(x, normalization=normalization, regularizer=regularizer)
         except ValueError as e:
             if "zero or negative" not in str(e):
                 raise
@@ -193,8 +257,10 @@ class SSD(keras.Model):
         self.source_names = [name for name, _ in sources]
         self.frozen_layers = ()
         self.freeze(frozen_layers or ())
+        # The backbone given (a nested layer, saved with the model's weights).
+        self.backbone = backbone
         if backbone_weights is not None:
-            backbone.load_weights(self, backbone_weights)
+            load_weights(self, backbone_weights)
 
     def freeze(self, layer_names):
         """Make the named layers untrainable (they stay so in saved copies).
@@ -270,39 +336,102 @@ class SSD(keras.Model):
         the network predicts `config.num_classes`)."""
         return self._ssd_config.num_detection_classes
 
+    def compile(self, *args, **kwargs):
+        """`keras.Model.compile`; with an `SSDLoss`, `fit` and `evaluate`
+        also log its parts, `conf_loss` and `loc_loss` (`compute_loss`)."""
+        super().compile(*args, **kwargs)
+        if self.__dict__.get("_loss_parts") is None:
+            # Past Keras' attribute tracking: listed by `metrics` only while
+            # an SSDLoss is compiled, never saved.
+            object.__setattr__(self, "_loss_parts", (keras.metrics.Mean(name="conf_loss"),
+                                                     keras.metrics.Mean(name="loc_loss")))
+
+    def compile_from_config(self, config):
+        # keras.Model's (which skips a model whose `compile` is its own).
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def _reports_loss_parts(self):
+        return (getattr(self, "compiled", False) and isinstance(self.loss, SSDLoss)
+                and self.loss.reduction in ("sum",) + SSDLoss.MEAN_REDUCTIONS
+                and self.__dict__.get("_loss_parts") is not None)
+
+    @property
+    def metrics(self):
+        metrics = super().metrics
+        if self._reports_loss_parts():
+            metrics = metrics[:1] + list(self._loss_parts) + metrics[1:]
+        return metrics
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The compiled loss plus the model's weight penalty, as Keras
+        computes it; with an `SSDLoss` (and no sample weights), from
+        `SSDLoss.loss_and_parts`, one hard negative mining giving the loss
+        and its parts, which update the `conf_loss` and `loc_loss` metrics
+        (`conf_loss + loc_loss (+ the weight penalty) == loss`)."""
+        if not self._reports_loss_parts() or sample_weight is not None or y is None:
+            return super().compute_loss(x, y, y_pred, sample_weight, training=training)
+        loss, conf, loc = self.loss.loss_and_parts(y, y_pred)
+        # Weighted by the batch size and scaled under tf.distribute as Keras
+        # weighs and scales its tracked loss.
+        scale = float(replicas_in_sync())
+        size = ops.cast(ops.shape(y_pred)[0], "float32")
+        for tracker, value in zip(self._loss_parts, (conf, loc)):
+            tracker.update_state(value * scale, sample_weight=size)
+        penalties = [self._aggregate_additional_loss(p) for p in self.losses]
+        return ops.sum([loss, *penalties]) if penalties else loss
+
+    @property
+    def prediction_decoder(self):
+        """The `DecodeDetections` layer that `predict` runs on the raw heads.
+
+        By default `DecodeDetections(config, **postprocessing)` (Caffe's
+        0.01 / 0.45 / 400 / 200, or a converted checkpoint's own settings).
+        Set another one (for example `decoder.replace(top_k=50)`) to change
+        what `predict` returns; it must be built for this model's config.
+        Not saved with the model: `postprocessing` is.
+        """
+        decoder = self.__dict__.get("_prediction_decoder")
+        if decoder is None:
+            decoder = DecodeDetections(self._ssd_config, name="prediction_decoder",
+                                       **(self.postprocessing or {}))
+            object.__setattr__(self, "_prediction_decoder", decoder)
+        return decoder
+
+    @prediction_decoder.setter
+    def prediction_decoder(self, decoder):
+        if not isinstance(decoder, DecodeDetections):
+            raise ValueError(
+                f"SSD: prediction_decoder must be a DecodeDetections layer, got "
+                f"{type(decoder).__name__}")
+        if decoder.config.num_anchors != self._ssd_config.num_anchors or \
+                decoder.config.num_classes != self._ssd_config.num_classes:
+            raise ValueError(
+                f"SSD: the prediction_decoder is built for {decoder.config.num_anchors} "
+                f"priors and {decoder.config.num_classes} classes, the model has "
+                f"{self._ssd_config.num_anchors} and {self._ssd_config.num_classes}")
+        # Set past Keras' attribute tracking: the decoder holds no weights
+        # and is not part of the saved model.
+        object.__setattr__(self, "_prediction_decoder", decoder)
+        self.predict_function = None
+
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
-        """`keras.Model.predict`, without its per-call set-up for arrays.
+        """`keras.Model.predict`: the detections of `prediction_decoder`.
 
         For in-memory arrays (no `steps`, no callbacks, no distribution
         strategy) this runs the same compiled predict step through
-        `keras_ssd.models.fast_predict.predict_arrays` (also
-        `keras_ssd.accel.runtime.predict_arrays`), sparing the ~50-100 ms that
-        `predict` spends building a data pipeline on every call (a sixth of
-        an SSD300 forward pass on a CPU); no progress bar is shown then.
+        `keras_ssd.models.fast_predict.predict_arrays`, sparing the data
+        pipeline Keras builds on every call; no progress bar is shown then.
         Datasets, generators and everything else go to `keras.Model.predict`.
+
+        Returns:
+            dict of numpy arrays (see the class docstring).
         """
         if fast_path_applies(self, x, steps, callbacks):
             return predict_arrays(self, x, batch_size=32 if batch_size is None else batch_size)
         return super().predict(x, batch_size=batch_size, verbose=verbose, steps=steps,
                                callbacks=callbacks)
-
-    def load_own_variables(self, store):
-        # keras-ssd 0.1 made the 3x3 stride-1 convolutions WinogradConv2D
-        # layers, and Keras names stored weights after the layer classes:
-        # such a file needs its weights renamed, which keras_ssd.load_model
-        # and keras_ssd.accel.legacy_files.load_weights do. Say so instead of
-        # failing on mismatched shapes.
-        has_path = getattr(store, "has_path", None)
-        if (getattr(store, "_h5_entry_path", None) == "" and callable(has_path)
-                and has_path("layers/winograd_conv2d")):
-            raise ValueError(
-                f"{self.name!r} was saved by keras-ssd 0.1 (its convolutions were "
-                "WinogradConv2D layers, stored under other names): load a .keras file "
-                "with keras_ssd.load_model(path), a .weights.h5 file with "
-                "keras_ssd.accel.legacy_files.load_weights(model, path); both read it "
-                "as plain Conv2D layers"
-            )
-        super().load_own_variables(store)
 
     def get_config(self):
         return {
@@ -316,10 +445,15 @@ class SSD(keras.Model):
             "preprocessing": self.preprocessing,
             "postprocessing": None if self.postprocessing is None else dict(self.postprocessing),
             **({"frozen_layers": list(self.frozen_layers)} if self.frozen_layers else {}),
+            **({"backbone": keras.saving.serialize_keras_object(self.backbone)}
+               if self.backbone is not None else {}),
         }
 
     @classmethod
     def from_config(cls, config):
+        if isinstance(config.get("backbone"), dict):
+            config = {**config,
+                      "backbone": keras.saving.deserialize_keras_object(config["backbone"])}
         # A saved model carries its weights: `backbone_weights` in a config
         # (a hand-edited or hostile file) must not download or read anything.
         config = {**config, "backbone_weights": None}

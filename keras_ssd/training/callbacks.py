@@ -151,9 +151,8 @@ class MeanAveragePrecision(keras.callbacks.Callback):
     is absent (Keras's checkpoint and early-stopping callbacks then warn and
     wait for the next evaluation); it always evaluates at the last epoch.
 
-    Detection runs through the model's `keras_ssd.inference.Detector` (the
-    path `predict_image` and `evaluate` take), built once, on first use; its
-    decoder (softmax, NMS) shares the weights of the model being trained.
+    Detection runs through `evaluate`, so through the model's own `predict`
+    (its `prediction_decoder`), as `predict_image` does.
 
     Args:
         dataset: validation dataset (records interface: `len`, `ds[i]`,
@@ -201,7 +200,6 @@ class MeanAveragePrecision(keras.callbacks.Callback):
         self.max_images = max_images
         self.verbose = verbose
         self.last_result = None
-        self._predictor = None
 
     def _due(self, epoch):
         total = (self.params or {}).get("epochs")
@@ -213,20 +211,13 @@ class MeanAveragePrecision(keras.callbacks.Callback):
         if not self._due(epoch):
             return
         from keras_ssd.evaluation.evaluate import evaluate
-        from keras_ssd.inference.detector import get_detector
 
-        if self._predictor is None or self._predictor.model is not self.model:
-            # The model's cached Detector: `evaluate(model, ...)` and
-            # `predict_image(model, ...)` with these settings reuse it.
-            self._predictor = get_detector(
-                self.model,
-                confidence_threshold=self.confidence_threshold,
-                iou_threshold=self.iou_threshold,
-                top_k=self.top_k,
-            )
         result = evaluate(
-            self._predictor,
+            self.model,
             self.dataset,
+            confidence_threshold=self.confidence_threshold,
+            iou_threshold=self.iou_threshold,
+            top_k=self.top_k,
             batch_size=self.batch_size,
             use_07_metric=self.use_07_metric,
             max_images=self.max_images,

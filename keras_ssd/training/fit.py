@@ -289,28 +289,6 @@ def _retime_schedule(optimizer, recipe, epochs, steps_per_epoch, lr_decay_epochs
         schedule.boundaries = decay_steps_from_epochs(epochs, steps_per_epoch, lr_decay_epochs)
 
 
-def _add_part_metrics(model, jit_compile):
-    """Compile `model` again with the `SSDLoss` part metrics if it lacks them.
-
-    A model compiled elsewhere (or a checkpoint of an older version) keeps
-    its optimizer object, so its state (moments, step count) is kept.
-    Returns True when it recompiled.
-    """
-    from keras_ssd.accel.runtime import compile_defaults
-    from keras_ssd.losses import ConfidenceLoss, SSDLoss
-
-    loss = getattr(model, "loss", None)
-    if not isinstance(loss, SSDLoss):
-        return False
-    compiled = getattr(model, "_compile_metrics", None)
-    present = getattr(compiled, "_user_metrics", None) or []
-    if any(isinstance(m, ConfidenceLoss) for m in keras.tree.flatten(present)):
-        return False
-    model.compile(**compile_defaults(jit_compile, optimizer=model.optimizer, loss=loss,
-                                     metrics=loss.part_metrics()))
-    return True
-
-
 def _run_logs(checkpoint_dir, log_dir, csv, plot):
     """The TensorBoard and `TrainingLog` callbacks of a run folder."""
     from keras_ssd.training.logs import (CSV_NAME, LOG_DIR_NAME, PLOT_NAME, TrainingLog,
@@ -495,15 +473,12 @@ def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_
             warmup_factor=used.warmup_factor, schedule=used.schedule,
             weight_decay=weight_decay, final_lr_factor=used.final_lr_factor,
         )
-        loss = SSDLoss()
-        model.compile(**compile_defaults(jit_compile, optimizer=opt, loss=loss,
-                                         metrics=loss.part_metrics()))
+        model.compile(**compile_defaults(jit_compile, optimizer=opt, loss=SSDLoss()))
     else:
         # A resumed model keeps its optimizer; pin the fast jit setting for
         # this machine (the saved one may come from another device).
         _exclude_from_decay(model.optimizer)
-        if not _add_part_metrics(model, jit_compile):
-            apply_runtime_defaults(model, jit_compile)
+        apply_runtime_defaults(model, jit_compile)
     if initial_epoch:
         sequence.set_epoch(initial_epoch)
 

@@ -21,23 +21,19 @@ def test_evaluate_prints_table_and_writes_json(
         assert name in stdout
 
 
-def test_evaluate_and_predict_accept_a_saved_inference_model(
-        run_cli, model_file, synthetic_voc, tmp_path):
+def test_evaluate_and_predict_refuse_a_keras_model_that_is_not_an_ssd(
+        run_cli, synthetic_voc, tmp_path):
     import keras
 
-    from keras_ssd.inference.model import inference_model
-
-    path = tmp_path / "detector.keras"
-    inference_model(keras.saving.load_model(model_file, compile=False)).save(path)
-    code, stdout, err = run_cli("evaluate", "--data", synthetic_voc, "--model-file", str(path))
-    assert code == 0, err
-    assert "circle" in stdout and "mAP" in stdout
+    path = tmp_path / "plain.keras"
+    keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Dense(2)]).save(path)
     image = os.path.join(synthetic_voc, "JPEGImages", sorted(os.listdir(
         os.path.join(synthetic_voc, "JPEGImages")))[0])
-    code, _, err = run_cli("predict", "--model-file", str(path), image,
-                        "--out", str(tmp_path / "p"))
-    assert code == 0, err
-    assert (tmp_path / "p" / "detections.json").is_file()
+    for command in (["evaluate", "--data", synthetic_voc],
+                    ["predict", image, "--out", str(tmp_path / "p")]):
+        code, _, err = run_cli(*command, "--model-file", str(path))
+        assert code != 0
+        assert "is a Keras model but not a keras-ssd SSD model" in err
 
 
 def test_evaluate_writes_the_report_and_plots_to_a_fresh_folder(

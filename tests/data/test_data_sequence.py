@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from keras_ssd.anchors import generate_anchors
-from keras_ssd.boxes import decode_boxes
+from keras_ssd.boxes import decode
 from keras_ssd.data import SSDSequence, VOCDataset, eval_batches, make_synthetic_voc
 from keras_ssd.data.synthetic import SYNTHETIC_CLASSES
 
@@ -59,7 +59,7 @@ def test_unaugmented_targets_decode_to_the_resized_boxes(dataset, tiny_config):
     rec = dataset[0]
     gt = rec["boxes"] / np.array([rec["width"], rec["height"]] * 2)
     pos = y[0, :, 4] > 0
-    decoded = decode_boxes(y[0, pos, :4], anchors[pos])
+    decoded = decode(y[0, pos, :4], anchors[pos])
     # every positive prior decodes to one of the ground-truth boxes, with its label
     d = np.abs(decoded[:, None, :] - gt[None]).max(-1)
     assert np.all(d.min(1) < 1e-4)

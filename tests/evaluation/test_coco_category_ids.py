@@ -10,8 +10,9 @@ from PIL import Image
 
 from keras_ssd.config import SSDConfig
 from keras_ssd.data import COCODataset
-from keras_ssd.evaluation import Predictor, evaluate
+from keras_ssd.evaluation import evaluate
 from keras_ssd.evaluation.evaluate import match_classes
+from keras_ssd.inference.predict import detections_in_pixels
 from keras_ssd.models.convert import COCO_CLASS_NAMES, COCO_CONFIG_CATEGORY_IDS
 
 pytestmark = pytest.mark.backend
@@ -49,38 +50,44 @@ def coco91_config(category_ids=COCO_CONFIG_CATEGORY_IDS):
         category_ids=list(category_ids))
 
 
-class Coco91Oracle(Predictor):
-    """A stand-in for the 91-output COCO model: reads the image index from
-    the pixels and answers with its ground truth, labelled as that model
-    labels it (`label_of`: dataset label -> model label), plus optional
-    extra high-score detections `(model label, box index)`."""
+@pytest.fixture
+def coco91_oracle(make_oracle_model):
+    """`coco91_oracle(dataset, label_of, extra=(), config=None)`: a stand-in
+    for the 91-output COCO model: reads the image index from the pixels and
+    answers with its ground truth, labelled as that model labels it
+    (`label_of`: dataset label -> model label), plus optional extra
+    high-score detections `(model label, box index)`."""
 
-    def __init__(self, dataset, label_of, extra=(), config=None):
-        self.dataset = dataset
-        self.label_of = label_of
-        self.extra = list(extra)
-        self.config = config or coco91_config()
-        self.image_size = 48
+    def make(dataset, label_of, extra=(), config=None):
+        def answer(images):
+            b, k = images.shape[0], 12
+            boxes = np.zeros((b, k, 4), "float32")
+            scores = np.zeros((b, k), "float32")
+            labels = np.full((b, k), -1, "int32")
+            for j in range(b):
+                value = int(round(images[j, 0, 0, 0]))
+                if value == 0:
+                    continue
+                r = dataset[value - 1]
+                scale = np.array([r["width"], r["height"]] * 2, "float32")
+                rows = [(label_of(int(c)), box) for c, box in zip(r["labels"], r["boxes"])]
+                rows = [(lab, r["boxes"][i]) for lab, i in extra] + rows
+                for n, (lab, box) in enumerate(rows):
+                    boxes[j, n] = box / scale
+                    scores[j, n] = 0.95 - 0.05 * n
+                    labels[j, n] = lab
+            out = {"boxes": boxes, "scores": scores, "labels": labels}
+            ids = model.config.detection_category_ids
+            if ids is not None:  # as the model's predict adds them
+                ids = [-1 if c is None else c for c in ids]
+                out["category_ids"] = np.where(labels < 0, -1, np.take(ids, labels))
+            return out
 
-    def predict_batch(self, images):
-        images = np.asarray(images)
-        b, k = images.shape[0], 12
-        boxes = np.zeros((b, k, 4), "float32")
-        scores = np.zeros((b, k), "float32")
-        labels = np.full((b, k), -1, "int32")
-        for j in range(b):
-            value = int(round(images[j, 0, 0, 0]))
-            if value == 0:
-                continue
-            r = self.dataset[value - 1]
-            scale = np.array([r["width"], r["height"]] * 2, "float32")
-            rows = [(self.label_of(int(c)), box) for c, box in zip(r["labels"], r["boxes"])]
-            rows = [(lab, r["boxes"][i]) for lab, i in self.extra] + rows
-            for n, (lab, box) in enumerate(rows):
-                boxes[j, n] = box / scale
-                scores[j, n] = 0.95 - 0.05 * n
-                labels[j, n] = lab
-        return {"boxes": boxes, "scores": scores, "labels": labels}
+        config = (config or coco91_config()).replace(image_size=48)
+        model = make_oracle_model(config, answer, top_k=12)
+        return model
+
+    return make
 
 
 def by_coco_id(ds):
@@ -88,11 +95,12 @@ def by_coco_id(ds):
     return lambda c: ds.category_ids[c] - 1
 
 
-def test_perfect_detections_score_ap_1_through_the_real_category_ids(tmp_path):
+def test_perfect_detections_score_ap_1_through_the_real_category_ids(tmp_path,
+                                                                     coco91_oracle):
     pytest.importorskip("pycocotools")
     ds = COCODataset(write_coco(tmp_path), tmp_path)
     assert ds.category_ids == (1, 3, 18) and ds.class_names == ("person", "car", "dog")
-    r = evaluate(Coco91Oracle(ds, by_coco_id(ds)), ds, metric="coco", verbose=0,
+    r = evaluate(coco91_oracle(ds, by_coco_id(ds)), ds, metric="coco", verbose=0,
                  return_detections=True)
     assert r["mAP"] == pytest.approx(1.0, abs=1e-6)
     assert r["AP_by_name"] == pytest.approx({"person": 1.0, "car": 1.0, "dog": 1.0})
@@ -100,36 +108,40 @@ def test_perfect_detections_score_ap_1_through_the_real_category_ids(tmp_path):
     np.testing.assert_array_equal(d["category_ids"], [3, 18, 1])
     assert d["names"] == ["car", "dog", "person"]
     np.testing.assert_array_equal(d["labels"], [1, 2, 0])   # the dataset's labels
-    voc = evaluate(Coco91Oracle(ds, by_coco_id(ds)), ds, verbose=0)
+    voc = evaluate(coco91_oracle(ds, by_coco_id(ds)), ds, verbose=0)
     assert voc["mAP"] == pytest.approx(1.0)
 
 
-def test_contiguous_labels_mistaken_for_ids_score_zero(tmp_path):
+def test_contiguous_labels_mistaken_for_ids_score_zero(tmp_path, coco91_oracle):
     # The mistake the id mapping prevents: label j of the file (contiguous)
     # taken as the model's label j (COCO id j + 1): car becomes bicycle, dog car.
     pytest.importorskip("pycocotools")
     ds = COCODataset(write_coco(tmp_path), tmp_path)
-    r = evaluate(Coco91Oracle(ds, lambda c: c), ds, metric="coco", verbose=0)
+    r = evaluate(coco91_oracle(ds, lambda c: c), ds, metric="coco", verbose=0)
     assert r["AP_by_name"]["person"] == pytest.approx(1.0)
     assert r["AP_by_name"]["car"] == 0.0 and r["AP_by_name"]["dog"] == 0.0
 
 
-def test_placeholders_and_categories_outside_the_file_are_never_scored(tmp_path):
+def test_placeholders_and_categories_outside_the_file_are_never_scored(tmp_path,
+                                                                       coco91_oracle):
     pytest.importorskip("pycocotools")
     ds = COCODataset(write_coco(tmp_path), tmp_path)
     # Best-scored: an 'N/A' output and a cat on the image's own boxes.
-    oracle = Coco91Oracle(ds, by_coco_id(ds), extra=[(PLACEHOLDER, 0), (CAT, 1)])
+    oracle = coco91_oracle(ds, by_coco_id(ds), extra=[(PLACEHOLDER, 0), (CAT, 1)])
     r = evaluate(oracle, ds, metric="coco", verbose=0, return_detections=True)
     assert r["mAP"] == pytest.approx(1.0, abs=1e-6)
     for d in r["detections"]:
         assert len(d["scores"]) == 3 and set(d["category_ids"]) <= {1, 3, 18}
     # Without the mapping they reach the detections: the model's own labels.
-    raw = oracle.to_pixels(oracle.predict_batch(np.full((1, 48, 48, 3), 1.0)), 0, 64, 48)
+    options = {"confidence_threshold": 0.01, "top_k": 12}
+    out = oracle.predict_on_batch(np.full((1, 48, 48, 3), 1.0))
+    raw = detections_in_pixels(oracle, out, 0, 64, 48, options)
     assert raw["names"][:2] == ["N/A-12", "cat"]
     np.testing.assert_array_equal(raw["category_ids"][:2], [-1, 17])
 
 
-def test_a_category_the_model_lacks_or_an_id_of_another_name_is_refused(tmp_path):
+def test_a_category_the_model_lacks_or_an_id_of_another_name_is_refused(tmp_path,
+                                                                        coco91_oracle):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     unknown = CATEGORIES + [{"id": 95, "name": "unicorn"}]
@@ -140,7 +152,7 @@ def test_a_category_the_model_lacks_or_an_id_of_another_name_is_refused(tmp_path
                {"id": 18, "name": "dog"}]
     ds = COCODataset(write_coco(tmp_path / "b", renamed), tmp_path / "b")
     with pytest.raises(ValueError, match=r"id 3 is 'truck' in the dataset but 'car'"):
-        evaluate(Coco91Oracle(ds, by_coco_id(ds)), ds, verbose=0)
+        evaluate(coco91_oracle(ds, by_coco_id(ds)), ds, verbose=0)
     # The model's ids with person and car swapped: caught the same way.
     ids = list(COCO_CONFIG_CATEGORY_IDS)
     ids[0], ids[2] = 3, 1
@@ -149,13 +161,13 @@ def test_a_category_the_model_lacks_or_an_id_of_another_name_is_refused(tmp_path
                       coco91_config(ids))
 
 
-def test_a_dataset_without_ids_is_matched_by_name(toy_dataset):
+def test_a_dataset_without_ids_is_matched_by_name(toy_dataset, coco91_oracle):
     ds = toy_dataset(class_names=("dog", "person"))
     m = match_classes(ds, coco91_config())
     assert m.by == "name" and m.category_ids is None
     assert np.flatnonzero(m.label_map >= 0).tolist() == [0, 17]   # person, dog
     assert m.label_map[17] == 0 and m.label_map[0] == 1
-    r = evaluate(Coco91Oracle(ds, lambda c: [17, 0][c]), ds, verbose=0)
+    r = evaluate(coco91_oracle(ds, lambda c: [17, 0][c]), ds, verbose=0)
     assert r["mAP"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match=r"\['N/A-12'\] are not among the model's"):
         match_classes(toy_dataset(class_names=("dog", "N/A-12")), coco91_config())
@@ -203,13 +215,13 @@ def test_predictions_carry_the_ids_and_new_classes_drop_them():
     assert SSDTiny(config=config).config.category_ids == [1, None, 3]
 
 
-def test_a_model_without_ids_is_matched_to_a_coco_file_by_name(tmp_path):
+def test_a_model_without_ids_is_matched_to_a_coco_file_by_name(tmp_path, coco91_oracle):
     # e.g. a torchvision COCO model converted before the ids were stored
     pytest.importorskip("pycocotools")
     ds = COCODataset(write_coco(tmp_path), tmp_path)
     config = coco91_config().replace(category_ids=None)
     assert match_classes(ds, config).by == "name"
-    r = evaluate(Coco91Oracle(ds, by_coco_id(ds), extra=[(PLACEHOLDER, 0)], config=config),
+    r = evaluate(coco91_oracle(ds, by_coco_id(ds), extra=[(PLACEHOLDER, 0)], config=config),
                  ds, metric="coco", verbose=0, return_detections=True)
     assert r["mAP"] == pytest.approx(1.0, abs=1e-6)
     assert all(set(d["names"]) <= {"person", "car", "dog"} for d in r["detections"])
@@ -254,7 +266,7 @@ def test_unscored_classes_do_not_take_the_100_coco_slots(tmp_path, monkeypatch,
         assert set(d["category_ids"]) == {3}
 
 
-def test_categories_selected_out_of_id_order_keep_their_own_ap(tmp_path):
+def test_categories_selected_out_of_id_order_keep_their_own_ap(tmp_path, coco91_oracle):
     # COCODataset(class_names=) orders labels as given (18, 1); pycocotools
     # orders categories by id: each class's AP must still be its own.
     pytest.importorskip("pycocotools")
@@ -264,14 +276,14 @@ def test_categories_selected_out_of_id_order_keep_their_own_ap(tmp_path):
     def label_of(c):
         return ds.category_ids[c] - 1
 
-    oracle = Coco91Oracle(ds, label_of)
-    real = oracle.predict_batch
+    oracle = coco91_oracle(ds, label_of)
+    real = oracle.answer
 
     def shift_people(images):
         out = real(images)
         out["boxes"][out["labels"] == 0] += 0.5
         return out
 
-    oracle.predict_batch = shift_people
+    oracle.answer = shift_people
     r = evaluate(oracle, ds, metric="coco", verbose=0)
     assert r["AP_by_name"] == pytest.approx({"dog": 1.0, "person": 0.0})

@@ -3,59 +3,54 @@ pixels, VOC and COCO scoring, and the MeanAveragePrecision callback."""
 
 import builtins
 
-import keras
 import numpy as np
 import pytest
 
-from keras_ssd.evaluation import Predictor, coco_map, evaluate, predict_dataset, voc_map
+from keras_ssd.evaluation import coco_map, evaluate, predict_dataset, voc_map
 from keras_ssd.evaluation.evaluate import resize_for_model
 from keras_ssd.config import SSDConfig
-from keras_ssd.inference.model import inference_model
 from keras_ssd.models import SSDTiny
 
 pytestmark = pytest.mark.backend
 
-class OraclePredictor(Predictor):
-    """Reads the image index from the pixels and answers with its ground
-    truth in normalised coordinates (optionally shifted), so that the whole
-    pipeline except the network can be checked exactly."""
+@pytest.fixture
+def oracle(make_oracle_model):
+    """`oracle(dataset, shift=0.0, shift_odd_only=False)`: a model that reads
+    the image index from the pixels and answers with its ground truth in
+    normalised coordinates (optionally shifted), so that the whole pipeline
+    except the network can be checked exactly."""
 
-    def __init__(self, dataset, image_size=48, shift=0.0, top_k=10, shift_odd_only=False):
-        self.shift_odd_only = shift_odd_only
-        self.dataset = dataset
-        self.config = SSDConfig.tiny(num_classes=len(dataset.class_names))
-        self.image_size = image_size
-        self.shift = shift
-        self.top_k = top_k
-        self.calls = []
+    def make(dataset, shift=0.0, shift_odd_only=False, top_k=10):
+        def answer(images):
+            b = images.shape[0]
+            boxes = np.zeros((b, top_k, 4), "float32")
+            conf = np.zeros((b, top_k), "float32")
+            labels = np.full((b, top_k), -1, "int32")
+            for j in range(b):
+                value = int(round(images[j, 0, 0, 0]))
+                if value == 0:  # padding
+                    continue
+                r = dataset[value - 1]
+                scale = np.array([r["width"], r["height"]] * 2, "float32")
+                g = len(r["boxes"])
+                moved = shift if (value % 2 == 0 or not shift_odd_only) else 0.0
+                boxes[j, :g] = r["boxes"] / scale + moved
+                conf[j, :g] = np.linspace(0.9, 0.5, g)
+                labels[j, :g] = r["labels"]
+            return {"boxes": boxes, "scores": conf, "labels": labels}
 
-    def predict_batch(self, images):
-        images = np.asarray(images)
-        self.calls.append(images.shape)
-        b = images.shape[0]
-        boxes = np.zeros((b, self.top_k, 4), "float32")
-        conf = np.zeros((b, self.top_k), "float32")
-        labels = np.full((b, self.top_k), -1, "int32")
-        for j in range(b):
-            value = int(round(images[j, 0, 0, 0]))
-            if value == 0:  # padding
-                continue
-            r = self.dataset[value - 1]
-            scale = np.array([r["width"], r["height"]] * 2, "float32")
-            g = len(r["boxes"])
-            shift = self.shift if (value % 2 == 0 or not self.shift_odd_only) else 0.0
-            boxes[j, :g] = r["boxes"] / scale + shift
-            conf[j, :g] = np.linspace(0.9, 0.5, g)
-            labels[j, :g] = r["labels"]
-        return {"boxes": boxes, "scores": conf, "labels": labels}
+        config = SSDConfig.tiny(num_classes=len(dataset.class_names)).replace(image_size=48)
+        return make_oracle_model(config, answer, top_k=top_k)
+
+    return make
 
 
-def test_boxes_come_back_in_original_pixels_with_padded_batches(toy_dataset):
+def test_boxes_come_back_in_original_pixels_with_padded_batches(toy_dataset, oracle):
     ds = toy_dataset()
-    oracle = OraclePredictor(ds)
-    dets = predict_dataset(oracle, ds, batch_size=2, verbose=0)
+    model = oracle(ds)
+    dets = predict_dataset(model, ds, batch_size=2, verbose=0)
     # 5 images in batches of 2: the last batch is padded to keep one shape
-    assert oracle.calls == [(2, 48, 48, 3)] * 3
+    assert model.calls == [(2, 48, 48, 3)] * 3
     assert len(dets) == len(ds)
     for d, r in zip(dets, ds.records):
         np.testing.assert_allclose(d["boxes"], r["boxes"], rtol=1e-5, atol=1e-3)
@@ -63,21 +58,21 @@ def test_boxes_come_back_in_original_pixels_with_padded_batches(toy_dataset):
         assert d["scores"].shape == (len(r["boxes"]),)  # padding rows dropped
 
 
-def test_evaluate_perfect_and_shifted_detections(toy_dataset):
+def test_evaluate_perfect_and_shifted_detections(toy_dataset, oracle):
     ds = toy_dataset()
-    result = evaluate(OraclePredictor(ds), ds, batch_size=3, verbose=0)
+    result = evaluate(oracle(ds), ds, batch_size=3, verbose=0)
     assert result["mAP"] == pytest.approx(1.0)
     assert set(result["AP_by_name"]) == {"cat", "dog"}
     assert result["num_images"] == 5
     # shifting every box by 0.5 of the image leaves no overlap: mAP 0
-    shifted = evaluate(OraclePredictor(ds, shift=0.5), ds, batch_size=3, verbose=0)
+    shifted = evaluate(oracle(ds, shift=0.5), ds, batch_size=3, verbose=0)
     assert shifted["mAP"] == 0.0
 
 
-def test_evaluate_equals_voc_map_on_returned_detections(toy_dataset):
+def test_evaluate_equals_voc_map_on_returned_detections(toy_dataset, oracle):
     ds = toy_dataset()
     result = evaluate(
-        OraclePredictor(ds, shift=0.5, shift_odd_only=True), ds, batch_size=4, verbose=0,
+        oracle(ds, shift=0.5, shift_odd_only=True), ds, batch_size=4, verbose=0,
         use_07_metric=False, return_detections=True,
     )
     direct = voc_map(result["detections"], ds.records, 2, use_07_metric=False)
@@ -85,31 +80,16 @@ def test_evaluate_equals_voc_map_on_returned_detections(toy_dataset):
     assert 0.0 < result["mAP"] < 1.0
 
 
-def test_a_predictor_answering_with_0_1_keys_still_works_with_a_warning(toy_dataset):
+def test_max_images_limits_the_ground_truth_too(toy_dataset, oracle):
     ds = toy_dataset()
-
-    class OldKeys(OraclePredictor):
-        def predict_batch(self, images):
-            out = super().predict_batch(images)
-            out["confidence"] = out.pop("scores")
-            return out
-
-    with pytest.warns(DeprecationWarning, match="'confidence'.*'scores'"):
-        result = evaluate(OldKeys(ds), ds, verbose=0, return_detections=True)
-    assert result["mAP"] == pytest.approx(1.0)
-    assert set(result["detections"][0]) == {"boxes", "scores", "labels", "names"}
-
-
-def test_max_images_limits_the_ground_truth_too(toy_dataset):
-    ds = toy_dataset()
-    result = evaluate(OraclePredictor(ds), ds, max_images=2, verbose=0)
+    result = evaluate(oracle(ds), ds, max_images=2, verbose=0)
     assert result["num_images"] == 2
     assert result["mAP"] == pytest.approx(1.0)
 
 
-def test_progress_bar_is_shown(capsys, toy_dataset):
+def test_progress_bar_is_shown(capsys, toy_dataset, oracle):
     ds = toy_dataset()
-    evaluate(OraclePredictor(ds), ds, batch_size=2, verbose=1)
+    evaluate(oracle(ds), ds, batch_size=2, verbose=1)
     assert "5/5" in capsys.readouterr().out
 
 
@@ -130,28 +110,16 @@ def test_real_tiny_model_batched_equals_one_by_one(tiny_model, toy_dataset):
         tiny_model, ds, batch_size=2, verbose=0, top_k=20, return_detections=True
     )
     assert 0.0 <= result["mAP"] <= 1.0
-    detector = inference_model(tiny_model, confidence_threshold=0.01, top_k=20)
     for i, d in enumerate(result["detections"]):
         img = resize_for_model(ds.load_image(i), 160)[None].astype("float32")
-        out = detector.predict_on_batch(img)
-        keep = np.asarray(out["labels"][0]) >= 0
+        out = tiny_model.predict(img)  # the decoder's 200 best, the first 20 scored
+        keep = (np.asarray(out["labels"][0]) >= 0) & (np.arange(200) < 20)
         r = ds[i]
         scale = np.array([r["width"], r["height"]] * 2)
         expected = np.clip(np.asarray(out["boxes"][0])[keep] * scale, 0, scale)
         np.testing.assert_allclose(d["boxes"], expected, rtol=1e-4, atol=1e-3)
         np.testing.assert_allclose(d["scores"], np.asarray(out["scores"][0])[keep], atol=1e-5)
         assert (d["boxes"][:, 2] <= r["width"]).all() and (d["boxes"][:, 3] <= r["height"]).all()
-
-
-def test_inference_model_is_accepted_as_is(tiny_model, toy_dataset):
-    ds = toy_dataset(sizes=[(120, 90), (64, 64)])
-    detector = inference_model(tiny_model, top_k=15)
-    predictor = Predictor(detector)
-    assert predictor.detector is detector
-    a = evaluate(detector, ds, verbose=0, return_detections=True)
-    b = evaluate(tiny_model, ds, verbose=0, top_k=15, return_detections=True)
-    for x, y in zip(a["detections"], b["detections"]):
-        np.testing.assert_allclose(x["boxes"], y["boxes"], atol=1e-3)
 
 
 def test_class_mismatch_is_a_clear_error(tiny_model, toy_dataset):
@@ -169,8 +137,8 @@ def test_bad_arguments(tiny_model, toy_dataset):
         evaluate(tiny_model, [{"boxes": []}])
     with pytest.raises(ValueError, match="batch_size"):
         evaluate(tiny_model, toy_dataset(), batch_size=0, verbose=0)
-    with pytest.raises(ValueError, match="keras.Model"):
-        Predictor(object())
+    with pytest.raises(ValueError, match="evaluate: object .* is not a keras-ssd model"):
+        evaluate(object(), toy_dataset(), verbose=0)
 
 
 # ---------------------------------------------------------------- COCO AP
@@ -187,14 +155,15 @@ def test_coco_map_through_pycocotools():
     assert empty["mAP"] == 0.0
 
 
-def test_evaluate_with_coco_metric(toy_dataset):
+def test_evaluate_with_coco_metric(toy_dataset, oracle):
     pytest.importorskip("pycocotools")
     ds = toy_dataset()
-    r = evaluate(OraclePredictor(ds), ds, metric="coco", verbose=0)
+    r = evaluate(oracle(ds), ds, metric="coco", verbose=0)
     assert r["mAP"] == pytest.approx(1.0, abs=1e-6)
 
 
-def test_coco_metric_without_pycocotools_says_how_to_install(monkeypatch, toy_dataset):
+def test_coco_metric_without_pycocotools_says_how_to_install(monkeypatch, toy_dataset,
+                                                              oracle):
     real_import = builtins.__import__
 
     def no_pycocotools(name, *args, **kwargs):
@@ -205,7 +174,7 @@ def test_coco_metric_without_pycocotools_says_how_to_install(monkeypatch, toy_da
     monkeypatch.setattr(builtins, "__import__", no_pycocotools)
     ds = toy_dataset()
     with pytest.raises(ImportError, match=r"pip install 'keras-ssd\[coco\]'"):
-        evaluate(OraclePredictor(ds), ds, metric="coco", verbose=0)
+        evaluate(oracle(ds), ds, metric="coco", verbose=0)
 
 
 def test_evaluate_on_synthetic_voc_sees_the_training_pipelines_images(tmp_path, tiny_model):
@@ -231,8 +200,6 @@ def test_evaluate_on_synthetic_voc_sees_the_training_pipelines_images(tmp_path, 
 def test_coco_metric_scores_at_most_100_detections_per_image(tiny_model, toy_dataset,
                                                               monkeypatch):
     import keras_ssd.evaluation.coco as coco
-    from keras_ssd.inference import Detector
-
     scored = []
 
     def record(detections, ground_truths, num_classes, class_names=None):
@@ -246,12 +213,13 @@ def test_coco_metric_scores_at_most_100_detections_per_image(tiny_model, toy_dat
                    return_detections=True)
     assert min(len(d["scores"]) for d in voc["detections"]) > 100  # VOC keeps 200
     evaluate(tiny_model, ds, verbose=0, confidence_threshold=0.0, metric="coco")
-    loose = inference_model(tiny_model, confidence_threshold=0.0, top_k=300)
+    loose = type(tiny_model).from_config(tiny_model.get_config())
+    loose.prediction_decoder = loose.prediction_decoder.replace(confidence_threshold=0.0,
+                                                                top_k=300)
     evaluate(loose, ds, verbose=0, metric="coco")  # the model's own top_k is larger
-    evaluate(Detector(loose), ds, verbose=0, metric="coco")  # a Detector used as it is
     with pytest.warns(UserWarning, match="top_k=150 is cut to 100"):
         evaluate(tiny_model, ds, verbose=0, confidence_threshold=0.0, metric="coco",
                  top_k=150)
-    assert scored == [[100, 100]] * 4
+    assert scored == [[100, 100]] * 3
     evaluate(tiny_model, ds, verbose=0, confidence_threshold=0.0, metric="coco", top_k=7)
     assert scored[-1] == [7, 7]

@@ -6,11 +6,11 @@ import pytest
 from keras import ops
 from PIL import Image
 
-import keras_ssd.inference.predict as predict_module
 from keras_ssd.anchors import generate_anchors
 from keras_ssd.config import SSDConfig
-from keras_ssd.inference.model import inference_model
-from keras_ssd.inference.predict import get_detector, predict_image, predict_images
+from keras_ssd.inference.predict import predict_image, predict_images
+from keras_ssd.layers import DecodeDetections
+from keras_ssd.models.decoding import DecodingPredictions
 
 pytestmark = pytest.mark.backend
 
@@ -42,12 +42,15 @@ class _FixedHead(keras.layers.Layer):
         return (input_shape[0], CONFIG.num_anchors, 4 + CONFIG.num_classes + 1)
 
 
-class FakeSSD(keras.Model):
+class FakeSSD(DecodingPredictions, keras.Model):
+    """A functional model with raw SSD heads whose `predict` decodes, as `SSD`."""
+
     def __init__(self):
         size = CONFIG.image_size
         inputs = keras.Input((size, size, 3))
         super().__init__(inputs, _FixedHead()(inputs))
         self._ssd_config = CONFIG
+        self.prediction_decoder = DecodeDetections(CONFIG)
 
     @property
     def config(self):
@@ -110,34 +113,21 @@ def test_predict_images_keeps_order_across_batches(model):
     assert [d["names"] for d in predict_images(model, stacked)] == [["dog"]] * 3
 
 
-def test_decoder_is_built_once_per_model_and_settings(model, monkeypatch):
-    built = []
-    original = predict_module._Detector.__init__
-
-    def counting(self, *args):
-        built.append(args[1:])
-        original(self, *args)
-
-    monkeypatch.setattr(predict_module._Detector, "__init__", counting)
+def test_the_decoder_is_replaced_only_for_settings_it_cannot_serve(model):
     fresh = FakeSSD()
+    own = fresh.prediction_decoder
     image = np.zeros((30, 30, 3), np.uint8)
     for _ in range(3):
-        predict_image(fresh, image)
-    predict_images(fresh, [image, image])
-    assert len(built) == 1
-    assert get_detector(fresh) is get_detector(fresh)
-    predict_image(fresh, image, iou_threshold=0.3)
-    assert len(built) == 2
-
-
-def test_predict_image_accepts_an_inference_model(model):
-    detector = inference_model(model, confidence_threshold=0.01, iou_threshold=0.45)
-    image = np.full((90, 250, 3), 200, np.uint8)
-    det = predict_image(detector, image)
-    assert det["names"] == ["dog"]
-    np.testing.assert_allclose(det["boxes"][0], _expected_box(250, 90), rtol=1e-5, atol=1e-3)
-    # Different NMS settings: decoded again from the SSD inside.
-    assert predict_image(detector, image, iou_threshold=0.3)["names"] == ["dog"]
+        predict_image(fresh, image)  # 0.5 / 0.45 / 200: the decoder's output, cut
+    predict_images(fresh, [image, image], confidence_threshold=0.2, top_k=5)
+    assert fresh.prediction_decoder is own
+    assert predict_image(fresh, image, iou_threshold=0.3)["names"] == ["cat"]
+    changed = fresh.prediction_decoder
+    assert changed is not own and changed.iou_threshold == 0.3
+    assert changed.confidence_threshold == own.confidence_threshold == 0.01
+    predict_image(fresh, image, iou_threshold=0.3, top_k=300)
+    decoder = fresh.prediction_decoder
+    assert decoder.top_k == 300 and decoder.iou_threshold == 0.3
 
 
 def test_predict_image_runs_a_real_tiny_ssd():
@@ -168,22 +158,24 @@ def test_predict_errors_name_the_problem(model, tmp_path):
         predict_image(model, [np.zeros((8, 8, 3))])
     with pytest.raises(ValueError, match="use predict_image for one image"):
         predict_images(model, "one.jpg")
-    with pytest.raises(ValueError, match="has no SSDConfig"):
+    with pytest.raises(ValueError, match="is not a keras-ssd model"):
         predict_image(keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Dense(2)]),
                       np.zeros((8, 8, 3)))
 
 
 def test_predict_images_never_returns_more_than_top_k_from_a_looser_decoder():
-    from keras_ssd.inference import Detector, inference_model
     from keras_ssd.models import SSDTiny
 
     ssd = SSDTiny(num_classes=2)
     images = [np.random.default_rng(i).integers(0, 255, (90 + 10 * i, 120, 3))
               for i in range(3)]
-    loose = inference_model(ssd, confidence_threshold=0.0, top_k=300)
-    assert all(len(d["scores"]) > 100 for d in Detector(loose).detect(images))
-    for model in (loose, Detector(loose), ssd):
-        for top_k in (1, 5, 100):
-            dets = predict_images(model, images, confidence_threshold=0.0, top_k=top_k,
-                                  batch_size=2)
-            assert [len(d["scores"]) for d in dets] == [top_k] * 3
+    ssd.prediction_decoder = ssd.prediction_decoder.replace(confidence_threshold=0.0,
+                                                            top_k=300)
+    loose = ssd.prediction_decoder
+    for top_k in (1, 5, 100):
+        dets = predict_images(ssd, images, confidence_threshold=0.0, top_k=top_k,
+                              batch_size=2)
+        assert [len(d["scores"]) for d in dets] == [top_k] * 3
+    assert ssd.prediction_decoder is loose
+    assert all(len(d["scores"]) == 300 for d in predict_images(
+        ssd, images, confidence_threshold=0.0, top_k=300))

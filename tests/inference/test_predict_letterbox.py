@@ -7,8 +7,8 @@ import pytest
 
 from keras_ssd.data import MEAN_RGB, letterbox_geometry, source_boxes
 from keras_ssd.evaluation import predict_dataset
-from keras_ssd.inference import Detector, inference_model
-from keras_ssd.inference.detector import load_for_model, to_pixels
+from keras_ssd.inference import load_for_model, predict_images, to_pixels
+from keras_ssd.inference.pixels import load_batch
 
 INPUT = (160, 224)
 #: (width, height) of the test pictures: wide, tall, square, odd.
@@ -67,6 +67,12 @@ def model(request, make_tiny_model):
     return make_tiny_model(num_classes=1, image_size=INPUT, letterbox=request.param)
 
 
+@pytest.fixture
+def finder(model, make_oracle_model):
+    """`oracle` as a model with `model`'s config (input size, letterbox)."""
+    return make_oracle_model(model.config, oracle, top_k=1)
+
+
 def _tolerance(width, height, letterbox):
     if letterbox:
         sx, sy, _, _ = letterbox_geometry(width, height, INPUT)
@@ -74,11 +80,10 @@ def _tolerance(width, height, letterbox):
     return 1.01 * max(width / INPUT[1], height / INPUT[0])
 
 
-def test_detector_renders_as_the_model_was_trained(model):
-    detector = Detector(model)
-    assert detector.input_hw == INPUT and detector.letterbox is model.config.letterbox
+def test_images_are_rendered_as_the_model_was_trained(model):
+    assert model.config.image_shape == INPUT
     image, _ = picture(400, 200)
-    batch, sizes = detector.preprocess([image])
+    batch, sizes = load_batch([image], model.config.image_shape, model.config.letterbox)
     assert batch.shape == (1,) + INPUT + (3,) and sizes == [(400, 200)]
     expected, _ = load_for_model(image, INPUT, letterbox=model.config.letterbox)
     np.testing.assert_array_equal(batch[0], expected)
@@ -86,21 +91,18 @@ def test_detector_renders_as_the_model_was_trained(model):
     assert np.all(top_rows == np.asarray(MEAN_RGB, np.uint8)) == model.config.letterbox
 
 
-def test_detect_maps_boxes_back_to_the_original_pixels(model):
-    detector = Detector(model)
-    detector.predict_batch = oracle
+def test_predict_maps_boxes_back_to_the_original_pixels(model, finder):
     images, boxes = zip(*(picture(w, h) for w, h in SIZES))
-    for (w, h), box, det in zip(SIZES, boxes, detector.detect(list(images), batch_size=3)):
+    dets = predict_images(finder, list(images), batch_size=3)
+    for (w, h), box, det in zip(SIZES, boxes, dets):
         assert det["boxes"].shape == (1, 4) and det["names"] == ["class_0"]
         np.testing.assert_allclose(det["boxes"][0], box,
                                    atol=_tolerance(w, h, model.config.letterbox))
 
 
-def test_evaluation_renders_and_maps_back_as_prediction_does(model):
-    detector = Detector(model)
-    detector.predict_batch = oracle
+def test_evaluation_renders_and_maps_back_as_prediction_does(model, finder):
     dataset = WhiteBoxes()
-    detections = predict_dataset(detector, dataset, batch_size=2, verbose=0)
+    detections = predict_dataset(finder, dataset, batch_size=2, verbose=0)
     for (w, h), record, det in zip(SIZES, dataset.records, detections):
         np.testing.assert_allclose(det["boxes"][0], record["boxes"][0],
                                    atol=_tolerance(w, h, model.config.letterbox))
@@ -121,13 +123,12 @@ def test_to_pixels_undoes_the_letterbox():
         to_pixels(out, 0, 400, 200, letterbox=True)
 
 
-def test_a_saved_inference_model_keeps_the_letterbox(make_tiny_model, tmp_path):
+def test_a_saved_model_keeps_the_letterbox(make_tiny_model, tmp_path):
     from keras_ssd.saving import load_model
 
     model = make_tiny_model(num_classes=1, image_size=INPUT, letterbox=True)
     path = str(tmp_path / "detector.keras")
-    inference_model(model).save(path)
+    model.save(path)
     loaded = load_model(path, compile=False)
-    detector = Detector(loaded)
-    assert detector.letterbox is True and detector.input_hw == INPUT
-    assert detector.config == model.config
+    assert loaded.config == model.config and loaded.config.letterbox is True
+    assert loaded.prediction_decoder.config == model.config

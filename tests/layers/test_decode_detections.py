@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from keras_ssd.anchors import generate_anchors
-from keras_ssd.boxes import decode_boxes
+from keras_ssd.boxes import decode, decode_ops
 from keras_ssd.targets import TargetEncoder
 from keras_ssd.layers.anchor_boxes import AnchorBoxes
-from keras_ssd.layers.decode_detections import DecodeDetections, decode_offsets
+from keras_ssd.layers.decode_detections import DecodeDetections
 
 
 def background_predictions(config, batch=1, seed=0):
@@ -30,12 +30,12 @@ def as_numpy(out):
     return {k: np.asarray(v) for k, v in out.items()}
 
 
-def test_decode_offsets_matches_numpy_decode_boxes(tiny_config):
+def test_decode_ops_matches_numpy_decode_boxes(tiny_config):
     rng = np.random.default_rng(0)
     anchors = generate_anchors(tiny_config())
     offsets = rng.normal(0, 1, anchors.shape).astype(np.float32)
-    got = np.asarray(decode_offsets(offsets, anchors, [0.1, 0.1, 0.2, 0.2]))
-    np.testing.assert_allclose(got, decode_boxes(offsets, anchors), atol=1e-6)
+    got = np.asarray(decode_ops(offsets, anchors, [0.1, 0.1, 0.2, 0.2]))
+    np.testing.assert_allclose(got, decode(offsets, anchors), atol=1e-6)
 
 
 @pytest.mark.parametrize("use_xla", [None, False])
@@ -74,7 +74,7 @@ def test_output_shapes_dtypes_and_padding(tiny_config):
     np.testing.assert_allclose(out["scores"][0, :3], [0.7, 0.05, 0.05], rtol=1e-5)
     assert (out["scores"][0, 3:] == 0).all() and (out["boxes"][0, 3:] == 0).all()
     assert (out["labels"][1] == -1).all() and (out["boxes"][1] == 0).all()
-    expected_box = decode_boxes(pred[0, 5, :4], generate_anchors(config)[5])
+    expected_box = decode(pred[0, 5, :4], generate_anchors(config)[5])
     np.testing.assert_allclose(out["boxes"][0, 0], expected_box, atol=1e-6)
     assert layer.compute_output_shape((None, config.num_anchors, 8)) == {
         "boxes": (None, 7, 4), "scores": (None, 7), "labels": (None, 7),

@@ -129,37 +129,30 @@ def test_ssd_model_stores_its_preprocessing_and_postprocessing(tmp_path):
     np.testing.assert_array_equal(np.asarray(again(x)), np.asarray(model(x)))
     # The architecture's own preprocessing when none is given.
     assert SSD(tiny_config, architecture="tiny").preprocessing == "tf"
-    with pytest.raises(ValueError, match="unknown postprocessing keys"):
+    with pytest.raises(ValueError, match="SSD: postprocessing: unknown decode option"):
         SSD(tiny_config, architecture="tiny", postprocessing={"nms": 0.5})
 
 
-def test_inference_model_takes_the_models_postprocessing_as_defaults():
-    from keras_ssd.inference.model import inference_model
+def test_the_prediction_decoder_starts_from_the_models_postprocessing():
+    from keras_ssd.inference.predict import decoding_options
     from keras_ssd.models import SSD
 
     post = {"top_k": 7, "clip_boxes": True, "max_log_scale": 3.0,
-            "max_candidates_per_class": 50}
+            "max_candidates_per_class": 50, "confidence_threshold": 0.2}
     model = SSD(SSDConfig.tiny(num_classes=2), architecture="tiny", postprocessing=post)
-    decoder = inference_model(model).get_layer("detections")
+    decoder = model.prediction_decoder
     assert (decoder.top_k, decoder.clip_boxes, decoder.max_log_scale,
             decoder.max_candidates_per_class) == (7, True, 3.0, 50)
-    decoder = inference_model(model, top_k=9, max_log_scale=None).get_layer("detections")
-    assert (decoder.top_k, decoder.max_log_scale, decoder.clip_boxes) == (9, None, True)
-    plain = inference_model(SSD(SSDConfig.tiny(num_classes=2), architecture="tiny"))
-    assert plain.get_layer("detections").top_k == 200
-
-
-def test_a_detector_on_a_training_model_starts_from_its_postprocessing():
-    from keras_ssd.inference.detector import Detector
-    from keras_ssd.models import SSD
-
-    model = SSD(SSDConfig.tiny(num_classes=2), architecture="tiny",
-                postprocessing={"top_k": 7, "confidence_threshold": 0.2, "clip_boxes": True})
-    detector = Detector(model)
-    assert detector.decode_options == {"confidence_threshold": 0.2, "iou_threshold": 0.45,
+    assert decoding_options(model) == {"confidence_threshold": 0.2, "iou_threshold": 0.45,
                                        "top_k": 7}
-    assert detector.inference_model.get_layer("detections").clip_boxes is True
-    assert Detector(model, top_k=3).decode_options["top_k"] == 3
-    plain = Detector(SSD(SSDConfig.tiny(num_classes=2), architecture="tiny"))
-    assert plain.decode_options == {"confidence_threshold": 0.01, "iou_threshold": 0.45,
-                                    "top_k": 200}
+    assert model.prediction_decoder is decoder  # its own settings: served as it is
+    assert decoding_options(model, top_k=3)["top_k"] == 3
+    assert model.prediction_decoder is decoder  # fewer: its output cut
+    decoding_options(model, top_k=9)
+    decoder = model.prediction_decoder  # more: a decoder that serves them
+    assert (decoder.top_k, decoder.max_log_scale, decoder.clip_boxes) == (9, 3.0, True)
+    plain = SSD(SSDConfig.tiny(num_classes=2), architecture="tiny")
+    assert plain.prediction_decoder.options == {
+        "confidence_threshold": 0.01, "iou_threshold": 0.45,
+        "max_candidates_per_class": 400, "top_k": 200, "clip_boxes": False,
+        "max_log_scale": None}

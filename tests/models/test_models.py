@@ -334,14 +334,16 @@ def test_predict_on_arrays_equals_keras_predict_and_datasets_still_work(tiny):
     import tensorflow as tf
 
     x = _images(5, 160, seed=3)
+    def close(a, b):
+        keras.tree.map_structure(
+            lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-5), a, b)
+
     expected = keras.Model.predict(tiny, x, batch_size=2, verbose=0)
     got = tiny.predict(x, batch_size=2)  # the fast path, 3 uneven slices
-    assert got.shape == (5, tiny.config.num_anchors, 4 + tiny.num_classes + 1)
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(tiny.predict(tf.constant(x[:1])), expected[:1],
-                               rtol=1e-5, atol=1e-5)
+    assert got["boxes"].shape == (5, 200, 4) and got["num_detections"].shape == (5,)
+    close(got, expected)
+    close(tiny.predict(tf.constant(x[:1])), {k: v[:1] for k, v in expected.items()})
     dataset = tf.data.Dataset.from_tensor_slices(x).batch(2)
-    np.testing.assert_allclose(tiny.predict(dataset, verbose=0), expected,
-                               rtol=1e-5, atol=1e-5)
+    close(tiny.predict(dataset, verbose=0), expected)
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         tiny.predict(x, batch_size=0)

@@ -257,10 +257,9 @@ def test_new_heads_can_reinitialise_the_box_heads_and_check_the_class_count(make
 
 # ----------------------------------------------------------- class subsets
 def _decode(model, images, top_k=4000):
-    from keras_ssd.inference.model import inference_model
-
-    out = inference_model(model, confidence_threshold=0.01, top_k=top_k,
-                          max_candidates_per_class=400).predict(images)
+    model.prediction_decoder = model.prediction_decoder.replace(
+        confidence_threshold=0.01, top_k=top_k, max_candidates_per_class=400)
+    out = model.predict(images)
     return {k: np.asarray(v) for k, v in out.items()}
 
 

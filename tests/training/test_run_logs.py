@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_ssd.losses import ConfidenceLoss, LocalizationLoss, SSDLoss
+from keras_ssd.losses import SSDLoss
 from keras_ssd.training import logs as logs_module
 from keras_ssd.training.checkpoints import read_state, resume
 from keras_ssd.training.fit import train_detector
@@ -23,22 +23,20 @@ PARTS = ("conf_loss", "loc_loss")
 
 
 def small_ssd(tiny_config, seed=0, l2=None):
-    """A 32-px two-map functional 'SSD' for the 4 synthetic classes (88 priors)."""
+    """A 32-px two-map `SSD` on a two-convolution backbone for the 4
+    synthetic classes (88 priors)."""
     from keras_ssd.data import SYNTHETIC_CLASSES
+    from keras_ssd.models import SSD
 
     config = tiny_config(num_classes=4, class_names=list(SYNTHETIC_CLASSES))
     keras.utils.set_random_seed(seed)
     reg = None if l2 is None else keras.regularizers.L2(l2)
-    width = 4 + config.num_classes + 1
     images = keras.Input((32, 32, 3))
     fine = keras.layers.Conv2D(8, 3, strides=8, padding="same", activation="relu",
                                kernel_regularizer=reg)(images)
     coarse = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(fine)
-    outputs = [keras.layers.Reshape((-1, width))(keras.layers.Conv2D(n * width, 1)(m))
-               for m, n in zip((fine, coarse), config.boxes_per_cell)]
-    model = keras.Model(images, keras.layers.Concatenate(axis=1)(outputs), name="small")
-    model.config = config
-    return model
+    backbone = keras.Model(images, {"fine": fine, "coarse": coarse}, name="two_maps")
+    return SSD(config, backbone=backbone, name="small")
 
 
 @pytest.fixture(scope="module")
@@ -97,35 +95,52 @@ def test_parts_of_a_batch_add_up_to_the_loss(alpha):
 def test_parts_follow_a_batch_mean_reduction():
     y_true, y_pred = _targets()
     loss = SSDLoss(reduction="sum_over_batch_size")
-    conf, loc = (float(v) for v in loss.parts(y_true, y_pred))
-    assert conf + loc == pytest.approx(float(loss(y_true, y_pred)), rel=1e-6)
+    total, conf, loc = (float(v) for v in loss.loss_and_parts(y_true, y_pred))
+    assert total == pytest.approx(float(loss(y_true, y_pred)), rel=1e-6)
+    assert conf + loc == pytest.approx(total, rel=1e-6)
     summed = [float(v) for v in SSDLoss().parts(y_true, y_pred)]
     assert (conf, loc) == pytest.approx((summed[0] / 3, summed[1] / 3), rel=1e-6)
-    metric = loss.part_metrics()[1]
-    assert metric.get_config()["reduction"] == "sum_over_batch_size"
+    with pytest.raises(ValueError, match="leaves one value per image"):
+        SSDLoss(reduction="none").loss_and_parts(y_true, y_pred)
 
 
-def test_part_metrics_average_batches_weighted_by_batch_size():
-    metric = ConfidenceLoss()
-    values = []
-    for seed, size in ((0, 4), (1, 2)):
-        y_true, y_pred = _targets(batch=size, seed=seed)
-        metric.update_state(y_true, y_pred)
-        values.append((float(SSDLoss().parts(y_true, y_pred)[0]), size))
-    expected = sum(v * n for v, n in values) / sum(n for _, n in values)
-    assert float(metric.result()) == pytest.approx(expected, rel=1e-6)
-    metric.reset_state()
-    assert float(metric.result()) == 0.0
+def test_the_model_computes_its_loss_and_parts_from_one_mining(tiny_config, monkeypatch):
+    calls = []
+    original = SSDLoss.components
+
+    def counting(self, y_true, y_pred):
+        calls.append(1)
+        return original(self, y_true, y_pred)
+
+    model = small_ssd(tiny_config)
+    model.compile("sgd", loss=SSDLoss(alpha=0.5))
+    assert [m.name for m in model.metrics][:3] == ["loss", "conf_loss", "loc_loss"]
+    monkeypatch.setattr(SSDLoss, "components", counting)
+    y_true, y_pred = _targets(priors=88)
+    total = model.compute_loss(y=y_true, y_pred=y_pred)
+    assert len(calls) == 1
+    expected = float(SSDLoss(alpha=0.5)(y_true, y_pred))
+    assert float(total) == pytest.approx(expected, rel=1e-6)
+    conf, loc = (float(m.result()) for m in model.metrics[1:3])
+    assert [conf, loc] == pytest.approx(
+        [float(v) for v in SSDLoss(alpha=0.5).parts(y_true, y_pred)], rel=1e-6)
+    # batches are weighted by their size, as Keras weighs its loss tracker
+    other_true, other_pred = _targets(batch=1, priors=88, seed=3)
+    model.compute_loss(y=other_true, y_pred=other_pred)
+    other = float(SSDLoss(alpha=0.5).parts(other_true, other_pred)[0])
+    weighted = (3 * conf + other) / 4
+    assert float(model.metrics[1].result()) == pytest.approx(weighted, rel=1e-6)
 
 
-def test_part_metrics_follow_the_loss_options_and_round_trip_their_config():
-    metrics = SSDLoss(neg_pos_ratio=2.0, alpha=0.25).part_metrics()
-    assert [type(m) for m in metrics] == [ConfidenceLoss, LocalizationLoss]
-    assert [m.name for m in metrics] == list(PARTS)
-    again = LocalizationLoss.from_config(metrics[1].get_config())
-    assert again.get_config() == metrics[1].get_config()
-    config = again.get_config()
-    assert config["alpha"] == 0.25 and config["neg_pos_ratio"] == 2.0
+def test_a_model_compiled_with_another_loss_reports_no_parts(tiny_config):
+    model = small_ssd(tiny_config)
+    model.compile("sgd", loss="mse")
+    assert "conf_loss" not in [m.name for m in model.metrics]
+    y_true, y_pred = _targets(priors=88)
+    expected = float(keras.losses.MeanSquaredError()(y_pred[..., :5], y_pred[..., :5]))
+    assert float(model.compute_loss(y=y_pred, y_pred=y_pred)) == expected == 0.0
+    model.compile("sgd", loss=SSDLoss())  # compiled again: the parts come back
+    assert [m.name for m in model.metrics][1:3] == ["conf_loss", "loc_loss"]
 
 
 class _BatchLogs(keras.callbacks.Callback):
@@ -223,7 +238,6 @@ def test_resume_appends_and_the_csv_matches_state_json(tiny_config, splits, tmp_
         f.write("3" + "," * (len(first[0]) - 1) + "\n")
     model, initial_epoch = resume(run)
     assert initial_epoch == 2
-    model.config = small_ssd(tiny_config).config  # a plain Functional saves none
     history = _train(model, train_set, epochs=3, val_dataset=val_set, checkpoint_dir=run,
                      initial_epoch=initial_epoch).history
     rows = _rows(os.path.join(run, "history.csv"))
@@ -234,7 +248,7 @@ def test_resume_appends_and_the_csv_matches_state_json(tiny_config, splits, tmp_
     for key in ("loss", "conf_loss", "loc_loss", "val_loss", "val_mAP"):
         np.testing.assert_allclose([float(r[key]) for r in rows], state["history"][key],
                                    rtol=1e-6)
-    # the resumed model reports its parts too (they were saved with its compile config)
+    # the resumed model reports its parts too (its compiled SSDLoss)
     assert history["conf_loss"][0] + history["loc_loss"][0] == pytest.approx(
         history["loss"][0], rel=1e-5)
 
@@ -270,7 +284,7 @@ def test_a_time_limited_run_logs_all_of_its_fits(tiny_config, splits, tmp_path,
         assert steps == [0, 1, 2, 3, 4, 5]
 
 
-def test_a_resumed_model_without_part_metrics_gets_them_and_keeps_its_optimizer(
+def test_a_model_compiled_elsewhere_reports_the_parts_and_keeps_its_optimizer(
         tiny_config, splits):
     train_set, _ = splits
     model = small_ssd(tiny_config)
@@ -367,30 +381,6 @@ def test_plot_history_draws_the_parts_and_skips_missing_entries(tmp_path):
     assert Image.open(path).size == (700, 400)
 
 
-def test_the_two_part_metrics_of_a_step_mine_negatives_once(monkeypatch):
-    calls = []
-    original = SSDLoss.components
-
-    def counting(self, y_true, y_pred):
-        calls.append(1)
-        return original(self, y_true, y_pred)
-
-    monkeypatch.setattr(SSDLoss, "components", counting)
-    conf, loc = SSDLoss(alpha=0.5).part_metrics()
-    y_true, y_pred = _targets()
-    conf.update_state(y_true, y_pred)
-    loc.update_state(y_true, y_pred)
-    assert len(calls) == 1
-    expected = [float(v) for v in SSDLoss(alpha=0.5).parts(y_true, y_pred)]
-    assert len(calls) == 2
-    assert [float(conf.result()), float(loc.result())] == pytest.approx(expected, rel=1e-6)
-    # other tensors, or other loss options, are computed afresh
-    other_true, other_pred = _targets(seed=5)
-    loc.update_state(other_true, other_pred)
-    LocalizationLoss(alpha=1.0).update_state(other_true, other_pred)
-    assert len(calls) == 4
-
-
 MIRRORED_SCRIPT = '''
 import json, sys
 import tensorflow as tf
@@ -398,20 +388,23 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
     cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras, numpy as np
+from keras_ssd.config import SSDConfig
 from keras_ssd.losses import SSDLoss
+from keras_ssd.models import SSD
+config = SSDConfig(num_classes=2, image_size=16, feature_map_sizes=[2], steps=[8],
+                   min_sizes=[8], max_sizes=[12], aspect_ratios=[[2, 3]])  # 24 priors
 rng = np.random.default_rng(0)
-labels = rng.choice([0, 0, 0, 1, 2, -1], size=(8, 30)).astype("float32")
-labels[:4, :25] = 0  # the replicas see different numbers of positives
-y = np.concatenate([rng.normal(size=(8, 30, 4)), labels[..., None]], -1).astype("float32")
-x = rng.normal(size=(8, 6)).astype("float32")
+labels = rng.choice([0, 0, 0, 1, 2, -1], size=(8, 24)).astype("float32")
+labels[:4, :20] = 0  # the replicas see different numbers of positives
+y = np.concatenate([rng.normal(size=(8, 24, 4)), labels[..., None]], -1).astype("float32")
+x = rng.uniform(0, 255, size=(8, 16, 16, 3)).astype("float32")
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 with strategy.scope():
     keras.utils.set_random_seed(0)
-    inputs = keras.Input((6,))
-    outputs = keras.layers.Reshape((30, 8))(keras.layers.Dense(240)(inputs))
-    model = keras.Model(inputs, outputs)
-    loss = SSDLoss()
-    model.compile("sgd", loss=loss, metrics=loss.part_metrics())
+    images = keras.Input((16, 16, 3))
+    maps = keras.layers.Conv2D(4, 3, strides=8, padding="same")(images)
+    model = SSD(config, backbone=keras.Model(images, {"map": maps}))
+    model.compile("sgd", loss=SSDLoss())
 history = model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False,
                     validation_data=(x, y)).history
 json.dump({"replicas": strategy.num_replicas_in_sync,

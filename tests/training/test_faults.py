@@ -140,11 +140,15 @@ def test_a_failing_write_keeps_the_previous_checkpoint_and_resume_continues(
 ):
     x, y = _data()
     folder = tmp_path / "run"
-    with pytest.raises(OSError) as info:
-        _model().fit(
-            x, y, epochs=3, callbacks=[_DiskFull(1, limit), _checkpoint(folder)], **FIT
-        )
-    resource.setrlimit(resource.RLIMIT_FSIZE, (_SOFT, _HARD))  # space is back
+    try:
+        with pytest.raises(OSError) as info:
+            _model().fit(
+                x, y, epochs=3, callbacks=[_DiskFull(1, limit), _checkpoint(folder)], **FIT
+            )
+    finally:
+        # Space is back before pytest writes anything (its report of this
+        # test is written before the fixture's teardown runs).
+        resource.setrlimit(resource.RLIMIT_FSIZE, (_SOFT, _HARD))
     message = str(info.value)
     assert f"cannot write {folder / failing} (File too large)" in message, message
     assert "keeps its previous content" in message
@@ -168,7 +172,10 @@ def test_a_log_file_that_cannot_be_written_warns_once_and_training_goes_on(
         r"too large\); it keeps its previous content; "
         r"CSV switched off",
     ):
-        _model().fit(x, y, epochs=3, callbacks=[_DiskFull(0, 1), log], **FIT)
+        try:
+            _model().fit(x, y, epochs=3, callbacks=[_DiskFull(0, 1), log], **FIT)
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (_SOFT, _HARD))
     assert len(log.history["loss"]) == 3
 
 

@@ -28,7 +28,7 @@ The older tar format (torch < 0.4) and TorchScript archives are refused with
 Sizes a file declares are checked before anything is allocated for them:
 each pickle's opcodes are scanned first (a `BINBYTES8` or `BINUNICODE8`
 may not declare more bytes than follow it), every zip entry's declared
-size against its compressed size (`MAX_INFLATION`), each storage against
+size against its compressed size (`keras_ssd.archives`), each storage against
 the bytes in the file, and the arrays made from the storages against the
 stored bytes (`MAX_COPY_FACTOR`, `COPY_SLACK_BYTES`: a tensor whose
 strides repeat a small storage into gigabytes, or hundreds of tensors
@@ -61,6 +61,8 @@ import zlib
 
 import numpy as np
 
+from keras_ssd.archives import declared_size_problem
+
 __all__ = [
     "PthError",
     "PthFormatError",
@@ -73,11 +75,6 @@ __all__ = [
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL_VERSION = 1001
 
-#: A compressed zip entry may inflate to at most this many times its
-#: compressed size (plus `INFLATION_SLACK_BYTES`): `torch.save` stores
-#: entries uncompressed, and real tensors do not compress 100-fold.
-MAX_INFLATION = 100
-INFLATION_SLACK_BYTES = 1 << 20
 #: The arrays made from a file may total at most this many times its stored
 #: tensor bytes (plus `COPY_SLACK_BYTES`): a tensor whose strides repeat
 #: its storage, or many tensors viewing one storage, each copied out.
@@ -395,18 +392,30 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return self._storage_for(pid)
 
 
+_MEMO_OPCODES = ("PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET")
+
+
 def _scan_pickle(file, path):
     """Walk one pickle's opcodes without building anything, so that a
     length the pickle declares (`BINBYTES8` of 2**40 bytes) is checked
-    against the bytes that follow before the unpickler allocates it; the
-    position of `file` is restored."""
+    against the bytes that follow, and a memo index (`LONG_BINPUT 57158769`:
+    the C unpickler's memo is an array, grown to the index) against the
+    pickle's size, before the unpickler allocates either; the position of
+    `file` is restored."""
     import pickletools
 
     start = file.tell()
+    limit = len(file.getbuffer()) - start  # no pickle holds more objects than bytes
     try:
-        for opcode, _, _ in pickletools.genops(file):
+        for opcode, arg, _ in pickletools.genops(file):
+            if opcode.name in _MEMO_OPCODES and arg > limit:
+                raise PthFormatError(
+                    f"{path}: corrupt pickle data (memo index {arg} in a pickle of "
+                    f"{limit} bytes)")
             if opcode.name == "STOP":
                 break
+    except PthError:
+        raise
     except (ValueError, TypeError, IndexError, OverflowError, struct.error,
             UnicodeDecodeError) as error:
         raise PthFormatError(f"{path}: corrupt pickle data ({error})") from None
@@ -457,16 +466,9 @@ def _check_declared_sizes(path, archive):
     """Refuse entries whose declared sizes could not be honest or would
     inflate far beyond their compressed bytes, before any is read."""
     for info in archive.infolist():
-        if info.compress_type == zipfile.ZIP_STORED:
-            if info.file_size != info.compress_size:
-                raise PthFormatError(
-                    f"{path}: the stored zip entry {info.filename!r} declares "
-                    f"{info.file_size} bytes but holds {info.compress_size}")
-        elif info.file_size > MAX_INFLATION * info.compress_size + INFLATION_SLACK_BYTES:
-            raise PthFormatError(
-                f"{path}: the zip entry {info.filename!r} would inflate from "
-                f"{info.compress_size} to {info.file_size} bytes (more than "
-                f"{MAX_INFLATION} times); refused before reading")
+        problem = declared_size_problem(info)
+        if problem is not None:
+            raise PthFormatError(f"{path}: {problem}")
 
 
 def _load_zip(path, archive):
@@ -814,11 +816,22 @@ def _load_restricted(path):
         if head[:4] == b"PK\x03\x04":
             try:
                 archive = zipfile.ZipFile(file)
-            except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError,
+                    NotImplementedError) as error:  # NotImplementedError: zip version
                 raise PthFormatError(
                     f"{path}: a damaged zip archive (truncated?): {error}") from None
             with archive:
-                obj, big_endian, stored = _load_zip(path, archive)
+                try:
+                    obj, big_endian, stored = _load_zip(path, archive)
+                except PthError:
+                    raise
+                except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
+                        NotImplementedError, RuntimeError) as error:
+                    # a damaged entry header, an unknown compression method,
+                    # an encrypted entry (RuntimeError)
+                    raise PthFormatError(
+                        f"{path}: a damaged zip archive: {type(error).__name__}: "
+                        f"{error}") from None
         elif len(head) >= 262 and head[257:262] == b"ustar":
             raise PthFormatError(
                 f"{path}: the tar format of torch < 0.4 is not supported; re-save the "

@@ -1,56 +1,11 @@
 """Loading keras-ssd models: make sure every keras-ssd object is registered
 with Keras first, and check a `.keras` archive's declared sizes before
-Keras reads it."""
+Keras reads it (`keras_ssd.models.weights_files.check_keras_archive`)."""
 
-import os
-import zipfile
+from keras_ssd.models.weights_files import KerasFileError, check_keras_archive
 
-#: The most bytes the JSON entries of a `.keras` file (`config.json`,
-#: `metadata.json`) may declare: Keras reads them whole into memory, and a
-#: detector's config is a few tens of kB.
-MAX_KERAS_JSON_BYTES = 32 << 20
-#: A compressed entry may inflate to at most this many times its compressed
-#: size (plus `INFLATION_SLACK_BYTES`); Keras itself stores entries
-#: uncompressed.
-MAX_INFLATION = 100
-INFLATION_SLACK_BYTES = 1 << 20
-
-
-class KerasFileError(ValueError):
-    """A `.keras` file refused before Keras read it; the message names the
-    file and the entry."""
-
-
-def check_keras_archive(path):
-    """Refuse a `.keras` archive whose entries declare sizes that could not be
-    honest or that would inflate beyond the bounds above.
-
-    Only the zip's central directory is read. A file that is not a zip is
-    left to Keras' own error.
-
-    Raises:
-        KerasFileError: naming the file, the entry and the sizes.
-    """
-    path = os.fspath(path)
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
-        return
-    with archive:
-        for info in archive.infolist():
-            name, size, packed = info.filename, info.file_size, info.compress_size
-            if name.endswith(".json") and size > MAX_KERAS_JSON_BYTES:
-                raise KerasFileError(
-                    f"{path}: its entry {name!r} declares {size} bytes, more than the "
-                    f"{MAX_KERAS_JSON_BYTES} a model's JSON may take; refused before reading")
-            if info.compress_type == zipfile.ZIP_STORED and size != packed:
-                raise KerasFileError(
-                    f"{path}: its stored entry {name!r} declares {size} bytes but holds "
-                    f"{packed}; refused before reading")
-            if size > MAX_INFLATION * packed + INFLATION_SLACK_BYTES:
-                raise KerasFileError(
-                    f"{path}: its entry {name!r} would inflate from {packed} to {size} "
-                    f"bytes (more than {MAX_INFLATION} times); refused before reading")
+__all__ = ["KerasFileError", "check_keras_archive", "load_model",
+           "register_keras_ssd_objects"]
 
 
 def register_keras_ssd_objects():

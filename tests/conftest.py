@@ -24,6 +24,20 @@ if "KERAS_SSD_CACHE_DIR" not in os.environ:
 
     os.environ["KERAS_SSD_CACHE_DIR"] = tempfile.mkdtemp(prefix="keras_ssd_test_cache_")
 
+# The fuzzers' budget (tests/*/test_*fuzz*.py): KERAS_SSD_FUZZ_EXAMPLES
+# generated cases per fuzzer (CI: the default), no example database written,
+# and no per-case deadline (the tests time each case themselves, with a bound
+# generous enough for a loaded shared machine).
+try:
+    from hypothesis import settings as _hypothesis_settings
+
+    _hypothesis_settings.register_profile(
+        "keras_ssd", max_examples=int(os.environ.get("KERAS_SSD_FUZZ_EXAMPLES", "200")),
+        deadline=None, database=None, print_blob=True)
+    _hypothesis_settings.load_profile("keras_ssd")
+except ImportError:  # the fuzz tests skip themselves
+    pass
+
 #: A 32-pixel geometry with two maps (4x4 with 4 priors per cell, 2x2 with
 #: 6): 88 priors, small enough to check by hand.
 SMALL_GEOMETRY = dict(

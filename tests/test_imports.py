@@ -28,6 +28,8 @@ LAYERS = {
     "keras_ssd.matching": 0,
     "keras_ssd.targets": 0,
     "keras_ssd.nms": 0,
+    # Declared sizes of untrusted zip archives (.pth, .keras): zipfile only.
+    "keras_ssd.archives": 0,
     # Reading .pth files into numpy (no Keras, no torch): file reading only.
     "keras_ssd.pth": 0,
     # Run folders, locks, args.yaml (os, yaml, numpy).

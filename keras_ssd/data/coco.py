@@ -86,7 +86,8 @@ def _categories(path, entries):
             raise DataError(path, f"{where} is {_short(c)}, not an object")
         cid, name = _as_id(c.get("id")), c.get("name")
         if cid is None:
-            raise DataError(path, f"{where}: 'id' must be an integer, got {_short(c.get('id'))}")
+            raise DataError(path, f"{where}: 'id' must be an integer, got "
+                                  f"{_short(c.get('id'))}")
         if not isinstance(name, str) or not name.strip():
             raise DataError(path, f"{where}: 'name' must be a non-empty string, got "
                                   f"{_short(name)}")
@@ -204,10 +205,10 @@ class COCODataset(DetectionDataset):
         image_id = _as_id(im["id"])
         file_name = im.get("file_name")
         width, height = _size_field(im.get("width")), _size_field(im.get("height"))
-        if not isinstance(file_name, str) or not file_name or width is None or height is None:
-            raise DataError(path, f"images[{index}]: malformed image entry {_short(im, 200)} "
-                                  "(a string 'file_name' and integer 'width'/'height' "
-                                  "expected)")
+        if not (isinstance(file_name, str) and file_name) or None in (width, height):
+            raise DataError(path, f"images[{index}]: malformed image entry "
+                                  f"{_short(im, 200)} (a string 'file_name' and integer "
+                                  "'width'/'height' expected)")
         image_path = os.path.join(self.image_dir, file_name)
         where = f"{path} (image id {image_id}, {file_name})"
         if self.check_images != "none" and not os.path.isfile(image_path):

@@ -162,7 +162,7 @@ def parse_voc_xml(path, class_index, keep_difficult=True):
 def _read_split(root, split):
     path = os.path.join(root, "ImageSets", "Main", f"{split}.txt")
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:
             lines = f.read().splitlines()
     except FileNotFoundError:
         raise DataError(path, f"split file not found (is {root!r} a VOC year directory "

@@ -104,7 +104,8 @@ def read_yolo_yaml(path):
     try:
         data = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as e:
-        raise DataError(path, f"malformed YAML ({' '.join(str(e).split())[:300]})") from None
+        problem = " ".join(str(e).split())[:300]
+        raise DataError(path, f"malformed YAML ({problem})") from None
     except RecursionError:
         raise DataError(path, "YAML nested too deeply to read") from None
     except ValueError as e:  # an integer of thousands of digits
@@ -195,7 +196,7 @@ def _images_of_entry(yaml_path, base, entry):
         # A list of image paths, one per line, relative to the list's folder
         # (Ultralytics' `./images/train2017/a.jpg` beside `train2017.txt`).
         try:
-            with open(path, encoding="utf-8") as f:
+            with open(path, encoding="utf-8-sig") as f:
                 lines = [line.strip() for line in f]
         except (OSError, UnicodeDecodeError) as e:
             raise DataError(path, f"cannot read image list ({e})") from None

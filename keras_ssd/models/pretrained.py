@@ -34,7 +34,6 @@ import urllib.error
 import urllib.request
 import warnings
 
-import keras
 import numpy as np
 
 from keras_ssd import presets
@@ -312,10 +311,11 @@ def load_pretrained(preset, converter=None, fetch=None, cache=True, verbose=True
         The `SSD` model the converter makes (`architecture="ssd300"`, all the
         source's logits, its class names).
     """
+    import keras
+
     import keras_ssd.layers  # noqa: F401 - registers the layers a .keras file names
     import keras_ssd.models.ssd  # noqa: F401
-
-    from keras_ssd.saving import load_model
+    from keras_ssd.models.weights_files import check_keras_archive
 
     preset = _preset(preset)
     target = converted_path(preset)
@@ -323,7 +323,8 @@ def load_pretrained(preset, converter=None, fetch=None, cache=True, verbose=True
         problem = _cache_problem(target)
         if problem is None:
             try:
-                return load_model(target, compile=False)
+                check_keras_archive(target)
+                return keras.saving.load_model(target, compile=False)
             except Exception as e:  # noqa: BLE001 - a damaged cache file is converted again
                 problem = f"cannot load it ({e})"
         warnings.warn(f"the cached {target}: {problem}; converting again", stacklevel=2)

@@ -189,7 +189,7 @@ class SSD(DecodingPredictions, keras.Model):
             build = _backbone_features(backbone)
             default_preprocessing = "none"
             load_weights = None
-            heads = build_heads
+            head_builder = build_heads
         else:
             preset = presets.find(architecture)
             if preset is None:
@@ -202,7 +202,8 @@ class SSD(DecodingPredictions, keras.Model):
             normalization = preset.normalization if normalization is None else normalization
             build, default_preprocessing = network.build_features, preset.preprocessing
             load_weights = network.load_weights
-            heads = network.build_heads or build_heads
+            # A variant may bring its own heads (SSDLite's depthwise heads).
+            head_builder = network.build_heads or build_heads
         if normalization not in NORMALIZATIONS:
             raise ValueError(
                 f"SSD: normalization must be one of {NORMALIZATIONS} or None, "
@@ -245,7 +246,7 @@ class SSD(DecodingPredictions, keras.Model):
             config = config.with_image_size(
                 (height, width), [tuple(int(d) for d in t.shape[1:3]) for _, t in sources])
         check_feature_maps(sources, config, architecture)
-        outputs = heads(sources, config, regularizer)
+        outputs = head_builder(sources, config, regularizer)
 
         kwargs.setdefault("name", architecture)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)

@@ -33,3 +33,46 @@ def load_into(model, path):
         text = str(w.message)
         if "could not be loaded" in text or "mismatch" in text.lower():
             raise ValueError(text)
+
+
+#: The most bytes the JSON entries of a `.keras` file (`config.json`,
+#: `metadata.json`) may declare: Keras reads them whole into memory, and a
+#: detector's config is a few tens of kB.
+MAX_KERAS_JSON_BYTES = 32 << 20
+
+
+class KerasFileError(ValueError):
+    """A `.keras` file refused before Keras read it; the message names the
+    file and the entry."""
+
+
+def check_keras_archive(path):
+    """Refuse a `.keras` archive whose entries declare sizes that could not be
+    honest or that would inflate beyond `keras_ssd.archives.MAX_INFLATION`,
+    or JSON entries beyond `MAX_KERAS_JSON_BYTES`.
+
+    Only the zip's central directory is read. A file that is not a zip is
+    left to Keras' own error.
+
+    Raises:
+        KerasFileError: naming the file, the entry and the sizes.
+    """
+    import zipfile
+
+    from keras_ssd.archives import declared_size_problem
+
+    path = os.fspath(path)
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+        return
+    with archive:
+        for info in archive.infolist():
+            if info.filename.endswith(".json") and info.file_size > MAX_KERAS_JSON_BYTES:
+                raise KerasFileError(
+                    f"{path}: its entry {info.filename!r} declares {info.file_size} bytes, "
+                    f"more than the {MAX_KERAS_JSON_BYTES} a model's JSON may take; "
+                    "refused before reading")
+            problem = declared_size_problem(info)
+            if problem is not None:
+                raise KerasFileError(f"{path}: {problem}")

@@ -32,7 +32,8 @@ def rewrite(source, target, change, compression=zipfile.ZIP_STORED):
 
 
 def test_a_config_that_inflates_to_gigabytes_is_refused_before_keras_reads_it(
-        saved_tiny, tmp_path):
+    saved_tiny, tmp_path
+):
     def pad(name, data):
         if name != "config.json":
             return data
@@ -43,8 +44,11 @@ def test_a_config_that_inflates_to_gigabytes_is_refused_before_keras_reads_it(
         assert archive.getinfo("config.json").compress_size < 1 << 20
     tracemalloc.start()
     try:
-        with pytest.raises(KerasFileError, match=r"bomb\.keras: its entry 'config\.json' "
-                                                 r"declares \d+ bytes"):
+        with pytest.raises(
+            KerasFileError,
+            match=r"bomb\.keras: its entry 'config\.json' "
+            r"declares \d+ bytes",
+        ):
             load_model(path)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -63,7 +67,8 @@ def test_an_entry_inflating_a_hundredfold_is_refused(saved_tiny, tmp_path):
 
 @pytest.mark.parametrize("backbone_weights", ["imagenet", "/nonexistent/weights.h5"])
 def test_loading_never_fetches_or_reads_backbone_weights_named_in_the_config(
-        saved_tiny, tmp_path, monkeypatch, backbone_weights):
+    saved_tiny, tmp_path, monkeypatch, backbone_weights
+):
     import urllib.request
 
     def refuse(*args, **kwargs):
@@ -87,7 +92,8 @@ def test_loading_never_fetches_or_reads_backbone_weights_named_in_the_config(
 
 
 def test_another_model_placed_as_the_cached_preset_is_not_returned(
-        tmp_path, cache, make_tiny_model):  # noqa: F811
+    tmp_path, cache, make_tiny_model  # noqa: F811
+):
     preset = fake_preset(tmp_path)
     converter = Counter(make_tiny_model)
     load_pretrained(preset, converter=converter, verbose=False)
@@ -95,13 +101,16 @@ def test_another_model_placed_as_the_cached_preset_is_not_returned(
     assert os.path.isfile(target + ".sha256")
     make_tiny_model(num_classes=2, seed=99).save(target)  # the same name, another model
     with pytest.warns(UserWarning, match=r"its SHA-256 \w+ is not the \w+ recorded"):
-        model = load_pretrained(preset, converter=converter, fetch=no_network, verbose=False)
+        model = load_pretrained(
+            preset, converter=converter, fetch=no_network, verbose=False
+        )
     assert len(converter.calls) == 2
     assert model.config.num_classes == converter.make().config.num_classes
 
 
 def test_a_cached_model_without_a_recorded_hash_is_converted_again(
-        tmp_path, cache, make_tiny_model):  # noqa: F811
+    tmp_path, cache, make_tiny_model  # noqa: F811
+):
     preset = fake_preset(tmp_path)
     converter = Counter(make_tiny_model)
     load_pretrained(preset, converter=converter, verbose=False)

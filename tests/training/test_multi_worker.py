@@ -247,17 +247,20 @@ def test_only_the_chief_writes_the_checkpoint_folder(runs):
     assert str(shared) not in "".join(saved)
 
 
-def test_killed_worker_stops_the_run_and_resume_reaches_the_same_result(runs):
-    """SIGTERM to worker 1 after the first checkpoint: it exits at once, the
-    chief notices and exits non-zero in bounded time; both started again with
-    --resume finish the run with the uninterrupted run's weights."""
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["term", "kill"])
+def test_killed_worker_stops_the_run_and_resume_reaches_the_same_result(runs, sig):
+    """SIGTERM or SIGKILL to worker 1 after the first checkpoint: it exits at
+    once, the chief notices and exits non-zero in bounded time with one error
+    line; both started again with --resume finish the run with the
+    uninterrupted run's weights."""
     tmp, data = runs["tmp"], runs["data"]
-    folder = tmp / "resumed"
+    name = sig.name.lower()
+    folder = tmp / f"resumed-{name}"
     # with validation too: val_loss goes through the patched evaluate, val_mAP
     # is computed on every worker, best.keras is the chief's
     args = train_args(data, folder, "--distribute", "multi-worker",
                       "--val-data", data, "--val-split", "test")
-    first = Launch(tmp, "killed")
+    first = Launch(tmp, f"killed-{name}")
     try:
         first.start_workers(args)
         deadline = time.monotonic() + LAUNCH_TIMEOUT
@@ -271,10 +274,10 @@ def test_killed_worker_stops_the_run_and_resume_reaches_the_same_result(runs):
             time.sleep(0.2)
         else:
             pytest.fail("no first checkpoint in time\n" + first.report())
-        first.procs[1].send_signal(signal.SIGTERM)
+        first.procs[1].send_signal(sig)
         killed_at = time.monotonic()
         stopped = first.wait(timeout=30, procs=first.procs[1:])
-        assert stopped == [-signal.SIGTERM], first.report()
+        assert stopped == [-sig], first.report()
         code = first.wait(timeout=PEER_FAILURE_TIMEOUT, procs=first.procs[:1])[0]
         waited = time.monotonic() - killed_at
         assert code not in (0, None), first.report()
@@ -287,7 +290,7 @@ def test_killed_worker_stops_the_run_and_resume_reaches_the_same_result(runs):
         first.kill()
     stopped_at = read_history(folder)["epoch"]
     assert 1 <= stopped_at <= EPOCHS
-    second = Launch(tmp, "resume")
+    second = Launch(tmp, f"resume-{name}")
     try:
         second.start_workers(args + ["--resume"])
         assert second.wait() == [0, 0], second.report()
@@ -302,8 +305,9 @@ def test_killed_worker_stops_the_run_and_resume_reaches_the_same_result(runs):
     assert mismatch < WEIGHT_TOLERANCE, mismatch
     assert len(resumed["history"]["val_mAP"]) == EPOCHS and "val_loss" in resumed["history"]
     assert (folder / "best.keras").exists()
-    assert "keras-ssd-worker-" in second.text(1) and not os.listdir(tmp / "tmp-resume-1")
-    print(f"chief exited {waited:.1f} s after its peer was killed (rc {code}); "
+    assert "keras-ssd-worker-" in second.text(1)
+    assert not os.listdir(tmp / f"tmp-resume-{name}-1")
+    print(f"{sig.name}: chief exited {waited:.1f} s after its peer was killed (rc {code}); "
           f"resumed at epoch {stopped_at}; weights {mismatch:.3g} of their movement apart")
 
 

@@ -28,7 +28,7 @@ setup(
         "defusedxml>=0.7",
     ],
     extras_require={
-        "test": ["pytest>=7.4", "pytest-timeout>=2.2", "hypothesis>=6.100", "matplotlib>=3.7",
+        "test": ["pytest>=7.4", "pytest-timeout>=2.2", "pytest-xdist>=3.5", "hypothesis>=6.100", "matplotlib>=3.7",
                  "pycocotools>=2.0.7", "jax>=0.4.30", "av>=12.0"],
         "plot": ["matplotlib>=3.7"],
         # video files and cameras for `keras-ssd predict` (docs/video.md says why PyAV)

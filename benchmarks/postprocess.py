@@ -60,7 +60,7 @@ def register_method(name, factory):
 def make_predictions(config, case, batch, seed=0):
     """Synthetic head output `(batch, N, 4 + C + 1)` float32."""
     from keras_ssd.anchors import generate_anchors
-    from keras_ssd.boxes import cxcywh_to_xyxy, encode_boxes, iou
+    from keras_ssd.boxes import cxcywh_to_xyxy, encode, iou
 
     rng = np.random.default_rng(seed)
     priors = generate_anchors(config)
@@ -88,7 +88,7 @@ def make_predictions(config, case, batch, seed=0):
         near = best_iou > 0.2
         logits[near, labels[best[near]] + 1] += 14.0 * best_iou[near]
         offsets = rng.normal(0.0, 0.5, (n, 4))
-        offsets[near] = encode_boxes(gt[best[near]], priors[near], config.variances)
+        offsets[near] = encode(gt[best[near]], priors[near], config.variances)
         offsets[near] += rng.normal(0.0, 0.3, (int(near.sum()), 4))
         out[b, :, :4] = offsets
         out[b, :, 4:] = logits
@@ -138,14 +138,14 @@ def numpy_greedy_nms(boxes, scores, iou_threshold):
 
 def _numpy_loop(config, options):
     from keras_ssd.anchors import generate_anchors
-    from keras_ssd.boxes import decode_boxes
+    from keras_ssd.boxes import decode
 
     priors = generate_anchors(config)
     thr = options["confidence_threshold"]
     k = options["max_candidates_per_class"]
 
     def one_image(pred):
-        boxes = decode_boxes(pred[:, :4], priors, config.variances).astype(np.float32)
+        boxes = decode(pred[:, :4], priors, config.variances).astype(np.float32)
         logits = pred[:, 4:]
         e = np.exp(logits - logits.max(1, keepdims=True))
         scores = (e / e.sum(1, keepdims=True))[:, 1:]

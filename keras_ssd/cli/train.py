@@ -10,6 +10,7 @@ from keras_ssd.cli.args import (
     CLIError,
     DefaultSplit,
     _model_name,
+    _require_keras_backend,
     _non_negative_float,
     _non_negative_int,
     _positive_float,
@@ -304,6 +305,9 @@ def run(args):
                        "are counted against it)", status=2)
     decay_epochs = (None if args.lr_decay_epochs is None
                     else _parse_epochs_list(args.lr_decay_epochs, recipe.epochs))
+    # A missing Keras backend is refused before anything is written (the run
+    # folder, its lock).
+    _require_keras_backend()
     folder = _choose_run_dir(args)
     # The data is read before TensorFlow too (numpy and Pillow only).
     train_set = load_cli_dataset(args.data, fmt, split, class_names, "--data", class_file)

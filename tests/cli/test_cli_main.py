@@ -69,7 +69,7 @@ def test_subcommands_are_one_module_each_in_help_order():
     import keras_ssd.cli
 
     assert [entry[0] for entry in SUBCOMMANDS] == [
-        "train", "evaluate", "predict", "anchors", "demo", "export", "convert"]
+        "train", "evaluate", "predict", "anchors", "demo", "export", "convert", "benchmark"]
     for name, help_text, add_arguments, run in SUBCOMMANDS:
         module = getattr(keras_ssd.cli, name)
         assert module.__name__ == f"keras_ssd.cli.{name}"

@@ -195,7 +195,7 @@ def lufficc_prior_box_512():
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    from skimage import data
+    data = pytest.importorskip("skimage.data")  # the photo (the `bench` extra)
 
     out = tmp_path_factory.mktemp("torch_ssd512")
     image = np.asarray(data.astronaut(), np.float32)  # 512 x 512 RGB

@@ -116,8 +116,8 @@ SOURCE_MAPS = ["block13_expand_act", "last_conv_act"] + [f"extra{j}_act" for j i
 def astronaut_320():
     """scikit-image's astronaut photo as RGB float32 320 x 320 (bilinear)."""
     from PIL import Image
-    from skimage import data
 
+    data = pytest.importorskip("skimage.data")  # the photo (the `bench` extra)
     photo = Image.fromarray(data.astronaut()).resize((SIZE, SIZE), Image.BILINEAR)
     return np.asarray(photo, dtype=np.float32)
 

@@ -170,7 +170,8 @@ def test_run_length_and_batch_keep_the_recipe_name():
 def test_recipes_table_lists_the_recipes_by_name():
     assert presets.RECIPES == {"paper-sgd": presets.PAPER_SGD,
                                "from-scratch-adamw": presets.FROM_SCRATCH,
-                               "finetune-sgd": presets.FINETUNE_SGD}
+                               "finetune-sgd": presets.FINETUNE_SGD,
+                               "finetune-ssdlite-sgd": presets.FINETUNE_SSDLITE}
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -45,7 +45,7 @@ def _x(n=2, seed=1):
 
 
 def _close(a, b):
-    a, b = np.asarray(a), np.asarray(b)
+    a, b = keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b)
     assert a.shape == b.shape
     assert np.abs(a - b).max() <= 1e-4 * max(np.abs(b).max(), 1e-6)
 

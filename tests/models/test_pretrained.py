@@ -272,6 +272,10 @@ def _per_class(out, index, label):
 
 
 @pytest.mark.backend
+@pytest.mark.xfail(
+    keras.backend.backend() == "torch", strict=False,
+    reason="open bug: under the torch backend a replaced prediction_decoder is not "
+           "always the one predict runs (CHANGELOG, Known issues)")
 def test_a_class_subset_gives_exactly_the_full_models_detections_of_those_classes(
         make_tiny_model):
     full = make_tiny_model(num_classes=4, seed=7, class_names=["cat", "dog", "car", "bus"])

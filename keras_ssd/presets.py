@@ -465,7 +465,8 @@ class PretrainedPreset:
             nothing is.
         hash_note: what is and is not known about the file's hash.
         classes: `"coco"` (torchvision's 91 logits: background and COCO
-            category ids 1..90) or `"voc"` (background and the 20 VOC classes).
+            category ids 1..90), `"coco80"` (the 80 COCO categories and the
+            background) or `"voc"` (background and the 20 VOC classes).
         trained_on: the training data.
         metric: what `accuracy` measures.
         accuracy: the accuracy the source reports.
@@ -626,6 +627,62 @@ _PRETRAINED = (
         description="torchvision's ssdlite320_mobilenet_v3_large (COCO_V1 weights): 80 "
                     "COCO classes, 3.4 M parameters",
     ),
+)
+
+# -- mmdetection's VGG16 SSDs (v2 model zoo, layout of mmdetection >= 2.14) --
+_MMDET_HASH_NOTE = ("mmdetection's publish_model.py puts the first 8 hex digits of the "
+                    "SHA-256 in the file name; the full hash is not published, so only "
+                    "the prefix is checked")
+_MMDET_HOME = "https://github.com/open-mmlab/mmdetection/tree/main/configs/"
+_MMDET_URL = "https://download.openmmlab.com/mmdetection/v2.0/"
+
+
+def _mmdet_decode(num_priors, levels):
+    # mmdetection's SSD test_cfg: per feature map the best 1000 (prior,
+    # class) scores (nms_pre), score > 0.02, zero-size boxes dropped
+    # (min_bbox_size=0), NMS 0.45 per class without a per-class limit (at
+    # most 1000 per map can reach it), 200 per image; boxes clipped.
+    return dict(confidence_threshold=0.02, iou_threshold=0.45,
+                max_candidates_per_class=min(num_priors, 1000 * levels), top_k=200,
+                clip_boxes=True, max_candidates_per_level=1000, drop_empty_boxes=True)
+
+
+def _mmdet(size, data, path, accuracy, num_priors, levels, params):
+    coco = data == "coco"
+    return PretrainedPreset(
+        name=f"ssd{size}_{data}_mmdet",
+        architecture=f"ssd{size}",
+        source=f"mmdet_ssd{size}_{data}",
+        url=_MMDET_URL + path,
+        file_name=path.rsplit("/", 1)[1],
+        sha256=None,
+        sha256_prefix=path.rsplit("-", 1)[1][:8],
+        hash_note=_MMDET_HASH_NOTE,
+        classes="coco80" if coco else "voc",
+        trained_on="COCO train2017" if coco else "VOC2007 trainval + VOC2012 trainval",
+        metric="COCO val2017 box AP" if coco else "VOC2007 test mAP",
+        accuracy=accuracy,
+        home=_MMDET_HOME + ("ssd" if coco else "pascal_voc"),
+        file_size=f"about {params * 4 / 1e6:.0f} MB (an estimate: {params / 1e6:.1f} M "
+                  "float32 parameters; the source states no size)",
+        decode=_mmdet_decode(num_priors, levels),
+        description=f"mmdetection's VGG16 SSD{size} on "
+                    + ("COCO (80 classes)" if coco else "VOC07+12 (20 VOC classes)")
+                    + ", converted, not checked against the published accuracy offline",
+    )
+
+
+_PRETRAINED += (
+    _mmdet(300, "coco", "ssd/ssd300_coco/ssd300_coco_20210803_015428-d231a06e.pth",
+           25.5, 8732, 6, 34_305_206),
+    _mmdet(512, "coco", "ssd/ssd512_coco/ssd512_coco_20210803_022849-0a47a1ca.pth",
+           29.5, 24564, 7, 36_038_196),
+    _mmdet(300, "voc",
+           "pascal_voc/ssd300_voc0712/ssd300_voc0712_20220320_194658-17edda1b.pth",
+           76.5, 8732, 6, 26_285_486),
+    _mmdet(512, "voc",
+           "pascal_voc/ssd512_voc0712/ssd512_voc0712_20220320_194717-03cefefe.pth",
+           79.5, 24564, 7, 27_188_676),
 )
 
 #: pretrained preset name -> PretrainedPreset, in the order above.

@@ -21,7 +21,8 @@ OUTPUT_KEYS = ("boxes", "scores", "labels", "num_detections")
 #: besides its config and how it runs, what `SSD(postprocessing=...)` may set
 #: and what `keras_ssd.export` forwards.
 DECODE_OPTIONS = ("confidence_threshold", "iou_threshold", "max_candidates_per_class",
-                  "top_k", "clip_boxes", "max_log_scale")
+                  "top_k", "clip_boxes", "max_log_scale", "max_candidates_per_level",
+                  "drop_empty_boxes")
 
 
 def check_decode_options(options, caller):
@@ -77,6 +78,24 @@ def _decode_and_score(predictions, anchors, variances, clip_boxes, max_log_scale
     return boxes, scores
 
 
+def _keep_best_per_level(scores, level_sizes, k):
+    """`scores` `(B, N, C)` with every (prior, class) score of a feature map
+    that is not among that map's `k` best set to 0 (mmdetection's `nms_pre`:
+    per level, the best `k` pairs over all classes enter NMS). A score tied
+    with the k-th best is kept too."""
+    parts, start = [], 0
+    for size in level_sizes:
+        part = scores[:, start:start + size, :]
+        start += size
+        pairs = size * int(scores.shape[-1])
+        if pairs > k:
+            flat = ops.reshape(part, (-1, pairs))
+            kth = ops.min(ops.top_k(flat, k, sorted=False)[0], axis=-1)
+            part = ops.where(part >= kth[:, None, None], part, ops.zeros_like(part))
+        parts.append(part)
+    return ops.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+
+
 @keras.saving.register_keras_serializable(package="keras_ssd")
 class DecodeDetections(keras.layers.Layer):
     """Turns raw SSD predictions into at most `top_k` detections per image.
@@ -109,6 +128,14 @@ class DecodeDetections(keras.layers.Layer):
             log-scale `offset_w * variance_w` (and the same for h) at this
             value before `exp`, so a wild offset cannot make a huge box.
             torchvision's `ssd300_vgg16` caps at `log(1000 / 16)` (4.135).
+        max_candidates_per_level: None (default) or an int: before the
+            per-class selection, keep on each feature map only its best
+            this many (prior, class) scores over all classes; the others
+            are dropped. mmdetection's dense heads do this (`nms_pre`,
+            1000 for its SSDs).
+        drop_empty_boxes: bool (default False): drop candidates whose
+            decoded (and clipped) box has zero width or height, as
+            mmdetection does with `min_bbox_size=0`.
         use_xla: TensorFlow backend only: run the decoding and the NMS as
             XLA clusters (the same `keras.ops` graph, fused; several times
             faster on CPU, same detections). `None` (default) means yes;
@@ -157,6 +184,8 @@ class DecodeDetections(keras.layers.Layer):
         use_xla=None,
         overlap_dtype=None,
         max_log_scale=None,
+        max_candidates_per_level=None,
+        drop_empty_boxes=False,
         **kwargs,
     ):
         if kwargs.get("dtype") is None:
@@ -192,6 +221,13 @@ class DecodeDetections(keras.layers.Layer):
                 )
             max_log_scale = float(max_log_scale)
         self.max_log_scale = max_log_scale
+        self.max_candidates_per_level = (None if max_candidates_per_level is None else
+                                         _check_positive_int("max_candidates_per_level",
+                                                             max_candidates_per_level))
+        if not isinstance(drop_empty_boxes, bool):
+            raise ValueError("DecodeDetections: drop_empty_boxes must be a bool, got "
+                             f"{drop_empty_boxes!r}")
+        self.drop_empty_boxes = drop_empty_boxes
         if use_xla is not None and not isinstance(use_xla, bool):
             raise ValueError(f"DecodeDetections: use_xla must be a bool or None, got {use_xla!r}")
         self.use_xla = use_xla
@@ -275,6 +311,14 @@ class DecodeDetections(keras.layers.Layer):
         n = self.config.num_anchors
         boxes = ops.reshape(boxes, (-1, n, 4))
         scores = ops.reshape(scores, (-1, n, self.config.num_classes))
+        if self.max_candidates_per_level is not None:
+            sizes = [h * w * k for (h, w), k in zip(self.config.feature_map_shapes,
+                                                    self.config.boxes_per_cell)]
+            scores = _keep_best_per_level(scores, sizes, self.max_candidates_per_level)
+        if self.drop_empty_boxes:
+            empty = ops.logical_or(boxes[..., 2] <= boxes[..., 0],
+                                   boxes[..., 3] <= boxes[..., 1])
+            scores = ops.where(empty[..., None], ops.zeros_like(scores), scores)
         if self.config.class_subset is not None:
             # A class subset: the softmax ran over all the network's classes
             # (scores unchanged); only these are reported, labelled 0..K-1.
@@ -332,6 +376,8 @@ class DecodeDetections(keras.layers.Layer):
                 "use_xla": self.use_xla,
                 "overlap_dtype": self.overlap_dtype,
                 "max_log_scale": self.max_log_scale,
+                "max_candidates_per_level": self.max_candidates_per_level,
+                "drop_empty_boxes": self.drop_empty_boxes,
             }
         )
         return base

@@ -155,4 +155,5 @@ def test_the_prediction_decoder_starts_from_the_models_postprocessing():
     assert plain.prediction_decoder.options == {
         "confidence_threshold": 0.01, "iou_threshold": 0.45,
         "max_candidates_per_class": 400, "top_k": 200, "clip_boxes": False,
-        "max_log_scale": None}
+        "max_log_scale": None, "max_candidates_per_level": None,
+        "drop_empty_boxes": False}

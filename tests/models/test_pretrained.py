@@ -67,7 +67,9 @@ def no_network(url, destination):
 # ----------------------------------------------------------- the registry
 def test_the_three_pretrained_presets_and_their_published_facts():
     assert presets.pretrained_names() == ["ssd300_coco", "ssd300_voc", "ssd300_voc_amdegroot",
-                                         "ssd512_voc", "ssdlite320_coco"]
+                                         "ssd512_voc", "ssdlite320_coco",
+                                         "ssd300_coco_mmdet", "ssd512_coco_mmdet",
+                                         "ssd300_voc_mmdet", "ssd512_voc_mmdet"]
     coco = presets.get_pretrained("ssd300_coco")
     assert coco.url == "https://download.pytorch.org/models/ssd300_vgg16_coco-b556d3b4.pth"
     assert coco.file_name == "ssd300_vgg16_coco-b556d3b4.pth"
@@ -91,8 +93,9 @@ def test_pretrained_names_do_not_disturb_the_variant_lookups():
     assert presets.find("ssd300_coco") is None and presets.get("ssd300_vgg16").name == "ssd300"
     with pytest.raises(ValueError, match="unknown pretrained preset 'ssd300'; choose one of "
                                          "ssd300_coco, ssd300_voc, ssd300_voc_amdegroot, "
-                                         "ssd512_voc, ssdlite320_coco "
-                                         r"\('ssd300' is an architecture"):
+                                         "ssd512_voc, ssdlite320_coco, ssd300_coco_mmdet, "
+                                         "ssd512_coco_mmdet, ssd300_voc_mmdet, "
+                                         r"ssd512_voc_mmdet \('ssd300' is an architecture"):
         presets.get_pretrained("ssd300")
 
 

@@ -11,6 +11,7 @@ the network (priors, clipping, input normalisation, post-processing):
 | `"lufficc"` | `vgg_ssd300_voc0712.pth` (lufficc/SSD, VOC) |
 | `"lufficc512"` | `vgg_ssd512_voc0712.pth` (lufficc/SSD SSD512, VOC) |
 | `"torchvision_ssdlite"` | `ssdlite320_mobilenet_v3_large_coco-a79551df.pth` (torchvision SSDLite320, COCO) |
+| `"mmdet_ssd300_coco"` ... `"mmdet_ssd512_voc"` | mmdetection's VGG16 SSDs (v2 zoo) |
 
 `convert_checkpoint(path)` reads the file with `keras_ssd.pth.load_pth`
 (a restricted unpickler: nothing from the file runs) and returns an `SSD`
@@ -30,7 +31,7 @@ SOURCES["amdegroot"].geometry["min_sizes"]                      # [30, 60, 111, 
 """
 
 from keras_ssd.models.convert import (
-    amdegroot, lufficc, lufficc512, torchvision, torchvision_ssdlite,
+    amdegroot, lufficc, lufficc512, mmdetection, torchvision, torchvision_ssdlite,
 )
 from keras_ssd.models.convert.layer_table import LayerTableSource
 from keras_ssd.models.convert.common import (
@@ -71,7 +72,8 @@ __all__ = [
 #: name -> `Source`: each checkpoint origin's key layout, priors, clip mode,
 #: preprocessing, post-processing and class names.
 SOURCES = {s.name: s for s in (torchvision.SOURCE, amdegroot.SOURCE, lufficc.SOURCE,
-                                lufficc512.SOURCE, torchvision_ssdlite.SOURCE)}
+                                lufficc512.SOURCE, torchvision_ssdlite.SOURCE,
+                                *mmdetection.SOURCES)}
 
 
 def get_source(source):
@@ -94,16 +96,20 @@ def sniff_source(state_dict, where=""):
             shows some of the keys).
     """
     state = _strip_module_prefix(dict(state_dict))
-    found = [name for name, s in SOURCES.items()
-             if s.marker in state and (s.absent is None or s.absent not in state)]
+    found = [name for name, s in SOURCES.items() if s.claims(state)]
     if len(found) == 1:
         return found[0]
     shown = ", ".join(repr(k) for k in list(state)[:8])
+    if len(found) > 1:
+        raise ConversionError(
+            f"{where}cannot tell which SSD this state dict is: it fits the key layouts "
+            f"of {', '.join(found)}; pass source=")
+    markers = ", ".join(repr(m) for m in dict.fromkeys(s.marker for s in SOURCES.values()))
     raise ConversionError(
         f"{where}cannot tell which SSD this state dict is: none of the marker keys "
-        f"{', '.join(repr(s.marker) for s in SOURCES.values())} "
-        f"({', '.join(SOURCES)}) {'is' if not found else 'is unique'} in it; its keys "
-        f"begin {shown}; pass source=")
+        f"{markers} of the sources {', '.join(SOURCES)} is in it (an mmdetection "
+        f"SSD is recognised only with its published class count, 80 COCO or 20 VOC "
+        f"classes); its keys begin {shown}; pass source=")
 
 
 def source_config(source, num_classes=None, class_names=None):

@@ -193,6 +193,11 @@ class Source:
             options["top_k"] = self.top_k_per_class * int(num_classes)
         return options
 
+    def claims(self, state):
+        """Whether `state` (a state dict) has this source's key layout: its
+        marker key and not its `absent` key (`sniff_source` asks each)."""
+        return self.marker in state and (self.absent is None or self.absent not in state)
+
     def expected_keys(self, num_outputs):
         """`{torch key: (layer, kind, index, torch shape)}` of every tensor
         the state dict must hold (index 0 = weight, 1 = bias)."""

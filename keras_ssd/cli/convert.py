@@ -11,7 +11,8 @@ HELP = "convert a PyTorch SSD checkpoint (.pth) or a pretrained preset to .keras
 
 #: `--source` choices: the converters of `keras_ssd.models.convert.SOURCES`.
 SOURCE_CHOICES = ("auto", "torchvision", "amdegroot", "lufficc", "lufficc512",
-                  "torchvision_ssdlite")
+                  "torchvision_ssdlite", "mmdet_ssd300_coco", "mmdet_ssd512_coco",
+                  "mmdet_ssd300_voc", "mmdet_ssd512_voc")
 
 
 def add_arguments(p):

@@ -163,3 +163,10 @@ def test_train_fine_tunes_a_preset_with_new_heads_and_its_recipe(
     model = keras.saving.load_model(ck / "latest.keras", compile=False)
     assert model.class_names == list(SYNTHETIC_CLASSES)
     assert model.weight_decay == 5e-4  # the recipe's L2, built into the kernels
+
+
+def test_the_source_choices_are_the_converters_names():
+    from keras_ssd.cli.convert import SOURCE_CHOICES
+    from keras_ssd.models.convert import SOURCES
+
+    assert SOURCE_CHOICES == ("auto", *SOURCES)

@@ -354,3 +354,33 @@ def test_a_training_model_exports_with_its_sources_postprocessing(tmp_path, monk
             export(model, str(tmp_path / "x"), **kwargs)
     assert {k: seen[0][k] for k in source} == source
     assert seen[1]["top_k"] == 7 and seen[1]["iou_threshold"] == 0.55
+
+
+@tf_only
+def test_the_per_level_cut_and_empty_box_drop_export_to_onnx_and_litert(
+        ssd, images, tmp_path):
+    """mmdetection's decoding options (`max_candidates_per_level`,
+    `drop_empty_boxes`) are in the artifacts' graphs: ONNX and LiteRT give
+    the Keras model's detections, which the cut changes."""
+    ort = pytest.importorskip("onnxruntime", reason="pip install 'keras-ssd[export]'")
+    pytest.importorskip("tf2onnx", reason="pip install 'keras-ssd[export]'")
+    options = dict(DECODE, confidence_threshold=0.3, top_k=30, clip_boxes=True,
+                   max_candidates_per_level=6, drop_empty_boxes=True)
+    model = type(ssd).from_config({**ssd.get_config(), "postprocessing": options})
+    model.set_weights(ssd.get_weights())
+    x = images.astype("float32")
+    expected = model.predict(x, verbose=0)
+    uncut = model.prediction_decoder.replace(max_candidates_per_level=None)(model(x))
+    assert not np.array_equal(np.asarray(uncut["num_detections"]),
+                              expected["num_detections"])  # the cut acts here
+    onnx_path = str(tmp_path / "cut.onnx")
+    export(model, onnx_path, format="onnx")
+    session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    assert_same_detections(dict(zip(names, session.run(names, {"images": x}))), expected)
+    lite_path = str(tmp_path / "cut.tflite")
+    export(model, lite_path, format="litert", batch_size=len(images))
+    with open(lite_path, "rb") as f:
+        assert b"Flex" not in f.read()
+    runner = _litert_interpreter(lite_path).get_signature_runner()
+    assert_same_detections(runner(images=x), expected)

@@ -312,3 +312,41 @@ def test_the_new_decode_options_are_checked_and_serialised():
     again = DecodeDetections.from_config(layer.get_config())
     assert (again.max_candidates_per_level, again.drop_empty_boxes) == (7, True)
     assert layer.replace(top_k=3).options["max_candidates_per_level"] == 7
+
+
+def test_an_mmdetection_preset_fine_tunes_through_the_real_loading_path(
+        tmp_path, monkeypatch, save_pth):
+    """`SSD300.from_preset("ssd300_voc_mmdet", class_names=..., freeze=...)`
+    offline: a file in its layout put by hand in the cache (the published
+    hash prefix swapped for the test file's) is checked, read, converted,
+    and given new class heads with the background prior; the backbone and
+    box heads are the file's."""
+    import dataclasses
+    import hashlib
+
+    from keras_ssd import presets
+    from keras_ssd.models import SSD300, pretrained
+    from keras_ssd.training.fit import resolve_recipe
+
+    monkeypatch.setenv(pretrained.CACHE_ENV, str(tmp_path / "cache"))
+    name = "ssd300_voc_mmdet"
+    path = pretrained.checkpoint_path(name)
+    tmp_path.joinpath("cache", "pretrained").mkdir(parents=True)
+    state = random_state_dict("mmdet_ssd300_voc")
+    save_pth(path, {"meta": META, "state_dict": state})
+    digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
+    monkeypatch.setitem(presets.PRETRAINED, name, dataclasses.replace(
+        presets.PRETRAINED[name], sha256_prefix=digest[:8]))
+    model = SSD300.from_preset(name, class_names=["cat", "dog"], freeze="backbone",
+                               cache=False, verbose=False)
+    assert model.class_names == ["cat", "dog"] and model.config.min_sizes[0] == 30.0
+    assert not model.get_layer("fc7").trainable and model.get_layer("conv6_1").trainable
+    np.testing.assert_array_equal(model.get_layer("conv1_1").get_weights()[0],
+                                  state["backbone.features.0.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(model.get_layer("fc7_mbox_loc").get_weights()[1],
+                                  state["bbox_head.reg_convs.1.0.bias"])
+    bias = model.get_layer("fc7_mbox_conf").get_weights()[1].reshape(6, 3)
+    np.testing.assert_allclose(bias[:, 0], pretrained.background_bias(2), rtol=1e-6)
+    assert np.all(bias[:, 1:] == 0)
+    assert model.postprocessing == SOURCES["mmdet_ssd300_voc"].postprocessing
+    assert resolve_recipe(model) is presets.FINETUNE_SGD

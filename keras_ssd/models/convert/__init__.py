@@ -142,8 +142,9 @@ def convert_state_dict(state_dict, source, *, num_classes=None, class_names=None
         state_dict: mapping of torch names to numpy arrays (as
             `keras_ssd.pth.load_pth(path, map_key="auto")` returns; a
             `module.` prefix from `nn.DataParallel` is dropped).
-        source: `"torchvision"`, `"amdegroot"`, `"lufficc"`, `"lufficc512"`,
-            `"torchvision_ssdlite"`, a `Source`, or `"auto"` (recognised
+        source: a name of `SOURCES` (`"torchvision"`, `"amdegroot"`,
+            `"lufficc"`, `"lufficc512"`, `"torchvision_ssdlite"`,
+            `"mmdet_ssd300_coco"`, ...), a `Source`, or `"auto"` (recognised
             from the keys).
         num_classes: object classes (background excluded); default: what the
             checkpoint's class heads hold. When given it must agree with them.
@@ -155,7 +156,8 @@ def convert_state_dict(state_dict, source, *, num_classes=None, class_names=None
 
     Returns:
         An `SSD` (SSD300 architecture with L2Norm on conv4_3; `ssdlite320`
-        for `"torchvision_ssdlite"`, `ssd512` for `"lufficc512"`) with
+        for `"torchvision_ssdlite"`, `ssd512` for `"lufficc512"` and
+        `"mmdet_ssd512_*"`) with
         `model.config` the source's priors (`clip` mode included) and
         classes, `model.preprocessing` its input normalisation and
         `model.postprocessing` its `DecodeDetections` options.
@@ -219,12 +221,12 @@ def convert_checkpoint(path, source="auto", *, num_classes=None, class_names=Non
     The file is read by `keras_ssd.pth.load_pth` without torch and without
     running anything from it (`use_torch=True` reads with
     `torch.load(weights_only=True)` instead). Bare state dicts (torchvision,
-    amdegroot) and lufficc's `{"model": ...}` checkpoints both work.
+    amdegroot), lufficc's `{"model": ...}` and mmdetection's `{"meta": ...,
+    "state_dict": ...}` checkpoints all work.
 
     Args:
         path: the `.pth` file (zip or legacy torch format).
-        source: `"auto"` (default: from the keys), `"torchvision"`,
-            `"amdegroot"` or `"lufficc"`.
+        source: `"auto"` (default: from the keys) or a name of `SOURCES`.
         num_classes, class_names, name: as `convert_state_dict`.
         use_torch: read with torch instead of the restricted reader.
 

@@ -350,3 +350,32 @@ def test_an_mmdetection_preset_fine_tunes_through_the_real_loading_path(
     assert np.all(bias[:, 1:] == 0)
     assert model.postprocessing == SOURCES["mmdet_ssd300_voc"].postprocessing
     assert resolve_recipe(model) is presets.FINETUNE_SGD
+
+
+def old_layout(state):
+    """A state dict in mmdetection's layout before 2.14 (what its
+    `upgrade_ssd_version.py` reads): `backbone.extra.<i>`,
+    `backbone.l2_norm.weight`, `bbox_head.cls_convs.<i>.weight`."""
+    out = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if key.startswith("neck.extra_layers."):
+            key = f"backbone.extra.{2 * int(parts[2]) + int(parts[3])}.{parts[-1]}"
+        elif key == "neck.l2_norm.weight":
+            key = "backbone.l2_norm.weight"
+        elif key.startswith("bbox_head."):
+            key = f"bbox_head.{parts[1]}.{parts[2]}.{parts[-1]}"
+        out[key] = value
+    return out
+
+
+@pytest.mark.parametrize("source", ["mmdet_ssd300_coco", "mmdet_ssd512_coco"])
+def test_the_layout_before_mmdetection_2_14_converts_to_the_same_model(source):
+    state = random_state_dict(source, seed=1)
+    old = old_layout(state)
+    assert "backbone.extra.7.weight" in old and "bbox_head.cls_convs.0.weight" in old
+    assert sniff_source(old) == source
+    assert sniff_source({f"module.{k}": v for k, v in old.items()}) == source
+    new, converted = convert_state_dict(state, source), convert_state_dict(old, "auto")
+    for a, b in zip(new.get_weights(), converted.get_weights()):
+        np.testing.assert_array_equal(a, b)

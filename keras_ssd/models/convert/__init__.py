@@ -197,6 +197,7 @@ def _convert_layer_table(state, source, num_classes, class_names, name, where):
     SSD512)."""
     from keras_ssd.models.ssd import SSD
 
+    state = source.prepare(state)
     num_outputs = source.num_outputs_of(state, where)
     if num_classes is not None and int(num_classes) + 1 != num_outputs:
         raise ConversionError(

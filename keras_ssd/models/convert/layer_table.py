@@ -48,6 +48,11 @@ class LayerTableSource(Source):
     boxes_first: int = 6
     normalization: Optional[str] = None
 
+    def prepare(self, state):
+        """`state` in the layout `table` names (the identity here; a source
+        with an older layout of the same network renames its keys)."""
+        return state
+
     def num_outputs_of(self, state, where=""):
         """Logits per prior (background included), from the first class head."""
         if self.class_head_bias not in state:

@@ -39,6 +39,7 @@ SOURCE = Source(
                         max_log_scale=None),
     class_names=VOC_CLASSES,
     keys=keys,
-    marker="backbone.l2_norm.weight",
+    # not `backbone.l2_norm.weight`: mmdetection's SSDs before 2.14 have it too
+    marker="box_head.predictor.cls_headers.0.bias",
     absent="backbone.extras.9.weight",  # lufficc's SSD512 (`lufficc512`)
 )

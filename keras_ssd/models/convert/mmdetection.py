@@ -18,6 +18,11 @@ needs no new global for it). Names, in the layout of mmdetection >= 2.14
 - `bbox_head.reg_convs.<i>.0` and `bbox_head.cls_convs.<i>.0` (`SSDHead`
   with `stacked_convs=0`: one 3x3 convolution per map).
 
+Files in the layout before 2.14 (`backbone.extra.<i>`,
+`backbone.l2_norm.weight`, `bbox_head.cls_convs.<i>.weight`: the 2020
+`ssd300_coco_20200307-a92d2092.pth` and `ssd512_coco_20200308-038c5591.pth`)
+are renamed as mmdetection's `upgrade_ssd_version.py` does, then converted.
+
 Running it (`configs/_base_/models/ssd300.py`, `configs/ssd/ssd512_coco.py`,
 `configs/pascal_voc/ssd*_voc0712.py`, `SSDAnchorGenerator`,
 `DeltaXYWHBBoxCoder`, `BaseDenseHead._predict_by_feat_single`):
@@ -42,6 +47,7 @@ Running it (`configs/_base_/models/ssd300.py`, `configs/ssd/ssd512_coco.py`,
 """
 
 import dataclasses
+import re
 from typing import Optional
 
 import numpy as np
@@ -158,7 +164,29 @@ class MMDetSource(LayerTableSource):
     size: int = 300
     published_outputs: Optional[int] = None
 
+    def prepare(self, state):
+        """The layout before mmdetection 2.14 (`backbone.extra.<i>`,
+        `backbone.l2_norm.weight`, `bbox_head.{cls,reg}_convs.<i>.weight`)
+        renamed as its `tools/model_converters/upgrade_ssd_version.py` does;
+        other state dicts unchanged."""
+        if "backbone.l2_norm.weight" not in state or not any(
+                _OLD_HEAD.match(k) for k in state):
+            return state
+        out = {}
+        for key, value in state.items():
+            extra, head = _OLD_EXTRA.match(key), _OLD_HEAD.match(key)
+            if extra:
+                i = int(extra.group(1))
+                key = f"neck.extra_layers.{i // 2}.{i % 2}.conv.{extra.group(2)}"
+            elif key == "backbone.l2_norm.weight":
+                key = "neck.l2_norm.weight"
+            elif head:
+                key = f"bbox_head.{head.group(1)}.{head.group(2)}.0.{head.group(3)}"
+            out[key] = value
+        return out
+
     def claims(self, state):
+        state = self.prepare(state)
         if not super().claims(state):
             return False
         bias = state.get(self.class_head_bias)
@@ -176,6 +204,8 @@ class MMDetSource(LayerTableSource):
 
 
 _MARKER_512 = "neck.extra_layers.4.0.conv.weight"
+_OLD_EXTRA = re.compile(r"backbone\.extra\.(\d+)\.(weight|bias)$")
+_OLD_HEAD = re.compile(r"bbox_head\.(cls_convs|reg_convs)\.(\d+)\.(weight|bias)$")
 
 
 def _source(size, data, ratio_range):

@@ -189,6 +189,11 @@ def test_priors_are_mmdetections_ssd_anchor_generator(source):
     ours = ours_to_xyxy_px(generate_anchors(config), size)
     assert ours.shape == theirs.shape == (sum(counts), 4)
     assert config.clip == "none"
+    if "coco" in source:  # mmdetection's 80 COCO classes, with their category ids
+        assert config.num_classes == 80 and config.class_names[:2] == ["person", "bicycle"]
+        assert config.class_names[-1] == "toothbrush" and "N/A" not in config.class_names
+        assert list(config.category_ids[:12]) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13]
+        assert config.category_ids[-1] == 90
     assert float(np.abs(ours - theirs).max()) < 1e-4  # float32 pixels
 
 

@@ -197,8 +197,8 @@ def test_conversion_happens_once_and_the_cached_keras_file_is_reused(
     second = load_pretrained(preset, converter=converter, fetch=no_network, verbose=False)
     assert len(converter.calls) == 1  # no second conversion
     images = np.random.default_rng(0).uniform(0, 255, (1, 160, 160, 3)).astype("float32")
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(first(images)),  # the raw heads
-                                  keras.ops.convert_to_numpy(second(images)))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(first(images)),
+                                  keras.ops.convert_to_numpy(second(images)))  # raw heads
 
 
 def test_a_damaged_cached_file_is_converted_again(tmp_path, cache, make_tiny_model):

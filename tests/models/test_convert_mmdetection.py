@@ -8,6 +8,8 @@ The equality with a torch network in mmdetection's layout is
 tests/models/test_convert_mmdetection_equality.py."""
 
 import math
+import pathlib
+import sys
 
 import numpy as np
 import pytest
@@ -18,6 +20,12 @@ from keras_ssd.models.convert import (
     SOURCES, ConversionError, convert_checkpoint, convert_state_dict, sniff_source,
     source_config,
 )
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # `benchmarks` lives at the repository root
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.torch_reference import match_detections, softmax  # noqa: E402
 
 #: (source, input size, basesize_ratio_range, strides, ratios, maps) as
 #: mmdetection's configs set them (configs/_base_/models/ssd300.py,
@@ -73,11 +81,6 @@ def mmdet_anchors(size, ratio_range, strides, ratios, maps):
         out.append((base[None] + shifts[:, None]).reshape(-1, 4))
         counts.append(f * f * len(base))
     return np.concatenate(out).astype(np.float64), counts
-
-
-def softmax(x):
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def mmdet_postprocess(loc, conf, anchors, counts, size, score_thr=0.02, nms_pre=1000,
@@ -147,23 +150,6 @@ def mmdet_postprocess(loc, conf, anchors, counts, size, score_thr=0.02, nms_pre=
 def ours_to_xyxy_px(priors, size):
     cx, cy, w, h = (priors[:, i].astype(np.float64) for i in range(4))
     return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1) * size
-
-
-def match_detections(ours, theirs, box_tol, score_tol=1e-4):
-    """Every reference detection has its own detection of ours (same label,
-    score within `score_tol`, box within `box_tol` px); worst errors."""
-    n = len(theirs[0])
-    assert len(ours[0]) == n
-    used = np.zeros(n, bool)
-    worst = [0.0, 0.0]
-    for box, score, label in zip(*theirs):
-        err = np.abs(ours[0] - box).max(axis=1)
-        err[(ours[2] != label) | used | (np.abs(ours[1] - score) > score_tol)] = np.inf
-        j = int(np.argmin(err))
-        assert err[j] < box_tol, (label, score, err[j])
-        used[j] = True
-        worst = [max(worst[0], float(err[j])), max(worst[1], abs(ours[1][j] - score))]
-    return worst
 
 
 def random_state_dict(source, num_outputs=None, seed=0):
@@ -269,6 +255,8 @@ def test_decoding_is_mmdetections_dense_head_post_processing():
     """The presets' decoder on random head outputs (three classes raised and
     big boxes, so that the per-level cut of 1000 acts; a few boxes pushed out
     of the image, so that empty boxes occur) keeps mmdetection's detections."""
+    import keras
+
     from keras_ssd.layers.decode_detections import DecodeDetections
 
     source = "mmdet_ssd300_voc"
@@ -290,13 +278,15 @@ def test_decoding_is_mmdetections_dense_head_post_processing():
     def decode(**changes):
         options = dict(SOURCES[source].postprocessing, **changes)
         decoded = DecodeDetections(config, **options)(heads)
+        decoded = {k: keras.ops.convert_to_numpy(v) for k, v in decoded.items()}
         n = int(decoded["num_detections"][0])
-        return (np.asarray(decoded["boxes"][0, :n], np.float64) * size,
-                np.asarray(decoded["scores"][0, :n]), np.asarray(decoded["labels"][0, :n]))
+        return (decoded["boxes"][0, :n].astype(np.float64) * size,
+                decoded["scores"][0, :n], decoded["labels"][0, :n])
 
     ours = decode()
-    worst = match_detections(ours, theirs, box_tol=1e-3)
-    assert worst[0] < 1e-3 and worst[1] < 1e-5
+    count, worst_box, worst_score = match_detections(ours, theirs, box_tol=1e-3,
+                                                     score_tol=1e-5)
+    assert count == len(theirs[0]) and worst_box < 1e-3 and worst_score < 1e-5
     # each option acts: without the cut more detections, without the drop empty boxes
     assert len(decode(max_candidates_per_level=None)[0]) == 200
     kept_empty = decode(drop_empty_boxes=False)[0]

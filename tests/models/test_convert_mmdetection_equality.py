@@ -18,8 +18,7 @@ post-processing) are compared.
 """
 
 import importlib.util
-import json
-import subprocess
+import pathlib
 import sys
 
 import numpy as np
@@ -28,9 +27,14 @@ import pytest
 from keras_ssd.anchors import generate_anchors
 from keras_ssd.models.convert import convert_checkpoint
 
-from test_convert_mmdetection import (
-    CONFIGS, match_detections, mmdet_anchors, mmdet_postprocess, ours_to_xyxy_px,
-)
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # `benchmarks` lives at the repository root
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.torch_reference import (  # noqa: E402
+    decode_first, match_detections, photo, record_reference, relative)
+from test_convert_mmdetection import (  # noqa: E402
+    CONFIGS, mmdet_anchors, mmdet_postprocess, ours_to_xyxy_px)
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
                                 reason="torch not installed")
@@ -122,7 +126,7 @@ class SingleStageDetector(nn.Module):
         self.neck = SSDNeck(size)
         self.bbox_head = SSDHead(size, num_classes)
 
-report = {"torch": torch.__version__}
+report, arrays = {"torch": torch.__version__}, {}
 for size, num_classes, raised in ((300, 80, {0: 3.0, 2: 2.5, 15: 2.0}),
                                   (512, 20, {14: 2.0, 6: 1.5, 11: 1.0})):
     model = SingleStageDetector(size, num_classes).eval()
@@ -131,7 +135,8 @@ for size, num_classes, raised in ((300, 80, {0: 3.0, 2: 2.5, 15: 2.0}),
         for name, m in model.named_modules():
             if isinstance(m, nn.Conv2d):
                 fan_in = m.weight[0].numel()
-                std = (2.0 / fan_in) ** 0.5 / (64.0 if name == "backbone.features.0" else 1.0)
+                first = name == "backbone.features.0"
+                std = (2.0 / fan_in) ** 0.5 / (64.0 if first else 1.0)
                 m.weight.normal_(0.0, std)
                 m.bias.zero_()
         for seq in model.bbox_head.cls_convs:
@@ -146,18 +151,21 @@ for size, num_classes, raised in ((300, 80, {0: 3.0, 2: 2.5, 15: 2.0}),
         feats = model.neck(model.backbone(x))
         cls = [h(f) for f, h in zip(feats, model.bbox_head.cls_convs)]
         reg = [h(f) for f, h in zip(feats, model.bbox_head.reg_convs)]
-    arrays = {  # mmdetection's order: permute(1, 2, 0).reshape(-1, K) per level
-        "conf": torch.cat([c[0].permute(1, 2, 0).reshape(-1, k) for c in cls]).numpy(),
-        "loc": torch.cat([r[0].permute(1, 2, 0).reshape(-1, 4) for r in reg]).numpy()}
+    # mmdetection's order: permute(1, 2, 0).reshape(-1, K) per level
+    arrays[f"conf{size}"] = torch.cat([c[0].permute(1, 2, 0).reshape(-1, k)
+                                       for c in cls]).numpy()
+    arrays[f"loc{size}"] = torch.cat([r[0].permute(1, 2, 0).reshape(-1, 4)
+                                      for r in reg]).numpy()
     for i, f in enumerate(feats):
-        arrays[f"feature{i}"] = f.permute(0, 2, 3, 1).numpy()
-    np.savez(os.path.join(out, f"reference{size}.npz"), **arrays)
-    meta = {"mmdet_version": "2.14.0", "CLASSES": tuple(f"c{i}" for i in range(num_classes)),
+        arrays[f"feature{i}_{size}"] = f.permute(0, 2, 3, 1).numpy()
+    meta = {"mmdet_version": "2.14.0",
+            "CLASSES": tuple(f"c{i}" for i in range(num_classes)),
             "config": "model = dict(type='SingleStageDetector')", "epoch": 24,
             "hook_msgs": {"last_ckpt": "epoch_24.pth"}}
     torch.save({"meta": meta, "state_dict": model.state_dict()},
                os.path.join(out, f"ssd{size}.pth"))
     report[f"params{size}"] = sum(p.numel() for p in model.parameters())
+np.savez(os.path.join(out, "reference.npz"), **arrays)
 with open(os.path.join(out, "report.json"), "w") as f:
     json.dump(report, f)
 """
@@ -167,28 +175,16 @@ MAPS = {300: ["conv4_3_norm", "fc7", "conv6_2", "conv7_2", "conv8_2", "conv9_2"]
               "conv10_2"]}
 
 
-def relative(ours, ref):
-    """max |ours - ref| / max |ref|."""
-    return float(np.abs(np.asarray(ours, np.float64) - ref).max() / np.abs(ref).max())
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    data = pytest.importorskip("skimage.data")  # the photo (the `bench` extra)
-    transform = pytest.importorskip("skimage.transform")
+    pytest.importorskip("skimage.data")  # the photo (the `bench` extra)
 
     out = tmp_path_factory.mktemp("torch_mmdet")
-    photo = np.asarray(data.astronaut(), np.float32)  # 512 x 512 RGB
-    images = {512: photo,
-              300: transform.resize(photo, (300, 300), preserve_range=True).astype(np.float32)}
+    images = {size: photo("astronaut", size) for size in (300, 512)}
     for size, image in images.items():
         np.save(out / f"image{size}.npy", image)
-    result = subprocess.run([sys.executable, "-c", TORCH_CHILD, str(out)],
-                            capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-4000:]
-    with open(out / "report.json") as f:
-        report = json.load(f)
-    return out, report, images
+    report, arrays = record_reference(TORCH_CHILD, out)
+    return out, report, arrays, images
 
 
 @pytest.mark.parametrize("size,source", [(300, "mmdet_ssd300_coco"),
@@ -196,10 +192,7 @@ def reference(tmp_path_factory):
 def test_mmdetection_conversion_equals_its_source(reference, size, source, capsys):
     import keras
 
-    from keras_ssd.layers.decode_detections import DecodeDetections
-
-    out, report, images = reference
-    ref = dict(np.load(out / f"reference{size}.npz"))
+    out, report, arrays, images = reference
     model = convert_checkpoint(out / f"ssd{size}.pth")  # sniffed
     assert model.architecture == f"ssd{size}"
     assert model.count_params() == report[f"params{size}"]
@@ -210,32 +203,25 @@ def test_mmdetection_conversion_equals_its_source(reference, size, source, capsy
     assert figures["priors (px)"] < 1e-4
     probe = keras.Model(model.input, [model.get_layer(n).output for n in MAPS[size]]
                         + [model.output])
-    outs = [np.asarray(o) for o in probe(images[size][None])]
+    outs = [keras.ops.convert_to_numpy(o) for o in probe(images[size][None])]
     for i, name in enumerate(MAPS[size]):
-        figures[name] = relative(outs[i], ref[f"feature{i}"])
+        figures[name] = relative(outs[i], arrays[f"feature{i}_{size}"])[0]
         assert figures[name] < 1e-4, (name, figures)
     predictions = outs[-1][0]
-    conf = ref["conf"]
-    figures["loc"] = relative(predictions[:, :4], ref["loc"])
+    loc, conf = arrays[f"loc{size}"], arrays[f"conf{size}"]
+    figures["loc"] = relative(predictions[:, :4], loc)[0]
     # keras-ssd: background first; mmdetection: background last
     figures["conf"] = relative(predictions[:, 4:],
-                               np.concatenate([conf[:, -1:], conf[:, :-1]], 1))
+                               np.concatenate([conf[:, -1:], conf[:, :-1]], 1))[0]
     assert figures["loc"] < 1e-4 and figures["conf"] < 1e-4, figures
-    theirs, gap = mmdet_postprocess(ref["loc"].astype(np.float64),
-                                    conf.astype(np.float64), theirs_priors, counts, size)
-    uncut, _ = mmdet_postprocess(ref["loc"].astype(np.float64), conf.astype(np.float64),
-                                 theirs_priors, counts, size, cut=False)
-    figures["detections"] = len(theirs[0])
-    figures["cut acts"] = not np.array_equal(np.sort(theirs[1]), np.sort(uncut[1]))
+    theirs, _ = mmdet_postprocess(loc.astype(np.float64), conf.astype(np.float64),
+                                  theirs_priors, counts, size)
     for key, heads, tol in (("from mmdetection's heads", np.concatenate(
-            [ref["loc"], conf[:, -1:], conf[:, :-1]], -1)[None], 1e-3),
+            [loc, conf[:, -1:], conf[:, :-1]], -1)[None], 1e-3),
             ("end to end", outs[-1], 1e-2)):
-        decoded = DecodeDetections(model.config, **model.postprocessing)(heads)
-        n = int(decoded["num_detections"][0])
-        ours = (np.asarray(decoded["boxes"][0, :n], np.float64) * size,
-                np.asarray(decoded["scores"][0, :n]), np.asarray(decoded["labels"][0, :n]))
-        figures[f"worst box px, score ({key})"] = match_detections(
-            ours, theirs, box_tol=tol, score_tol=1e-3)
+        figures[f"detections ({key}): count, worst box px, worst score"] = \
+            match_detections(decode_first(model, heads, size), theirs, box_tol=tol,
+                             score_tol=1e-3)
     with capsys.disabled():
         print(f"\n[mmdetection {source}] " + ", ".join(f"{k}: {v}"
                                                      for k, v in figures.items()))

@@ -19,8 +19,10 @@ def add_arguments(p):
     p.add_argument("checkpoint", nargs="?", metavar="FILE.pth",
                    help="the checkpoint: torchvision's ssd300_vgg16_coco-b556d3b4.pth, "
                         "amdegroot's ssd300_mAP_77.43_v2.pth, lufficc's "
-                        "vgg_ssd300_voc0712.pth or torchvision's "
-                        "ssdlite320_mobilenet_v3_large_coco-a79551df.pth (read without "
+                        "vgg_ssd300_voc0712.pth, torchvision's "
+                        "ssdlite320_mobilenet_v3_large_coco-a79551df.pth, or an "
+                        "mmdetection SSD300/SSD512 such as "
+                        "ssd300_coco_20210803_015428-d231a06e.pth (read without "
                         "running anything from it)")
     p.add_argument("--preset", metavar="{" + ",".join(presets.pretrained_names()) + "}",
                    help="instead of FILE: a pretrained preset, downloaded once into the "

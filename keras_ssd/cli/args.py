@@ -10,15 +10,8 @@ import argparse
 import os
 
 from keras_ssd import presets
+from keras_ssd.classes import VOC_CLASSES
 
-#: The 20 Pascal VOC classes, in the devkit's order (the default `--classes`).
-#: The same tuple as `keras_ssd.data.VOC_CLASSES`, kept here so that parsing
-#: arguments does not import the data package (numpy, Pillow).
-VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
-    "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
-    "sheep", "sofa", "train", "tvmonitor",
-)
 
 #: `--model` choices: the variants of `keras_ssd.presets`.
 MODEL_CHOICES = presets.names()

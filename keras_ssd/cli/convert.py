@@ -10,8 +10,7 @@ from keras_ssd.cli.args import CLIError, _quiet_tensorflow
 HELP = "convert a PyTorch SSD checkpoint (.pth) or a pretrained preset to .keras"
 
 #: `--source` choices: the converters of `keras_ssd.models.convert.SOURCES`.
-SOURCE_CHOICES = ("auto", "torchvision", "amdegroot", "lufficc", "lufficc512",
-                  "torchvision_ssdlite")
+SOURCE_CHOICES = ("auto",) + presets.SOURCE_NAMES
 
 
 def add_arguments(p):

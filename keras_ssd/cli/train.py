@@ -544,12 +544,9 @@ def resolve_cli_recipe(args, backbone_weights):
     schedule = args.schedule
     if schedule is None and args.lr_decay_epochs is not None:
         schedule = "step"
-    base = args.recipe
-    preset = presets.find_pretrained(getattr(args, "preset", None) or "")
-    if base is None and preset is not None:
-        base = preset.recipe  # fine-tuning a converted detector
     return presets.resolve_recipe(
-        base, variant=args.model, pretrained=backbone_weights is not None,
+        args.recipe, variant=args.model, pretrained=backbone_weights is not None,
+        pretrained_preset=getattr(args, "preset", None),
         optimizer=args.optimizer, learning_rate=args.lr, momentum=args.momentum,
         weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, schedule=schedule,
         epochs=args.epochs, batch_size=args.batch_size)

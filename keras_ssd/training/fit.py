@@ -157,13 +157,10 @@ def resolve_recipe(model=None, recipe=None, **overrides):
         A `keras_ssd.presets.Recipe` (from `keras_ssd.presets.resolve_recipe`,
         the rule `keras-ssd train` uses too).
     """
-    pretrained = presets.find_pretrained(getattr(model, "pretrained_preset", None) or "")
-    if recipe is None and pretrained is not None:
-        recipe = pretrained.recipe  # a converted detector (SSD300.from_preset)
-    architecture = getattr(model, "architecture", None)
-    return presets.resolve_recipe(recipe, variant=architecture,
-                                  pretrained=getattr(model, "pretrained_backbone", None),
-                                  **overrides)
+    return presets.resolve_recipe(
+        recipe, variant=getattr(model, "architecture", None),
+        pretrained=getattr(model, "pretrained_backbone", None),
+        pretrained_preset=getattr(model, "pretrained_preset", None), **overrides)
 
 
 class _EpochTimer(keras.callbacks.Callback):

@@ -19,11 +19,13 @@ from keras_ssd.cli.args import (
     _require_dataset,
     _require_out_folder,
     _unit_float,
-    add_format_argument,
+    add_dataset_arguments,
     add_image_size_argument,
-    class_file_option,
+    add_preset_argument,
+    class_options,
     load_cli_dataset,
-    parse_classes,
+    require_datasets,
+    require_preset,
     resolve_split,
 )
 
@@ -56,27 +58,20 @@ multi-worker training (--distribute multi-worker):
 
 def add_arguments(p):
     data = p.add_argument_group("data")
-    # Required, checked in run(): `--config ARGS.yaml` may provide it.
-    data.add_argument("--data", action="append", metavar="DIR",
-                      help="dataset folder or annotation file (see --format), e.g. "
-                           "VOCdevkit/VOC2007; VOC folders may be repeated to train on "
-                           "several (VOC07+12: --data VOC2007 --data VOC2012)")
-    add_format_argument(data)
-    data.add_argument("--split", default=DefaultSplit("trainval"),
-                      help="split of --data (default: trainval for VOC, train for YOLO; "
-                           "a COCO or CSV folder's only annotation file)")
+    # --data is required, checked in run(): `--config ARGS.yaml` may provide it.
+    add_dataset_arguments(
+        data, required=False,
+        data_help="; VOC folders may be repeated to train on several (VOC07+12: "
+                  "--data VOC2007 --data VOC2012)",
+        classes_help="a VOC folder's labels.txt, else the 20 VOC classes for VOC; the "
+                     "dataset's own for COCO, YOLO and CSV). YOLO: must match data.yaml; "
+                     "COCO: selects categories; CSV: the label order, or a "
+                     "keras-retinanet class_name,id .csv file")
     data.add_argument("--val-data", metavar="DIR",
                       help="dataset (same --format) to compute validation mAP on after "
                            "each --eval-every epochs (default: none)")
     data.add_argument("--val-split", default=DefaultSplit("test"),
                       help="split of --val-data (default: test for VOC, val for YOLO)")
-    data.add_argument("--classes", metavar="NAMES_OR_FILE",
-                      help="comma-separated class names, or a text file with one "
-                           "name per line (default: a VOC folder's labels.txt, else "
-                           "the 20 VOC classes for VOC; the "
-                           "dataset's own for COCO, YOLO and CSV). YOLO: must match "
-                           "data.yaml; COCO: selects categories; CSV: the label order, "
-                           "or a keras-retinanet class_name,id .csv file")
     data.add_argument("--workers", type=_non_negative_int, default=2,
                       help="data-loading threads (0 = load in the training loop; "
                            "default: 2)")
@@ -88,7 +83,7 @@ def add_arguments(p):
                        help="backbone initialisation: 'imagenet' (Keras downloads the "
                             "weights), 'none' (random) or a .h5/.weights.h5 file "
                             "(default: imagenet; ignored by --model tiny)")
-    model.add_argument("--preset", metavar="{" + ",".join(presets.pretrained_names()) + "}",
+    add_preset_argument(model,
                        help="fine-tune a pretrained detector (downloaded and converted "
                             "once): new class heads for the dataset's classes, the rest of "
                             "the network kept; its recipe is finetune-sgd")
@@ -276,11 +271,7 @@ def run(args):
         raise CLIError("the following arguments are required: --data (or --config "
                        "ARGS.yaml)", status=2)
     # Check everything a typo can break before TensorFlow is imported.
-    formats = [_require_dataset(root, args.format, args.split, "--data") for root in args.data]
-    fmt = formats[0]
-    if len(args.data) > 1 and set(formats) != {"voc"}:
-        raise CLIError("--data: only Pascal VOC folders can be given several times "
-                       f"(VOC07+12); got {', '.join(sorted(set(formats)))} data", status=2)
+    fmt = require_datasets(args.data, args.format, args.split)
     val_fmt = (_require_dataset(args.val_data, args.format, args.val_split, "--val-data")
                if args.val_data else None)
     split = resolve_split(fmt, args.split)
@@ -289,13 +280,7 @@ def run(args):
         if os.path.isfile(beside):
             args.classes = beside
             print(f"classes: {beside} (give --classes to choose others)")
-    class_file = class_file_option(args.classes, fmt)
-    if class_file is not None:
-        class_names = None
-    elif args.classes is None and fmt != "voc":
-        class_names = None  # the dataset's own
-    else:
-        class_names = parse_classes(args.classes)
+    class_names, class_file = class_options(args.classes, fmt)
     preset = _check_preset(args)
     backbone_weights = (None if preset is not None
                         else _check_backbone_weights(args.backbone_weights, args.model))
@@ -492,10 +477,7 @@ def _check_preset(args):
         if getattr(args, "freeze", "none") != "none":
             raise CLIError("--freeze goes with --preset (a pretrained detector)", status=2)
         return None
-    preset = presets.find_pretrained(name)
-    if preset is None:
-        raise CLIError(f"--preset: unknown pretrained preset {name!r}; choose one of "
-                       f"{', '.join(presets.pretrained_names())}", status=2)
+    preset = require_preset(name)
     if args.model != preset.architecture:
         raise CLIError(f"--preset {preset.name} is an {preset.architecture} model, not "
                        f"--model {args.model}", status=2)

@@ -57,7 +57,16 @@ multi-worker training (--distribute multi-worker):
 
 
 def add_arguments(p):
-    data = p.add_argument_group("data")
+    _add_data_arguments(p.add_argument_group("data"))
+    _add_model_arguments(p.add_argument_group("model"))
+    _add_optimisation_arguments(p)
+    _add_run_arguments(p.add_argument_group("run"))
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = MULTI_WORKER_HELP
+    p.set_defaults(_reparse=_apply_config, _subparser=p)
+
+
+def _add_data_arguments(data):
     # --data is required, checked in run(): `--config ARGS.yaml` may provide it.
     add_dataset_arguments(
         data, required=False,
@@ -75,7 +84,9 @@ def add_arguments(p):
     data.add_argument("--workers", type=_non_negative_int, default=2,
                       help="data-loading threads (0 = load in the training loop; "
                            "default: 2)")
-    model = p.add_argument_group("model")
+
+
+def _add_model_arguments(model):
     model.add_argument("--model", type=_model_name, default="ssd300",
                        metavar="{" + ",".join(MODEL_CHOICES) + "}",
                        help="SSD variant (default: ssd300)")
@@ -98,6 +109,9 @@ def add_arguments(p):
                             "and pad with the mean pixel (default: stretch it, as the "
                             "paper does). Stored in the model: evaluate and predict then "
                             "letterbox too")
+
+
+def _add_optimisation_arguments(p):
     opt = p.add_argument_group(
         "optimisation",
         "Every option left unset comes from the model's recipe: the SSD paper's SGD "
@@ -134,7 +148,9 @@ def add_arguments(p):
                      help="step schedule: epochs after which the learning rate is "
                           "multiplied by 0.1 (default: at 2/3 and 5/6 of the run, as "
                           "80k and 100k of 120k iterations)")
-    run = p.add_argument_group("run")
+
+
+def _add_run_arguments(run):
     run.add_argument("--config", metavar="ARGS.yaml",
                      help="repeat a run: read the arguments from the args.yaml of its "
                           "folder (options given on the command line win)")
@@ -189,9 +205,6 @@ def add_arguments(p):
                           "multi-worker (several processes or machines, each started "
                           "with its own TF_CONFIG: see 'multi-worker training' below). "
                           "--batch-size is the global batch. See docs/distributed.md")
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.epilog = MULTI_WORKER_HELP
-    p.set_defaults(_reparse=_apply_config, _subparser=p)
 
 
 #: Options `args.yaml` does not record: where this run writes and how it
@@ -541,66 +554,14 @@ def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_we
     from keras_ssd.training.distribute import prepare_model
     from keras_ssd.training.fit import train_detector
 
-    initial_epoch = 0
     fitted = None
     if args.resume:
-        from keras_ssd.training.checkpoints import resume
-
-        model, initial_epoch = resume(args.checkpoint_dir)
-        if list(model.config.names) != list(class_names):
-            raise CLIError(f"--resume: the checkpoint in {args.checkpoint_dir} was trained on "
-                           f"classes {model.config.names}, not {class_names}")
-        for option, value, own in (
-                ("--image-size", args.image_size, model.config.image_size),
-                ("--letterbox", args.letterbox or None, model.config.letterbox)):
-            if value is not None and value != own:
-                raise CLIError(f"--resume: the checkpoint in {args.checkpoint_dir} has "
-                               f"{option.lstrip('-')} {own}, not {value}", status=2)
-        print(f"resuming {latest} at epoch {initial_epoch}")
+        model, initial_epoch = _resumed_model(args, class_names, latest)
     else:
-        from keras_ssd.models import build_model
-
-        # SGD and Adam: the paper's L2 penalty, built into the kernels (it
-        # passes through the momentum, as in Caffe). AdamW: decoupled, in
-        # the optimizer.
-        kwargs = {"weight_decay": recipe.model_weight_decay}
-        if presets.get(args.model).pretrained_backbone:
-            kwargs["backbone_weights"] = backbone_weights
-        if args.image_size is not None:
-            kwargs["image_size"] = args.image_size
-        if args.letterbox:
-            kwargs["letterbox"] = True
-        if getattr(args, "preset", None) is not None:
-            from keras_ssd.models.pretrained import from_preset
-
-            # New class heads on the converted detector; same loop below.
-            model = from_preset(args.preset, class_names=class_names,
-                                freeze=None if args.freeze == "none" else args.freeze,
-                                weight_decay=kwargs["weight_decay"])
-            print(f"fine-tuning preset {args.preset} with new heads for {class_names}"
-                  + (f", {args.freeze} frozen" if args.freeze != "none" else ""))
-        else:
-            fitted = _fit_defaults(args, train_set, class_names, backbone_weights)
-            if fitted is not None:
-                kwargs.pop("image_size", None)  # in the fitted config
-                kwargs["config"] = fitted.config
-            model = build_model(args.model, class_names=class_names, **kwargs)
+        initial_epoch = 0
+        model, fitted = _new_model(args, train_set, class_names, backbone_weights, recipe)
     model = prepare_model(model, strategy)
-    print(f"training {model.name} ({model.count_params():,} parameters, "
-          f"{'x'.join(str(v) for v in model.config.image_shape)} px"
-          f"{' letterboxed' if model.config.letterbox else ''}, "
-          f"{model.config.num_anchors} priors) on "
-          f"{len(train_set)} images of {', '.join(args.data)}"
-          + (f"; validating on {len(val_set)} images" if val_set is not None else ""))
-    if args.resume:
-        print("recipe: the checkpoint's optimizer and schedule continue")
-    else:
-        print(f"recipe {recipe.describe()}")
-        if recipe.why and "(changed)" not in recipe.name:
-            print(f"  ({recipe.why})")
-    if args.time_limit is not None:
-        print(f"time limit: {args.time_limit:g} min of training"
-              + (f", at most {args.epochs} epochs" if args.epochs else ""))
+    _print_plan(args, model, train_set, val_set, recipe)
     augmentation = None
     if fitted is not None:
         print("\n".join(fitted.describe()))
@@ -625,8 +586,76 @@ def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_we
         callbacks=_early_stopping(args, val_set),
         **({} if args.logs else {"log_dir": False, "csv": False, "plot": False}),
     )
-    seconds = time.perf_counter() - start
-    logs = history.history
+    _print_outcome(args, history.history, time.perf_counter() - start, fmt, split)
+    return 0
+
+
+def _resumed_model(args, class_names, latest):
+    """The model and epoch of `--resume`, checked against this run's options."""
+    from keras_ssd.training.checkpoints import resume
+
+    model, initial_epoch = resume(args.checkpoint_dir)
+    if list(model.config.names) != list(class_names):
+        raise CLIError(f"--resume: the checkpoint in {args.checkpoint_dir} was trained on "
+                       f"classes {model.config.names}, not {class_names}")
+    for option, value, own in (
+            ("--image-size", args.image_size, model.config.image_size),
+            ("--letterbox", args.letterbox or None, model.config.letterbox)):
+        if value is not None and value != own:
+            raise CLIError(f"--resume: the checkpoint in {args.checkpoint_dir} has "
+                           f"{option.lstrip('-')} {own}, not {value}", status=2)
+    print(f"resuming {latest} at epoch {initial_epoch}")
+    return model, initial_epoch
+
+
+def _new_model(args, train_set, class_names, backbone_weights, recipe):
+    """`(model, fitted defaults or None)`: a preset with new heads, or a
+    fresh `--model`, its priors fitted to the data unless `--no-fit`."""
+    from keras_ssd.models import build_model
+
+    # SGD and Adam: the paper's L2 penalty, built into the kernels (it
+    # passes through the momentum, as in Caffe). AdamW: decoupled, in
+    # the optimizer.
+    kwargs = {"weight_decay": recipe.model_weight_decay}
+    if getattr(args, "preset", None) is not None:
+        from keras_ssd.models.pretrained import from_preset
+
+        model = from_preset(args.preset, class_names=class_names,
+                            freeze=None if args.freeze == "none" else args.freeze, **kwargs)
+        print(f"fine-tuning preset {args.preset} with new heads for {class_names}"
+              + (f", {args.freeze} frozen" if args.freeze != "none" else ""))
+        return model, None
+    if presets.get(args.model).pretrained_backbone:
+        kwargs["backbone_weights"] = backbone_weights
+    if args.letterbox:
+        kwargs["letterbox"] = True
+    fitted = _fit_defaults(args, train_set, class_names, backbone_weights)
+    if fitted is not None:
+        kwargs["config"] = fitted.config
+    elif args.image_size is not None:
+        kwargs["image_size"] = args.image_size
+    return build_model(args.model, class_names=class_names, **kwargs), fitted
+
+
+def _print_plan(args, model, train_set, val_set, recipe):
+    print(f"training {model.name} ({model.count_params():,} parameters, "
+          f"{'x'.join(str(v) for v in model.config.image_shape)} px"
+          f"{' letterboxed' if model.config.letterbox else ''}, "
+          f"{model.config.num_anchors} priors) on "
+          f"{len(train_set)} images of {', '.join(args.data)}"
+          + (f"; validating on {len(val_set)} images" if val_set is not None else ""))
+    if args.resume:
+        print("recipe: the checkpoint's optimizer and schedule continue")
+    else:
+        print(f"recipe {recipe.describe()}")
+        if recipe.why and "(changed)" not in recipe.name:
+            print(f"  ({recipe.why})")
+    if args.time_limit is not None:
+        print(f"time limit: {args.time_limit:g} min of training"
+              + (f", at most {args.epochs} epochs" if args.epochs else ""))
+
+
+def _print_outcome(args, logs, seconds, fmt, split):
     print(f"\nfinished {len(logs.get('loss', []))} epochs in {seconds / 60:.1f} min; "
           f"final loss {logs['loss'][-1]:.4f}" if logs.get("loss") else "no epoch ran")
     maps = [m for m in logs.get("val_mAP", []) if m is not None]
@@ -637,7 +666,6 @@ def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_we
     model_file = os.path.join(args.checkpoint_dir, "best.keras" if maps else "latest.keras")
     print(f"next: keras-ssd evaluate {_evaluate_hint(args, fmt, split)} --model-file "
           f"{model_file}")
-    return 0
 
 
 def _isatty(stream):

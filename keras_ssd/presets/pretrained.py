@@ -115,7 +115,19 @@ def _voc_port(name, architecture, source, url, accuracy, home, publisher, **fiel
         accuracy=accuracy, home=home, **fields)
 
 
-_LUFFICC_RELEASE = "https://github.com/lufficc/SSD/releases/download/1.2/"
+def _lufficc(name, architecture, source, file_name, accuracy, file_size, priors):
+    """A lufficc/SSD release 1.2 checkpoint: its PostProcessor keeps scores
+    > 0.01, runs NMS 0.45 over all candidates of a class (every prior), the
+    best 100 per image, boxes not clipped."""
+    return _voc_port(
+        name, architecture, source,
+        f"https://github.com/lufficc/SSD/releases/download/1.2/{file_name}", accuracy,
+        "https://github.com/lufficc/SSD", "lufficc/SSD (release 1.2)",
+        file_size=f"{file_size} (the state dict and the optimizer's state)",
+        decode=_decode(0.01, 0.45, priors, 100, False),
+        description=f"lufficc/SSD's VGG16 {architecture.upper()} on VOC07+12 (release "
+                    "1.2): 20 VOC classes")
+
 
 _PRETRAINED = (
     _torchvision(
@@ -125,14 +137,8 @@ _PRETRAINED = (
         # before NMS 0.45, 200 per image, boxes clipped to the image.
         decode=_decode(0.01, 0.45, 400, 200, True, TORCHVISION_MAX_LOG_SCALE),
         description="torchvision's ssd300_vgg16 (COCO_V1 weights): 80 COCO classes"),
-    _voc_port(
-        "ssd300_voc", "ssd300", "lufficc", _LUFFICC_RELEASE + "vgg_ssd300_voc0712.pth",
-        77.7, "https://github.com/lufficc/SSD", "lufficc/SSD (release 1.2)",
-        file_size="201 MB (the state dict and the optimizer's state)",
-        # lufficc/SSD PostProcessor: score > 0.01, NMS 0.45 over all
-        # candidates of a class (all 8732 priors), 100 per image, no clipping.
-        decode=_decode(0.01, 0.45, 8732, 100, False),
-        description="lufficc/SSD's VGG16 SSD300 on VOC07+12 (release 1.2): 20 VOC classes"),
+    _lufficc("ssd300_voc", "ssd300", "lufficc", "vgg_ssd300_voc0712.pth", 77.7, "201 MB",
+             8732),
     _voc_port(
         "ssd300_voc_amdegroot", "ssd300", "amdegroot",
         "https://s3.amazonaws.com/amdegroot-models/ssd300_mAP_77.43_v2.pth", 77.43,
@@ -143,13 +149,8 @@ _PRETRAINED = (
         # boxes not clipped.
         decode=_decode(0.01, 0.45, 200, 4000, False),
         description="amdegroot/ssd.pytorch's SSD300 on VOC07+12: 20 VOC classes"),
-    _voc_port(
-        "ssd512_voc", "ssd512", "lufficc512", _LUFFICC_RELEASE + "vgg_ssd512_voc0712.pth",
-        80.7, "https://github.com/lufficc/SSD", "lufficc/SSD (release 1.2)",
-        file_size="207 MB (the state dict and the optimizer's state)",
-        # lufficc/SSD PostProcessor, as for SSD300 (all 24564 priors per class).
-        decode=_decode(0.01, 0.45, 24564, 100, False),
-        description="lufficc/SSD's VGG16 SSD512 on VOC07+12 (release 1.2): 20 VOC classes"),
+    _lufficc("ssd512_voc", "ssd512", "lufficc512", "vgg_ssd512_voc0712.pth", 80.7, "207 MB",
+             24564),
     _torchvision(
         "ssdlite320_coco", "ssdlite320", "torchvision_ssdlite",
         "ssdlite320_mobilenet_v3_large_coco-a79551df.pth", 21.3,

@@ -137,17 +137,9 @@ FROM_SCRATCH = Recipe(
 #: features while the heads learn; the from-scratch AdamW rate (3e-3) would
 #: move them far from where the source left them. The length (30 epochs, a
 #: quarter of the ImageNet start's) is a starting point, not a measurement.
-FINETUNE_SGD = Recipe(
+FINETUNE_SGD = PAPER_SGD.replace(
     name="finetune-sgd",
-    optimizer="sgd",
-    learning_rate=1e-3,
-    weight_decay=5e-4,
-    momentum=0.9,
-    schedule="step",
-    warmup_epochs=1.0,
-    warmup_factor=0.1,
     epochs=30,
-    batch_size=32,
     why="the SSD paper's SGD for a VGG16 that already is a detector: new class heads on "
         "trained features; a shorter run (30 epochs, not measured)",
 )

@@ -54,6 +54,11 @@ class Preset:
         return (self.name,) + tuple(self.aliases)
 
 
+#: What the Caffe VGG16 variants share: L2Norm on conv4_3, Caffe's BGR mean
+#: subtraction, ImageNet weights and the paper's recipe.
+_CAFFE_VGG = dict(normalization="l2", preprocessing="caffe", pretrained_backbone=True,
+                  recipe=PAPER_SGD)
+
 _PRESETS = (
     Preset(
         name="ssd300",
@@ -68,11 +73,8 @@ _PRESETS = (
             max_sizes=[60, 111, 162, 213, 264, 315],
             aspect_ratios=[[2], [2, 3], [2, 3], [2, 3], [2], [2]],
         ),
-        normalization="l2",
-        preprocessing="caffe",
-        pretrained_backbone=True,
+        **_CAFFE_VGG,
         description="SSD300 on the reduced VGG16, the Caffe VOC geometry (8732 priors)",
-        recipe=PAPER_SGD,
     ),
     Preset(
         name="ssd512",
@@ -87,11 +89,8 @@ _PRESETS = (
             max_sizes=[76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.6],
             aspect_ratios=[[2], [2, 3], [2, 3], [2, 3], [2, 3], [2], [2]],
         ),
-        normalization="l2",
-        preprocessing="caffe",
-        pretrained_backbone=True,
+        **_CAFFE_VGG,
         description="SSD512 on the reduced VGG16, the Caffe VOC geometry (24564 priors)",
-        recipe=PAPER_SGD,
     ),
     Preset(
         name="mobilenet_v2",

@@ -295,11 +295,13 @@ def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_
         for a model that came compiled).
     """
     _check_trainable(model)
-    compiled = getattr(model, "optimizer", None) is not None and getattr(model, "compiled", False)
-    used, weight_decay = _run_recipe(model, recipe, compiled, weight_decay, lr_decay_epochs, dict(
-        optimizer=optimizer, learning_rate=learning_rate, momentum=momentum,
-        warmup_epochs=warmup_epochs, schedule=schedule, epochs=epochs,
-        batch_size=batch_size))
+    compiled = (getattr(model, "optimizer", None) is not None
+                and getattr(model, "compiled", False))
+    used, weight_decay = _run_recipe(
+        model, recipe, compiled, weight_decay, lr_decay_epochs, dict(
+            optimizer=optimizer, learning_rate=learning_rate, momentum=momentum,
+            warmup_epochs=warmup_epochs, schedule=schedule, epochs=epochs,
+            batch_size=batch_size))
     time_limit = _check_time_limit(time_limit)
     max_epochs = _max_epochs(epochs, time_limit, used, initial_epoch)
     loader = {"workers": int(workers), "use_multiprocessing": False} if workers else {}

@@ -219,6 +219,17 @@ def class_options(classes, fmt):
     return parse_classes(classes), None
 
 
+def add_project_arguments(group, name, what):
+    """Add `--project DIR` and `--name NAME`: the command writes to the first
+    of PROJECT/NAME, PROJECT/NAME2, ... that does not exist yet (`keras_ssd.runs`)."""
+    group.add_argument("--project", default="runs", metavar="DIR",
+                       help=f"parent folder of the {what} folders (default: runs)")
+    group.add_argument("--name", default=name,
+                       help=f"{what} folder name: each run writes to the first of "
+                            "PROJECT/NAME, PROJECT/NAME2, PROJECT/NAME3, ... that does "
+                            f"not exist yet (default: {name})")
+
+
 def add_preset_argument(group, help):
     """Add `--preset NAME` (a pretrained detector of `keras_ssd.presets`)."""
     group.add_argument("--preset", metavar="{" + ",".join(presets.pretrained_names()) + "}",

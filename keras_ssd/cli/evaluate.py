@@ -17,6 +17,7 @@ from keras_ssd.cli.args import (
     add_dataset_arguments,
     add_image_size_argument,
     add_preset_argument,
+    add_project_arguments,
     load_cli_dataset,
     load_ssd_model,
     model_at_image_size,
@@ -50,10 +51,7 @@ def add_arguments(p):
     p.add_argument("--out", metavar="DIR",
                    help="folder for report.json, pr_curve.png and confusion_matrix.png "
                         "(default: a fresh PROJECT/NAME, NAME2, ... folder)")
-    p.add_argument("--project", default="runs", metavar="DIR",
-                   help="parent folder of the report folders (default: runs)")
-    p.add_argument("--name", default="evaluate",
-                   help="report folder name (default: evaluate)")
+    add_project_arguments(p, "evaluate", "report")
     p.add_argument("--json", metavar="OUT",
                    help="also write the report's JSON to this file")
 

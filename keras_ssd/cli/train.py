@@ -22,6 +22,7 @@ from keras_ssd.cli.args import (
     add_dataset_arguments,
     add_image_size_argument,
     add_preset_argument,
+    add_project_arguments,
     class_options,
     load_cli_dataset,
     require_datasets,
@@ -154,12 +155,7 @@ def _add_run_arguments(run):
     run.add_argument("--config", metavar="ARGS.yaml",
                      help="repeat a run: read the arguments from the args.yaml of its "
                           "folder (options given on the command line win)")
-    run.add_argument("--project", default="runs", metavar="DIR",
-                     help="parent folder of the run folders (default: runs)")
-    run.add_argument("--name", default="train",
-                     help="run folder name: each run writes to the first of "
-                          "PROJECT/NAME, PROJECT/NAME2, PROJECT/NAME3, ... that does not "
-                          "exist yet (default: train)")
+    add_project_arguments(run, "train", "run")
     run.add_argument("--checkpoint-dir", default=None, metavar="DIR",
                      help="write the run to exactly this folder instead (latest.keras, "
                           "best.keras, args.yaml, logs/, history.csv, training.png); "

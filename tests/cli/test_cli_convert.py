@@ -166,7 +166,13 @@ def test_train_fine_tunes_a_preset_with_new_heads_and_its_recipe(
 
 
 def test_the_source_choices_are_the_converters_names():
-    from keras_ssd.cli.convert import SOURCE_CHOICES
-    from keras_ssd.models.convert import SOURCES
+    from keras_ssd.cli.main import build_parser
+    from keras_ssd.models.convert import SOURCES, mmdetection
 
-    assert SOURCE_CHOICES == ("auto", *SOURCES)
+    convert = build_parser()._subparsers._group_actions[0].choices["convert"]
+    (source,) = [a for a in convert._actions if a.dest == "source"]
+    assert tuple(source.choices) == ("auto", *SOURCES)
+    # every converter the package defines is reachable, the mmdetection four included
+    assert {s.name for s in mmdetection.SOURCES} <= set(source.choices)
+    args = convert.parse_args(["x.pth", "--source", "mmdet_ssd512_voc"])
+    assert args.source == "mmdet_ssd512_voc"

@@ -14,7 +14,7 @@ import os
 import numpy as np
 import pytest
 
-from keras_ssd import presets
+from keras_ssd.presets import pretrained as registry
 from keras_ssd.models import pretrained
 from keras_ssd.models.convert.torchvision_ssdlite import layer_table
 
@@ -47,8 +47,8 @@ def ssdlite_file_by_hand(tmp_path, monkeypatch, save_pth):
     os.makedirs(os.path.dirname(path))
     save_pth(path, ssdlite_state_dict())
     digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
-    published = presets.PRETRAINED[PRESET]
-    monkeypatch.setitem(presets.PRETRAINED, PRESET,
+    published = registry.PRETRAINED[PRESET]
+    monkeypatch.setitem(registry.PRETRAINED, PRESET,
                         dataclasses.replace(published, sha256_prefix=digest[:8]))
     return path
 
@@ -81,8 +81,8 @@ def coco_label(name):
 def test_predict_refuses_a_file_by_hand_whose_hash_is_not_the_published_one(
         run_cli, assert_one_line_error, ssdlite_file_by_hand, synthetic_voc,
         monkeypatch):
-    published = presets.PRETRAINED[PRESET]
-    monkeypatch.setitem(presets.PRETRAINED, PRESET,
+    published = registry.PRETRAINED[PRESET]
+    monkeypatch.setitem(registry.PRETRAINED, PRESET,
                         dataclasses.replace(published, sha256_prefix="a79551df"))
     code, _, err = run_cli("predict", "--preset", PRESET,
                            os.path.join(synthetic_voc, "JPEGImages"))

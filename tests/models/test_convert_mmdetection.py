@@ -320,6 +320,7 @@ def test_an_mmdetection_preset_fine_tunes_through_the_real_loading_path(
     import hashlib
 
     from keras_ssd import presets
+    from keras_ssd.presets import pretrained as registry
     from keras_ssd.models import SSD300, pretrained
     from keras_ssd.training.fit import resolve_recipe
 
@@ -330,8 +331,8 @@ def test_an_mmdetection_preset_fine_tunes_through_the_real_loading_path(
     state = random_state_dict("mmdet_ssd300_voc")
     save_pth(path, {"meta": META, "state_dict": state})
     digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
-    monkeypatch.setitem(presets.PRETRAINED, name, dataclasses.replace(
-        presets.PRETRAINED[name], sha256_prefix=digest[:8]))
+    monkeypatch.setitem(registry.PRETRAINED, name, dataclasses.replace(
+        registry.PRETRAINED[name], sha256_prefix=digest[:8]))
     model = SSD300.from_preset(name, class_names=["cat", "dog"], freeze="backbone",
                                cache=False, verbose=False)
     assert model.class_names == ["cat", "dog"] and model.config.min_sizes[0] == 30.0

@@ -53,9 +53,8 @@ from typing import Optional
 import numpy as np
 
 from keras_ssd import presets
-from keras_ssd.models.convert.common import (
-    COCO_CATEGORIES_91, TORCHVISION_MAX_LOG_SCALE, VOC_CLASSES,
-)
+from keras_ssd.classes import VOC_CLASSES
+from keras_ssd.models.convert.common import COCO_CATEGORIES_91
 from keras_ssd.models.convert.layer_table import LayerTableSource
 from keras_ssd.models.vgg16 import SSD300_EXTRAS, SSD512_EXTRAS, VGG16_BLOCKS
 
@@ -72,10 +71,6 @@ _FEATURES = {"conv1_1": 0, "conv1_2": 2, "conv2_1": 5, "conv2_2": 7, "conv3_1": 
 #: input size -> (extra blocks, priors per cell of each map).
 _NETWORKS = {300: (SSD300_EXTRAS, (4, 6, 6, 6, 4, 4)),
              512: (SSD512_EXTRAS, (4, 6, 6, 6, 6, 4, 4))}
-
-#: mmdetection's per-level candidate cut (`test_cfg.nms_pre`).
-NMS_PRE = 1000
-
 
 def _conv(layer, prefix, cin, cout, k):
     return (layer, "conv", [(f"{prefix}.weight", (cout, cin, k, k)),
@@ -209,16 +204,16 @@ _OLD_HEAD = re.compile(r"bbox_head\.(cls_convs|reg_convs)\.(\d+)\.(weight|bias)$
 
 
 def _source(size, data, ratio_range):
-    preset = presets.get_pretrained(f"ssd{size}_{data}_mmdet")
+    name = f"mmdet_ssd{size}_{data}"
+    preset = presets.for_source(name)
     coco = data == "coco"
     return MMDetSource(
-        name=f"mmdet_ssd{size}_{data}",
+        name=name,
         description=preset.description,
         geometry=geometry(size, ratio_range),
         preprocessing=dict(mode="custom", channel_order="rgb", scale=1.0,
                            mean=[123.675, 116.28, 103.53], std=[1.0, 1.0, 1.0]),
-        # the preset's options (one copy), with the coder's log-scale clamp
-        postprocessing=dict(preset.decode, max_log_scale=TORCHVISION_MAX_LOG_SCALE),
+        postprocessing=preset.decode,
         class_names=COCO80_CLASSES if coco else VOC_CLASSES,
         category_ids=COCO80_CATEGORY_IDS if coco else None,
         keys=None,

@@ -322,26 +322,6 @@ _PRESETS = (
         ),
         description="a tiny conv-BN-ReLU SSD at 160 px for CPU experiments (2390 priors)",
     ),
-    Preset(
-        name="small",
-        aliases=("ssd_small",),
-        builder="SSDSmall",
-        backbone="small",
-        # 192 px, maps 24..1 (steps = 192 / size); prior scales from 0.08 of
-        # the image (15 px, three strides of the first map wide) to 0.86,
-        # each map's max size the next map's min size (192 for the last).
-        geometry=dict(
-            image_size=192,
-            feature_map_sizes=[24, 12, 6, 3, 2, 1],
-            steps=[8, 16, 32, 64, 96, 192],
-            min_sizes=[15, 35, 61, 92, 127, 165],
-            max_sizes=[35, 61, 92, 127, 165, 192],
-            aspect_ratios=[[2], [2, 3], [2, 3], [2, 3], [2], [2]],
-        ),
-        description="a small conv-BN-ReLU SSD at 192 px with a top-down fusion into its "
-                    "first map: the default for training from scratch on a CPU "
-                    "(3458 priors)",
-    ),
 )
 
 #: The variant a time-limited run trains from scratch when no `--model` is

@@ -8,7 +8,7 @@ maps the SSD heads read. Variants name their backbone by key
 import dataclasses
 from typing import Callable, Optional
 
-from keras_ssd.models import mobilenet_v2, mobilenet_v3, small, tiny, vgg16
+from keras_ssd.models import mobilenet_v2, mobilenet_v3, tiny, vgg16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +39,6 @@ BACKBONES = {
     "mobilenet_v2": Backbone(mobilenet_v2.mobilenet_v2_features,
                              mobilenet_v2.load_mobilenet_v2_weights),
     "tiny": Backbone(tiny.tiny_features),
-    "small": Backbone(small.small_features),
     "mobilenet_v3_large_ssdlite": Backbone(
         mobilenet_v3.mobilenet_v3_ssdlite_features, build_heads=mobilenet_v3.ssdlite_heads,
         freeze={"backbone": tuple(mobilenet_v3.backbone_layer_names())}),

@@ -135,25 +135,6 @@ def SSDTiny(num_classes=None, class_names=None, normalization="none", weight_dec
                   weight_decay, None, name, **kwargs)
 
 
-def SSDSmall(num_classes=None, class_names=None, normalization="none", weight_decay=None,
-             config=None, name="ssd_small", **kwargs):
-    """The small SSD, the default for training from scratch on a CPU: 192 px
-    input, eight conv-BN-ReLU blocks of 16..128 filters, a top-down fusion
-    into the first map, 6 maps (24, 12, 6, 3, 2, 1), 3458 priors (preset
-    `"small"`). No pretrained weights. Other arguments as `SSD300`.
-
-    Returns:
-        An `SSD` model, output `(B, 3458, 4 + num_classes + 1)`.
-
-    Example:
-
-    >>> SSDSmall(num_classes=3).output_shape
-    (None, 3458, 8)
-    """
-    return _build("small", num_classes, class_names, config, normalization,
-                  weight_decay, None, name, **kwargs)
-
-
 def SSDMobileNetV2(num_classes=None, class_names=None, backbone_weights=None,
                    normalization="none", weight_decay=None, config=None,
                    name="ssd_mobilenet_v2", **kwargs):

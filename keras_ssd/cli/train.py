@@ -88,13 +88,16 @@ def _add_data_arguments(data):
 
 
 def _add_model_arguments(model):
-    model.add_argument("--model", type=_model_name, default="ssd300",
+    model.add_argument("--model", type=_model_name, default=None,
                        metavar="{" + ",".join(MODEL_CHOICES) + "}",
-                       help="SSD variant (default: ssd300)")
-    model.add_argument("--backbone-weights", default="imagenet", metavar="{imagenet,none,PATH}",
+                       help="SSD variant (default: ssd300 from ImageNet VGG16; with "
+                            f"--time-limit, {presets.FROM_SCRATCH_VARIANT} from scratch; "
+                            "with --preset, the preset's)")
+    model.add_argument("--backbone-weights", default=None, metavar="{imagenet,none,PATH}",
                        help="backbone initialisation: 'imagenet' (Keras downloads the "
                             "weights), 'none' (random) or a .h5/.weights.h5 file "
-                            "(default: imagenet; ignored by --model tiny)")
+                            "(default: imagenet; ignored by models without a pretrained "
+                            "backbone)")
     add_preset_argument(model,
                        help="fine-tune a pretrained detector (downloaded and converted "
                             "once): new class heads for the dataset's classes, the rest of "
@@ -259,6 +262,30 @@ def _parse_epochs_list(text, epochs):
     return values
 
 
+def default_model(args):
+    """`--model`, or the variant a run that names none trains.
+
+    A time-limited run (`--time-limit`, minutes on a CPU) trains the
+    from-scratch default `presets.FROM_SCRATCH_VARIANT`, the variant measured
+    best per CPU-second on the learning suite (docs/training.md): SSD300's
+    paper recipe needs some 120k iterations that no such budget holds. A
+    pretrained backbone file or `--preset` keeps its own architecture; every
+    other run trains the paper's SSD300.
+    """
+    if args.model is not None:
+        return args.model
+    preset = presets.find_pretrained(getattr(args, "preset", None) or "")
+    if preset is not None:
+        return preset.architecture
+    weights = getattr(args, "backbone_weights", None)
+    if (args.time_limit is not None and not getattr(args, "resume", False)
+            and weights in (None, "none")):
+        print(f"model: {presets.FROM_SCRATCH_VARIANT} (a time-limited run trains the "
+              "from-scratch default; --model to choose another)")
+        return presets.FROM_SCRATCH_VARIANT
+    return "ssd300"
+
+
 def _check_backbone_weights(value, model_name):
     key = str(value).lower()
     pretrained = presets.get(model_name).pretrained_backbone
@@ -290,9 +317,11 @@ def run(args):
             args.classes = beside
             print(f"classes: {beside} (give --classes to choose others)")
     class_names, class_file = class_options(args.classes, fmt)
+    args.model = default_model(args)
     preset = _check_preset(args)
     backbone_weights = (None if preset is not None
-                        else _check_backbone_weights(args.backbone_weights, args.model))
+                        else _check_backbone_weights(args.backbone_weights or "imagenet",
+                                                     args.model))
     recipe = resolve_cli_recipe(args, backbone_weights)
     if args.lr_decay_epochs is not None and args.time_limit is not None and args.epochs is None:
         raise CLIError("--lr-decay-epochs with --time-limit needs --epochs (the epochs "

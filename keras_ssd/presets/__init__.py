@@ -42,6 +42,7 @@ from keras_ssd.presets.recipes import (
     Recipe,
 )
 from keras_ssd.presets.variants import (
+    FROM_SCRATCH_VARIANT,
     PRESETS,
     Preset,
     canonical_name,
@@ -52,7 +53,8 @@ from keras_ssd.presets.variants import (
 )
 
 __all__ = [
-    "FINETUNE_SGD", "FINETUNE_SSDLITE", "FROM_SCRATCH", "OPTIMIZERS", "PAPER_SGD",
+    "FINETUNE_SGD", "FINETUNE_SSDLITE", "FROM_SCRATCH", "FROM_SCRATCH_VARIANT", "OPTIMIZERS",
+    "PAPER_SGD",
     "PRESETS", "PRETRAINED", "RECIPES", "SCHEDULES", "SOURCE_NAMES",
     "TORCHVISION_MAX_LOG_SCALE", "Preset", "PretrainedPreset", "Recipe",
     "canonical_name", "find", "find_pretrained", "for_source", "get", "get_pretrained",

@@ -155,6 +155,11 @@ _PRESETS = (
     ),
 )
 
+#: The variant a time-limited run trains from scratch when no `--model` is
+#: given (`keras-ssd train --time-limit`): the one measured best per second of
+#: CPU on the learning suite (docs/training.md, "Which model for a budget").
+FROM_SCRATCH_VARIANT = "tiny"
+
 #: canonical name -> Preset, in the order of the table above.
 PRESETS = {p.name: p for p in _PRESETS}
 

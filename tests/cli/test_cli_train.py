@@ -307,3 +307,36 @@ def test_train_given_values_and_no_fit_win_over_the_fitted_defaults(
     assert list(fake_training[-1]["model"].config.min_sizes) == list(preset.min_sizes)
     assert fake_training[-1]["model"].input_shape == (None, 160, 160, 3)
     assert fake_training[-1]["augmentation"] is None
+
+
+def _default_model(*argv):
+    from keras_ssd.cli.train import default_model
+
+    return default_model(build_parser().parse_args(["train", "--data", "x", *argv]))
+
+
+def test_default_model_follows_the_kind_of_run():
+    from keras_ssd import presets
+
+    assert _default_model() == "ssd300"  # the paper's, from ImageNet VGG16
+    assert _default_model("--time-limit", "10") == presets.FROM_SCRATCH_VARIANT
+    assert _default_model("--time-limit", "10", "--backbone-weights", "none") == \
+        presets.FROM_SCRATCH_VARIANT
+    # a backbone file names the paper's network; --model and --preset win
+    assert _default_model("--time-limit", "10", "--backbone-weights", "vgg.h5") == "ssd300"
+    assert _default_model("--time-limit", "10", "--model", "ssd512") == "ssd512"
+    assert _default_model("--time-limit", "10", "--preset", "ssdlite320_coco") == "ssdlite320"
+    assert presets.get(presets.FROM_SCRATCH_VARIANT).pretrained_backbone is False
+
+
+def test_time_limited_run_without_model_trains_the_from_scratch_default(
+        run_cli, synthetic_voc, tmp_path, fake_training):
+    from keras_ssd import presets
+
+    code, out, err = run_cli("train", "--data", synthetic_voc, "--workers", "0",
+                             "--classes", os.path.join(synthetic_voc, "labels.txt"),
+                             "--checkpoint-dir", str(tmp_path / "ckpt"), "--time-limit", "1")
+    assert code == 0, err
+    assert f"model: {presets.FROM_SCRATCH_VARIANT} (a time-limited run" in out
+    assert fake_training[-1]["model"].architecture == presets.FROM_SCRATCH_VARIANT
+    assert fake_training[-1]["recipe"] == presets.FROM_SCRATCH

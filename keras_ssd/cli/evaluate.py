@@ -17,6 +17,8 @@ from keras_ssd.cli.args import (
     _require_out_folder,
     add_format_argument,
     add_image_size_argument,
+    add_on_error_argument,
+    evaluation_reading,
     load_cli_dataset,
     load_ssd_model,
     model_at_image_size,
@@ -32,6 +34,7 @@ def add_arguments(p):
                         "VOCdevkit/VOC2007; see --format). Its class names must be the "
                         "model's")
     add_format_argument(p)
+    add_on_error_argument(p, evaluation=True)
     p.add_argument("--split", default=DefaultSplit("test"),
                    help="split (default: test for VOC, val for YOLO; a COCO or CSV "
                         "folder's only annotation file)")
@@ -110,7 +113,8 @@ def run(args):
     # dataset's own categories and is matched to them by id (COCO) or name.
     wanted = None if getattr(config, "category_ids", None) is not None else \
         list(config.names)
-    dataset = load_cli_dataset(args.data, fmt, split, wanted, "--data")
+    dataset = load_cli_dataset(args.data, fmt, split, wanted, "--data",
+                               **evaluation_reading(args.on_error))
     result = evaluate(model, dataset, batch_size=args.batch_size,
                       use_07_metric=args.use_07_metric, metric=args.metric,
                       # the progress bar on a terminal only (a pipe gets its escapes)
@@ -145,7 +149,8 @@ def _evaluate_artifact(args, fmt, split):
         detector = ArtifactDetector(args.model_file)
     except ValueError as e:
         raise CLIError(f"--model-file {e}") from None
-    dataset = load_cli_dataset(args.data, fmt, split, detector.class_names, "--data")
+    dataset = load_cli_dataset(args.data, fmt, split, detector.class_names, "--data",
+                               **evaluation_reading(args.on_error))
     detections = []
     for start in range(0, len(dataset), args.batch_size):
         images = [dataset.load_image(i)

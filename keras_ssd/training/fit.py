@@ -319,7 +319,7 @@ def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_
                    augment=True, augmentation=None, workers=2, seed=0, callbacks=None,
                    jit_compile=None, verbose=1, weight_decay=None, schedule=None,
                    recipe=None, time_limit=None, log_dir=None, csv=True, plot=True,
-                   val_loss=True, ignore_difficult=False):
+                   val_loss=True, ignore_difficult=False, on_error="raise"):
     """Train an SSD on a detection dataset.
 
     Every optimisation option left at `None` comes from the recipe (see
@@ -398,6 +398,9 @@ def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_
             priors they match "ignore" (-1: neither positive nor negative).
             COCO crowd regions are never positives either way (see
             `SSDSequence` and docs/data.md).
+        on_error: `SSDSequence`'s: `"raise"` stops at an image that fails
+            to load mid-run, naming it; `"skip"` logs it and uses the next
+            record instead.
 
     Returns:
         The Keras `History`; `history.history` holds `loss`, its parts
@@ -459,7 +462,7 @@ def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_
     sequence = SSDSequence(train_dataset, model.config, batch_size=int(used.batch_size),
                            augment=augment, seed=seed, augmentation=options or None,
                            cache_images="auto", ignore_difficult=ignore_difficult,
-                           **loader)
+                           on_error=on_error, **loader)
     steps_per_epoch = len(sequence)
     # Before the first epoch has been timed, a time-limited run plans for
     # the recipe's length (or `epochs`); the schedule is refitted after it.
@@ -510,7 +513,8 @@ def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_
     if val_dataset is not None and val_loss:
         fit["validation_data"] = process_share(SSDSequence(
             val_dataset, model.config, batch_size=int(used.batch_size), augment=False,
-            shuffle=False, ignore_difficult=ignore_difficult, **loader))
+            shuffle=False, ignore_difficult=ignore_difficult, on_error=on_error,
+            **loader))
         fit["validation_freq"] = int(eval_every)
     if limit is None:
         history = model.fit(sequence, epochs=planned, initial_epoch=int(initial_epoch), **fit)

@@ -45,64 +45,12 @@ if not __package__:
                      "python -m benchmarks.ssdlite")
 
 from benchmarks import common  # noqa: E402
+from benchmarks.torch_reference import sample_photos, stand_in_weights  # noqa: E402
 
 SECTION = "ssdlite"
 SIZE = 320
 #: The float detections int8 must reproduce: score >= this.
 SCORE = 0.3
-
-
-def photos():
-    """`(names, uint8 array (N, 320, 320, 3))` of the offline colour photos."""
-    from PIL import Image
-    from skimage import data
-
-    images = {}
-    for name in ("astronaut", "chelsea", "coffee", "rocket", "cat", "hubble_deep_field",
-                 "immunohistochemistry", "retina", "skin"):
-        try:
-            images[name] = getattr(data, name)()
-        except Exception:  # noqa: BLE001 - a photo this scikit-image lacks
-            continue
-    try:
-        from sklearn.datasets import load_sample_images
-
-        for name, image in zip(("china", "flower"), load_sample_images().images):
-            images[name] = image
-    except ImportError:
-        pass
-    names = [n for n, a in images.items() if a.ndim == 3 and a.shape[-1] == 3]
-    arrays = [np.asarray(Image.fromarray(images[n]).resize((SIZE, SIZE), Image.BILINEAR))
-              for n in names]
-    return names, np.stack(arrays)
-
-
-def stand_in_weights(model, torch, seed=0, background=6.0):
-    """Give torchvision's network stand-in weights (in place): fan-in scaled
-    normal kernels, random batch-norm statistics, and a background bias of
-    `background` on every class head, so that most priors score below the
-    0.001 threshold as in a trained detector (torchvision's own init leaves
-    every class at about 1/91 on every prior: 27,000 boxes enter NMS, a
-    worst case no trained model reaches). Not a detector: its detections
-    mean nothing."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.Conv2d):
-                fan_in = m.weight[0].numel()
-                m.weight.copy_(torch.randn(m.weight.shape, generator=generator)
-                               * (1.5 / fan_in) ** 0.5)
-                if m.bias is not None:
-                    m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=generator))
-            if isinstance(m, torch.nn.BatchNorm2d):
-                n = m.num_features
-                m.weight.copy_(0.5 + torch.rand(n, generator=generator))
-                m.bias.copy_(0.2 * torch.randn(n, generator=generator))
-                m.running_mean.copy_(0.2 * torch.randn(n, generator=generator))
-                m.running_var.copy_(0.5 + torch.rand(n, generator=generator))
-        k = model.head.classification_head.num_columns
-        for block in model.head.classification_head.module_list:
-            block[1].bias.view(-1, k)[:, 0] += background
 
 
 def state_dict(checkpoint, torchvision_model):
@@ -185,7 +133,7 @@ def run(out, checkpoint=None, rounds=20, threads=1, verbose=1):
     from benchmarks.int8 import _keras_runner, _litert_runner, _onnx_runner
 
     model = convert_state_dict(state, "torchvision_ssdlite")
-    names, images = photos()
+    names, images = sample_photos(SIZE)
     os.makedirs(out, exist_ok=True)
     model_path = os.path.join(out, "ssdlite320.keras")
     model.save(model_path)

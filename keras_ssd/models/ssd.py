@@ -426,6 +426,17 @@ class SSD(DecodingPredictions, keras.Model):
         object.__setattr__(self, "_prediction_decoder", decoder)
         self.predict_function = None
 
+    def __setattr__(self, name, value):
+        # `prediction_decoder` goes straight to its property setter. Keras'
+        # `Layer.__setattr__` would first track the decoder as a sublayer
+        # (in `layers`, on every backend), and under the torch backend
+        # `torch.nn.Module.__setattr__` then files it in `_modules` without
+        # calling the setter, so the getter kept returning the old decoder.
+        if name == "prediction_decoder":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """`keras.Model.predict`: the detections of `prediction_decoder`.
 

@@ -47,16 +47,14 @@ def test_predict_decodes_and_calling_gives_the_raw_heads(tiny_model):
     assert (out["num_detections"] > 0).all()
 
 
-@pytest.mark.xfail(
-    keras.backend.backend() == "torch", strict=False,
-    reason="open bug: under the torch backend a replaced prediction_decoder is not "
-           "always the one predict runs (CHANGELOG, Known issues)")
 def test_the_prediction_decoder_is_settable_checked_and_not_saved(make_tiny_model,
                                                                    tmp_path):
     model = make_tiny_model(postprocessing={"iou_threshold": 0.3, "top_k": 50})
     assert model.prediction_decoder.options["iou_threshold"] == 0.3
     assert model.predict(images(1))["boxes"].shape == (1, 50, 4)
-    model.prediction_decoder = model.prediction_decoder.replace(top_k=9)
+    nine = model.prediction_decoder.replace(top_k=9)
+    model.prediction_decoder = nine
+    assert model.prediction_decoder is nine
     assert model.predict(images(1))["boxes"].shape == (1, 9, 4)  # not the old trace
     with pytest.raises(ValueError, match="must be a DecodeDetections layer"):
         model.prediction_decoder = "nms"
@@ -95,10 +93,6 @@ def test_a_mixed_precision_model_gives_float32_detections(make_tiny_model):
     assert out["boxes"].dtype == np.float32 and out["scores"].dtype == np.float32
 
 
-@pytest.mark.xfail(
-    keras.backend.backend() == "torch", strict=False,
-    reason="open bug: under the torch backend a replaced prediction_decoder is not "
-           "always the one predict runs (CHANGELOG, Known issues)")
 def test_the_speed_up_view_decodes_as_the_model_does(make_tiny_model):
     model = make_tiny_model()
     fast = prepare_for_inference(model)

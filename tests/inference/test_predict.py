@@ -166,10 +166,6 @@ def test_predict_errors_name_the_problem(model, tmp_path):
                       np.zeros((8, 8, 3)))
 
 
-@pytest.mark.xfail(
-    keras.backend.backend() == "torch", strict=False,
-    reason="open bug: under the torch backend a replaced prediction_decoder is not "
-           "always the one predict runs (CHANGELOG, Known issues)")
 def test_predict_images_never_returns_more_than_top_k_from_a_looser_decoder():
     from keras_ssd.models import SSDTiny
 

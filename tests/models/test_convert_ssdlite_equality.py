@@ -15,8 +15,7 @@ converts the file with `keras_ssd.models.convert` (no torch) and compares.
 """
 
 import importlib.util
-import json
-import subprocess
+import pathlib
 import sys
 
 import numpy as np
@@ -24,6 +23,13 @@ import pytest
 
 from keras_ssd.anchors import generate_anchors
 from keras_ssd.models.convert import convert_checkpoint
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # `benchmarks` lives at the repository root
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.torch_reference import (  # noqa: E402
+    decode_first, match_detections, photo, record_reference, relative)
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("torch") is None or importlib.util.find_spec("torchvision") is None,
@@ -39,36 +45,16 @@ import torchvision
 from torchvision.models.detection import ssdlite320_mobilenet_v3_large
 from torchvision.models.detection.ssdlite import SSDLite320_MobileNet_V3_Large_Weights
 
+from benchmarks.torch_reference import stand_in_weights
+
 out = sys.argv[1]
 torch.manual_seed(0)
 image = np.load(os.path.join(out, "image.npy"))
 model = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None,
                                       num_classes=91).eval()
-generator = torch.Generator().manual_seed(1)
+stand_in_weights(model, torch, seed=1, background=4.0,
+                 classes={1: 3.0, 3: 2.5, 18: 2.0, 62: 2.0})
 with torch.no_grad():
-    for m in model.modules():
-        # torchvision's own init (normal, std 0.03) all but erases the image
-        # by the last maps (scores then tie across cells); a fan-in scaled
-        # normal keeps it
-        if isinstance(m, torch.nn.Conv2d):
-            fan_in = m.weight[0].numel()
-            m.weight.copy_(torch.randn(m.weight.shape, generator=generator)
-                           * (1.5 / fan_in) ** 0.5)
-            if m.bias is not None:
-                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=generator))
-        if isinstance(m, torch.nn.BatchNorm2d):
-            n = m.num_features
-            m.weight.copy_(0.5 + torch.rand(n, generator=generator))
-            m.bias.copy_(0.2 * torch.randn(n, generator=generator))
-            m.running_mean.copy_(0.2 * torch.randn(n, generator=generator))
-            m.running_var.copy_(0.5 + torch.rand(n, generator=generator))
-            m.num_batches_tracked.fill_(1000)
-    k = model.head.classification_head.num_columns
-    for block in model.head.classification_head.module_list:
-        bias = block[1].bias.view(-1, k)
-        bias[:, 0] += 4.0
-        for c, up in {1: 3.0, 3: 2.5, 18: 2.0, 62: 2.0}.items():
-            bias[:, c] += up
     # a huge width offset (the log-scale cap) and a centre far outside the
     # image (a box clipped to zero area)
     model.head.regression_head.module_list[4][1].bias[2] += 30.0
@@ -113,60 +99,14 @@ with open(os.path.join(out, "report.json"), "w") as f:
 SOURCE_MAPS = ["block13_expand_act", "last_conv_act"] + [f"extra{j}_act" for j in range(1, 5)]
 
 
-def astronaut_320():
-    """scikit-image's astronaut photo as RGB float32 320 x 320 (bilinear)."""
-    from PIL import Image
-
-    data = pytest.importorskip("skimage.data")  # the photo (the `bench` extra)
-    photo = Image.fromarray(data.astronaut()).resize((SIZE, SIZE), Image.BILINEAR)
-    return np.asarray(photo, dtype=np.float32)
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
+    pytest.importorskip("skimage.data")  # the photo (the `bench` extra)
     out = tmp_path_factory.mktemp("torch_ssdlite")
-    image = astronaut_320()
+    image = photo("astronaut", SIZE)
     np.save(out / "image.npy", image)
-    result = subprocess.run([sys.executable, "-c", TORCH_CHILD, str(out)],
-                            capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-4000:]
-    with open(out / "report.json") as f:
-        report = json.load(f)
-    return out, report, dict(np.load(out / "reference.npz")), image
-
-
-def relative(ours, ref):
-    """max |ours - ref| / max |ref| and max |ours - ref|."""
-    diff = float(np.abs(np.asarray(ours, np.float64) - ref).max())
-    return diff / float(np.abs(ref).max()), diff
-
-
-def decode(model, predictions):
-    from keras_ssd.layers.decode_detections import DecodeDetections
-
-    out = DecodeDetections(model.config, **model.postprocessing)(predictions)
-    n = int(out["num_detections"][0])
-    return (np.asarray(out["boxes"][0, :n]) * SIZE, np.asarray(out["scores"][0, :n]),
-            np.asarray(out["labels"][0, :n]))
-
-
-def match(ours, theirs, box_tol, score_tol=1e-3):
-    """Same count; each reference detection has its own one of ours with the
-    same label, the box within `box_tol` px and the score within
-    `score_tol`. Returns (count, worst box error, worst score error)."""
-    (ob, os_, ol), (tb, ts, tl) = ours, theirs
-    assert len(ob) == len(tb) > 0, (len(ob), len(tb))
-    used = np.zeros(len(ob), bool)
-    worst_box = worst_score = 0.0
-    for box, score, label in zip(tb, ts, tl):
-        err = np.abs(ob - box).max(axis=1)
-        err[(ol != label) | used | (np.abs(os_ - score) > score_tol)] = np.inf
-        j = int(np.argmin(err))
-        assert err[j] < box_tol, (label, score, box, err[j])
-        used[j] = True
-        worst_box = max(worst_box, float(err[j]))
-        worst_score = max(worst_score, abs(float(os_[j]) - float(score)))
-    return len(tb), worst_box, worst_score
+    report, arrays = record_reference(TORCH_CHILD, out)
+    return out, report, arrays, image
 
 
 def test_ssdlite_conversion_equals_torchvision(reference, capsys):
@@ -211,8 +151,10 @@ def test_ssdlite_conversion_equals_torchvision(reference, capsys):
     figures["score gap at the 300 cut"] = report["gap"]
     theirs = (ref["det_boxes"], ref["det_scores"], ref["det_labels"] - 1)
     heads = np.concatenate([ref["loc"], ref["conf"]], -1)
-    figures["detections from torch's heads"] = match(decode(model, heads), theirs, 1e-3)
-    figures["detections end to end"] = match(decode(model, predictions), theirs, 1e-2)
+    figures["detections from torch's heads"] = match_detections(
+        decode_first(model, heads, SIZE), theirs, 1e-3, score_tol=1e-3)
+    figures["detections end to end"] = match_detections(
+        decode_first(model, predictions, SIZE), theirs, 1e-2, score_tol=1e-3)
     boxes = ref["det_boxes"]
     assert np.any(boxes == 0.0) and np.any(boxes == SIZE)
     zero_area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) == 0

@@ -17,8 +17,7 @@ torch network's head outputs on their input normalisation (RGB minus 123,
 """
 
 import importlib.util
-import json
-import subprocess
+import pathlib
 import sys
 
 import numpy as np
@@ -28,6 +27,14 @@ from keras_ssd.anchors import generate_anchors
 from keras_ssd.models.convert import convert_checkpoint
 
 from test_convert_checkpoints import caffe_port_prior_box
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # `benchmarks` lives at the repository root
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.torch_reference import (  # noqa: E402
+    decode_first, lufficc_postprocess, match_detections, record_reference, relative,
+    softmax)
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("torch") is None or importlib.util.find_spec("torchvision") is None,
@@ -39,6 +46,8 @@ import numpy as np
 import torch
 import torchvision
 from torchvision.models.detection import ssd300_vgg16
+
+from benchmarks.torch_reference import raise_class_biases
 
 out = sys.argv[1]
 torch.manual_seed(0)
@@ -52,15 +61,8 @@ report = {"torch": torch.__version__, "torchvision": torchvision.__version__}
 
 
 def push(model, background, classes, loc=None):
-    heads = model.head.classification_head.module_list
-    k = model.head.classification_head.num_columns
     with torch.no_grad():
-        for conv in heads:
-            a = conv.out_channels // k
-            bias = conv.bias.view(a, k)
-            bias[:, 0] += background
-            for c, up in classes.items():
-                bias[:, c] += up
+        raise_class_biases(model.head.classification_head, background, classes)
         if loc is not None:  # a huge width offset: the log-scale cap must act
             head, channel, value = loc
             model.head.regression_head.module_list[head].bias[channel] += value
@@ -164,18 +166,8 @@ with open(os.path.join(out, "report.json"), "w") as f:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     out = tmp_path_factory.mktemp("torch_ssd300")
-    result = subprocess.run([sys.executable, "-c", TORCH_CHILD, str(out)],
-                            capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-4000:]
-    with open(out / "report.json") as f:
-        report = json.load(f)
-    return out, report, dict(np.load(out / "reference.npz")), np.load(out / "image.npy")
-
-
-def relative(ours, ref):
-    """max |ours - ref| / max |ref| and max |ours - ref|."""
-    diff = float(np.abs(np.asarray(ours, np.float64) - ref).max())
-    return diff / float(np.abs(ref).max()), diff
+    report, arrays = record_reference(TORCH_CHILD, out)
+    return out, report, arrays, np.load(out / "image.npy")
 
 
 SOURCE_MAPS = ["conv4_3_norm", "fc7", "conv6_2", "conv7_2", "conv8_2", "conv9_2"]
@@ -208,33 +200,6 @@ def check_network(model, image, ref, prefix, figures):
     return predictions
 
 
-def decode_like_source(model, predictions):
-    from keras_ssd.layers.decode_detections import DecodeDetections
-
-    out = DecodeDetections(model.config, **model.postprocessing)(predictions)
-    n = int(out["num_detections"][0])
-    return (np.asarray(out["boxes"][0, :n]) * 300.0, np.asarray(out["scores"][0, :n]),
-            np.asarray(out["labels"][0, :n]))
-
-
-def match_detections(ours, theirs, figures, box_tol=1e-3, key="detections"):
-    """Same count; every reference detection has one of ours with the same
-    label and a box within `box_tol` pixels (scores compared too)."""
-    (ob, os_, ol), (tb, ts, tl) = ours, theirs
-    assert len(ob) == len(tb) > 0, (len(ob), len(tb))
-    used = np.zeros(len(ob), bool)
-    worst_box = worst_score = 0.0
-    for box, score, label in zip(tb, ts, tl):
-        err = np.abs(ob - box).max(axis=1)
-        err[(ol != label) | used] = np.inf
-        j = int(np.argmin(err))
-        assert err[j] < box_tol, (label, box, err[j])
-        used[j] = True
-        worst_box = max(worst_box, float(err[j]))
-        worst_score = max(worst_score, abs(float(os_[j]) - float(score)))
-    figures[key] = (len(tb), worst_box, worst_score)
-
-
 # ---------------------------------------------------------------- torchvision
 def test_torchvision_conversion_equals_torchvision(reference, capsys):
     out, report, ref, image = reference
@@ -262,13 +227,13 @@ def test_torchvision_conversion_equals_torchvision(reference, capsys):
     theirs = (ref["tv_det_boxes"], ref["tv_det_scores"], ref["tv_det_labels"] - 1)
     # The decoder on torchvision's own head outputs: the post-processing alone.
     heads = np.concatenate([ref["tv_loc"], ref["tv_conf"]], -1)
-    match_detections(decode_like_source(model, heads), theirs, figures,
-                     key="detections from torch's heads")
+    figures["detections from torch's heads"] = match_detections(
+        decode_first(model, heads, 300.0), theirs, 1e-3)
     # End to end: the converted network's outputs through the decoder. Random
     # weights give box offsets up to |predictions| of several tens, so the
     # networks' float32 rounding alone moves big boxes by up to ~1e-3 px.
-    match_detections(decode_like_source(model, predictions), theirs, figures, box_tol=1e-2,
-                     key="detections end to end")
+    figures["detections end to end"] = match_detections(
+        decode_first(model, predictions, 300.0), theirs, 1e-2)
     # the log-scale cap and the clip acted on some boxes
     assert np.any(ref["tv_det_boxes"] == 300.0) and np.any(ref["tv_det_boxes"] == 0.0)
     with capsys.disabled():
@@ -277,11 +242,6 @@ def test_torchvision_conversion_equals_torchvision(reference, capsys):
 
 
 # ------------------------------------------------------- the VOC ports (numpy)
-def softmax(x):
-    e = np.exp(x - x.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
-
-
 def amdegroot_detect(loc, conf, priors, top_k=200, conf_thresh=0.01, nms_thresh=0.45):
     """amdegroot's `Detect.forward` + `box_utils.decode` + `box_utils.nms`:
     per class, scores > thresh, the best `top_k` (ascending sort, last k),
@@ -317,42 +277,6 @@ def amdegroot_detect(loc, conf, priors, top_k=200, conf_thresh=0.01, nms_thresh=
     return [np.array([o[k] for o in out]) for k in range(3)]
 
 
-def lufficc_postprocess(loc, conf, priors, size=300, conf_thresh=0.01, nms_thresh=0.45,
-                        max_per_image=100):
-    """lufficc's `convert_locations_to_boxes`, `center_form_to_corner_form` and
-    `PostProcessor`: scores > thresh over all classes, pixel boxes, NMS per
-    class (torchvision's nms: suppress IoU > thresh), the best 100."""
-    centre = loc[:, :2] * 0.1 * priors[:, 2:] + priors[:, :2]
-    wh = np.exp(loc[:, 2:] * 0.2) * priors[:, 2:]
-    boxes = np.concatenate([centre - wh / 2, centre + wh / 2], 1) * size
-    scores = softmax(conf)[:, 1:]
-    prior_idx, labels = np.nonzero(scores > conf_thresh)
-    s, b = scores[prior_idx, labels], boxes[prior_idx]
-    kept = []
-    for c in np.unique(labels):
-        sel = np.flatnonzero(labels == c)
-        order = sel[np.argsort(-s[sel], kind="stable")]
-        alive = list(order)
-        while alive:
-            i = alive.pop(0)
-            kept.append(i)
-            if not alive:
-                break
-            rest = np.array(alive)
-            w = np.clip(np.minimum(b[rest, 2], b[i, 2]) - np.maximum(b[rest, 0], b[i, 0]), 0, None)
-            h = np.clip(np.minimum(b[rest, 3], b[i, 3]) - np.maximum(b[rest, 1], b[i, 1]), 0, None)
-            inter = w * h
-            area = lambda j: (b[j, 2] - b[j, 0]) * (b[j, 3] - b[j, 1])
-            iou = inter / (area(rest) + area(i) - inter)
-            alive = list(rest[iou <= nms_thresh])
-    kept = np.array(kept)
-    kept = kept[np.argsort(-s[kept], kind="stable")]
-    gap = (float(s[kept[max_per_image - 1]] - s[kept[max_per_image]])
-           if len(kept) > max_per_image else None)
-    kept = kept[:max_per_image]
-    return [b[kept], s[kept], labels[kept]], gap
-
-
 @pytest.mark.parametrize("source", ["amdegroot", "lufficc"])
 def test_voc_port_conversion_equals_its_source(reference, source, capsys):
     out, _, ref, image = reference
@@ -373,9 +297,9 @@ def test_voc_port_conversion_equals_its_source(reference, source, capsys):
         assert gap is not None and gap > 1e-5  # the 100 cut is exercised, without a tie
         figures["score gap at the 100 cut"] = gap
     heads = np.concatenate([ref["voc_loc"], ref["voc_conf"]], -1)
-    match_detections(decode_like_source(model, heads), theirs, figures,
-                     key="detections from torch's heads")
-    match_detections(decode_like_source(model, predictions), theirs, figures, box_tol=1e-2,
-                     key="detections end to end")
+    figures["detections from torch's heads"] = match_detections(
+        decode_first(model, heads, 300.0), theirs, 1e-3)
+    figures["detections end to end"] = match_detections(
+        decode_first(model, predictions, 300.0), theirs, 1e-2)
     with capsys.disabled():
         print(f"\n[{source}] " + ", ".join(f"{k}: {v}" for k, v in figures.items()))

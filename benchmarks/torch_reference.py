@@ -1,0 +1,256 @@
+"""What the torch equality tests (`tests/models/test_convert_*_equality.py`)
+and `benchmarks/ssdlite.py` share: the offline photos, stand-in weights for
+torchvision's networks, the torch-only child process that records a
+reference, and the comparisons of our outputs with it.
+
+It lives here, not under `tests/`, because the benchmarks import it too
+(`benchmarks` is a package; the tests put the repository root on the path
+as the other benchmark tests do). Only numpy is imported at module level:
+the torch-only child processes import this module (importing torch's
+compiler stack after TensorFlow can crash a process), so PIL, scikit-image,
+Keras and keras-ssd are imported inside the functions that use them, and
+torch is passed in.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#: scikit-image's colour sample photos (those a version lacks are skipped).
+SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "cat", "hubble_deep_field",
+                  "immunohistochemistry", "retina", "skin")
+#: scikit-learn's two sample photos, in `load_sample_images` order (used
+#: when scikit-learn is installed).
+SKLEARN_PHOTOS = ("china", "flower")
+
+
+def sample_photos(size, names=SKIMAGE_PHOTOS + SKLEARN_PHOTOS):
+    """The offline colour photos among `names`, stretched to `size` x `size`.
+
+    Args:
+        size: int, the side in pixels (PIL bilinear resize; a photo already
+            that size is returned unchanged).
+        names: photo names from `SKIMAGE_PHOTOS` and `SKLEARN_PHOTOS`; those
+            this scikit-image lacks, and scikit-learn's without
+            scikit-learn, are left out.
+
+    Returns:
+        `(names found, uint8 array (N, size, size, 3))`.
+
+    Raises:
+        ImportError: scikit-image is not installed.
+        ValueError: none of `names` is available.
+
+    Example:
+    >>> names, images = sample_photos(320, ("astronaut",))
+    """
+    from PIL import Image
+    from skimage import data
+
+    found = {}
+    for name in names:
+        if name in SKLEARN_PHOTOS:
+            continue
+        try:
+            found[name] = getattr(data, name)()
+        except Exception:  # noqa: BLE001 - a photo this scikit-image lacks
+            continue
+    if any(name in SKLEARN_PHOTOS for name in names):
+        try:
+            from sklearn.datasets import load_sample_images
+
+            for name, image in zip(SKLEARN_PHOTOS, load_sample_images().images):
+                if name in names:
+                    found[name] = image
+        except ImportError:
+            pass
+    kept = [n for n, a in found.items() if a.ndim == 3 and a.shape[-1] == 3]
+    if not kept:
+        raise ValueError(f"sample_photos: none of {list(names)} is available")
+    arrays = [np.asarray(Image.fromarray(found[n]).resize((size, size), Image.BILINEAR))
+              for n in kept]
+    return kept, np.stack(arrays)
+
+
+def photo(name, size):
+    """One sample photo (`sample_photos`) as RGB float32 `(size, size, 3)`."""
+    return sample_photos(size, (name,))[1][0].astype(np.float32)
+
+
+def raise_class_biases(classification_head, background, classes=None):
+    """Add `background` to the background logit of every prior of a
+    torchvision classification head, and `classes[c]` to class `c`'s (in
+    place, under `torch.no_grad()` by the caller). Each entry of its
+    `module_list` is a convolution or ends with one (SSDLite)."""
+    k = classification_head.num_columns
+    for block in classification_head.module_list:
+        conv = block if hasattr(block, "bias") else block[-1]
+        bias = conv.bias.view(-1, k)
+        bias[:, 0] += background
+        for c, up in (classes or {}).items():
+            bias[:, c] += up
+
+
+def stand_in_weights(model, torch, seed=0, background=6.0, classes=None):
+    """Give a torchvision SSD network stand-in weights (in place).
+
+    Fan-in scaled normal kernels (torchvision's own init, normal with std
+    0.03, all but erases the image by the last maps, so scores tie across
+    cells), random batch-norm statistics, and `raise_class_biases`: a
+    background bias of `background` makes most priors score below a
+    0.001 threshold as in a trained detector (torchvision's init leaves
+    every class near 1/91 on every prior: 27,000 boxes enter NMS, a worst
+    case no trained model reaches). Not a detector: its detections mean
+    nothing.
+
+    Args:
+        model: a torchvision detection model (`ssdlite320_mobilenet_v3_large`).
+        torch: the `torch` module.
+        seed: int, the seed of the torch generator drawing the weights.
+        background: float added to every prior's background logit.
+        classes: optional `{class index: float}` added to those logits.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                fan_in = m.weight[0].numel()
+                m.weight.copy_(torch.randn(m.weight.shape, generator=generator)
+                               * (1.5 / fan_in) ** 0.5)
+                if m.bias is not None:
+                    m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=generator))
+            if isinstance(m, torch.nn.BatchNorm2d):
+                n = m.num_features
+                m.weight.copy_(0.5 + torch.rand(n, generator=generator))
+                m.bias.copy_(0.2 * torch.randn(n, generator=generator))
+                m.running_mean.copy_(0.2 * torch.randn(n, generator=generator))
+                m.running_var.copy_(0.5 + torch.rand(n, generator=generator))
+                m.num_batches_tracked.fill_(1000)
+        raise_class_biases(model.head.classification_head, background, classes)
+
+
+def record_reference(code, out, timeout=900):
+    """Run `code` (a torch-only script) in a child process with `out` as
+    its `sys.argv[1]` and this repository on its path; the script writes
+    `reference.npz` and `report.json` into `out`.
+
+    Returns:
+        `(report dict, {name: array})`.
+
+    Raises:
+        AssertionError: the child failed (its stderr's tail).
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [ROOT] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    result = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True,
+                            text=True, timeout=timeout, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    with open(os.path.join(out, "report.json")) as f:
+        report = json.load(f)
+    return report, dict(np.load(os.path.join(out, "reference.npz")))
+
+
+def relative(ours, ref):
+    """`(max |ours - ref| / max |ref|, max |ours - ref|)`, in float64."""
+    diff = float(np.abs(np.asarray(ours, np.float64) - ref).max())
+    return diff / float(np.abs(ref).max()), diff
+
+
+def decode_first(model, predictions, size):
+    """The detections of image 0 of raw `predictions` through the model's
+    own decoder settings: `(pixel boxes, scores, labels)`, padding cut."""
+    import keras
+
+    from keras_ssd.layers.decode_detections import DecodeDetections
+
+    out = DecodeDetections(model.config, **model.postprocessing)(predictions)
+    out = {k: keras.ops.convert_to_numpy(v) for k, v in out.items()}
+    n = int(out["num_detections"][0])
+    return out["boxes"][0, :n] * size, out["scores"][0, :n], out["labels"][0, :n]
+
+
+def match_detections(ours, theirs, box_tol, score_tol=None):
+    """Same count, and each reference detection has its own one of ours with
+    the same label, the box within `box_tol` pixels and (when `score_tol`
+    is given) the score within `score_tol`; asserts it.
+
+    Args:
+        ours, theirs: `(boxes, scores, labels)` each.
+
+    Returns:
+        `(count, worst box error in pixels, worst score error)`.
+    """
+    (ob, os_, ol), (tb, ts, tl) = ours, theirs
+    assert len(ob) == len(tb) > 0, (len(ob), len(tb))
+    used = np.zeros(len(ob), bool)
+    worst_box = worst_score = 0.0
+    for box, score, label in zip(tb, ts, tl):
+        err = np.abs(ob - box).max(axis=1)
+        err[(ol != label) | used] = np.inf
+        if score_tol is not None:
+            err[np.abs(os_ - score) > score_tol] = np.inf
+        j = int(np.argmin(err))
+        assert err[j] < box_tol, (label, score, box, err[j])
+        used[j] = True
+        worst_box = max(worst_box, float(err[j]))
+        worst_score = max(worst_score, abs(float(os_[j]) - float(score)))
+    return len(tb), worst_box, worst_score
+
+
+def softmax(x):
+    """Softmax over the last axis (numpy)."""
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def lufficc_postprocess(loc, conf, priors, size=300, conf_thresh=0.01, nms_thresh=0.45,
+                        max_per_image=100):
+    """lufficc/SSD's `convert_locations_to_boxes`, `center_form_to_corner_form`
+    and `PostProcessor` in numpy: scores > thresh over all classes, pixel
+    boxes, NMS per class (torchvision's nms: suppress IoU > thresh), the
+    best `max_per_image`.
+
+    Returns:
+        `([boxes, scores, labels], gap)`: `gap` is the score difference at
+        the `max_per_image` cut (`None` when fewer were kept), 0 for a tie.
+    """
+    centre = loc[:, :2] * 0.1 * priors[:, 2:] + priors[:, :2]
+    wh = np.exp(loc[:, 2:] * 0.2) * priors[:, 2:]
+    boxes = np.concatenate([centre - wh / 2, centre + wh / 2], 1) * size
+    scores = softmax(conf)[:, 1:]
+    prior_idx, labels = np.nonzero(scores > conf_thresh)
+    s, b = scores[prior_idx, labels], boxes[prior_idx]
+
+    def area(j):
+        return (b[j, 2] - b[j, 0]) * (b[j, 3] - b[j, 1])
+
+    kept = []
+    for c in np.unique(labels):
+        sel = np.flatnonzero(labels == c)
+        order = sel[np.argsort(-s[sel], kind="stable")]
+        alive = list(order)
+        while alive:
+            i = alive.pop(0)
+            kept.append(i)
+            if not alive:
+                break
+            rest = np.array(alive)
+            w = np.clip(np.minimum(b[rest, 2], b[i, 2]) - np.maximum(b[rest, 0], b[i, 0]),
+                        0, None)
+            h = np.clip(np.minimum(b[rest, 3], b[i, 3]) - np.maximum(b[rest, 1], b[i, 1]),
+                        0, None)
+            inter = w * h
+            iou = inter / (area(rest) + area(i) - inter)
+            alive = list(rest[iou <= nms_thresh])
+    kept = np.array(kept)
+    kept = kept[np.argsort(-s[kept], kind="stable")]
+    gap = (float(s[kept[max_per_image - 1]] - s[kept[max_per_image]])
+           if len(kept) > max_per_image else None)
+    kept = kept[:max_per_image]
+    return [b[kept], s[kept], labels[kept]], gap

@@ -28,7 +28,10 @@ START_TIMEOUT = 240
 EXIT_TIMEOUT = 60
 
 TRAINER = textwrap.dedent('''
-    import os, sys, time
+    import faulthandler, os, signal, sys, time
+
+    # the test asks for every thread's stack (SIGUSR1) before it kills a hung run
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     import keras
 
@@ -89,6 +92,12 @@ def _children(pid):
     return found
 
 
+def _ignores_sigint(pid):
+    with open(f"/proc/{pid}/status") as f:
+        mask = next(line.split()[1] for line in f if line.startswith("SigIgn:"))
+    return bool(int(mask, 16) >> (signal.SIGINT - 1) & 1)
+
+
 def _alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -124,9 +133,18 @@ def test_ctrl_c_with_multiprocessing_workers_exits_leaves_no_worker_and_keeps_th
             f"the trainer did not reach epoch 2: {lines} {proc.stderr.read()[-3000:]}")
         workers = _children(proc.pid)
         assert workers, "no data worker process found"
+        # the workers leave Ctrl-C to the trainer (keras_ssd.data.sequence)
+        assert all(_ignores_sigint(pid) for pid in workers)
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         started = time.monotonic()
-        out, err = proc.communicate(timeout=EXIT_TIMEOUT)
+        try:
+            out, err = proc.communicate(timeout=EXIT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGUSR1)
+            time.sleep(2)
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            pytest.fail(f"no exit {EXIT_TIMEOUT} s after Ctrl-C; its threads:\n{err[-6000:]}")
         took = time.monotonic() - started
     finally:
         if proc.poll() is None:

@@ -68,7 +68,7 @@ def clip_priors(priors, mode):
 
     - `"none"`: unchanged (Caffe VOC).
     - `"corners"`: the corners `(xmin, ymin, xmax, ymax)` clipped to [0, 1],
-      then back to cxcywh (keras-ssd 0.1's `clip=True`).
+      then back to cxcywh (`clip=True`).
     - `"wh"`: widths and heights clipped to [0, 1], centres unchanged
       (torchvision's `DefaultBoxGenerator(clip=True)`).
     - `"cxcywh"`: each of `cx, cy, w, h` clipped to [0, 1]

@@ -423,7 +423,7 @@ def grid_iou(boxes, grid, out=None, scratch=None):
         inter.shape = (g, fh, fw * k)  # a view: raises rather than copy
         # inter[g, row, (col, box)] = ih[g, row, box] * iw[g, col, box].
         # Tiling ih along the columns keeps numpy's inner loop long
-        # (fw * k); broadcasting over a length-k inner axis is ~6x slower.
+        # (fw * k); broadcasting over a length-k inner axis is much slower.
         np.multiply(
             np.tile(ih[:, y_offset : y_offset + fh * k].reshape(g, fh, k), (1, 1, fw)),
             iw[:, None, x_offset : x_offset + fw * k],

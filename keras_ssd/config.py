@@ -14,8 +14,8 @@ from keras_ssd import presets
 DEFAULT_VARIANCES = (0.1, 0.1, 0.2, 0.2)
 
 #: How `keras_ssd.anchors` clips the priors to the image (`SSDConfig.clip`):
-#: `"none"` (Caffe VOC), `"corners"` (the corners to [0, 1], keras-ssd 0.1's
-#: `clip=True`), `"wh"` (only the widths and heights to [0, 1]: torchvision's
+#: `"none"` (Caffe VOC), `"corners"` (the corners to [0, 1]; `clip=True`),
+#: `"wh"` (only the widths and heights to [0, 1]: torchvision's
 #: `DefaultBoxGenerator`), `"cxcywh"` (all four of `(cx, cy, w, h)` to [0, 1]:
 #: amdegroot/ssd.pytorch and lufficc/SSD's `PriorBox`).
 CLIP_MODES = ("none", "corners", "wh", "cxcywh")
@@ -23,7 +23,7 @@ CLIP_MODES = ("none", "corners", "wh", "cxcywh")
 
 def normalize_clip(value, where="SSDConfig.clip"):
     """A clip mode of `CLIP_MODES` from a mode or a bool (False -> "none",
-    True -> "corners", the meaning of `clip=True` in keras-ssd 0.1 files)."""
+    True -> "corners")."""
     if isinstance(value, bool):
         return "corners" if value else "none"
     if isinstance(value, str) and value.strip().lower() in CLIP_MODES:
@@ -128,7 +128,7 @@ class SSDConfig:
             [0, 1]), `"wh"` (widths and heights to [0, 1], centres kept:
             torchvision), `"cxcywh"` (each of cx, cy, w, h to [0, 1]:
             amdegroot/ssd.pytorch, lufficc/SSD). A bool is read as `"none"`
-            (False) or `"corners"` (True, keras-ssd 0.1's meaning).
+            (False) or `"corners"` (True).
         class_names: optional list of `num_classes` names.
         letterbox: bool. False (default): images are stretched to the input
             size (aspect ratio not kept), as in the paper. True: they are
@@ -192,6 +192,25 @@ class SSDConfig:
             raise ValueError(
                 f"SSDConfig.num_classes must be a positive int, got {self.num_classes!r}"
             )
+        self._validate_geometry()
+        if not (0.0 <= float(self.offset) <= 1.0):
+            raise ValueError(f"SSDConfig.offset must lie in [0, 1], got {self.offset!r}")
+        self.offset = float(self.offset)
+        variances = _as_float_list("variances", self.variances)
+        if len(variances) != 4 or any(v <= 0 for v in variances):
+            raise ValueError(
+                f"SSDConfig.variances must be 4 positive numbers, got {self.variances!r}"
+            )
+        self.variances = variances
+        self.clip = normalize_clip(self.clip)
+        if not isinstance(self.letterbox, bool):
+            raise ValueError(f"SSDConfig.letterbox must be a bool, got {self.letterbox!r}")
+        self._validate_class_names()
+        self._validate_class_subset()
+        self._validate_category_ids()
+
+    def _validate_geometry(self):
+        """The per-map lists: one entry per feature map, sizes and ratios positive."""
         for name in ("feature_map_sizes", "steps", "min_sizes", "max_sizes", "aspect_ratios"):
             value = getattr(self, name)
             if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
@@ -231,65 +250,62 @@ class SSDConfig:
                 raise ValueError(f"SSDConfig.aspect_ratios must be positive, got {r}")
             ratios.append(r)
         self.aspect_ratios = ratios
-        if not (0.0 <= float(self.offset) <= 1.0):
-            raise ValueError(f"SSDConfig.offset must lie in [0, 1], got {self.offset!r}")
-        self.offset = float(self.offset)
-        variances = _as_float_list("variances", self.variances)
-        if len(variances) != 4 or any(v <= 0 for v in variances):
+
+    def _validate_class_names(self):
+        if self.class_names is None:
+            return
+        names = list(self.class_names)
+        if len(names) != self.num_classes:
             raise ValueError(
-                f"SSDConfig.variances must be 4 positive numbers, got {self.variances!r}"
+                f"SSDConfig.class_names has {len(names)} names but num_classes "
+                f"is {self.num_classes}"
             )
-        self.variances = variances
-        self.clip = normalize_clip(self.clip)
-        if self.class_names is not None:
-            names = list(self.class_names)
-            if len(names) != self.num_classes:
-                raise ValueError(
-                    f"SSDConfig.class_names has {len(names)} names but num_classes "
-                    f"is {self.num_classes}"
-                )
-            if not all(isinstance(x, str) and x for x in names):
-                raise ValueError("SSDConfig.class_names must be non-empty strings")
-            if len(set(names)) != len(names):
-                raise ValueError("SSDConfig.class_names must be unique")
-            self.class_names = names
-        if self.class_subset is not None:
-            subset = self.class_subset
-            if isinstance(subset, (str, bytes)) or not isinstance(subset, Sequence) \
-                    or not subset:
-                raise ValueError(
-                    f"SSDConfig.class_subset must be a non-empty list of class indices, "
-                    f"got {subset!r}")
-            if any(isinstance(i, bool) or int(i) != i or not 0 <= i < self.num_classes
-                   for i in subset):
-                raise ValueError(
-                    f"SSDConfig.class_subset must hold class indices 0..{self.num_classes - 1}"
-                    f", got {list(subset)}")
-            subset = [int(i) for i in subset]
-            if len(set(subset)) != len(subset):
-                raise ValueError(f"SSDConfig.class_subset repeats classes: {subset}")
-            self.class_subset = subset
-        if not isinstance(self.letterbox, bool):
-            raise ValueError(f"SSDConfig.letterbox must be a bool, got {self.letterbox!r}")
-        if self.category_ids is not None:
-            ids = self.category_ids
-            if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence) \
-                    or len(ids) != self.num_classes:
-                raise ValueError(
-                    f"SSDConfig.category_ids must be a list of {self.num_classes} entries "
-                    f"(one per class: a category id or None), got {ids!r}")
-            bad = [i for i in ids if i is not None and (
-                isinstance(i, bool) or not isinstance(i, numbers.Integral) or i < 0)]
-            if bad:
-                raise ValueError(
-                    f"SSDConfig.category_ids entries must be non-negative ints or None, "
-                    f"got {bad[:5]}")
-            ids = [None if i is None else int(i) for i in ids]
-            real = [i for i in ids if i is not None]
-            if len(set(real)) != len(real):
-                raise ValueError(f"SSDConfig.category_ids repeats ids: "
-                                 f"{sorted({i for i in real if real.count(i) > 1})}")
-            self.category_ids = ids
+        if not all(isinstance(x, str) and x for x in names):
+            raise ValueError("SSDConfig.class_names must be non-empty strings")
+        if len(set(names)) != len(names):
+            raise ValueError("SSDConfig.class_names must be unique")
+        self.class_names = names
+
+    def _validate_class_subset(self):
+        if self.class_subset is None:
+            return
+        subset = self.class_subset
+        if isinstance(subset, (str, bytes)) or not isinstance(subset, Sequence) \
+                or not subset:
+            raise ValueError(
+                f"SSDConfig.class_subset must be a non-empty list of class indices, "
+                f"got {subset!r}")
+        if any(isinstance(i, bool) or int(i) != i or not 0 <= i < self.num_classes
+               for i in subset):
+            raise ValueError(
+                f"SSDConfig.class_subset must hold class indices 0..{self.num_classes - 1}"
+                f", got {list(subset)}")
+        subset = [int(i) for i in subset]
+        if len(set(subset)) != len(subset):
+            raise ValueError(f"SSDConfig.class_subset repeats classes: {subset}")
+        self.class_subset = subset
+
+    def _validate_category_ids(self):
+        if self.category_ids is None:
+            return
+        ids = self.category_ids
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence) \
+                or len(ids) != self.num_classes:
+            raise ValueError(
+                f"SSDConfig.category_ids must be a list of {self.num_classes} entries "
+                f"(one per class: a category id or None), got {ids!r}")
+        bad = [i for i in ids if i is not None and (
+            isinstance(i, bool) or not isinstance(i, numbers.Integral) or i < 0)]
+        if bad:
+            raise ValueError(
+                f"SSDConfig.category_ids entries must be non-negative ints or None, "
+                f"got {bad[:5]}")
+        ids = [None if i is None else int(i) for i in ids]
+        real = [i for i in ids if i is not None]
+        if len(set(real)) != len(real):
+            raise ValueError(f"SSDConfig.category_ids repeats ids: "
+                             f"{sorted({i for i in real if real.count(i) > 1})}")
+        self.category_ids = ids
 
     # ----------------------------------------------------------- derived sizes
     @property

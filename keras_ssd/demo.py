@@ -88,33 +88,78 @@ def run_demo(out_dir="keras_ssd_demo", seed=0, verbose=1, **overrides):
     settings = {**DEMO_SETTINGS, **overrides}
     total_start = time.perf_counter()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-    import keras
-    import numpy as np
-
-    from keras_ssd.data import SYNTHETIC_CLASSES, VOCDataset, make_synthetic_voc
     from keras_ssd.evaluation.evaluate import evaluate
-    from keras_ssd.models import SSDTiny
-    from keras_ssd.inference.predict import predict_images
-    from keras_ssd.training.fit import train_detector
-    from keras_ssd.visualize import draw_detections
 
     os.makedirs(out_dir, exist_ok=True)
     data_dir = os.path.join(out_dir, "data")
+    train_set, test_set = _demo_data(data_dir, settings, seed, verbose)
+    model, logs, train_and_eval_seconds = _train(train_set, test_set, settings, seed,
+                                                 verbose)
+    _log(verbose, f"[3/5] evaluating on {len(test_set)} test images")
+    result = evaluate(model, test_set, batch_size=32, verbose=0)
+    model_path = os.path.join(out_dir, "model.keras")
+    model.save(model_path)
+    pred_dir = os.path.join(out_dir, "predictions")
+    paths = _draw_predictions(model, test_set, settings["num_predictions"], pred_dir,
+                              verbose)
+    _log(verbose, "[5/5] writing the training plot and metrics.json")
+    plot_path = plot_history(logs, os.path.join(out_dir, "training.png"))
+    metrics = {
+        "mAP": float(result["mAP"]),
+        "metric": "Pascal VOC2007 11-point mAP at IoU 0.5",
+        "AP": {k: float(v) for k, v in result["AP_by_name"].items()},
+        "train_seconds": round(float(sum(logs.get("epoch_seconds", []))), 1),
+        "train_and_eval_seconds": round(train_and_eval_seconds, 1),
+        "total_seconds": round(time.perf_counter() - total_start, 1),
+        "epochs": len(logs.get("loss", [])),
+        "num_train_images": len(train_set),
+        "num_test_images": len(test_set),
+        "history": {key: logs.get(key, []) for key in
+                    ("loss", "val_mAP", "learning_rate", "epoch_seconds")},
+        "settings": {k: (list(v) if isinstance(v, tuple) else v)
+                     for k, v in settings.items()},
+        "seed": seed,
+        "files": {
+            "data": os.path.abspath(data_dir),
+            "model": os.path.abspath(model_path),
+            "predictions": os.path.abspath(pred_dir),
+            "plot": None if plot_path is None else os.path.abspath(plot_path),
+            "metrics": os.path.abspath(os.path.join(out_dir, "metrics.json")),
+        },
+    }
+    _write_json(metrics, metrics["files"]["metrics"])
+    if verbose:
+        _print_summary(metrics, paths[0] if paths else "IMAGE", out_dir)
+    return metrics
+
+
+def _demo_data(data_dir, settings, seed, verbose):
+    """Write the synthetic VOC set; its `(trainval, test)` datasets."""
+    from keras_ssd.data import SYNTHETIC_CLASSES, VOCDataset, make_synthetic_voc
+
     _log(verbose, f"[1/5] writing {settings['num_train']} + {settings['num_test']} synthetic "
                   f"images to {data_dir}")
     make_synthetic_voc(data_dir, num_trainval=settings["num_train"],
                        num_test=settings["num_test"], image_size=settings["image_size"],
                        seed=seed)
     class_names = list(SYNTHETIC_CLASSES)
-    train_set = VOCDataset(data_dir, "trainval", class_names=class_names)
-    test_set = VOCDataset(data_dir, "test", class_names=class_names)
+    return (VOCDataset(data_dir, "trainval", class_names=class_names),
+            VOCDataset(data_dir, "test", class_names=class_names))
+
+
+def _train(train_set, test_set, settings, seed, verbose):
+    """Train the tiny SSD: `(model, per-epoch logs, seconds of training and
+    validation)`."""
+    import keras
+
+    from keras_ssd.models import SSDTiny
+    from keras_ssd.training.fit import train_detector
 
     keras.utils.set_random_seed(seed)
-    model = SSDTiny(class_names=class_names)
+    model = SSDTiny(class_names=list(train_set.class_names))
     _log(verbose, f"[2/5] training {model.name} ({model.count_params():,} parameters) for "
                   f"{settings['epochs']} epochs")
-    train_start = time.perf_counter()
+    start = time.perf_counter()
     history = train_detector(
         model, train_set, epochs=settings["epochs"], batch_size=settings["batch_size"],
         learning_rate=settings["learning_rate"], optimizer=settings["optimizer"],
@@ -125,24 +170,24 @@ def run_demo(out_dir="keras_ssd_demo", seed=0, verbose=1, **overrides):
         verbose=2 if verbose else 0,
         val_loss=False,  # the timed demo scores mAP only
     )
-    train_and_eval_seconds = time.perf_counter() - train_start
+    seconds = time.perf_counter() - start
     logs = {k: [None if v is None else float(v) for v in vs]
             for k, vs in history.history.items()}
-    train_seconds = float(sum(logs.get("epoch_seconds", [])))
+    return model, logs, seconds
 
-    _log(verbose, f"[3/5] evaluating on {len(test_set)} test images")
-    result = evaluate(model, test_set, batch_size=32, verbose=0)
-    model_path = os.path.join(out_dir, "model.keras")
-    model.save(model_path)
 
-    pred_dir = os.path.join(out_dir, "predictions")
+def _draw_predictions(model, test_set, count, pred_dir, verbose):
+    """Draw the detections (score >= 0.5) of the first `count` test images
+    into `pred_dir`, with a detections.json; returns the images' paths."""
+    from keras_ssd.inference.predict import predict_images
+    from keras_ssd.visualize import draw_detections
+
     os.makedirs(pred_dir, exist_ok=True)
-    count = min(settings["num_predictions"], len(test_set))
+    count = min(count, len(test_set))
     paths = [test_set[i]["image_path"] for i in range(count)]
     _log(verbose, f"[4/5] drawing detections on {count} test images in {pred_dir}")
-    detections = predict_images(model, paths, confidence_threshold=0.5)
     records = []
-    for path, det in zip(paths, detections):
+    for path, det in zip(paths, predict_images(model, paths, confidence_threshold=0.5)):
         name = os.path.splitext(os.path.basename(path))[0] + ".png"
         draw_detections(path, det).save(os.path.join(pred_dir, name))
         records.append({
@@ -156,56 +201,32 @@ def run_demo(out_dir="keras_ssd_demo", seed=0, verbose=1, **overrides):
         })
     with open(os.path.join(pred_dir, "detections.json"), "w", encoding="utf-8") as f:
         json.dump({"threshold": 0.5, "images": records}, f, indent=2)
+    return paths
 
-    _log(verbose, "[5/5] writing the training plot and metrics.json")
-    plot_path = plot_history(logs, os.path.join(out_dir, "training.png"))
-    metrics = {
-        "mAP": float(result["mAP"]),
-        "metric": "Pascal VOC2007 11-point mAP at IoU 0.5",
-        "AP": {k: float(v) for k, v in result["AP_by_name"].items()},
-        "train_seconds": round(train_seconds, 1),
-        "train_and_eval_seconds": round(train_and_eval_seconds, 1),
-        "total_seconds": round(time.perf_counter() - total_start, 1),
-        "epochs": len(logs.get("loss", [])),
-        "num_train_images": len(train_set),
-        "num_test_images": len(test_set),
-        "history": {
-            "loss": logs.get("loss", []),
-            "val_mAP": logs.get("val_mAP", []),
-            "learning_rate": logs.get("learning_rate", []),
-            "epoch_seconds": logs.get("epoch_seconds", []),
-        },
-        "settings": {k: (list(v) if isinstance(v, tuple) else v)
-                     for k, v in settings.items()},
-        "seed": seed,
-        "files": {
-            "data": os.path.abspath(data_dir),
-            "model": os.path.abspath(model_path),
-            "predictions": os.path.abspath(pred_dir),
-            "plot": None if plot_path is None else os.path.abspath(plot_path),
-        },
-    }
-    metrics_path = os.path.join(out_dir, "metrics.json")
-    metrics["files"]["metrics"] = os.path.abspath(metrics_path)
-    with open(metrics_path, "w", encoding="utf-8") as f:
+
+def _write_json(metrics, path):
+    import numpy as np
+
+    with open(path, "w", encoding="utf-8") as f:
         json.dump(metrics, f, indent=2, default=lambda o: np.asarray(o).tolist())
         f.write("\n")
 
-    if verbose:
-        print()
-        print(f"test mAP@0.5 (VOC07): {metrics['mAP']:.4f}  "
-              + "  ".join(f"{k} {v:.3f}" for k, v in metrics["AP"].items()))
-        print(f"training: {train_seconds:.0f} s for {metrics['epochs']} epochs; "
-              f"whole demo: {metrics['total_seconds']:.0f} s")
-        print(f"dataset:          {os.path.abspath(data_dir)}")
-        print(f"model:            {os.path.abspath(model_path)}")
-        print(f"annotated images: {os.path.abspath(pred_dir)}")
-        if plot_path is None:
-            print("plot:             skipped (matplotlib is not installed: "
-                  "pip install matplotlib)")
-        else:
-            print(f"plot:             {os.path.abspath(plot_path)}")
-        print(f"metrics:          {os.path.abspath(metrics_path)}")
-        print(f"try: keras-ssd predict --model-file {model_path} "
-              f"{paths[0] if paths else 'IMAGE'} --out {os.path.join(out_dir, 'mine')}")
-    return metrics
+
+def _print_summary(metrics, example, out_dir):
+    files = metrics["files"]
+    print()
+    print(f"test mAP@0.5 (VOC07): {metrics['mAP']:.4f}  "
+          + "  ".join(f"{k} {v:.3f}" for k, v in metrics["AP"].items()))
+    print(f"training: {metrics['train_seconds']:.0f} s for {metrics['epochs']} epochs; "
+          f"whole demo: {metrics['total_seconds']:.0f} s")
+    print(f"dataset:          {files['data']}")
+    print(f"model:            {files['model']}")
+    print(f"annotated images: {files['predictions']}")
+    if files["plot"] is None:
+        print("plot:             skipped (matplotlib is not installed: "
+              "pip install matplotlib)")
+    else:
+        print(f"plot:             {files['plot']}")
+    print(f"metrics:          {files['metrics']}")
+    print(f"try: keras-ssd predict --model-file {files['model']} {example} "
+          f"--out {os.path.join(out_dir, 'mine')}")

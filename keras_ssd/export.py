@@ -254,6 +254,37 @@ def _write_litert(predictor, serve, spec, path):
 
 
 # --------------------------------------------------------------- public API
+def _check_opset(opset, fmt):
+    if opset is None:
+        return
+    if fmt != "onnx":
+        raise ValueError(f"export: opset only applies to format='onnx', not {fmt!r}")
+    if isinstance(opset, bool) or not isinstance(opset, numbers.Integral) \
+            or not 13 <= opset <= 21:
+        raise ValueError(f"export: opset must be an int in [13, 21], got {opset!r}")
+
+
+def _require_export_tools(fmt, quantize):
+    """The TensorFlow backend, and for ONNX its converter (and runtime, to
+    quantize): a clear error before any tracing."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        if not tensorflow_installed():
+            raise MissingExportDependency(f"export: {TENSORFLOW_MISSING}")
+        raise ValueError(
+            "export: the artifact is built from a TensorFlow graph, so export needs "
+            f"the TensorFlow backend (active: {keras.backend.backend()!r}). Save the "
+            "model as .keras, then run the export with KERAS_BACKEND=tensorflow "
+            "(for example `KERAS_BACKEND=tensorflow keras-ssd export ...`)."
+        )
+    if fmt == "onnx":
+        _require_module("tf2onnx", fmt)
+        _require_module("onnx", fmt)
+        if quantize is not None:
+            _require_module("onnxruntime", fmt)
+
+
 def export(model, path, format="tf_saved_model", *, input_dtype="float32",
            batch_size=None, opset=None, verbose=False, quantize=None, calibration=None,
            num_calibration=None, keep_float=None, **decode_options):
@@ -313,7 +344,8 @@ def export(model, path, format="tf_saved_model", *, input_dtype="float32",
     >>> boxes, scores, labels, num_detections = session.run(
     ...     ["boxes", "scores", "labels", "num_detections"], {"images": images})
     """
-    import keras
+    from keras_ssd.layers.decode_detections import check_decode_options
+    from keras_ssd.quantize import check_quantize
 
     fmt = normalize_format(format)
     if input_dtype not in INPUT_DTYPES:
@@ -322,34 +354,11 @@ def export(model, path, format="tf_saved_model", *, input_dtype="float32",
         )
     batch = _check_batch_size(batch_size, fmt)
     path = _check_path(path, fmt)
-    if opset is not None:
-        if fmt != "onnx":
-            raise ValueError(f"export: opset only applies to format='onnx', not {fmt!r}")
-        if isinstance(opset, bool) or not isinstance(opset, numbers.Integral) \
-                or not 13 <= opset <= 21:
-            raise ValueError(f"export: opset must be an int in [13, 21], got {opset!r}")
-    from keras_ssd.layers.decode_detections import check_decode_options
-
+    _check_opset(opset, fmt)
     decode_options = check_decode_options(decode_options, "export")
-    from keras_ssd.quantize import check_quantize
-
     quantize, num_calibration, keep_float = check_quantize(
         quantize, fmt, calibration, num_calibration, keep_float)
-    if keras.backend.backend() != "tensorflow":
-        if not tensorflow_installed():
-            raise MissingExportDependency(f"export: {TENSORFLOW_MISSING}")
-        raise ValueError(
-            "export: the artifact is built from a TensorFlow graph, so export needs "
-            f"the TensorFlow backend (active: {keras.backend.backend()!r}). Save the "
-            "model as .keras, then run the export with KERAS_BACKEND=tensorflow "
-            "(for example `KERAS_BACKEND=tensorflow keras-ssd export ...`)."
-        )
-    if fmt == "onnx":  # fail before any tracing when the extra is missing
-        _require_module("tf2onnx", fmt)
-        _require_module("onnx", fmt)
-        if quantize is not None:
-            _require_module("onnxruntime", fmt)
-
+    _require_export_tools(fmt, quantize)
     import tensorflow as tf
 
     from keras_ssd.layers.decode_detections import DecodeDetections

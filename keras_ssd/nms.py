@@ -101,6 +101,32 @@ def overlap_dtype(dtype):
         _DECISION_DTYPE_OVERRIDE.pop()
 
 
+def _tiles(boxes, valid, lead, k, tile_size):
+    """`greedy_nms`' tile-major layout of `(..., k, 4)` boxes and `(..., k)`
+    valid flags: `(groups, t, nt, box tiles (nt, G, t, 4), valid tiles
+    (nt, G, t), tiles holding a valid candidate in some group)`; a tile is
+    one dynamic `take` along axis 0."""
+    groups = 1
+    for d in lead:
+        if not isinstance(d, int):  # dynamic dimension (e.g. batch None in a graph)
+            groups = -1
+            break
+        groups *= d
+    t = int(min(max(int(tile_size), 1), k))
+    nt = -(-k // t)
+    pad = nt * t - k
+    b = ops.reshape(boxes, (groups, k, 4))
+    v = ops.reshape(valid, (groups, k))
+    if pad:
+        b = ops.pad(b, ((0, 0), (0, pad), (0, 0)))
+        v = ops.pad(v, ((0, 0), (0, pad)), constant_values=False)
+    b_tiles = ops.transpose(ops.reshape(b, (groups, nt, t, 4)), (1, 0, 2, 3))
+    v_tiles = ops.transpose(ops.reshape(v, (groups, nt, t)), (1, 0, 2))
+    position = ops.arange(nt * t, dtype="int32")[None, :]
+    last = ops.max(ops.where(v, position + 1, 0))
+    return groups, t, nt, b_tiles, v_tiles, (last + (t - 1)) // t
+
+
 def greedy_nms(boxes, valid, iou_threshold=0.45, tile_size=64, overlap_dtype=None):
     """Greedy NMS over the last axis of groups of score-sorted candidates.
 
@@ -136,29 +162,8 @@ def greedy_nms(boxes, valid, iou_threshold=0.45, tile_size=64, overlap_dtype=Non
     k = int(shape[-2])
     if k == 0:
         return valid
-    groups = 1
-    for d in lead:
-        if not isinstance(d, int):  # dynamic dimension (e.g. batch None in a graph)
-            groups = -1
-            break
-        groups *= d
-    t = int(min(max(int(tile_size), 1), k))
-    nt = -(-k // t)
-    pad = nt * t - k
-
-    b = ops.reshape(boxes, (groups, k, 4))
-    v = ops.reshape(valid, (groups, k))
-    if pad:
-        b = ops.pad(b, ((0, 0), (0, pad), (0, 0)))
-        v = ops.pad(v, ((0, 0), (0, pad)), constant_values=False)
-    # Tile-major layouts so a tile is one dynamic `take` along axis 0.
-    b_tiles = ops.transpose(ops.reshape(b, (groups, nt, t, 4)), (1, 0, 2, 3))
-    v_tiles = ops.transpose(ops.reshape(v, (groups, nt, t)), (1, 0, 2))
-
-    # Number of tiles holding at least one valid candidate in some group.
-    position = ops.arange(nt * t, dtype="int32")[None, :]
-    last = ops.max(ops.where(v, position + 1, 0))
-    tiles_needed = (last + (t - 1)) // t
+    groups, t, nt, b_tiles, v_tiles, tiles_needed = _tiles(boxes, valid, lead, k,
+                                                           tile_size)
 
     # strictly_before[j, i] = j < i inside a tile.
     idx = ops.arange(t, dtype="int32")
@@ -278,7 +283,7 @@ def _class_major_scores(scores, score_threshold):
     The candidates that can be kept are unchanged, and so is their order in
     `top_k` (descending score, ties by lower prior index); the rest tie at
     -1, which lets a heap-based `top_k` skip them: on mostly-background
-    scores the selection runs 2-2.5x faster.
+    scores the selection is faster (docs/performance.md).
     """
     per_class = ops.transpose(scores, (0, 2, 1))
     return ops.where(per_class > score_threshold, per_class, -1.0)
@@ -297,7 +302,7 @@ def select_candidates(scores, k):
         (ties: the lower prior index first).
 
     Kept out of the XLA cluster on purpose: XLA lowers `top_k` to a full
-    sort, which on CPU is about 1.7x slower than TensorFlow's own kernel.
+    sort, which on CPU is slower than TensorFlow's own kernel.
     """
     return sorted_top_k(scores, k)
 

@@ -78,6 +78,99 @@ def make_tiny_model():
     return make
 
 
+def assert_same_outputs(got, expected, atol=0.0):
+    """Every tensor of two outputs (a tensor, or a dict or list of them)
+    equal to `atol`."""
+    import keras
+
+    got, expected = keras.tree.flatten(got), keras.tree.flatten(expected)
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(a),
+                                   keras.ops.convert_to_numpy(b), rtol=0, atol=atol)
+
+
+@pytest.fixture
+def keras_round_trip(tmp_path):
+    """`keras_round_trip(model, x, atol=0.0, compile=None, load=None)`: save
+    `model` to a `.keras` file, load it (`keras.saving.load_model`, or
+    `load`), assert the loaded model's outputs on `x` equal the original's
+    (to `atol`) and return the loaded model."""
+    import keras
+
+    def check(model, x, atol=0.0, compile=None, load=None):
+        path = tmp_path / f"{model.name}.keras"
+        model.save(path)
+        kwargs = {} if compile is None else {"compile": compile}
+        loaded = (load or keras.saving.load_model)(str(path), **kwargs)
+        assert_same_outputs(loaded(x), model(x), atol)
+        return loaded
+
+    return check
+
+
+@pytest.fixture(scope="session")
+def config_round_trip():
+    """`config_round_trip(layer, x=None)`: rebuild `layer` from its
+    `get_config()` and through Keras' serialization, assert both copies have
+    the same config (and, given `x`, the same outputs on it) and return the
+    `from_config` copy."""
+
+    def check(layer, x=None):
+        import keras
+
+        config = layer.get_config()
+        clone = type(layer).from_config(config)
+        again = keras.saving.deserialize_keras_object(
+            keras.saving.serialize_keras_object(layer))
+        for copy in (clone, again):
+            assert type(copy) is type(layer) and copy.get_config() == config
+            if x is not None:
+                assert_same_outputs(copy(x), layer(x))
+        return clone
+
+    return check
+
+
+@pytest.fixture(scope="session")
+def make_confident_tiny_ssd():
+    """Factory `make_confident_tiny_ssd(seed=1, decode=None)`: an `SSDTiny`
+    (3 classes, 160 px) whose heads give real, image-dependent detections,
+    built with `decode` as its `postprocessing` when given.
+
+    Class heads: random kernels x4 (scores spread over [0, 1] and depend on
+    the image) and a +1 bias on one class per prior shape, so confident
+    candidates exist. Box heads: random kernels x0.1, so boxes move off the
+    priors but neighbours still overlap and NMS has work to do.
+    """
+
+    def make(seed=1, decode=None):
+        import keras
+
+        from keras_ssd.models import SSDTiny
+
+        keras.utils.set_random_seed(seed)
+        model = SSDTiny(num_classes=3)
+        for layer in model.layers:
+            kernel_and_bias = layer.get_weights()
+            if layer.name.endswith("_mbox_conf"):
+                kernel, bias = kernel_and_bias
+                shapes = np.arange(bias.size // 4)
+                bias = np.zeros_like(bias)
+                bias[shapes * 4 + 1 + shapes % 3] = 1.0
+                layer.set_weights([kernel * 4.0, bias])
+            elif layer.name.endswith("_mbox_loc"):
+                kernel, bias = kernel_and_bias
+                layer.set_weights([kernel * 0.1, bias])
+        if decode is None:
+            return model
+        tuned = type(model).from_config({**model.get_config(), "postprocessing": decode})
+        tuned.set_weights(model.get_weights())
+        return tuned
+
+    return make
+
+
 @pytest.fixture(scope="module")
 def tiny_model(make_tiny_model):
     """An untrained `SSDTiny` for 2 classes (seed 1), shared within a module:
@@ -120,6 +213,40 @@ def synthetic_voc(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic_voc") / "shapes"
     make_synthetic_voc(root, num_trainval=12, num_test=4, image_size=160, seed=3)
     return str(root)
+
+
+@pytest.fixture
+def synthetic_train(synthetic_voc):
+    """Factory `synthetic_train(images=None)`: a fresh `VOCDataset` of
+    `synthetic_voc`'s trainval split (its four classes), cut to its first
+    `images` records when given."""
+
+    def make(images=None):
+        from keras_ssd.data import SYNTHETIC_CLASSES, VOCDataset
+
+        train = VOCDataset(synthetic_voc, "trainval", class_names=SYNTHETIC_CLASSES)
+        if images is not None:
+            train.records = train.records[:images]
+        return train
+
+    return make
+
+
+@pytest.fixture
+def fine_tune(tmp_path):
+    """`fine_tune(model, train, batch_size, learning_rate)`: three epochs of
+    `train_detector` without augmentation, warm-up, validation loss or logs
+    (the checkpoints go to a temporary folder); returns the `History`."""
+
+    def run(model, train, batch_size, learning_rate):
+        from keras_ssd.training.fit import train_detector
+
+        return train_detector(model, train, epochs=3, batch_size=batch_size, augment=False,
+                              workers=0, learning_rate=learning_rate, warmup_epochs=0,
+                              checkpoint_dir=str(tmp_path / "run"), val_loss=False,
+                              log_dir=False, csv=False, plot=False, verbose=0)
+
+    return run
 
 
 #: (width, height) of `ToyDataset`'s images.

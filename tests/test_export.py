@@ -36,29 +36,6 @@ tf_only = pytest.mark.skipif(
 )
 
 
-def crafted_tiny_ssd():
-    """SSDTiny with weights that give real, image-dependent detections.
-
-    Class heads: random kernels x4 (scores spread over [0, 1] and depend on
-    the image) and a +1 bias on one class per prior shape, so confident
-    candidates exist. Box heads: random kernels x0.1, so boxes move off the
-    priors but neighbours still overlap and NMS has work to do.
-    """
-    keras.utils.set_random_seed(1)
-    model = SSDTiny(num_classes=3)
-    for layer in model.layers:
-        if layer.name.endswith("_mbox_conf"):
-            kernel, bias = layer.get_weights()
-            bias = np.zeros_like(bias)
-            for box in range(bias.size // 4):
-                bias[box * 4 + 1 + box % 3] = 1.0
-            layer.set_weights([kernel * 4.0, bias])
-        elif layer.name.endswith("_mbox_loc"):
-            kernel, bias = layer.get_weights()
-            layer.set_weights([kernel * 0.1, bias])
-    return model
-
-
 def make_images():
     """Noise, dark noise (no detections), noise with a red block, a gradient."""
     rng = np.random.default_rng(0)
@@ -71,8 +48,8 @@ def make_images():
 
 
 @pytest.fixture(scope="module")
-def ssd():
-    return crafted_tiny_ssd()
+def ssd(make_confident_tiny_ssd):
+    return make_confident_tiny_ssd(seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -81,13 +58,10 @@ def images():
 
 
 @pytest.fixture(scope="module")
-def tuned_ssd(ssd):
-    """`ssd` (its weights) whose source settings are `DECODE`
-    (`postprocessing`, so saved with it): its `predict` and its artifacts
-    decode with them."""
-    model = type(ssd).from_config({**ssd.get_config(), "postprocessing": DECODE})
-    model.set_weights(ssd.get_weights())
-    return model
+def tuned_ssd(make_confident_tiny_ssd):
+    """`ssd` whose source settings are `DECODE` (`postprocessing`, so saved
+    with it): its `predict` and its artifacts decode with them."""
+    return make_confident_tiny_ssd(seed=1, decode=DECODE)
 
 
 @pytest.fixture(scope="module")
@@ -140,12 +114,12 @@ def test_the_export_graph_is_the_network_and_its_decoders_settings(ssd, tuned_ss
         check_model(keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)]))
 
 
-def test_artifacts_and_the_decoder_share_one_vocabulary():
+def test_artifacts_and_the_decoder_share_one_vocabulary(ssd):
     from keras_ssd.inference import OUTPUT_KEYS
     from keras_ssd.layers.decode_detections import DecodeDetections
 
     assert OUTPUT_NAMES == OUTPUT_KEYS == ("boxes", "scores", "labels", "num_detections")
-    out = DecodeDetections(crafted_tiny_ssd().config)(np.zeros((1, 2390, 8), "float32"))
+    out = DecodeDetections(ssd.config)(np.zeros((1, 2390, 8), "float32"))
     assert tuple(out) == OUTPUT_KEYS
 
 
@@ -271,12 +245,11 @@ def test_missing_export_extra_names_the_pip_extra(ssd, tmp_path, monkeypatch):
     assert not (tmp_path / "m.onnx").exists()
 
 
-def test_other_backends_are_told_to_export_under_tensorflow(tmp_path, monkeypatch):
+def test_other_backends_are_told_to_export_under_tensorflow(ssd, tmp_path, monkeypatch):
     if keras.backend.backend() == "tensorflow":
         monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
-    model = crafted_tiny_ssd()
     with pytest.raises(ValueError, match="needs the TensorFlow backend"):
-        export(model, str(tmp_path / "sm"))
+        export(ssd, str(tmp_path / "sm"))
     assert os.listdir(tmp_path) == []
 
 

@@ -29,26 +29,6 @@ tf_only = pytest.mark.skipif(
 )
 
 
-def confident_tiny_ssd():
-    """SSDTiny (3 classes) whose heads give confident, image-dependent
-    detections: class kernels x4 and a +1 bias on one class per prior shape,
-    box kernels x0.1 (boxes move off the priors, neighbours overlap)."""
-    keras.utils.set_random_seed(7)
-    from keras_ssd.models import SSDTiny
-
-    model = SSDTiny(num_classes=3)
-    for layer in model.layers:
-        if layer.name.endswith("_mbox_conf"):
-            kernel, bias = layer.get_weights()
-            bias = np.zeros_like(bias)
-            bias[np.arange(bias.size // 4) * 4 + 1 + np.arange(bias.size // 4) % 3] = 1.0
-            layer.set_weights([kernel * 4.0, bias])
-        elif layer.name.endswith("_mbox_loc"):
-            kernel, bias = layer.get_weights()
-            layer.set_weights([kernel * 0.1, bias])
-    return model
-
-
 def make_images(n=4, seed=0):
     """Noise with coloured blocks and a gradient: inputs with detections."""
     rng = np.random.default_rng(seed)
@@ -62,8 +42,8 @@ def make_images(n=4, seed=0):
 
 
 @pytest.fixture(scope="module")
-def ssd():
-    return confident_tiny_ssd()
+def ssd(make_confident_tiny_ssd):
+    return make_confident_tiny_ssd(seed=7)
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +57,8 @@ def images():
 
 
 @pytest.fixture(scope="module")
-def expected(ssd, images):
-    model = type(ssd).from_config({**ssd.get_config(), "postprocessing": DECODE})
-    model.set_weights(ssd.get_weights())
-    return model.predict(images.astype("float32"))
+def expected(make_confident_tiny_ssd, images):
+    return make_confident_tiny_ssd(seed=7, decode=DECODE).predict(images.astype("float32"))
 
 
 def assert_float_interface(got, batch, top_k=DECODE["top_k"]):

@@ -63,11 +63,10 @@ _KIND_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
 #: `jit_compile` for TensorFlow on CPU, per kind (`cpu_jit_compile`). XLA
 #: compiles the whole SSD; plain graphs run the convolutions through oneDNN.
-#: Measured for the SSD300 forward pass at batch 1 (`docs/performance.md`):
-#: x86-avx512-bf16 (AMD Zen 4): XLA 1.01x and 0.93x of the default, earlier
-#: about 3x slower; x86-avx512-bf16-amx (Intel Xeon): 1.06x (1.06-1.20x),
-#: within the noise of that shared machine and not measured for training, so
-#: kept off. Add a kind here once XLA measures faster on it.
+#: Measured for the SSD300 forward pass at batch 1 (figures in
+#: `docs/performance.md`): on every kind measured XLA was no faster than the
+#: default beyond the noise of a shared machine, so it stays off. Add a kind
+#: here once XLA measures faster on it.
 CPU_JIT_COMPILE = {
     "x86-avx512-bf16": False,
     "x86-avx512-bf16-amx": False,

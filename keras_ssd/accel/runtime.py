@@ -5,7 +5,7 @@ Both settings were chosen by measurement (`benchmarks/run.py`,
 `docs/performance.md`):
 
 - **XLA.** On CPU with the TensorFlow backend, `jit_compile=True` makes the
-  SSD300 forward pass about 3x slower than plain `tf.function` graphs, whose
+  SSD300 forward pass slower than plain `tf.function` graphs, whose
   convolutions run through oneDNN. On GPUs and TPUs XLA is the usual win, and
   on JAX it is the only compiled path. `default_jit_compile()` picks per
   backend and device; the package's `compile`/`fit`/`predict` paths and the
@@ -13,9 +13,8 @@ Both settings were chosen by measurement (`benchmarks/run.py`,
 - **Mixed precision.** `set_mixed_precision(True)` selects `mixed_float16`
   on GPU, `mixed_bfloat16` on TPU, and on CPU `mixed_bfloat16` only where
   the CPU computes bfloat16 natively (AVX512_BF16 or AMX,
-  `keras_ssd.accel.machine.native_bfloat16()`: about 2x faster than
-  float32 there); elsewhere bfloat16 is emulated and no faster than
-  float32 (an AVX2-only CPU: 72 vs 76 GFLOP/s for a 4096^2 matmul), so it
+  `keras_ssd.accel.machine.native_bfloat16()`: faster than float32
+  there); elsewhere bfloat16 is emulated and no faster than float32, so it
   keeps float32 and warns why (`force=True` to take bfloat16 anyway).
   Variables stay float32; the SSD head's output, the loss and the decoder
   compute in float32.
@@ -129,7 +128,7 @@ def default_jit_compile(backend=None, device=None):
 
     - TensorFlow on CPU: `keras_ssd.accel.machine.cpu_jit_compile()`, the
       entry of this CPU kind in `machine.CPU_JIT_COMPILE` (default `False`:
-      XLA was no faster than, or up to 3x slower than, the oneDNN graph path
+      XLA was no faster than, or slower than, the oneDNN graph path
       for SSD300 on the CPUs measured).
     - TensorFlow on GPU/TPU: `True`.
     - JAX: `True` (XLA is JAX's compiler; `False` would run eagerly).

@@ -53,8 +53,8 @@ def table_tile(height, width, in_channels, out_channels):
     From per-layer measurements of SSD300's VGG16 convolutions at batch 1 in
     float32 on a 2-core AMD Zen 4 (AVX-512, AVX512_BF16;
     `benchmarks/winograd.py`): F(4x4) wins on the 150x150 and 75x75 maps
-    with at least 128 channels (e.g. conv3_2: 31 -> 19 ms), F(2x2) on the
-    38x38 maps with 256-512 channels (conv4_2: 31 -> 23 ms), and the direct
+    with at least 128 channels (e.g. conv3_2), F(2x2) on the 38x38 maps
+    with 256-512 channels (conv4_2; figures in docs/performance.md), and the direct
     convolution everywhere else (few channels, where the transforms cost
     more than the saved multiplies, and the 19x19 maps, where oneDNN is
     already efficient). On SSD512's larger maps the same rule picks F4 for

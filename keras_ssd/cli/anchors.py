@@ -14,14 +14,12 @@ import os
 from keras_ssd.cli.args import (
     MODEL_CHOICES,
     CLIError,
-    DefaultSplit,
     _model_name,
     _non_negative_int,
-    _require_dataset,
-    add_format_argument,
-    class_file_option,
+    add_dataset_arguments,
+    class_options,
     load_cli_dataset,
-    parse_classes,
+    require_datasets,
     resolve_split,
 )
 
@@ -40,18 +38,10 @@ def _iou_threshold(text):
 
 def add_arguments(p):
     data = p.add_argument_group("data")
-    data.add_argument("--data", action="append", required=True, metavar="DIR",
-                      help="dataset folder or annotation file (see --format), e.g. "
-                           "VOCdevkit/VOC2007; VOC folders may be repeated to measure "
-                           "several together")
-    add_format_argument(data)
-    data.add_argument("--split", default=DefaultSplit("trainval"),
-                      help="split of --data (default: trainval for VOC, train for YOLO; "
-                           "a COCO or CSV folder's only annotation file)")
-    data.add_argument("--classes", metavar="NAMES_OR_FILE",
-                      help="comma-separated class names, or a text file with one "
-                           "name per line (default: the 20 VOC classes for VOC; the "
-                           "dataset's own for COCO, YOLO and CSV)")
+    add_dataset_arguments(
+        data, data_help="; VOC folders may be repeated to measure several together",
+        classes_help="the 20 VOC classes for VOC; the dataset's own for COCO, YOLO "
+                     "and CSV)")
     model = p.add_argument_group("priors")
     model.add_argument("--model", type=_model_name, default="ssd300",
                        metavar="{" + ",".join(MODEL_CHOICES) + "}",
@@ -97,18 +87,9 @@ def _load_config(args, num_classes):
 
 def run(args):
     # Every check a typo can break, before reading the dataset.
-    formats = [_require_dataset(root, args.format, args.split, "--data")
-               for root in args.data]
-    fmt = formats[0]
-    if len(args.data) > 1 and set(formats) != {"voc"}:
-        raise CLIError("--data: only Pascal VOC folders can be given several times "
-                       f"(VOC07+12); got {', '.join(sorted(set(formats)))} data", status=2)
+    fmt = require_datasets(args.data, args.format, args.split)
     split = resolve_split(fmt, args.split)
-    class_file = class_file_option(args.classes, fmt)
-    if class_file is not None or (args.classes is None and fmt != "voc"):
-        class_names = None  # the dataset's own
-    else:
-        class_names = parse_classes(args.classes)
+    class_names, class_file = class_options(args.classes, fmt)
     for path, option in ((args.json, "--json"), (args.plot, "--plot")):
         if path:
             _require_output_file(path, option)

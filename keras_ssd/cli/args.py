@@ -10,15 +10,8 @@ import argparse
 import os
 
 from keras_ssd import presets
+from keras_ssd.classes import VOC_CLASSES
 
-#: The 20 Pascal VOC classes, in the devkit's order (the default `--classes`).
-#: The same tuple as `keras_ssd.data.VOC_CLASSES`, kept here so that parsing
-#: arguments does not import the data package (numpy, Pillow).
-VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
-    "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
-    "sheep", "sofa", "train", "tvmonitor",
-)
 
 #: `--model` choices: the variants of `keras_ssd.presets`.
 MODEL_CHOICES = presets.names()
@@ -171,6 +164,85 @@ def add_format_argument(group):
                             "coco (an instances .json), yolo (data.yaml, images/ + "
                             "labels/), csv (image_path,xmin,ymin,xmax,ymax,class_name "
                             "rows) or auto (default: told from the layout)")
+
+
+#: VOC's default image set, for training and for evaluation.
+VOC_SPLITS = ("trainval", "test")
+
+
+def add_dataset_arguments(group, *, evaluation=False, data_help="", repeatable=True,
+                          required=True, classes_help=None):
+    """Add the dataset options `train`, `evaluate` and `anchors` share:
+    `--data`, `--format`, `--split` and (when `classes_help` is given)
+    `--classes`.
+
+    Args:
+        group: an argument group or parser.
+        evaluation: the default split is the evaluation one (VOC `test`,
+            YOLO `val`) instead of the training one (`trainval`, `train`).
+        data_help: what follows `--data`'s common help.
+        repeatable: `--data` may be given several times (VOC07+12).
+        required: `--data` is required by argparse.
+        classes_help: the end of `--classes`' help, after "(default: ".
+    """
+    group.add_argument("--data", action="append" if repeatable else "store",
+                       required=required, metavar="DIR",
+                       help="dataset folder or annotation file (see --format), e.g. "
+                            "VOCdevkit/VOC2007" + data_help)
+    add_format_argument(group)
+    voc, yolo = VOC_SPLITS[evaluation], FORMAT_SPLITS["yolo"][evaluation]
+    group.add_argument("--split", default=DefaultSplit(voc),
+                       help=f"split of --data (default: {voc} for VOC, {yolo} for YOLO; "
+                            "a COCO or CSV folder's only annotation file)")
+    if classes_help is not None:
+        group.add_argument("--classes", metavar="NAMES_OR_FILE",
+                           help="comma-separated class names, or a text file with one "
+                                "name per line (default: " + classes_help)
+
+
+def require_datasets(paths, fmt, split, option="--data"):
+    """`_require_dataset` for each of `paths` (several only for VOC): their format."""
+    formats = [_require_dataset(path, fmt, split, option) for path in paths]
+    if len(paths) > 1 and set(formats) != {"voc"}:
+        raise CLIError(f"{option}: only Pascal VOC folders can be given several times "
+                       f"(VOC07+12); got {', '.join(sorted(set(formats)))} data", status=2)
+    return formats[0]
+
+
+def class_options(classes, fmt):
+    """`(class_names, class_file)` of `--classes` for a dataset of format `fmt`:
+    `class_names` None leaves them to the dataset (a CSV class file, or no
+    `--classes` for a format that names its own)."""
+    class_file = class_file_option(classes, fmt)
+    if class_file is not None or (classes is None and fmt != "voc"):
+        return None, class_file
+    return parse_classes(classes), None
+
+
+def add_project_arguments(group, name, what):
+    """Add `--project DIR` and `--name NAME`: the command writes to the first
+    of PROJECT/NAME, PROJECT/NAME2, ... that does not exist yet (`keras_ssd.runs`)."""
+    group.add_argument("--project", default="runs", metavar="DIR",
+                       help=f"parent folder of the {what} folders (default: runs)")
+    group.add_argument("--name", default=name,
+                       help=f"{what} folder name: each run writes to the first of "
+                            "PROJECT/NAME, PROJECT/NAME2, PROJECT/NAME3, ... that does "
+                            f"not exist yet (default: {name})")
+
+
+def add_preset_argument(group, help):
+    """Add `--preset NAME` (a pretrained detector of `keras_ssd.presets`)."""
+    group.add_argument("--preset", metavar="{" + ",".join(presets.pretrained_names()) + "}",
+                       help=help)
+
+
+def require_preset(name):
+    """The `PretrainedPreset` called `name`; `CLIError` if there is none."""
+    preset = presets.find_pretrained(name)
+    if preset is None:
+        raise CLIError(f"--preset: unknown pretrained preset {name!r}; choose one of "
+                       f"{', '.join(presets.pretrained_names())}", status=2)
+    return preset
 
 
 def resolve_split(fmt, split, evaluation=False):

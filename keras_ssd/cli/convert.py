@@ -5,13 +5,14 @@
 import os
 
 from keras_ssd import presets
-from keras_ssd.cli.args import CLIError, _quiet_tensorflow
+from keras_ssd.cli.args import (
+    CLIError, _quiet_tensorflow, add_preset_argument, require_preset,
+)
 
 HELP = "convert a PyTorch SSD checkpoint (.pth) or a pretrained preset to .keras"
 
 #: `--source` choices: the converters of `keras_ssd.models.convert.SOURCES`.
-SOURCE_CHOICES = ("auto", "torchvision", "amdegroot", "lufficc", "lufficc512",
-                  "torchvision_ssdlite")
+SOURCE_CHOICES = ("auto",) + presets.SOURCE_NAMES
 
 
 def add_arguments(p):
@@ -21,7 +22,7 @@ def add_arguments(p):
                         "vgg_ssd300_voc0712.pth or torchvision's "
                         "ssdlite320_mobilenet_v3_large_coco-a79551df.pth (read without "
                         "running anything from it)")
-    p.add_argument("--preset", metavar="{" + ",".join(presets.pretrained_names()) + "}",
+    add_preset_argument(p,
                    help="instead of FILE: a pretrained preset, downloaded once into the "
                         "cache (SHA-256 checked) and converted")
     p.add_argument("--source", choices=SOURCE_CHOICES, default="auto",
@@ -35,9 +36,7 @@ def _check(args):
     if (args.checkpoint is None) == (args.preset is None):
         raise CLIError("give a checkpoint FILE.pth or --preset NAME (one of them)", status=2)
     if args.preset is not None:
-        if presets.find_pretrained(args.preset) is None:
-            raise CLIError(f"--preset: unknown pretrained preset {args.preset!r}; choose one "
-                           f"of {', '.join(presets.pretrained_names())}", status=2)
+        require_preset(args.preset)
         if args.source != "auto":
             raise CLIError("--source goes with a FILE; a --preset knows its source", status=2)
     else:

@@ -9,19 +9,21 @@ from keras_ssd import presets
 
 from keras_ssd.cli.args import (
     CLIError,
-    DefaultSplit,
     _positive_int,
     _require_dataset,
     _quiet_tensorflow,
     _require_model_file,
     _require_out_folder,
-    add_format_argument,
+    add_dataset_arguments,
     add_image_size_argument,
     add_on_error_argument,
+    add_preset_argument,
+    add_project_arguments,
     evaluation_reading,
     load_cli_dataset,
     load_ssd_model,
     model_at_image_size,
+    require_preset,
     resolve_split,
 )
 
@@ -29,20 +31,14 @@ HELP = "VOC mAP (or COCO AP) of a trained model on a VOC, COCO, YOLO or CSV data
 
 
 def add_arguments(p):
-    p.add_argument("--data", required=True, metavar="DIR",
-                   help="dataset folder or annotation file to evaluate on (e.g. "
-                        "VOCdevkit/VOC2007; see --format). Its class names must be the "
-                        "model's")
-    add_format_argument(p)
+    add_dataset_arguments(p, evaluation=True, repeatable=False,
+                          data_help=". Its class names must be the model's")
     add_on_error_argument(p, evaluation=True)
-    p.add_argument("--split", default=DefaultSplit("test"),
-                   help="split (default: test for VOC, val for YOLO; a COCO or CSV "
-                        "folder's only annotation file)")
     model = p.add_mutually_exclusive_group(required=True)
     model.add_argument("--model-file", metavar="M.keras",
                        help="a model saved by `keras-ssd train` or `keras-ssd convert` "
                             "(class names are read from it)")
-    model.add_argument("--preset", metavar="{" + ",".join(presets.pretrained_names()) + "}",
+    add_preset_argument(model,
                        help="a pretrained detector, downloaded and converted once "
                             "(cached in $KERAS_SSD_CACHE_DIR); ssd300_coco is scored "
                             "against a COCO annotation file by category id")
@@ -58,10 +54,7 @@ def add_arguments(p):
     p.add_argument("--out", metavar="DIR",
                    help="folder for report.json, pr_curve.png and confusion_matrix.png "
                         "(default: a fresh PROJECT/NAME, NAME2, ... folder)")
-    p.add_argument("--project", default="runs", metavar="DIR",
-                   help="parent folder of the report folders (default: runs)")
-    p.add_argument("--name", default="evaluate",
-                   help="report folder name (default: evaluate)")
+    add_project_arguments(p, "evaluate", "report")
     p.add_argument("--json", metavar="OUT",
                    help="also write the report's JSON to this file")
 
@@ -85,9 +78,7 @@ def run(args):
 
     artifact = args.preset is None and is_artifact_path(args.model_file)
     if args.preset is not None:
-        if presets.find_pretrained(args.preset) is None:
-            raise CLIError(f"--preset: unknown pretrained preset {args.preset!r}; choose "
-                           f"one of {', '.join(presets.pretrained_names())}", status=2)
+        require_preset(args.preset)
     elif not (artifact and os.path.exists(args.model_file)):
         _require_model_file(args.model_file)
     if args.json and os.path.isdir(args.json):

@@ -16,6 +16,7 @@ from keras_ssd.cli.args import (
     _require_out_folder,
     _unit_float,
     add_image_size_argument,
+    add_project_arguments,
     load_ssd_model,
     model_at_image_size,
 )
@@ -50,10 +51,7 @@ def add_arguments(p):
                    help="folder for the annotated images and videos, detections.json and "
                         "one NAME.jsonl per video (default: a fresh PROJECT/NAME, NAME2, "
                         "... folder)")
-    p.add_argument("--project", default="runs", metavar="DIR",
-                   help="parent folder of the output folders (default: runs)")
-    p.add_argument("--name", default="predict",
-                   help="output folder name (default: predict)")
+    add_project_arguments(p, "predict", "output")
     p.add_argument("--threshold", type=_unit_float, default=0.5,
                    help="minimum detection score (default: 0.5)")
     p.add_argument("--iou-threshold", type=_unit_float, default=0.45,

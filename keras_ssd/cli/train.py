@@ -19,13 +19,16 @@ from keras_ssd.cli.args import (
     _require_dataset,
     _require_out_folder,
     _unit_float,
-    add_format_argument,
+    add_dataset_arguments,
     add_image_size_argument,
     add_on_error_argument,
+    add_preset_argument,
+    add_project_arguments,
+    class_options,
     evaluation_reading,
-    class_file_option,
     load_cli_dataset,
-    parse_classes,
+    require_datasets,
+    require_preset,
     resolve_split,
 )
 
@@ -57,33 +60,37 @@ multi-worker training (--distribute multi-worker):
 
 
 def add_arguments(p):
-    data = p.add_argument_group("data")
-    # Required, checked in run(): `--config ARGS.yaml` may provide it.
-    data.add_argument("--data", action="append", metavar="DIR",
-                      help="dataset folder or annotation file (see --format), e.g. "
-                           "VOCdevkit/VOC2007; VOC folders may be repeated to train on "
-                           "several (VOC07+12: --data VOC2007 --data VOC2012)")
-    add_format_argument(data)
+    _add_data_arguments(p.add_argument_group("data"))
+    _add_model_arguments(p.add_argument_group("model"))
+    _add_optimisation_arguments(p)
+    _add_run_arguments(p.add_argument_group("run"))
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = MULTI_WORKER_HELP
+    p.set_defaults(_reparse=_apply_config, _subparser=p)
+
+
+def _add_data_arguments(data):
+    # --data is required, checked in run(): `--config ARGS.yaml` may provide it.
+    add_dataset_arguments(
+        data, required=False,
+        data_help="; VOC folders may be repeated to train on several (VOC07+12: "
+                  "--data VOC2007 --data VOC2012)",
+        classes_help="a VOC folder's labels.txt, else the 20 VOC classes for VOC; the "
+                     "dataset's own for COCO, YOLO and CSV). YOLO: must match data.yaml; "
+                     "COCO: selects categories; CSV: the label order, or a "
+                     "keras-retinanet class_name,id .csv file")
     add_on_error_argument(data)
-    data.add_argument("--split", default=DefaultSplit("trainval"),
-                      help="split of --data (default: trainval for VOC, train for YOLO; "
-                           "a COCO or CSV folder's only annotation file)")
     data.add_argument("--val-data", metavar="DIR",
                       help="dataset (same --format) to compute validation mAP on after "
                            "each --eval-every epochs (default: none)")
     data.add_argument("--val-split", default=DefaultSplit("test"),
                       help="split of --val-data (default: test for VOC, val for YOLO)")
-    data.add_argument("--classes", metavar="NAMES_OR_FILE",
-                      help="comma-separated class names, or a text file with one "
-                           "name per line (default: a VOC folder's labels.txt, else "
-                           "the 20 VOC classes for VOC; the "
-                           "dataset's own for COCO, YOLO and CSV). YOLO: must match "
-                           "data.yaml; COCO: selects categories; CSV: the label order, "
-                           "or a keras-retinanet class_name,id .csv file")
     data.add_argument("--workers", type=_non_negative_int, default=2,
                       help="data-loading threads (0 = load in the training loop; "
                            "default: 2)")
-    model = p.add_argument_group("model")
+
+
+def _add_model_arguments(model):
     model.add_argument("--model", type=_model_name, default="ssd300",
                        metavar="{" + ",".join(MODEL_CHOICES) + "}",
                        help="SSD variant (default: ssd300)")
@@ -91,7 +98,7 @@ def add_arguments(p):
                        help="backbone initialisation: 'imagenet' (Keras downloads the "
                             "weights), 'none' (random) or a .h5/.weights.h5 file "
                             "(default: imagenet; ignored by --model tiny)")
-    model.add_argument("--preset", metavar="{" + ",".join(presets.pretrained_names()) + "}",
+    add_preset_argument(model,
                        help="fine-tune a pretrained detector (downloaded and converted "
                             "once): new class heads for the dataset's classes, the rest of "
                             "the network kept; its recipe is finetune-sgd")
@@ -106,6 +113,9 @@ def add_arguments(p):
                             "and pad with the mean pixel (default: stretch it, as the "
                             "paper does). Stored in the model: evaluate and predict then "
                             "letterbox too")
+
+
+def _add_optimisation_arguments(p):
     opt = p.add_argument_group(
         "optimisation",
         "Every option left unset comes from the model's recipe: the SSD paper's SGD "
@@ -142,16 +152,13 @@ def add_arguments(p):
                      help="step schedule: epochs after which the learning rate is "
                           "multiplied by 0.1 (default: at 2/3 and 5/6 of the run, as "
                           "80k and 100k of 120k iterations)")
-    run = p.add_argument_group("run")
+
+
+def _add_run_arguments(run):
     run.add_argument("--config", metavar="ARGS.yaml",
                      help="repeat a run: read the arguments from the args.yaml of its "
                           "folder (options given on the command line win)")
-    run.add_argument("--project", default="runs", metavar="DIR",
-                     help="parent folder of the run folders (default: runs)")
-    run.add_argument("--name", default="train",
-                     help="run folder name: each run writes to the first of "
-                          "PROJECT/NAME, PROJECT/NAME2, PROJECT/NAME3, ... that does not "
-                          "exist yet (default: train)")
+    add_project_arguments(run, "train", "run")
     run.add_argument("--checkpoint-dir", default=None, metavar="DIR",
                      help="write the run to exactly this folder instead (latest.keras, "
                           "best.keras, args.yaml, logs/, history.csv, training.png); "
@@ -197,9 +204,6 @@ def add_arguments(p):
                           "multi-worker (several processes or machines, each started "
                           "with its own TF_CONFIG: see 'multi-worker training' below). "
                           "--batch-size is the global batch. See docs/distributed.md")
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.epilog = MULTI_WORKER_HELP
-    p.set_defaults(_reparse=_apply_config, _subparser=p)
 
 
 #: Options `args.yaml` does not record: where this run writes and how it
@@ -279,11 +283,7 @@ def run(args):
         raise CLIError("the following arguments are required: --data (or --config "
                        "ARGS.yaml)", status=2)
     # Check everything a typo can break before TensorFlow is imported.
-    formats = [_require_dataset(root, args.format, args.split, "--data") for root in args.data]
-    fmt = formats[0]
-    if len(args.data) > 1 and set(formats) != {"voc"}:
-        raise CLIError("--data: only Pascal VOC folders can be given several times "
-                       f"(VOC07+12); got {', '.join(sorted(set(formats)))} data", status=2)
+    fmt = require_datasets(args.data, args.format, args.split)
     val_fmt = (_require_dataset(args.val_data, args.format, args.val_split, "--val-data")
                if args.val_data else None)
     split = resolve_split(fmt, args.split)
@@ -292,13 +292,7 @@ def run(args):
         if os.path.isfile(beside):
             args.classes = beside
             print(f"classes: {beside} (give --classes to choose others)")
-    class_file = class_file_option(args.classes, fmt)
-    if class_file is not None:
-        class_names = None
-    elif args.classes is None and fmt != "voc":
-        class_names = None  # the dataset's own
-    else:
-        class_names = parse_classes(args.classes)
+    class_names, class_file = class_options(args.classes, fmt)
     preset = _check_preset(args)
     backbone_weights = (None if preset is not None
                         else _check_backbone_weights(args.backbone_weights, args.model))
@@ -496,10 +490,7 @@ def _check_preset(args):
         if getattr(args, "freeze", "none") != "none":
             raise CLIError("--freeze goes with --preset (a pretrained detector)", status=2)
         return None
-    preset = presets.find_pretrained(name)
-    if preset is None:
-        raise CLIError(f"--preset: unknown pretrained preset {name!r}; choose one of "
-                       f"{', '.join(presets.pretrained_names())}", status=2)
+    preset = require_preset(name)
     if args.model != preset.architecture:
         raise CLIError(f"--preset {preset.name} is an {preset.architecture} model, not "
                        f"--model {args.model}", status=2)
@@ -548,12 +539,9 @@ def resolve_cli_recipe(args, backbone_weights):
     schedule = args.schedule
     if schedule is None and args.lr_decay_epochs is not None:
         schedule = "step"
-    base = args.recipe
-    preset = presets.find_pretrained(getattr(args, "preset", None) or "")
-    if base is None and preset is not None:
-        base = preset.recipe  # fine-tuning a converted detector
     return presets.resolve_recipe(
-        base, variant=args.model, pretrained=backbone_weights is not None,
+        args.recipe, variant=args.model, pretrained=backbone_weights is not None,
+        pretrained_preset=getattr(args, "preset", None),
         optimizer=args.optimizer, learning_rate=args.lr, momentum=args.momentum,
         weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, schedule=schedule,
         epochs=args.epochs, batch_size=args.batch_size)
@@ -566,66 +554,14 @@ def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_we
     from keras_ssd.training.distribute import prepare_model
     from keras_ssd.training.fit import train_detector
 
-    initial_epoch = 0
     fitted = None
     if args.resume:
-        from keras_ssd.training.checkpoints import resume
-
-        model, initial_epoch = resume(args.checkpoint_dir)
-        if list(model.config.names) != list(class_names):
-            raise CLIError(f"--resume: the checkpoint in {args.checkpoint_dir} was trained on "
-                           f"classes {model.config.names}, not {class_names}")
-        for option, value, own in (
-                ("--image-size", args.image_size, model.config.image_size),
-                ("--letterbox", args.letterbox or None, model.config.letterbox)):
-            if value is not None and value != own:
-                raise CLIError(f"--resume: the checkpoint in {args.checkpoint_dir} has "
-                               f"{option.lstrip('-')} {own}, not {value}", status=2)
-        print(f"resuming {latest} at epoch {initial_epoch}")
+        model, initial_epoch = _resumed_model(args, class_names, latest)
     else:
-        from keras_ssd.models import build_model
-
-        # SGD and Adam: the paper's L2 penalty, built into the kernels (it
-        # passes through the momentum, as in Caffe). AdamW: decoupled, in
-        # the optimizer.
-        kwargs = {"weight_decay": recipe.model_weight_decay}
-        if presets.get(args.model).pretrained_backbone:
-            kwargs["backbone_weights"] = backbone_weights
-        if args.image_size is not None:
-            kwargs["image_size"] = args.image_size
-        if args.letterbox:
-            kwargs["letterbox"] = True
-        if getattr(args, "preset", None) is not None:
-            from keras_ssd.models.pretrained import from_preset
-
-            # New class heads on the converted detector; same loop below.
-            model = from_preset(args.preset, class_names=class_names,
-                                freeze=None if args.freeze == "none" else args.freeze,
-                                weight_decay=kwargs["weight_decay"])
-            print(f"fine-tuning preset {args.preset} with new heads for {class_names}"
-                  + (f", {args.freeze} frozen" if args.freeze != "none" else ""))
-        else:
-            fitted = _fit_defaults(args, train_set, class_names, backbone_weights)
-            if fitted is not None:
-                kwargs.pop("image_size", None)  # in the fitted config
-                kwargs["config"] = fitted.config
-            model = build_model(args.model, class_names=class_names, **kwargs)
+        initial_epoch = 0
+        model, fitted = _new_model(args, train_set, class_names, backbone_weights, recipe)
     model = prepare_model(model, strategy)
-    print(f"training {model.name} ({model.count_params():,} parameters, "
-          f"{'x'.join(str(v) for v in model.config.image_shape)} px"
-          f"{' letterboxed' if model.config.letterbox else ''}, "
-          f"{model.config.num_anchors} priors) on "
-          f"{len(train_set)} images of {', '.join(args.data)}"
-          + (f"; validating on {len(val_set)} images" if val_set is not None else ""))
-    if args.resume:
-        print("recipe: the checkpoint's optimizer and schedule continue")
-    else:
-        print(f"recipe {recipe.describe()}")
-        if recipe.why and "(changed)" not in recipe.name:
-            print(f"  ({recipe.why})")
-    if args.time_limit is not None:
-        print(f"time limit: {args.time_limit:g} min of training"
-              + (f", at most {args.epochs} epochs" if args.epochs else ""))
+    _print_plan(args, model, train_set, val_set, recipe)
     augmentation = None
     if fitted is not None:
         print("\n".join(fitted.describe()))
@@ -650,8 +586,76 @@ def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_we
         callbacks=_early_stopping(args, val_set),
         **({} if args.logs else {"log_dir": False, "csv": False, "plot": False}),
     )
-    seconds = time.perf_counter() - start
-    logs = history.history
+    _print_outcome(args, history.history, time.perf_counter() - start, fmt, split)
+    return 0
+
+
+def _resumed_model(args, class_names, latest):
+    """The model and epoch of `--resume`, checked against this run's options."""
+    from keras_ssd.training.checkpoints import resume
+
+    model, initial_epoch = resume(args.checkpoint_dir)
+    if list(model.config.names) != list(class_names):
+        raise CLIError(f"--resume: the checkpoint in {args.checkpoint_dir} was trained on "
+                       f"classes {model.config.names}, not {class_names}")
+    for option, value, own in (
+            ("--image-size", args.image_size, model.config.image_size),
+            ("--letterbox", args.letterbox or None, model.config.letterbox)):
+        if value is not None and value != own:
+            raise CLIError(f"--resume: the checkpoint in {args.checkpoint_dir} has "
+                           f"{option.lstrip('-')} {own}, not {value}", status=2)
+    print(f"resuming {latest} at epoch {initial_epoch}")
+    return model, initial_epoch
+
+
+def _new_model(args, train_set, class_names, backbone_weights, recipe):
+    """`(model, fitted defaults or None)`: a preset with new heads, or a
+    fresh `--model`, its priors fitted to the data unless `--no-fit`."""
+    from keras_ssd.models import build_model
+
+    # SGD and Adam: the paper's L2 penalty, built into the kernels (it
+    # passes through the momentum, as in Caffe). AdamW: decoupled, in
+    # the optimizer.
+    kwargs = {"weight_decay": recipe.model_weight_decay}
+    if getattr(args, "preset", None) is not None:
+        from keras_ssd.models.pretrained import from_preset
+
+        model = from_preset(args.preset, class_names=class_names,
+                            freeze=None if args.freeze == "none" else args.freeze, **kwargs)
+        print(f"fine-tuning preset {args.preset} with new heads for {class_names}"
+              + (f", {args.freeze} frozen" if args.freeze != "none" else ""))
+        return model, None
+    if presets.get(args.model).pretrained_backbone:
+        kwargs["backbone_weights"] = backbone_weights
+    if args.letterbox:
+        kwargs["letterbox"] = True
+    fitted = _fit_defaults(args, train_set, class_names, backbone_weights)
+    if fitted is not None:
+        kwargs["config"] = fitted.config
+    elif args.image_size is not None:
+        kwargs["image_size"] = args.image_size
+    return build_model(args.model, class_names=class_names, **kwargs), fitted
+
+
+def _print_plan(args, model, train_set, val_set, recipe):
+    print(f"training {model.name} ({model.count_params():,} parameters, "
+          f"{'x'.join(str(v) for v in model.config.image_shape)} px"
+          f"{' letterboxed' if model.config.letterbox else ''}, "
+          f"{model.config.num_anchors} priors) on "
+          f"{len(train_set)} images of {', '.join(args.data)}"
+          + (f"; validating on {len(val_set)} images" if val_set is not None else ""))
+    if args.resume:
+        print("recipe: the checkpoint's optimizer and schedule continue")
+    else:
+        print(f"recipe {recipe.describe()}")
+        if recipe.why and "(changed)" not in recipe.name:
+            print(f"  ({recipe.why})")
+    if args.time_limit is not None:
+        print(f"time limit: {args.time_limit:g} min of training"
+              + (f", at most {args.epochs} epochs" if args.epochs else ""))
+
+
+def _print_outcome(args, logs, seconds, fmt, split):
     print(f"\nfinished {len(logs.get('loss', []))} epochs in {seconds / 60:.1f} min; "
           f"final loss {logs['loss'][-1]:.4f}" if logs.get("loss") else "no epoch ran")
     maps = [m for m in logs.get("val_mAP", []) if m is not None]
@@ -662,7 +666,6 @@ def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_we
     model_file = os.path.join(args.checkpoint_dir, "best.keras" if maps else "latest.keras")
     print(f"next: keras-ssd evaluate {_evaluate_hint(args, fmt, split)} --model-file "
           f"{model_file}")
-    return 0
 
 
 def _isatty(stream):

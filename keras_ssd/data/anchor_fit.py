@@ -568,24 +568,9 @@ def anchor_fit(dataset, config, iou_threshold=0.5, size_buckets="octave",
     >>> print(report.format())
     >>> report.suggestion["min_sizes"]
     """
-    if not 0.0 < float(iou_threshold) <= 1.0:
-        raise ValueError(
-            f"anchor_fit: iou_threshold must lie in (0, 1], got {iou_threshold}")
-    threshold = float(iou_threshold)
-    scales = [float(v) for v in scales]
-    if not scales or any(not math.isfinite(v) or v <= 0 for v in scales):
-        raise ValueError(f"anchor_fit: scales must be positive numbers, got {scales}")
-    names = getattr(dataset, "class_names", None)
-    if isinstance(config, str):
-        config = SSDConfig.from_preset(config, num_classes=len(names) if names else None)
-    elif hasattr(config, "config") and not isinstance(config, (SSDConfig, dict)):
-        config = config.config
-    config = SSDConfig.from_dict(config)
-    if not names:
-        names = config.names
-    names = list(names)
+    threshold, scales = _check_arguments(iou_threshold, scales)
+    config, names = _config_and_names(dataset, config)
     input_hw = _input_hw(config)
-
     boxes, pixels, index, labels, records, skipped = _gather(
         dataset, include_difficult,
         input_hw if getattr(config, "letterbox", False) else None)
@@ -593,10 +578,7 @@ def anchor_fit(dataset, config, iou_threshold=0.5, size_buckets="octave",
     which = best_map.argmax(axis=0)
     cols = np.arange(boxes.shape[0])
     best = best_map[which, cols]
-    best_arg = arg_map[which, cols]
-    n = int(best.size)
     matched = best >= threshold
-    rescued = ~matched & (best > _MIN_OVERLAP)
 
     # Sizes in the model's input: normalised width/height times the input's.
     wh = (boxes[:, 2:] - boxes[:, :2]).astype(np.float64) * [input_hw[1], input_hw[0]]
@@ -606,67 +588,22 @@ def anchor_fit(dataset, config, iou_threshold=0.5, size_buckets="octave",
     bucket_labels = _bucket_labels(edges, size_buckets == "coco")
     per_size = {bucket_labels[b]: _stats(best[bucket == b], threshold)
                 for b in range(len(bucket_labels)) if np.any(bucket == b)}
-
-    def name_of(label):
-        return names[label] if 0 <= label < len(names) else f"label_{label}"
-
-    per_class = {name_of(int(c)): _stats(best[labels == c], threshold)
+    per_class = {_name_of(names, int(c)): _stats(best[labels == c], threshold)
                  for c in np.unique(labels)}
     map_labels = [_map_label(f) for f in config.feature_map_sizes]
-    best_map_share = {label: float(np.mean(which == m))
-                      for m, label in enumerate(map_labels)}
-
     anchors = generate_anchors(config)
-    bad = np.flatnonzero(~matched)
-    bad = bad[np.argsort(best[bad], kind="stable")][: max(int(max_examples), 0)]
-    examples = []
-    for j in bad:
-        rec = records[int(index[j])]
-        prior = anchors[best_arg[j]]
-        examples.append({
-            "record": int(index[j]),
-            "image_id": _plain(rec.get("image_id")),
-            "image_path": str(rec.get("image_path", "")),
-            "class": name_of(int(labels[j])),
-            "box": [float(v) for v in pixels[j]],
-            "size": float(sizes[j]),
-            "best_iou": float(best[j]),
-            "best_map": map_labels[int(which[j])],
-            "best_prior": [float(prior[2] * input_hw[1]), float(prior[3] * input_hw[0])],
-        })
-
+    worst = np.flatnonzero(~matched)
+    worst = worst[np.argsort(best[worst], kind="stable")][: max(int(max_examples), 0)]
+    examples = [_unreachable_example(
+        j, int(index[j]), records[int(index[j])], names, labels, pixels, sizes, best,
+        map_labels[int(which[j])], anchors[arg_map[which[j], j]], input_hw) for j in worst]
     suggestion = suggested_best = None
     if suggest:
-        factors, global_scale, count = _suggest(boxes, config, threshold, scales,
-                                                chunk_size)
-        changed = count > int(matched.sum())
-        new, new_best = config, best
-        if changed:
-            # Sizes to 0.1 px, as printed, when that matches as many boxes.
-            exact = _scaled(config, factors)
-            new = config.replace(min_sizes=[round(v, 1) for v in exact.min_sizes],
-                                 max_sizes=[round(v, 1) for v in exact.max_sizes])
-            new_best = best_iou_per_map(boxes, new, chunk_size)[0].max(axis=0)
-            if np.sum(new_best >= threshold) < count:
-                new = exact
-                new_best = best_iou_per_map(boxes, new, chunk_size)[0].max(axis=0)
-        suggested_best = new_best.astype(np.float32)
-        suggestion = {
-            "changed": bool(changed),
-            "min_sizes": [float(v) for v in new.min_sizes],
-            "max_sizes": [float(v) for v in new.max_sizes],
-            "scale": float(global_scale) if changed else 1.0,
-            "map_scales": ([float(f) for f in factors] if changed
-                           else [1.0] * len(config.min_sizes)),
-            "matched": float(np.mean(new_best >= threshold)),
-            "bipartite_only": float(np.mean((new_best < threshold)
-                                            & (new_best > _MIN_OVERLAP))),
-            "scales_tried": sorted({float(s) for s in scales} | {1.0}),
-        }
-
+        suggestion, suggested_best = _suggestion(boxes, config, threshold, scales,
+                                                 chunk_size, int(matched.sum()), best)
     return AnchorFitReport(
         num_images=len(records),
-        num_boxes=n,
+        num_boxes=int(best.size),
         num_skipped_boxes=int(skipped),
         iou_threshold=threshold,
         input_size=input_hw,
@@ -675,19 +612,94 @@ def anchor_fit(dataset, config, iou_threshold=0.5, size_buckets="octave",
         min_sizes=[float(v) for v in config.min_sizes],
         max_sizes=[float(v) for v in config.max_sizes],
         matched=float(matched.mean()),
-        bipartite_only=float(rescued.mean()),
+        bipartite_only=float((~matched & (best > _MIN_OVERLAP)).mean()),
         no_prior=float(np.mean(best <= _MIN_OVERLAP)),
         overall=_stats(best, threshold),
         per_class=per_class,
         per_size=per_size,
         size_edges=edges,
-        best_map_share=best_map_share,
+        best_map_share={label: float(np.mean(which == m))
+                        for m, label in enumerate(map_labels)},
         unreachable_count=int((~matched).sum()),
         unreachable=examples,
         suggestion=suggestion,
         best_ious=best.astype(np.float32),
         suggested_best_ious=suggested_best,
     )
+
+
+def _check_arguments(iou_threshold, scales):
+    """`(threshold, scales)` as floats, or `ValueError`."""
+    if not 0.0 < float(iou_threshold) <= 1.0:
+        raise ValueError(
+            f"anchor_fit: iou_threshold must lie in (0, 1], got {iou_threshold}")
+    scales = [float(v) for v in scales]
+    if not scales or any(not math.isfinite(v) or v <= 0 for v in scales):
+        raise ValueError(f"anchor_fit: scales must be positive numbers, got {scales}")
+    return float(iou_threshold), scales
+
+
+def _config_and_names(dataset, config):
+    """The `SSDConfig` of `config` (a preset name, dict, config or model)
+    and the class names (the dataset's, else the config's)."""
+    names = getattr(dataset, "class_names", None)
+    if isinstance(config, str):
+        config = SSDConfig.from_preset(config, num_classes=len(names) if names else None)
+    elif hasattr(config, "config") and not isinstance(config, (SSDConfig, dict)):
+        config = config.config
+    config = SSDConfig.from_dict(config)
+    return config, list(names or config.names)
+
+
+def _name_of(names, label):
+    return names[label] if 0 <= label < len(names) else f"label_{label}"
+
+
+def _unreachable_example(j, record_index, record, names, labels, pixels, sizes, best,
+                         best_map, prior, input_hw):
+    """The report's entry for box `j` (of record `record_index`), which no
+    prior matches."""
+    return {
+        "record": record_index,
+        "image_id": _plain(record.get("image_id")),
+        "image_path": str(record.get("image_path", "")),
+        "class": _name_of(names, int(labels[j])),
+        "box": [float(v) for v in pixels[j]],
+        "size": float(sizes[j]),
+        "best_iou": float(best[j]),
+        "best_map": best_map,
+        "best_prior": [float(prior[2] * input_hw[1]), float(prior[3] * input_hw[0])],
+    }
+
+
+def _suggestion(boxes, config, threshold, scales, chunk_size, matched, best):
+    """The suggested min/max sizes (the report's `suggestion`) and the best
+    IoUs under them."""
+    factors, global_scale, count = _suggest(boxes, config, threshold, scales, chunk_size)
+    changed = count > matched
+    new, new_best = config, best
+    if changed:
+        # Sizes to 0.1 px, as printed, when that matches as many boxes.
+        exact = _scaled(config, factors)
+        new = config.replace(min_sizes=[round(v, 1) for v in exact.min_sizes],
+                             max_sizes=[round(v, 1) for v in exact.max_sizes])
+        new_best = best_iou_per_map(boxes, new, chunk_size)[0].max(axis=0)
+        if np.sum(new_best >= threshold) < count:
+            new = exact
+            new_best = best_iou_per_map(boxes, new, chunk_size)[0].max(axis=0)
+    suggestion = {
+        "changed": bool(changed),
+        "min_sizes": [float(v) for v in new.min_sizes],
+        "max_sizes": [float(v) for v in new.max_sizes],
+        "scale": float(global_scale) if changed else 1.0,
+        "map_scales": ([float(f) for f in factors] if changed
+                       else [1.0] * len(config.min_sizes)),
+        "matched": float(np.mean(new_best >= threshold)),
+        "bipartite_only": float(np.mean((new_best < threshold)
+                                        & (new_best > _MIN_OVERLAP))),
+        "scales_tried": sorted({float(s) for s in scales} | {1.0}),
+    }
+    return suggestion, new_best.astype(np.float32)
 
 
 # ---------------------------------------------------------------- plot

@@ -9,6 +9,7 @@ import defusedxml
 import defusedxml.ElementTree as SafeET
 import numpy as np
 
+from keras_ssd.classes import VOC_CLASSES
 from keras_ssd.data.dataset import (
     DetectionDataset,
     check_boxes,
@@ -18,11 +19,6 @@ from keras_ssd.data.dataset import (
 )
 from keras_ssd.data.errors import DataError, ErrorLog, logger
 
-VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
-    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
-    "pottedplant", "sheep", "sofa", "train", "tvmonitor",
-)
 
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
 

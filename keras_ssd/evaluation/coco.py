@@ -75,6 +75,42 @@ def coco_map(detections, ground_truths, num_classes, class_names=None, verbose=0
     """
     COCO, COCOeval = require_pycocotools()
     num_classes = int(num_classes)
+    class_names, category_ids = _check_coco_arguments(num_classes, class_names,
+                                                      category_ids)
+    dets, gts = _collect(detections, ground_truths, num_classes)
+    images, annotations, results, num_gt = _coco_objects(
+        dets, gts, list(ground_truths), category_ids, num_classes)
+    ap = np.full((num_classes,), np.nan)
+    out = {"classes_without_ground_truth": [int(c) for c in np.nonzero(num_gt == 0)[0]]}
+    if not results or num_gt.sum() == 0:
+        for name in _STAT_NAMES:
+            out[name] = 0.0 if num_gt.sum() else float("nan")
+        ap[num_gt > 0] = 0.0
+    else:
+        gt = COCO()
+        gt.dataset = {
+            "images": images,
+            "annotations": annotations,
+            "categories": [{"id": category_ids[c], "name": class_names[c]}
+                           for c in range(num_classes)],
+        }
+        ev = _run_cocoeval(gt, results, COCOeval, verbose)
+        for name, value in zip(_STAT_NAMES, ev.stats):
+            out[name] = float(value)
+        # precision: (iou thresholds, recall points, classes, areas, max dets)
+        precision = ev.eval["precision"][:, :, :, 0, -1]
+        for c in np.nonzero(num_gt)[0]:
+            # pycocotools orders its categories by id (`params.catIds`).
+            p = precision[:, :, list(ev.params.catIds).index(category_ids[c])]
+            p = p[p > -1]
+            ap[c] = float(p.mean()) if p.size else 0.0
+    out["AP"] = ap
+    out["AP_by_name"] = {n: float(v) for n, v in zip(class_names, ap)}
+    return out
+
+
+def _check_coco_arguments(num_classes, class_names, category_ids):
+    """`(class_names, category_ids)`, defaulted and checked."""
     if class_names is None:
         class_names = [f"class_{c}" for c in range(num_classes)]
     class_names = [str(n) for n in class_names]
@@ -88,12 +124,18 @@ def coco_map(detections, ground_truths, num_classes, class_names=None, verbose=0
     if len(category_ids) != num_classes or len(set(category_ids)) != num_classes:
         raise ValueError(f"coco_map: category_ids must be {num_classes} distinct ids, got "
                          f"{category_ids}")
-    dets, gts = _collect(detections, ground_truths, num_classes)
-    ground_truths = list(ground_truths)
+    return class_names, category_ids
 
+
+def _xywh(box):
+    return [float(box[0]), float(box[1]), float(box[2] - box[0]), float(box[3] - box[1])]
+
+
+def _coco_objects(dets, gts, ground_truths, category_ids, num_classes):
+    """pycocotools' `images`, `annotations` and `results` lists, and the
+    non-difficult ground-truth boxes per class."""
     images, annotations, results = [], [], []
     num_gt = np.zeros((num_classes,), dtype=np.int64)
-    ann_id = 1
     for i, ((g_boxes, g_labels, g_diff), (d_boxes, scores, d_labels)) in enumerate(
         zip(gts, dets)
     ):
@@ -103,53 +145,21 @@ def coco_map(detections, ground_truths, num_classes, class_names=None, verbose=0
                 image[key] = int(ground_truths[i][key])
         images.append(image)
         for box, label, diff in zip(g_boxes, g_labels, g_diff):
-            w, h = float(box[2] - box[0]), float(box[3] - box[1])
-            annotations.append(
-                {
-                    "id": ann_id,
-                    "image_id": i,
-                    "category_id": category_ids[int(label)],
-                    "bbox": [float(box[0]), float(box[1]), w, h],
-                    "area": w * h,
-                    "iscrowd": int(bool(diff)),
-                }
-            )
-            ann_id += 1
+            bbox = _xywh(box)
+            annotations.append({"id": len(annotations) + 1, "image_id": i,
+                                "category_id": category_ids[int(label)], "bbox": bbox,
+                                "area": bbox[2] * bbox[3], "iscrowd": int(bool(diff))})
             if not diff:
                 num_gt[label] += 1
-        for box, score, label in zip(d_boxes, scores, d_labels):
-            results.append(
-                {
-                    "image_id": i,
-                    "category_id": category_ids[int(label)],
-                    "bbox": [
-                        float(box[0]),
-                        float(box[1]),
-                        float(box[2] - box[0]),
-                        float(box[3] - box[1]),
-                    ],
-                    "score": float(score),
-                }
-            )
+        results.extend({"image_id": i, "category_id": category_ids[int(label)],
+                        "bbox": _xywh(box), "score": float(score)}
+                       for box, score, label in zip(d_boxes, scores, d_labels))
+    return images, annotations, results, num_gt
 
-    without = [int(c) for c in np.nonzero(num_gt == 0)[0]]
-    ap = np.full((num_classes,), np.nan)
-    out = {"classes_without_ground_truth": without}
-    if not results or num_gt.sum() == 0:
-        for name in _STAT_NAMES:
-            out[name] = 0.0 if num_gt.sum() else float("nan")
-        ap[num_gt > 0] = 0.0
-        out["AP"] = ap
-        out["AP_by_name"] = {n: float(v) for n, v in zip(class_names, ap)}
-        return out
 
-    gt = COCO()
-    gt.dataset = {
-        "images": images,
-        "annotations": annotations,
-        "categories": [{"id": category_ids[c], "name": class_names[c]}
-                       for c in range(num_classes)],
-    }
+def _run_cocoeval(gt, results, COCOeval, verbose):
+    """pycocotools' evaluate / accumulate / summarize, its prints kept
+    (summary table only with `verbose`)."""
     sink = io.StringIO()
     with contextlib.redirect_stdout(sink):
         gt.createIndex()
@@ -162,17 +172,4 @@ def coco_map(detections, ground_truths, num_classes, class_names=None, verbose=0
     else:
         with contextlib.redirect_stdout(sink):
             ev.summarize()
-    for name, value in zip(_STAT_NAMES, ev.stats):
-        out[name] = float(value)
-    # precision: (iou thresholds, recall points, classes, areas, max dets)
-    precision = ev.eval["precision"][:, :, :, 0, -1]
-    for c in range(num_classes):
-        if num_gt[c] == 0:
-            continue
-        # pycocotools orders its categories by id (`params.catIds`).
-        p = precision[:, :, list(ev.params.catIds).index(category_ids[c])]
-        p = p[p > -1]
-        ap[c] = float(p.mean()) if p.size else 0.0
-    out["AP"] = ap
-    out["AP_by_name"] = {n: float(v) for n, v in zip(class_names, ap)}
-    return out
+    return ev

@@ -331,11 +331,7 @@ def evaluate(
         require_pycocotools()
     _check_dataset(dataset)
     if metric == "coco":
-        if top_k is not None and top_k > COCO_MAX_DETECTIONS:
-            warnings.warn(f"evaluate(metric='coco'): top_k={top_k} is cut to "
-                          f"{COCO_MAX_DETECTIONS}, the most the COCO protocol scores per "
-                          "image", stacklevel=2)
-        top_k = COCO_MAX_DETECTIONS if top_k is None else min(top_k, COCO_MAX_DETECTIONS)
+        top_k = _coco_top_k(top_k)
     match = match_classes(dataset, check_model(model, "evaluate"))
     names = match.names
     limit = top_k
@@ -355,26 +351,36 @@ def evaluate(
     if match.label_map is not None and limit is not None:
         detections = [_first(d, limit) for d in detections]
     seconds = time.perf_counter() - start
-    ground_truths = [dataset[i] for i in range(len(detections))]
-    if metric == "voc":
-        result = voc_map(
-            detections,
-            ground_truths,
-            num_classes=len(names),
-            iou_threshold=0.5,
-            use_07_metric=use_07_metric,
-            class_names=names,
-        )
-    else:
-        from keras_ssd.evaluation.coco import coco_map
-
+    if metric == "coco":
         # The classes matched by id may have decoded more: score the 100 best.
         detections = [_first(d, COCO_MAX_DETECTIONS) for d in detections]
-        kwargs = {} if match.category_ids is None else {"category_ids": match.category_ids}
-        result = coco_map(detections, ground_truths, num_classes=len(names),
-                          class_names=names, **kwargs)
+    result = _score(metric, detections, [dataset[i] for i in range(len(detections))],
+                    match, use_07_metric)
     result["num_images"] = len(detections)
     result["seconds"] = seconds
     if return_detections:
         result["detections"] = detections
     return result
+
+
+def _coco_top_k(top_k):
+    """`top_k` within the COCO protocol's 100 detections per image (a larger
+    one is cut, with a warning)."""
+    if top_k is not None and top_k > COCO_MAX_DETECTIONS:
+        warnings.warn(f"evaluate(metric='coco'): top_k={top_k} is cut to "
+                      f"{COCO_MAX_DETECTIONS}, the most the COCO protocol scores per "
+                      "image", stacklevel=3)
+    return COCO_MAX_DETECTIONS if top_k is None else min(top_k, COCO_MAX_DETECTIONS)
+
+
+def _score(metric, detections, ground_truths, match, use_07_metric):
+    """`voc_map` at IoU 0.5 or `coco_map` of the matched detections."""
+    names = match.names
+    if metric == "voc":
+        return voc_map(detections, ground_truths, num_classes=len(names), iou_threshold=0.5,
+                       use_07_metric=use_07_metric, class_names=names)
+    from keras_ssd.evaluation.coco import coco_map
+
+    kwargs = {} if match.category_ids is None else {"category_ids": match.category_ids}
+    return coco_map(detections, ground_truths, num_classes=len(names), class_names=names,
+                    **kwargs)

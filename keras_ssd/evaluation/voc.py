@@ -223,24 +223,8 @@ def voc_map(
     >>> voc_map(det, gt, num_classes=1)["mAP"]
     1.0
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
-        raise ValueError(f"voc_map: num_classes must be a positive int, got {num_classes!r}")
-    num_classes = int(num_classes)
-    if num_classes <= 0:
-        raise ValueError(f"voc_map: num_classes must be a positive int, got {num_classes}")
-    if not 0.0 <= float(iou_threshold) < 1.0:
-        raise ValueError(f"voc_map: iou_threshold must lie in [0, 1), got {iou_threshold}")
-    if class_names is None:
-        class_names = [f"class_{c}" for c in range(num_classes)]
-    else:
-        class_names = [str(n) for n in class_names]
-        if len(class_names) != num_classes:
-            raise ValueError(
-                f"voc_map: class_names has {len(class_names)} names for {num_classes} classes"
-            )
-
+    num_classes, class_names = _check_voc_arguments(num_classes, iou_threshold, class_names)
     dets, gts = _collect(detections, ground_truths, num_classes)
-
     # Global ground-truth numbering so that "already taken" is one key.
     gt_offsets = np.cumsum([0] + [len(g[0]) for g in gts])
     all_gt_labels = (
@@ -248,10 +232,65 @@ def voc_map(
     )
     all_gt_diff = np.concatenate([g[2] for g in gts]) if gts else np.zeros((0,), bool)
     num_gt = np.bincount(all_gt_labels[~all_gt_diff], minlength=num_classes)
+    det_scores, det_labels, det_match, det_iou = _best_matches(dets, gts, gt_offsets)
+    matched = (det_iou > iou_threshold) & (det_match >= 0)
+    ignored = np.zeros_like(matched)
+    ignored[matched] = all_gt_diff[det_match[matched]]
 
-    # Per image: the best same-class ground truth of every detection. The
-    # devkit takes the argmax box whether or not it is already taken, so the
-    # match never depends on the order and can be computed up front.
+    ap = np.full((num_classes,), np.nan)
+    final_recall = np.full((num_classes,), np.nan)
+    curves = []
+    # One stable sort by class then descending score.
+    order = np.lexsort((-det_scores, det_labels))
+    bounds = np.searchsorted(det_labels[order], np.arange(num_classes + 1), side="left")
+    for c in range(num_classes):
+        idx = order[bounds[c] : bounds[c + 1]]
+        idx = idx[~ignored[idx]]
+        precision, recall = _precision_recall(matched[idx], det_match[idx], num_gt[c])
+        curves.append((precision, recall))
+        if num_gt[c]:
+            ap[c] = average_precision(recall, precision, use_07_metric=use_07_metric)
+            final_recall[c] = recall[-1] if recall.size else 0.0
+    has_gt = num_gt > 0
+    return {
+        "mAP": float(np.mean(ap[has_gt])) if has_gt.any() else float("nan"),
+        "AP": ap,
+        "AP_by_name": {name: float(v) for name, v in zip(class_names, ap)},
+        "classes_without_ground_truth": [int(c) for c in np.nonzero(~has_gt)[0]],
+        "num_ground_truth": num_gt.astype(np.int64),
+        "num_detections": np.bincount(det_labels, minlength=num_classes).astype(np.int64),
+        "recall": final_recall,
+        "precision_recall": curves,
+    }
+
+
+def _check_voc_arguments(num_classes, iou_threshold, class_names):
+    """`(num_classes, class_names)` checked (`ValueError` naming the argument)."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
+        raise ValueError(
+            f"voc_map: num_classes must be a positive int, got {num_classes!r}")
+    num_classes = int(num_classes)
+    if num_classes <= 0:
+        raise ValueError(f"voc_map: num_classes must be a positive int, got {num_classes}")
+    if not 0.0 <= float(iou_threshold) < 1.0:
+        raise ValueError(f"voc_map: iou_threshold must lie in [0, 1), got {iou_threshold}")
+    if class_names is None:
+        return num_classes, [f"class_{c}" for c in range(num_classes)]
+    class_names = [str(n) for n in class_names]
+    if len(class_names) != num_classes:
+        raise ValueError(
+            f"voc_map: class_names has {len(class_names)} names for {num_classes} classes"
+        )
+    return num_classes, class_names
+
+
+def _best_matches(dets, gts, gt_offsets):
+    """Every detection's score, label, best same-class ground truth (global
+    index, -1 for none) and IoU with it, over all images.
+
+    The devkit takes the argmax box whether or not it is already taken, so
+    the match never depends on the order and can be computed up front.
+    """
     det_scores, det_labels, det_match, det_iou = [], [], [], []
     for (d_boxes, scores, d_labels), (g_boxes, g_labels, _), off in zip(
         dets, gts, gt_offsets[:-1]
@@ -271,62 +310,28 @@ def voc_map(
         det_labels.append(d_labels)
         det_match.append(match)
         det_iou.append(best)
-    if det_scores:
-        det_scores = np.concatenate(det_scores)
-        det_labels = np.concatenate(det_labels)
-        det_match = np.concatenate(det_match)
-        det_iou = np.concatenate(det_iou)
-    else:
-        det_scores = np.zeros((0,))
-        det_labels = np.zeros((0,), np.int64)
-        det_match = np.zeros((0,), np.int64)
-        det_iou = np.zeros((0,))
-    num_det = np.bincount(det_labels, minlength=num_classes)
+    if not det_scores:
+        return (np.zeros((0,)), np.zeros((0,), np.int64), np.zeros((0,), np.int64),
+                np.zeros((0,)))
+    return tuple(np.concatenate(v) for v in (det_scores, det_labels, det_match, det_iou))
 
-    matched = (det_iou > iou_threshold) & (det_match >= 0)
-    ignored = np.zeros_like(matched)
-    ignored[matched] = all_gt_diff[det_match[matched]]
 
-    ap = np.full((num_classes,), np.nan)
-    final_recall = np.full((num_classes,), np.nan)
-    curves = []
-    # One stable sort by class then descending score.
-    order = np.lexsort((-det_scores, det_labels))
-    bounds = np.searchsorted(det_labels[order], np.arange(num_classes + 1), side="left")
-    for c in range(num_classes):
-        idx = order[bounds[c] : bounds[c + 1]]
-        idx = idx[~ignored[idx]]
-        cand = matched[idx]
-        keys = det_match[idx][cand]
-        # first (highest-scoring) detection on each ground-truth box is the
-        # true positive, later ones are duplicates.
-        first = np.zeros(keys.shape, dtype=bool)
-        if keys.size:
-            _, first_pos = np.unique(keys, return_index=True)
-            first[first_pos] = True
-        tp = np.zeros(idx.shape, dtype=bool)
-        tp[np.nonzero(cand)[0]] = first
-        tp_cum = np.cumsum(tp, dtype=np.float64)
-        fp_cum = np.cumsum(~tp, dtype=np.float64)
-        precision = tp_cum / np.maximum(tp_cum + fp_cum, np.finfo(np.float64).eps)
-        if num_gt[c] == 0:
-            curves.append((precision, np.full(precision.shape, np.nan)))
-            continue
-        recall = tp_cum / num_gt[c]
-        curves.append((precision, recall))
-        ap[c] = average_precision(recall, precision, use_07_metric=use_07_metric)
-        final_recall[c] = recall[-1] if recall.size else 0.0
-
-    without = [int(c) for c in np.nonzero(num_gt == 0)[0]]
-    has_gt = num_gt > 0
-    m_ap = float(np.mean(ap[has_gt])) if has_gt.any() else float("nan")
-    return {
-        "mAP": m_ap,
-        "AP": ap,
-        "AP_by_name": {name: float(v) for name, v in zip(class_names, ap)},
-        "classes_without_ground_truth": without,
-        "num_ground_truth": num_gt.astype(np.int64),
-        "num_detections": num_det.astype(np.int64),
-        "recall": final_recall,
-        "precision_recall": curves,
-    }
+def _precision_recall(cand, keys, num_gt):
+    """Precision and recall of one class's score-sorted detections (ignored
+    ones removed): `cand` marks those above the IoU threshold, `keys` their
+    ground truths; recall is NaN without ground truth."""
+    keys = keys[cand]
+    # The first (highest-scoring) detection on each ground-truth box is the
+    # true positive, later ones are duplicates.
+    first = np.zeros(keys.shape, dtype=bool)
+    if keys.size:
+        _, first_pos = np.unique(keys, return_index=True)
+        first[first_pos] = True
+    tp = np.zeros(cand.shape, dtype=bool)
+    tp[np.nonzero(cand)[0]] = first
+    tp_cum = np.cumsum(tp, dtype=np.float64)
+    fp_cum = np.cumsum(~tp, dtype=np.float64)
+    precision = tp_cum / np.maximum(tp_cum + fp_cum, np.finfo(np.float64).eps)
+    if num_gt == 0:
+        return precision, np.full(precision.shape, np.nan)
+    return precision, tp_cum / num_gt

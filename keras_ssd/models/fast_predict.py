@@ -21,8 +21,8 @@ def predict_arrays(model, x, batch_size=32):
     """`model.predict` for in-memory arrays without its per-call overhead.
 
     Keras' `predict` builds a data adapter, a `tf.data` pipeline and
-    callbacks on every call: about 50-100 ms on a 2-core CPU, a sixth of an
-    SSD300 batch-1 forward pass. This runs the same compiled predict step
+    callbacks on every call, a cost that is a sizeable share of a batch-1
+    forward pass on a CPU. This runs the same compiled predict step
     (`predict_on_batch`, honouring `model.jit_compile`) over slices of `x`
     and concatenates the results.
 

@@ -32,7 +32,7 @@ _NAMES = {
     "plot_history": "logs",
     "WarmupPiecewiseDecay": "schedules",
     "WarmupCosineDecay": "schedules",
-    "TimeLimit": "fit",
+    "TimeLimit": "callbacks",
     "get_strategy": "distribute",
     "strategy_scope": "distribute",
     "prepare_model": "distribute",

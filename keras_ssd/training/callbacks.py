@@ -1,5 +1,7 @@
 """Keras callbacks for SSD training: mAP validation, learning-rate logging,
-non-finite loss stop, and crash-safe checkpoints.
+non-finite loss stop, the loss parts, epoch timing, the time budget, and
+(defined beside what they write, importable from here) crash-safe
+checkpoints, the run's history log and the progress-line break.
 
 Callback order matters: Keras calls the callbacks of `fit` in list order
 and hands them the same `logs` dict, so a callback that *adds* a value
@@ -19,12 +21,14 @@ bar after the user's callbacks, so they always see the added values.
 """
 
 import math
+import time
 
 import keras
 import numpy as np
 
 from keras_ssd.training.checkpoints import TrainingCheckpoint, resume  # noqa: F401
-from keras_ssd.training.lines import print_line
+from keras_ssd.training.lines import ProgressLineBreak, print_line  # noqa: F401
+from keras_ssd.training.logs import TrainingLog  # noqa: F401
 
 
 def _current_learning_rate(optimizer):
@@ -280,3 +284,194 @@ __all__ = [
     "TrainingCheckpoint",
     "resume",
 ]
+
+
+class LossPartsRemainder(keras.callbacks.Callback):
+    """Adds `reg_loss = loss - conf_loss - loc_loss` (and its `val_` twin).
+
+    For a model with a weight penalty (`weight_decay` of the model builders:
+    L2 on the kernels), `fit`'s `loss` is the SSD loss plus that penalty, so
+    the two parts of `SSDLoss` alone do not add up to it; this entry is the
+    penalty, so that `conf_loss + loc_loss + reg_loss == loss` in every log.
+    `train_detector` adds it when the model has regularisation losses.
+    """
+
+    def _fill(self, logs, prefix=""):
+        if logs is None:
+            return
+        try:
+            total = float(np.asarray(logs[prefix + "loss"]))
+            conf = float(np.asarray(logs[prefix + "conf_loss"]))
+            loc = float(np.asarray(logs[prefix + "loc_loss"]))
+        except (KeyError, TypeError, ValueError):
+            return
+        logs[prefix + "reg_loss"] = total - conf - loc
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._fill(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._fill(logs)
+        self._fill(logs, "val_")
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds `epoch_seconds` (training time of the epoch, evaluation excluded)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+        self._last = self._start
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._last = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_seconds"] = self._last - self._start
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stops training once its training time reaches `seconds`.
+
+    Only time inside epochs counts (from the start of an epoch to its last
+    batch), so validation and checkpoint writing at the end of an epoch come
+    on top of the budget. The check runs after every batch; a stopped epoch
+    still ends normally, so `TrainingCheckpoint` saves it.
+
+    It also records the time per step of the steps after the first
+    (`step_seconds`: the first includes tracing), which `train_detector`
+    uses to fit the run's schedule into the budget.
+
+    Args:
+        seconds: the budget, > 0.
+        verbose: print a line when it stops the run.
+    """
+
+    def __init__(self, seconds, verbose=0):
+        super().__init__()
+        seconds = float(seconds)
+        if not math.isfinite(seconds) or seconds <= 0:
+            raise ValueError(f"TimeLimit: seconds must be positive, got {seconds!r}")
+        self.seconds = seconds
+        self.verbose = verbose
+        self.spent = 0.0
+        self.stopped_epoch = None
+        self.epoch_times = []
+        self._steps = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+        self._epoch_spent = 0.0
+        self._epoch_steps = 0
+        self._steps = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if not self._epoch_steps:
+            self._epoch_first_step = now
+        self._epoch_steps += 1
+        self._steps.append(now)
+        self._epoch_spent = now - self._epoch_start
+        if self.spent + self._epoch_spent >= self.seconds:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.spent += self._epoch_spent
+        self.epoch_times.append(self._epoch_spent)
+        if self.model.stop_training and self.spent >= self.seconds:
+            self.stopped_epoch = epoch
+            if self.verbose:
+                print_line(f"time limit of {self.seconds / 60:.1f} min reached in epoch "
+                           f"{epoch + 1}")
+
+    @property
+    def step_seconds(self):
+        """Median time of the recorded steps after the first, or `None`."""
+        gaps = sorted(b - a for a, b in zip(self._steps, self._steps[1:]))
+        return gaps[len(gaps) // 2] if gaps else None
+
+    def epoch_seconds_estimate(self, steps_per_epoch):
+        """Expected training time of a later epoch, from the last one timed.
+
+        The last epoch's time with its first step (tracing, loader start-up)
+        replaced by a median step, or `None` before any step.
+        """
+        step = self.step_seconds
+        if step is None or not self._steps:
+            return None
+        first = self._epoch_first_step - self._epoch_start
+        if self._epoch_steps >= steps_per_epoch:
+            return max(step * steps_per_epoch, self._epoch_spent - first + step)
+        return step * steps_per_epoch
+
+    def start_phase(self):
+        """Forget the epoch times so far (a new `fit` call begins)."""
+        self.epoch_times = []
+
+    def median_epoch_seconds(self, skip_first=True):
+        """Median training time of the epochs since `start_phase`, leaving out
+        the first one (tracing) when there are others; `None` if none."""
+        times = list(self.epoch_times)
+        if skip_first and len(times) > 1:
+            times = times[1:]
+        if not times:
+            return None
+        times.sort()
+        return times[len(times) // 2]
+
+    @property
+    def remaining(self):
+        """Seconds of the budget not spent yet."""
+        return max(0.0, self.seconds - self.spent)
+
+    def plan(self, done, max_epochs, steps_per_epoch, replan):
+        """The epochs the run can reach in the budget left, or `None`.
+
+        The first plan (`replan=0`) times a later epoch from the last one
+        (`epoch_seconds_estimate`); the second from the median of the
+        epochs since `start_phase`. A 3% margin lets the fitted schedule
+        end inside the budget instead of being cut.
+        """
+        per_epoch = (self.epoch_seconds_estimate(steps_per_epoch) if replan == 0
+                     else self.median_epoch_seconds(skip_first=True))
+        if not per_epoch:
+            return None
+        more = int(0.97 * self.remaining / per_epoch)
+        total = done + more if max_epochs is None else min(max_epochs, done + more)
+        return total if total > done else None
+
+    def fit(self, model, data, initial_epoch, max_epochs, steps_per_epoch, planned,
+            retime=None, **fit_kwargs):
+        """`model.fit` within the budget (this callback must be in `fit_kwargs`'
+        callbacks); returns `(history, epochs the schedule was last fitted to)`.
+
+        One epoch measures the speed and the run is planned from it; after a
+        quarter of the planned epochs it is planned again from their median
+        time (the first epoch also fills the image cache and traces, and may
+        meet a busier machine), then it goes to its end. `retime(total)`
+        refits the learning-rate schedule to `total` epochs (`None`: keep it).
+        """
+        history = model.fit(data, epochs=initial_epoch + 1, initial_epoch=initial_epoch,
+                            **fit_kwargs)
+        logs = {k: list(v) for k, v in history.history.items()}
+        done = initial_epoch + len(logs.get("loss", []))
+        for replan in range(2):
+            total = None if model.stop_training else self.plan(
+                done, max_epochs, steps_per_epoch, replan)
+            if total is None:
+                break
+            stop_at = total if replan == 1 else min(total, done + max(2, (total - done) // 4))
+            if retime is not None:
+                retime(total)
+            planned = total
+            self.start_phase()
+            rest = model.fit(data, epochs=stop_at, initial_epoch=done, **fit_kwargs)
+            for key, values in rest.history.items():
+                logs.setdefault(key, [None] * (done - initial_epoch))
+                logs[key].extend(values)
+            history.epoch = list(history.epoch) + list(rest.epoch)
+            done += len(rest.history.get("loss", []))
+            if stop_at == total:
+                break
+        history.history = logs
+        return history, planned

@@ -102,13 +102,20 @@ def atomic_save_model(model, path):
     path = os.fspath(path)
     if not path.endswith(".keras"):
         raise ValueError(f"atomic_save_model: {path} must end with '.keras'")
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
+    _atomic_write(path, model.save)
+
+
+def _atomic_write(path, write):
+    """`write(tmp)` to a temporary file beside `path`, then fsync and rename
+    it over `path`; on any failure the temporary file goes and `path` keeps
+    its previous content (an `OSError`, such as a full disk, a quota or a
+    file size limit, is re-raised naming `path`)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = _tmp_path(path)
     try:
-        model.save(tmp)
+        write(tmp)
         _commit(tmp, path)
-    except OSError as e:  # a full disk, a quota, a file size limit
+    except OSError as e:
         _discard(tmp)
         raise _write_failed(path, e) from e
     except BaseException:
@@ -118,21 +125,12 @@ def atomic_save_model(model, path):
 
 def atomic_write_json(obj, path):
     """Write `obj` as JSON to `path` atomically (temp file, fsync, rename)."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = _tmp_path(path)
-    try:
+
+    def write(tmp):
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(obj, f, indent=2, allow_nan=True)
-            f.flush()
-        _commit(tmp, path)
-    except OSError as e:
-        _discard(tmp)
-        raise _write_failed(path, e) from e
-    except BaseException:
-        _discard(tmp)
-        raise
+
+    _atomic_write(os.fspath(path), write)
 
 
 def atomic_write_text(text, path):
@@ -142,21 +140,12 @@ def atomic_write_text(text, path):
     `\r\n` stays). If writing fails (or is interrupted) the temporary file
     is removed and `path` keeps its previous content.
     """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = _tmp_path(path)
-    try:
+
+    def write(tmp):
         with open(tmp, "w", encoding="utf-8", newline="") as f:
             f.write(text)
-            f.flush()
-        _commit(tmp, path)
-    except OSError as e:
-        _discard(tmp)
-        raise _write_failed(path, e) from e
-    except BaseException:
-        _discard(tmp)
-        raise
+
+    _atomic_write(os.fspath(path), write)
 
 
 def remove_stale_temporaries(directory):

@@ -19,15 +19,14 @@ gives the measurements behind both.
 import logging
 import math
 import os
-import time
 import warnings
 
 import keras
 
 from keras_ssd import presets
+from keras_ssd.training.callbacks import TimeLimit
 
 __all__ = [
-    "TimeLimit",
     "decay_steps_from_epochs",
     "make_optimizer",
     "resolve_recipe",
@@ -157,131 +156,18 @@ def resolve_recipe(model=None, recipe=None, **overrides):
         A `keras_ssd.presets.Recipe` (from `keras_ssd.presets.resolve_recipe`,
         the rule `keras-ssd train` uses too).
     """
-    pretrained = presets.find_pretrained(getattr(model, "pretrained_preset", None) or "")
-    if recipe is None and pretrained is not None:
-        recipe = pretrained.recipe  # a converted detector (SSD300.from_preset)
-    architecture = getattr(model, "architecture", None)
-    return presets.resolve_recipe(recipe, variant=architecture,
-                                  pretrained=getattr(model, "pretrained_backbone", None),
-                                  **overrides)
+    return presets.resolve_recipe(
+        recipe, variant=getattr(model, "architecture", None),
+        pretrained=getattr(model, "pretrained_backbone", None),
+        pretrained_preset=getattr(model, "pretrained_preset", None), **overrides)
 
 
-class _EpochTimer(keras.callbacks.Callback):
-    """Adds `epoch_seconds` (training time of the epoch, evaluation excluded)."""
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-        self._last = self._start
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._last = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["epoch_seconds"] = self._last - self._start
-
-
-class TimeLimit(keras.callbacks.Callback):
-    """Stops training once its training time reaches `seconds`.
-
-    Only time inside epochs counts (from the start of an epoch to its last
-    batch), so validation and checkpoint writing at the end of an epoch come
-    on top of the budget. The check runs after every batch; a stopped epoch
-    still ends normally, so `TrainingCheckpoint` saves it.
-
-    It also records the time per step of the steps after the first
-    (`step_seconds`: the first includes tracing), which `train_detector`
-    uses to fit the run's schedule into the budget.
-
-    Args:
-        seconds: the budget, > 0.
-        verbose: print a line when it stops the run.
-    """
-
-    def __init__(self, seconds, verbose=0):
-        super().__init__()
-        seconds = float(seconds)
-        if not math.isfinite(seconds) or seconds <= 0:
-            raise ValueError(f"TimeLimit: seconds must be positive, got {seconds!r}")
-        self.seconds = seconds
-        self.verbose = verbose
-        self.spent = 0.0
-        self.stopped_epoch = None
-        self.epoch_times = []
-        self._steps = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_start = time.perf_counter()
-        self._epoch_spent = 0.0
-        self._epoch_steps = 0
-        self._steps = []
-
-    def on_train_batch_end(self, batch, logs=None):
-        now = time.perf_counter()
-        if not self._epoch_steps:
-            self._epoch_first_step = now
-        self._epoch_steps += 1
-        self._steps.append(now)
-        self._epoch_spent = now - self._epoch_start
-        if self.spent + self._epoch_spent >= self.seconds:
-            self.model.stop_training = True
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.spent += self._epoch_spent
-        self.epoch_times.append(self._epoch_spent)
-        if self.model.stop_training and self.spent >= self.seconds:
-            self.stopped_epoch = epoch
-            if self.verbose:
-                from keras_ssd.training.lines import print_line
-
-                print_line(f"time limit of {self.seconds / 60:.1f} min reached in epoch "
-                           f"{epoch + 1}")
-
-    @property
-    def step_seconds(self):
-        """Median time of the recorded steps after the first, or `None`."""
-        gaps = sorted(b - a for a, b in zip(self._steps, self._steps[1:]))
-        return gaps[len(gaps) // 2] if gaps else None
-
-    def epoch_seconds_estimate(self, steps_per_epoch):
-        """Expected training time of a later epoch, from the last one timed.
-
-        The last epoch's time with its first step (tracing, loader start-up)
-        replaced by a median step, or `None` before any step.
-        """
-        step = self.step_seconds
-        if step is None or not self._steps:
-            return None
-        first = self._epoch_first_step - self._epoch_start
-        if self._epoch_steps >= steps_per_epoch:
-            return max(step * steps_per_epoch, self._epoch_spent - first + step)
-        return step * steps_per_epoch
-
-    def start_phase(self):
-        """Forget the epoch times so far (a new `fit` call begins)."""
-        self.epoch_times = []
-
-    def median_epoch_seconds(self, skip_first=True):
-        """Median training time of the epochs since `start_phase`, leaving out
-        the first one (tracing) when there are others; `None` if none."""
-        times = list(self.epoch_times)
-        if skip_first and len(times) > 1:
-            times = times[1:]
-        if not times:
-            return None
-        times.sort()
-        return times[len(times) // 2]
-
-    @property
-    def remaining(self):
-        return max(0.0, self.seconds - self.spent)
-
-
-def _retime_schedule(optimizer, recipe, epochs, steps_per_epoch, lr_decay_epochs):
-    """Stretch or shrink the schedule of `optimizer` to `epochs` epochs."""
+def _retime_schedule(model, epochs, steps_per_epoch, lr_decay_epochs):
+    """Stretch or shrink the schedule of `model`'s optimizer to `epochs` epochs."""
     from keras_ssd.training.schedules import WarmupCosineDecay, WarmupPiecewiseDecay
 
-    schedule = getattr(optimizer, "_learning_rate", None)
+    model.train_function = None  # trace again with the new schedule
+    schedule = getattr(model.optimizer, "_learning_rate", None)
     total = int(epochs) * steps_per_epoch
     if isinstance(schedule, WarmupCosineDecay):
         schedule.total_steps = max(total, schedule.warmup_steps, 1)
@@ -411,25 +297,63 @@ def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_
         `val_loss=False`). `history.recipe` is the `Recipe` used (`None`
         for a model that came compiled).
     """
-    from keras_ssd.training.callbacks import LearningRateLogger, MeanAveragePrecision, StopOnNaN
-    from keras_ssd.training.checkpoints import TrainingCheckpoint
-    from keras_ssd.training.logs import LossPartsRemainder
-    from keras_ssd.data import SSDSequence
-    from keras_ssd.losses import SSDLoss
-    from keras_ssd.accel.runtime import apply_runtime_defaults, compile_defaults
+    _check_trainable(model)
+    compiled = (getattr(model, "optimizer", None) is not None
+                and getattr(model, "compiled", False))
+    used, weight_decay = _run_recipe(
+        model, recipe, compiled, weight_decay, lr_decay_epochs, dict(
+            optimizer=optimizer, learning_rate=learning_rate, momentum=momentum,
+            warmup_epochs=warmup_epochs, schedule=schedule, epochs=epochs,
+            batch_size=batch_size))
+    time_limit = _check_time_limit(time_limit)
+    max_epochs = _max_epochs(epochs, time_limit, used, initial_epoch)
+    loader = {"workers": int(workers), "use_multiprocessing": False} if workers else {}
+    loader["on_error"] = on_error  # SSDSequence's, for the training and validation data
+    sequence = _training_data(model, train_dataset, used, augment, augmentation, seed,
+                              ignore_difficult, loader, initial_epoch)
+    steps_per_epoch = len(sequence)
+    # Before the first epoch has been timed, a time-limited run plans for
+    # the recipe's length (or `epochs`); `TimeLimit.fit` refits it after.
+    planned = max_epochs if max_epochs is not None else int(used.epochs)
+    _compile(model, compiled, used, weight_decay, planned, steps_per_epoch, lr_decay_epochs,
+             jit_compile)
+    limit = TimeLimit(time_limit, verbose=1 if verbose else 0) if time_limit else None
+    fit = dict(verbose=verbose, shuffle=False, callbacks=_callbacks(
+        model, used, limit, val_dataset, eval_every, checkpoint_dir, log_dir, csv, plot,
+        verbose, callbacks))
+    if val_dataset is not None and val_loss:
+        fit.update(_validation_data(model, val_dataset, used, eval_every, ignore_difficult,
+                                    loader))
+    if limit is None:
+        history = model.fit(sequence, epochs=planned, initial_epoch=int(initial_epoch), **fit)
+        history.recipe = None if compiled else used
+        return history
+    retime = None if compiled else (lambda total: _retime_schedule(
+        model, total, steps_per_epoch, lr_decay_epochs))
+    history, planned = limit.fit(model, sequence, int(initial_epoch), max_epochs,
+                                 steps_per_epoch, planned, retime, **fit)
+    # `epochs`: the length the schedule was last fitted to
+    history.recipe = None if compiled else used.replace(epochs=planned)
+    history.time_limit = limit
+    return history
 
+
+def _check_trainable(model):
     if getattr(getattr(model, "config", None), "class_subset", None) is not None:
         raise ValueError(
             f"train_detector: model {model.name!r} is a class-subset detector (it reports "
             f"{model.config.detection_names} of a network trained on more classes) and "
             "cannot be trained; fine-tune new heads instead: "
             "SSD300.from_preset(NAME, class_names=[...])")
-    compiled = getattr(model, "optimizer", None) is not None and getattr(model, "compiled", False)
-    if schedule is None and lr_decay_epochs is not None:
-        schedule = "step"
-    used = resolve_recipe(model, recipe, optimizer=optimizer, learning_rate=learning_rate,
-                          momentum=momentum, warmup_epochs=warmup_epochs, schedule=schedule,
-                          epochs=epochs, batch_size=batch_size)
+
+
+def _run_recipe(model, recipe, compiled, weight_decay, lr_decay_epochs, overrides):
+    """`(recipe, the optimizer's decoupled weight decay)` of the run: by
+    default the recipe's for AdamW unless the model already has an L2
+    penalty, 0 for SGD and Adam."""
+    if overrides["schedule"] is None and lr_decay_epochs is not None:
+        overrides["schedule"] = "step"
+    used = resolve_recipe(model, recipe, **overrides)
     model_l2 = float(getattr(model, "weight_decay", 0.0) or 0.0)
     if weight_decay is None:
         weight_decay = used.optimizer_weight_decay
@@ -442,122 +366,111 @@ def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_
         warnings.warn(f"train_detector: weight_decay={weight_decay:g} in the optimizer on "
                       f"top of the model's own L2 penalty of {model_l2:g}: the kernels "
                       "decay twice; build the model with weight_decay=0 to avoid it",
-                      stacklevel=2)
-    used = used.replace(weight_decay=float(weight_decay)) if used.optimizer == "adamw" else used
-    if time_limit is not None:
-        time_limit = float(time_limit)
-        if not math.isfinite(time_limit) or time_limit <= 0:
-            raise ValueError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
-    max_epochs = int(used.epochs) if epochs is None and time_limit is None else (
-        None if epochs is None else int(epochs))
+                      stacklevel=3)
+    if used.optimizer == "adamw":
+        used = used.replace(weight_decay=float(weight_decay))
+    return used, weight_decay
+
+
+def _check_time_limit(time_limit):
+    if time_limit is None:
+        return None
+    time_limit = float(time_limit)
+    if not math.isfinite(time_limit) or time_limit <= 0:
+        raise ValueError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
+    return time_limit
+
+
+def _max_epochs(epochs, time_limit, used, initial_epoch):
+    """The run's last epoch: `epochs`, else the recipe's (`None` with a
+    time limit: as many as fit)."""
+    if epochs is None:
+        max_epochs = None if time_limit is not None else int(used.epochs)
+    else:
+        max_epochs = int(epochs)
     if max_epochs is not None and max_epochs < 1:
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
     if max_epochs is not None and initial_epoch >= max_epochs:
         raise ValueError(
             f"nothing to do: the run is at epoch {initial_epoch} of {max_epochs}; raise --epochs"
         )
-    options = dict(used.augmentation)
-    options.update(augmentation or {})
-    loader = {"workers": int(workers), "use_multiprocessing": False} if workers else {}
-    sequence = SSDSequence(train_dataset, model.config, batch_size=int(used.batch_size),
-                           augment=augment, seed=seed, augmentation=options or None,
-                           cache_images="auto", ignore_difficult=ignore_difficult,
-                           on_error=on_error, **loader)
-    steps_per_epoch = len(sequence)
-    # Before the first epoch has been timed, a time-limited run plans for
-    # the recipe's length (or `epochs`); the schedule is refitted after it.
-    planned = max_epochs if max_epochs is not None else int(used.epochs)
-    if not compiled:
-        opt = make_optimizer(
-            used.optimizer, used.learning_rate, used.momentum,
-            total_steps=planned * steps_per_epoch,
-            warmup_steps=int(math.ceil(used.warmup_epochs * steps_per_epoch)),
-            boundaries=decay_steps_from_epochs(planned, steps_per_epoch, lr_decay_epochs),
-            warmup_factor=used.warmup_factor, schedule=used.schedule,
-            weight_decay=weight_decay, final_lr_factor=used.final_lr_factor,
-        )
-        model.compile(**compile_defaults(jit_compile, optimizer=opt, loss=SSDLoss()))
-    else:
-        # A resumed model keeps its optimizer; pin the fast jit setting for
-        # this machine (the saved one may come from another device).
-        _exclude_from_decay(model.optimizer)
-        apply_runtime_defaults(model, jit_compile)
-    if initial_epoch:
-        sequence.set_epoch(initial_epoch)
+    return max_epochs
 
+
+def _training_data(model, dataset, used, augment, augmentation, seed, ignore_difficult,
+                   loader, initial_epoch):
+    """The augmented `SSDSequence` of the training set (this process's share)."""
+    from keras_ssd.data import SSDSequence
     from keras_ssd.training.distribute import process_share
 
-    sequence = process_share(sequence)  # JAX multi-process: this process's rows
-    limit = TimeLimit(time_limit, verbose=1 if verbose else 0) if time_limit else None
-    from keras_ssd.training.lines import ProgressLineBreak
+    options = dict(used.augmentation)
+    options.update(augmentation or {})
+    sequence = SSDSequence(dataset, model.config, batch_size=int(used.batch_size),
+                           augment=augment, seed=seed, augmentation=options or None,
+                           cache_images="auto", ignore_difficult=ignore_difficult,
+                           **loader)
+    if initial_epoch:
+        sequence.set_epoch(initial_epoch)
+    return process_share(sequence)  # JAX multi-process: this process's rows
 
-    cbs = [ProgressLineBreak(verbose), _EpochTimer()] + ([limit] if limit else [])
+
+def _validation_data(model, dataset, used, eval_every, ignore_difficult, loader):
+    """`fit`'s `validation_data` and `validation_freq` for `val_loss`."""
+    from keras_ssd.data import SSDSequence
+    from keras_ssd.training.distribute import process_share
+
+    sequence = SSDSequence(dataset, model.config, batch_size=int(used.batch_size),
+                           augment=False, shuffle=False, ignore_difficult=ignore_difficult,
+                           **loader)
+    return {"validation_data": process_share(sequence), "validation_freq": int(eval_every)}
+
+
+def _compile(model, compiled, used, weight_decay, planned, steps_per_epoch, lr_decay_epochs,
+             jit_compile):
+    """Compile with the recipe's optimizer and schedule, or, for a model that
+    came compiled (resumed), keep its optimizer and pin this machine's jit
+    setting (the saved one may come from another device)."""
+    from keras_ssd.accel.runtime import apply_runtime_defaults, compile_defaults
+    from keras_ssd.losses import SSDLoss
+
+    if compiled:
+        _exclude_from_decay(model.optimizer)
+        apply_runtime_defaults(model, jit_compile)
+        return
+    opt = make_optimizer(
+        used.optimizer, used.learning_rate, used.momentum,
+        total_steps=planned * steps_per_epoch,
+        warmup_steps=int(math.ceil(used.warmup_epochs * steps_per_epoch)),
+        boundaries=decay_steps_from_epochs(planned, steps_per_epoch, lr_decay_epochs),
+        warmup_factor=used.warmup_factor, schedule=used.schedule,
+        weight_decay=weight_decay,
+        final_lr_factor=used.final_lr_factor,
+    )
+    model.compile(**compile_defaults(jit_compile, optimizer=opt, loss=SSDLoss()))
+
+
+def _callbacks(model, used, limit, val_dataset, eval_every, checkpoint_dir, log_dir, csv,
+               plot, verbose, extra):
+    """The built-in callbacks in the order they must run (each reads what
+    the ones before it add to the logs), then the caller's."""
+    from keras_ssd.training.callbacks import (
+        EpochTimer, LearningRateLogger, LossPartsRemainder, MeanAveragePrecision,
+        ProgressLineBreak, StopOnNaN, TrainingCheckpoint,
+    )
+    from keras_ssd.training.distribute import is_chief
+
+    say = 1 if verbose else 0
+    cbs = [ProgressLineBreak(verbose), EpochTimer()] + ([limit] if limit else [])
     if model.losses:  # a weight penalty: loss = conf_loss + loc_loss + reg_loss
         cbs.append(LossPartsRemainder())
     if val_dataset is not None:
-        cbs.append(MeanAveragePrecision(val_dataset, every=eval_every,
-                                        batch_size=max(8, min(32, int(used.batch_size))),
-                                        verbose=1 if verbose else 0))
+        cbs.append(MeanAveragePrecision(val_dataset, every=eval_every, verbose=say,
+                                        batch_size=max(8, min(32, int(used.batch_size)))))
     cbs += [LearningRateLogger(), StopOnNaN()]
     if checkpoint_dir is not None:
         os.makedirs(checkpoint_dir, exist_ok=True)
-        cbs.append(TrainingCheckpoint(checkpoint_dir,
-                                      monitor="val_mAP" if val_dataset is not None else None,
-                                      verbose=1 if verbose else 0))
-    from keras_ssd.training.distribute import is_chief
-
+        cbs.append(TrainingCheckpoint(checkpoint_dir, verbose=say,
+                                      monitor="val_mAP" if val_dataset is not None else None))
     if is_chief(getattr(model, "distribute_strategy", None)):  # logs: the chief's only
         cbs += _run_logs(checkpoint_dir, log_dir, csv, plot)
-    cbs += list(callbacks or [])
-    fit = dict(callbacks=cbs, verbose=verbose, shuffle=False)
-    if val_dataset is not None and val_loss:
-        fit["validation_data"] = process_share(SSDSequence(
-            val_dataset, model.config, batch_size=int(used.batch_size), augment=False,
-            shuffle=False, ignore_difficult=ignore_difficult, on_error=on_error,
-            **loader))
-        fit["validation_freq"] = int(eval_every)
-    if limit is None:
-        history = model.fit(sequence, epochs=planned, initial_epoch=int(initial_epoch), **fit)
-        history.recipe = None if compiled else used
-        return history
-
-    # Time-limited: one epoch to measure the speed, then the budget planned
-    # from it; after a quarter of the planned epochs the plan is made again
-    # from their median time (the first epoch also fills the image cache and
-    # traces, and may meet a busier machine), then the run goes to its end.
-    first = model.fit(sequence, epochs=int(initial_epoch) + 1,
-                      initial_epoch=int(initial_epoch), **fit)
-    logs = {k: list(v) for k, v in first.history.items()}
-    done = int(initial_epoch) + len(logs.get("loss", []))
-    for replan in range(2):
-        if model.stop_training:
-            break
-        per_epoch = (limit.epoch_seconds_estimate(steps_per_epoch) if replan == 0
-                     else limit.median_epoch_seconds(skip_first=True))
-        if not per_epoch:
-            break
-        # 3% margin: the schedule should end inside the budget, not be cut.
-        more = int(0.97 * limit.remaining / per_epoch)
-        total = done + more if max_epochs is None else min(max_epochs, done + more)
-        if total <= done:
-            break
-        stop_at = total if replan == 1 else min(total, done + max(2, (total - done) // 4))
-        if not compiled:
-            _retime_schedule(model.optimizer, used, total, steps_per_epoch, lr_decay_epochs)
-            model.train_function = None  # trace again with the new schedule
-        planned = total
-        limit.start_phase()
-        rest = model.fit(sequence, epochs=stop_at, initial_epoch=done, **fit)
-        ran = len(rest.history.get("loss", []))
-        for key, values in rest.history.items():
-            logs.setdefault(key, [None] * (done - int(initial_epoch)))
-            logs[key].extend(values)
-        first.epoch = list(first.epoch) + list(rest.epoch)
-        done += ran
-        if stop_at == total:
-            break
-    first.history = logs
-    # `epochs`: the length the schedule was last fitted to
-    first.recipe = None if compiled else used.replace(epochs=planned)
-    first.time_limit = limit
-    return first
+    return cbs + list(extra or [])

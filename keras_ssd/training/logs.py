@@ -37,7 +37,6 @@ from keras_ssd.training.checkpoints import (
 )
 
 __all__ = [
-    "LossPartsRemainder",
     "TrainingLog",
     "make_tensorboard",
     "plot_history",
@@ -214,35 +213,6 @@ def make_tensorboard(log_dir, **kwargs):
         return None
     kwargs.setdefault("write_graph", False)
     return _GuardedTensorBoard(log_dir=os.fspath(log_dir), **kwargs)
-
-
-class LossPartsRemainder(keras.callbacks.Callback):
-    """Adds `reg_loss = loss - conf_loss - loc_loss` (and its `val_` twin).
-
-    For a model with a weight penalty (`weight_decay` of the model builders:
-    L2 on the kernels), `fit`'s `loss` is the SSD loss plus that penalty, so
-    the two parts of `SSDLoss` alone do not add up to it; this entry is the
-    penalty, so that `conf_loss + loc_loss + reg_loss == loss` in every log.
-    `train_detector` adds it when the model has regularisation losses.
-    """
-
-    def _fill(self, logs, prefix=""):
-        if logs is None:
-            return
-        try:
-            total = float(np.asarray(logs[prefix + "loss"]))
-            conf = float(np.asarray(logs[prefix + "conf_loss"]))
-            loc = float(np.asarray(logs[prefix + "loc_loss"]))
-        except (KeyError, TypeError, ValueError):
-            return
-        logs[prefix + "reg_loss"] = total - conf - loc
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._fill(logs)
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._fill(logs)
-        self._fill(logs, "val_")
 
 
 def _number(value):

@@ -29,25 +29,6 @@ def test_a_bad_image_size_is_a_usage_error(synthetic_voc, capsys):
     assert "--image-size: expected S or HxW" in capsys.readouterr().err
 
 
-@pytest.fixture
-def fake_training(monkeypatch):
-    """train_detector replaced: records the model it gets, trains nothing."""
-    import keras
-
-    import keras_ssd.training.fit as fit
-
-    calls = []
-
-    def record(model, train_dataset, **kwargs):
-        calls.append(model)
-        history = keras.callbacks.History()
-        history.history = {"loss": [1.0]}
-        return history
-
-    monkeypatch.setattr(fit, "train_detector", record)
-    return calls
-
-
 def test_train_builds_the_model_at_the_image_size_letterboxed(
         run_cli, synthetic_voc, tmp_path, fake_training):
     code, out, err = run_cli(
@@ -55,7 +36,8 @@ def test_train_builds_the_model_at_the_image_size_letterboxed(
         "--classes", os.path.join(synthetic_voc, "labels.txt"),
         "--checkpoint-dir", str(tmp_path / "ckpt"), "--image-size", "160x224", "--letterbox")
     assert code == 0, err
-    (model,) = fake_training
+    (call,) = fake_training
+    model = call["model"]
     assert model.config.image_shape == (160, 224) and model.config.letterbox is True
     assert model.input_shape == (None, 160, 224, 3)
     assert "160x224 px letterboxed" in out

@@ -30,20 +30,8 @@ def test_train_writes_the_history_csv_and_plot_beside_the_checkpoints(
 
 
 def test_train_no_logs_asks_train_detector_for_none(run_cli, synthetic_voc, tmp_path,
-                                                     monkeypatch):
-    import keras
-
-    import keras_ssd.training.fit as fit
-
-    calls = []
-
-    def record(model, train_dataset, **kwargs):
-        calls.append(kwargs)
-        history = keras.callbacks.History()
-        history.history = {"loss": [1.0]}
-        return history
-
-    monkeypatch.setattr(fit, "train_detector", record)
+                                                     fake_training):
+    calls = fake_training
     code, _, err = _run(run_cli, synthetic_voc, tmp_path / "a")
     assert code == 0, err
     assert not {"log_dir", "csv", "plot"} & set(calls[-1])  # train_detector's defaults

@@ -96,13 +96,19 @@ def test_pretrained_names_do_not_disturb_the_variant_lookups():
         presets.get_pretrained("ssd300")
 
 
-def test_preset_decode_defaults_are_the_converters_source_defaults():
+def test_each_source_postprocessing_is_its_presets_decode():
     convert = pytest.importorskip("keras_ssd.models.convert")
+    assert tuple(convert.SOURCES) == presets.SOURCE_NAMES
     for preset in presets.PRETRAINED.values():
         source = convert.SOURCES[preset.source]
-        wanted = dict(source.postprocessing_for(source.num_classes))
-        wanted.pop("max_log_scale", None)
-        assert dict(preset.decode) == wanted, preset.name
+        assert source.name == preset.source
+        assert source.postprocessing_for(source.num_classes) == dict(preset.decode)
+    torchvision = presets.get_pretrained("ssd300_coco").decode
+    assert (torchvision["top_k"], torchvision["max_candidates_per_class"],
+            torchvision["clip_boxes"]) == (200, 400, True)
+    assert torchvision["max_log_scale"] == pytest.approx(np.log(1000 / 16))
+    amdegroot = convert.SOURCES["amdegroot"]
+    assert amdegroot.postprocessing_for(3)["top_k"] == 600  # 200 per class, no image cap
 
 
 def test_finetune_recipe_is_the_papers_sgd_shortened():

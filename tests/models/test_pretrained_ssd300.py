@@ -88,12 +88,8 @@ def test_every_preset_stand_in_converts_once_and_round_trips_through_its_cache(
 
 
 def test_finetuning_new_heads_of_a_preset_trains_and_its_loss_falls(
-        tmp_path, cache, synthetic_voc):
-    from keras_ssd.data import VOCDataset
-    from keras_ssd.training.fit import train_detector
-
-    train = VOCDataset(synthetic_voc, "trainval", class_names=("circle", "square",
-                                                               "triangle", "cross"))
+        tmp_path, cache, synthetic_train, fine_tune):
+    train = synthetic_train(images=1)  # one image, one step per epoch: the same step
     model = pretrained.from_preset(stand_in_preset("ssd300_voc", tmp_path),
                                    class_names=train.class_names, freeze="backbone",
                                    converter=StandIn(), verbose=False)
@@ -101,11 +97,7 @@ def test_finetuning_new_heads_of_a_preset_trains_and_its_loss_falls(
     frozen = [layer.name for layer in model.layers if not layer.trainable and layer.weights]
     assert frozen == list(pretrained.FREEZE_MODES["backbone"]) == list(model.frozen_layers)
     before = model.get_layer("conv3_1").get_weights()[0].copy()
-    train.records = train.records[:1]  # one image, one step per epoch: the same step
-    history = train_detector(model, train, epochs=3, batch_size=1, augment=False,
-                             workers=0, learning_rate=1e-4, warmup_epochs=0,
-                             checkpoint_dir=str(tmp_path / "run"), val_loss=False,
-                             log_dir=False, csv=False, plot=False, verbose=0)
+    history = fine_tune(model, train, batch_size=1, learning_rate=1e-4)
     loss = history.history["loss"]
     assert history.recipe.name.startswith("finetune-sgd")
     assert len(loss) == 3 and loss[0] > loss[1] > loss[2], loss

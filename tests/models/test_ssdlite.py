@@ -99,14 +99,11 @@ def test_the_variant_has_torchvisions_parameter_count_and_maps():
                if isinstance(layer, keras.layers.BatchNormalization))
 
 
-def test_the_variant_round_trips_through_a_keras_file(tmp_path):
+def test_the_variant_round_trips_through_a_keras_file(keras_round_trip):
     model = SSDLite320(num_classes=3, class_names=["a", "b", "c"], name="lite")
     image = np.random.default_rng(0).uniform(0, 255, (1, 320, 320, 3)).astype("float32")
-    path = tmp_path / "lite.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path, compile=False)
+    loaded = keras_round_trip(model, image, compile=False)
     assert loaded.architecture == "ssdlite320" and loaded.class_names == ["a", "b", "c"]
-    np.testing.assert_array_equal(np.asarray(model(image)), np.asarray(loaded(image)))
 
 
 def test_ssdlite_refuses_another_source_normalisation():
@@ -272,21 +269,13 @@ def test_a_class_subset_keeps_the_sources_scores(stand_in):
 
 
 def test_finetuning_new_heads_of_the_preset_trains_and_its_loss_falls(
-        stand_in, tmp_path, synthetic_voc):
-    from keras_ssd.data import VOCDataset
-    from keras_ssd.training.fit import train_detector
-
+        stand_in, synthetic_train, fine_tune):
     preset, converter, _ = stand_in
-    train = VOCDataset(synthetic_voc, "trainval", class_names=("circle", "square",
-                                                               "triangle", "cross"))
+    train = synthetic_train(images=2)  # one batch of two: the same step each epoch
     model = pretrained.from_preset(preset, class_names=train.class_names, freeze="backbone",
                                    converter=converter, verbose=False)
     before = model.get_layer("block5_dw").get_weights()[0].copy()
-    train.records = train.records[:2]  # one batch of two images: the same step each epoch
-    history = train_detector(model, train, epochs=3, batch_size=2, augment=False,
-                             workers=0, learning_rate=1e-3, warmup_epochs=0,
-                             checkpoint_dir=str(tmp_path / "run"), val_loss=False,
-                             log_dir=False, csv=False, plot=False, verbose=0)
+    history = fine_tune(model, train, batch_size=2, learning_rate=1e-3)
     loss = history.history["loss"]
     assert history.recipe.name.startswith("finetune-ssdlite-sgd")
     assert len(loss) == 3 and loss[0] > loss[1] > loss[2], loss

@@ -144,7 +144,8 @@ def test_ctrl_c_with_multiprocessing_workers_exits_leaves_no_worker_and_keeps_th
             time.sleep(2)
             os.killpg(proc.pid, signal.SIGKILL)
             out, err = proc.communicate()
-            pytest.fail(f"no exit {EXIT_TIMEOUT} s after Ctrl-C; its threads:\n{err[-6000:]}")
+            pytest.fail(f"no exit {EXIT_TIMEOUT} s after Ctrl-C; its threads:\n"
+                        f"{err[-6000:]}")
         took = time.monotonic() - started
     finally:
         if proc.poll() is None:

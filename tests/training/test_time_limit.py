@@ -1,7 +1,7 @@
 """Time-limited training: the `TimeLimit` callback, `train_detector(time_limit=)`
 (schedule refitted to the epochs that fit) and the checkpoint of a stopped run.
 
-A fake clock replaces `time` in `keras_ssd.training.fit`: each training step
+A fake clock replaces `time` in `keras_ssd.training.callbacks`: each training step
 costs a set number of fake seconds, so the epoch counts are exact."""
 
 import types
@@ -10,14 +10,15 @@ import keras
 import numpy as np
 import pytest
 
-from keras_ssd.training import fit as fit_module
+from keras_ssd.training import callbacks as callbacks_module
+from keras_ssd.training.callbacks import TimeLimit
 from keras_ssd.training.checkpoints import TrainingCheckpoint, read_state
-from keras_ssd.training.fit import TimeLimit, train_detector
+from keras_ssd.training.fit import train_detector
 from keras_ssd.training.schedules import WarmupCosineDecay, WarmupPiecewiseDecay
 
 
 class FakeClock:
-    """Stands in for the `time` module of fit.py: `perf_counter()` is `now`."""
+    """Stands in for the `time` module of callbacks.py: `perf_counter()` is `now`."""
 
     def __init__(self):
         self.now = 0.0
@@ -29,7 +30,7 @@ class FakeClock:
 @pytest.fixture
 def clock(monkeypatch):
     clock = FakeClock()
-    monkeypatch.setattr(fit_module, "time", clock)
+    monkeypatch.setattr(callbacks_module, "time", clock)
     return clock
 
 

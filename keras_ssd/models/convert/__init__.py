@@ -29,7 +29,9 @@ SOURCES["amdegroot"].geometry["min_sizes"]                      # [30, 60, 111, 
 ```
 """
 
-from keras_ssd.models.convert import (
+from keras_ssd import presets
+from keras_ssd.classes import VOC_CLASSES
+from keras_ssd.models.convert import (  # the converters, one module per source
     amdegroot, lufficc, lufficc512, torchvision, torchvision_ssdlite,
 )
 from keras_ssd.models.convert.layer_table import LayerTableSource
@@ -40,7 +42,6 @@ from keras_ssd.models.convert.common import (
     COCO_CONFIG_CATEGORY_IDS,
     COCO_PLACEHOLDER_IDS,
     TORCHVISION_MAX_LOG_SCALE,
-    VOC_CLASSES,
     ConversionError,
     Source,
     _strip_module_prefix,
@@ -69,9 +70,12 @@ __all__ = [
 ]
 
 #: name -> `Source`: each checkpoint origin's key layout, priors, clip mode,
-#: preprocessing, post-processing and class names.
-SOURCES = {s.name: s for s in (torchvision.SOURCE, amdegroot.SOURCE, lufficc.SOURCE,
-                                lufficc512.SOURCE, torchvision_ssdlite.SOURCE)}
+#: preprocessing, post-processing and class names. The names are
+#: `keras_ssd.presets.SOURCE_NAMES`; each source's converter is the module
+#: of its name.
+_CONVERTED = {m.SOURCE.name: m.SOURCE for m in (
+    amdegroot, lufficc, lufficc512, torchvision, torchvision_ssdlite)}
+SOURCES = {name: _CONVERTED[name] for name in presets.SOURCE_NAMES}
 
 
 def get_source(source):

@@ -17,9 +17,9 @@ best 200 into NMS 0.45, up to 200 kept per class and no limit per image
 (its `Detect` sorts the detections of all classes but never cuts them).
 """
 
-from keras_ssd.models.convert.common import (
-    CAFFE_SSD300_GEOMETRY, SSD300_SOURCES, VOC_CLASSES, Source,
-)
+from keras_ssd import presets
+from keras_ssd.classes import VOC_CLASSES
+from keras_ssd.models.convert.common import CAFFE_SSD300_GEOMETRY, SSD300_SOURCES, Source
 
 _VGG = {"conv1_1": 0, "conv1_2": 2, "conv2_1": 5, "conv2_2": 7, "conv3_1": 10,
         "conv3_2": 12, "conv3_3": 14, "conv4_1": 17, "conv4_2": 19, "conv4_3": 21,
@@ -56,9 +56,7 @@ SOURCE = Source(
     description="amdegroot/ssd.pytorch SSD300 (ssd300_mAP_77.43_v2.pth, VOC07 test mAP 77.4)",
     geometry=dict(CAFFE_SSD300_GEOMETRY, clip="cxcywh"),
     preprocessing=VOC_PORT_PREPROCESSING,
-    postprocessing=dict(confidence_threshold=0.01, iou_threshold=0.45,
-                        max_candidates_per_class=200, top_k=200 * len(VOC_CLASSES),
-                        clip_boxes=False, max_log_scale=None),
+    postprocessing=presets.for_source("amdegroot").decode,
     class_names=VOC_CLASSES,
     keys=keys,
     marker="L2Norm.weight",

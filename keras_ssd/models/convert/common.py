@@ -16,7 +16,6 @@ so head kernels need no reordering.
 
 import copy
 import dataclasses
-import math
 from typing import Callable, List, Mapping, Optional, Tuple
 
 import numpy as np
@@ -24,13 +23,6 @@ import numpy as np
 from keras_ssd import presets
 from keras_ssd.models.vgg16 import SSD300_EXTRAS, VGG16_BLOCKS
 
-#: The 20 Pascal VOC classes in the standard order (label 1..20 of the VOC
-#: ports; label 0 is the background).
-VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
-    "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
-    "sheep", "sofa", "train", "tvmonitor",
-)
 
 #: torchvision's 91 COCO outputs: index = COCO category id (0 = background),
 #: "N/A" where the id is not a COCO category (12, 26, 29, 30, 45, 66, 68,
@@ -151,7 +143,8 @@ class Source:
         preprocessing: the `ImagePreprocessing` arguments that reproduce its
             input normalisation on RGB 0..255 pixels.
         postprocessing: its `DecodeDetections` options for its own class
-            count (`postprocessing_for(num_classes)` for another).
+            count (`postprocessing_for(num_classes)` for another): the
+            `decode` of its checkpoint's `keras_ssd.presets.PretrainedPreset`.
         class_names: the object classes of its published checkpoint
             (background excluded), label order.
         keys: `(layer, kind) -> [torch keys]`: its state-dict names of each
@@ -206,7 +199,7 @@ class Source:
 
 
 #: torchvision's `BoxCoder.bbox_xform_clip`: decoded log-scales are capped here.
-TORCHVISION_MAX_LOG_SCALE = math.log(1000.0 / 16)
+TORCHVISION_MAX_LOG_SCALE = presets.TORCHVISION_MAX_LOG_SCALE
 
 
 class ConversionError(ValueError):

@@ -16,8 +16,10 @@ softmax; scores > 0.01 over all classes, batched NMS 0.45 (no limit per
 class), the best 100 per image.
 """
 
+from keras_ssd import presets
 from keras_ssd.models.convert import amdegroot
-from keras_ssd.models.convert.common import CAFFE_SSD300_GEOMETRY, VOC_CLASSES, Source
+from keras_ssd.classes import VOC_CLASSES
+from keras_ssd.models.convert.common import CAFFE_SSD300_GEOMETRY, Source
 
 
 def keys(layer, kind):
@@ -33,10 +35,7 @@ SOURCE = Source(
     description="lufficc/SSD VGG16 SSD300 (vgg_ssd300_voc0712.pth, VOC07 test mAP 77.7)",
     geometry=dict(CAFFE_SSD300_GEOMETRY, clip="cxcywh"),
     preprocessing=amdegroot.VOC_PORT_PREPROCESSING,
-    # No per-class limit: every one of the 8732 priors may enter a class's NMS.
-    postprocessing=dict(confidence_threshold=0.01, iou_threshold=0.45,
-                        max_candidates_per_class=8732, top_k=100, clip_boxes=False,
-                        max_log_scale=None),
+    postprocessing=presets.for_source("lufficc").decode,
     class_names=VOC_CLASSES,
     keys=keys,
     marker="backbone.l2_norm.weight",

@@ -21,7 +21,7 @@ clipped.
 
 from keras_ssd import presets
 from keras_ssd.models.convert import amdegroot
-from keras_ssd.models.convert.common import VOC_CLASSES
+from keras_ssd.classes import VOC_CLASSES
 from keras_ssd.models.convert.layer_table import LayerTableSource
 from keras_ssd.models.vgg16 import SSD512_EXTRAS, VGG16_BLOCKS
 
@@ -75,8 +75,7 @@ SOURCE = LayerTableSource(
     description="lufficc/SSD VGG16 SSD512 (vgg_ssd512_voc0712.pth, VOC07 test mAP 80.7)",
     geometry=GEOMETRY,
     preprocessing=amdegroot.VOC_PORT_PREPROCESSING,
-    # every one of the 24564 priors may enter a class's NMS (no per-class limit)
-    postprocessing=dict(presets.get_pretrained("ssd512_voc").decode, max_log_scale=None),
+    postprocessing=presets.for_source("lufficc512").decode,
     class_names=VOC_CLASSES,
     keys=None,
     marker="backbone.extras.9.weight",

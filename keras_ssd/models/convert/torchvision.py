@@ -22,9 +22,9 @@ the image; softmax; per class scores > 0.01, the best 400, NMS 0.45; the
 best 200 per image. 91 outputs: background and COCO category ids 1..90.
 """
 
+from keras_ssd import presets
 from keras_ssd.models.convert.common import (
-    COCO_CLASS_NAMES, COCO_CONFIG_CATEGORY_IDS, TORCHVISION_MAX_LOG_SCALE, Source,
-    SSD300_SOURCES,
+    COCO_CLASS_NAMES, COCO_CONFIG_CATEGORY_IDS, SSD300_SOURCES, Source,
 )
 
 _FEATURES = {"conv1_1": 0, "conv1_2": 2, "conv2_1": 5, "conv2_2": 7, "conv3_1": 10,
@@ -70,9 +70,7 @@ SOURCE = Source(
     ),
     preprocessing=dict(mode="custom", channel_order="rgb", scale=1.0 / 255.0,
                        mean=[0.48235, 0.45882, 0.40784], std=[1.0 / 255.0] * 3),
-    postprocessing=dict(confidence_threshold=0.01, iou_threshold=0.45,
-                        max_candidates_per_class=400, top_k=200, clip_boxes=True,
-                        max_log_scale=TORCHVISION_MAX_LOG_SCALE),
+    postprocessing=presets.for_source("torchvision").decode,
     class_names=COCO_CLASS_NAMES,
     category_ids=COCO_CONFIG_CATEGORY_IDS,
     keys=keys,

@@ -31,7 +31,7 @@ background and COCO category ids 1..90.
 from keras_ssd import presets
 from keras_ssd.models import mobilenet_v3
 from keras_ssd.models.convert.common import (
-    COCO_CLASS_NAMES, COCO_CONFIG_CATEGORY_IDS, TORCHVISION_MAX_LOG_SCALE,
+    COCO_CLASS_NAMES, COCO_CONFIG_CATEGORY_IDS,
 )
 from keras_ssd.models.convert.layer_table import LayerTableSource, bn_keys
 
@@ -122,9 +122,7 @@ SOURCE = LayerTableSource(
     geometry=dict(presets.get("ssdlite320").geometry, variances=[0.1, 0.1, 0.2, 0.2]),
     preprocessing=dict(mode="custom", channel_order="rgb", scale=1.0 / 255.0,
                        mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5]),
-    # the pretrained preset's decoder options (one copy), with the BoxCoder cap
-    postprocessing=dict(presets.get_pretrained("ssdlite320_coco").decode,
-                        max_log_scale=TORCHVISION_MAX_LOG_SCALE),
+    postprocessing=presets.for_source("torchvision_ssdlite").decode,
     class_names=COCO_CLASS_NAMES,
     category_ids=COCO_CONFIG_CATEGORY_IDS,
     keys=None,

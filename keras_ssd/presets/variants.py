@@ -1,0 +1,223 @@
+"""The named SSD variants: backbone, prior geometry and build defaults.
+
+Each `Preset` says everything a variant is: its name and other accepted
+spellings, the backbone network it is built on, the prior geometry of its
+`SSDConfig`, and the defaults its model is built with. `SSDConfig.from_preset`,
+the model builders (`SSD300`, ..., `build_model`, `SSD(architecture=...)`),
+the `keras-ssd --model` choices and the docs all read this table. Data only.
+"""
+
+import dataclasses
+from typing import Mapping, Optional, Tuple
+
+from keras_ssd.presets.recipes import FROM_SCRATCH, PAPER_SGD, Recipe
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """One named SSD variant.
+
+    Attributes:
+        name: the one spelling used everywhere (builders, CLI, docs, saved
+            models).
+        aliases: other spellings accepted for it (the backbone-qualified
+            names such as `"ssd300_vgg16"`, short forms such as `"ssdlite"`).
+        builder: name of the `keras_ssd.models` function that builds it.
+        backbone: key of the backbone network in `keras_ssd.models.backbones`.
+        geometry: the `SSDConfig` fields of its priors (all but the classes).
+        num_classes: default number of object classes.
+        normalization: default normalisation of the first source map.
+        preprocessing: `ImagePreprocessing` mode its backbone expects.
+        pretrained_backbone: whether `backbone_weights="imagenet"` exists.
+        description: one line for docs and `--help`.
+        recipe: the default training recipe when the backbone starts from
+            pretrained weights (or has none to start from);
+        scratch_recipe: the one used when it starts from random weights.
+    """
+
+    name: str
+    aliases: Tuple[str, ...]
+    builder: str
+    backbone: str
+    geometry: Mapping
+    num_classes: int = 20
+    normalization: str = "none"
+    preprocessing: str = "tf"
+    pretrained_backbone: bool = False
+    description: str = ""
+    recipe: Recipe = FROM_SCRATCH
+    scratch_recipe: Recipe = FROM_SCRATCH
+
+    @property
+    def spellings(self):
+        """The name and its aliases."""
+        return (self.name,) + tuple(self.aliases)
+
+
+#: What the Caffe VGG16 variants share: L2Norm on conv4_3, Caffe's BGR mean
+#: subtraction, ImageNet weights and the paper's recipe.
+_CAFFE_VGG = dict(normalization="l2", preprocessing="caffe", pretrained_backbone=True,
+                  recipe=PAPER_SGD)
+
+_PRESETS = (
+    Preset(
+        name="ssd300",
+        aliases=("ssd300_vgg16",),
+        builder="SSD300",
+        backbone="vgg16_300",
+        geometry=dict(
+            image_size=300,
+            feature_map_sizes=[38, 19, 10, 5, 3, 1],
+            steps=[8, 16, 32, 64, 100, 300],
+            min_sizes=[30, 60, 111, 162, 213, 264],
+            max_sizes=[60, 111, 162, 213, 264, 315],
+            aspect_ratios=[[2], [2, 3], [2, 3], [2, 3], [2], [2]],
+        ),
+        **_CAFFE_VGG,
+        description="SSD300 on the reduced VGG16, the Caffe VOC geometry (8732 priors)",
+    ),
+    Preset(
+        name="ssd512",
+        aliases=("ssd512_vgg16",),
+        builder="SSD512",
+        backbone="vgg16_512",
+        geometry=dict(
+            image_size=512,
+            feature_map_sizes=[64, 32, 16, 8, 4, 2, 1],
+            steps=[8, 16, 32, 64, 128, 256, 512],
+            min_sizes=[35.84, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8],
+            max_sizes=[76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.6],
+            aspect_ratios=[[2], [2, 3], [2, 3], [2, 3], [2, 3], [2], [2]],
+        ),
+        **_CAFFE_VGG,
+        description="SSD512 on the reduced VGG16, the Caffe VOC geometry (24564 priors)",
+    ),
+    Preset(
+        name="mobilenet_v2",
+        aliases=("ssd_mobilenet_v2", "mobilenetv2"),
+        builder="SSDMobileNetV2",
+        backbone="mobilenet_v2",
+        # lufficc/SSD's MobileNetV2-320: min sizes 60..285 px, 6 boxes per cell.
+        geometry=dict(
+            image_size=320,
+            feature_map_sizes=[20, 10, 5, 3, 2, 1],
+            steps=[16, 32, 64, 107, 160, 320],
+            min_sizes=[60, 105, 150, 195, 240, 285],
+            max_sizes=[105, 150, 195, 240, 285, 330],
+            aspect_ratios=[[2, 3]] * 6,
+        ),
+        pretrained_backbone=True,
+        description="SSD on Keras' MobileNetV2 at 320 px (3234 priors)",
+        # AdamW from ImageNet weights too: the paper's SGD is the recipe of
+        # its VGG16 (tuned for that backbone and its L2-normalised conv4_3);
+        # nothing was measured for MobileNetV2 with it.
+        recipe=FROM_SCRATCH,
+        scratch_recipe=FROM_SCRATCH,
+    ),
+    Preset(
+        name="ssdlite320",
+        aliases=("ssdlite320_mobilenet_v3_large", "ssdlite"),
+        builder="SSDLite320",
+        backbone="mobilenet_v3_large_ssdlite",
+        # torchvision's DefaultBoxGenerator([[2, 3]] * 6, min_ratio=0.2,
+        # max_ratio=0.95) at 320 px: scales 0.2 + 0.15 k (and 1.0 for the
+        # last max), no steps given, so each map's centres are (i + 0.5) /
+        # size (step = 320 / size); widths and heights clipped to the image.
+        geometry=dict(
+            image_size=320,
+            feature_map_sizes=[20, 10, 5, 3, 2, 1],
+            steps=[16, 32, 64, 320 / 3, 160, 320],
+            min_sizes=[64, 112, 160, 208, 256, 304],
+            max_sizes=[112, 160, 208, 256, 304, 320],
+            aspect_ratios=[[2, 3]] * 6,
+            clip="wh",
+        ),
+        description="SSDLite320: MobileNetV3-Large (reduced tail) with SSDLite heads at "
+                    "320 px, torchvision's layout (3234 priors)",
+    ),
+    Preset(
+        name="tiny",
+        aliases=("ssd_tiny",),
+        builder="SSDTiny",
+        backbone="tiny",
+        # 160 px, maps 20..1 (steps = 160 / size); prior scales 0.1 to 0.9 of
+        # the image as in the SSD paper: min sizes 16, 32, 64, 104, 144 px,
+        # each map's max size the next map's min size (176 for the last).
+        geometry=dict(
+            image_size=160,
+            feature_map_sizes=[20, 10, 5, 3, 1],
+            steps=[8, 16, 32, 160 / 3, 160],
+            min_sizes=[16, 32, 64, 104, 144],
+            max_sizes=[32, 64, 104, 144, 176],
+            aspect_ratios=[[2], [2, 3], [2, 3], [2], [2]],
+        ),
+        description="a tiny conv-BN-ReLU SSD at 160 px for CPU experiments (2390 priors)",
+    ),
+)
+
+#: canonical name -> Preset, in the order of the table above.
+PRESETS = {p.name: p for p in _PRESETS}
+
+_SPELLINGS = {s: p for p in _PRESETS for s in p.spellings}
+
+
+def _key(name):
+    return str(name).strip().lower().replace("-", "_")
+
+
+def names():
+    """The canonical variant names, in registry order."""
+    return list(PRESETS)
+
+
+def canonical_name(name):
+    """The canonical spelling of `name` (an alias, any case, `-` or `_`).
+
+    Raises:
+        ValueError: naming the unknown variant and listing the known ones.
+    """
+    return get(name).name
+
+
+def get(name) -> Preset:
+    """The `Preset` called `name` (or one of its aliases).
+
+    Raises:
+        ValueError: naming the unknown variant and listing the known ones.
+    """
+    preset = _SPELLINGS.get(_key(name))
+    if preset is None:
+        preset = _SPELLINGS.get(_key(name).replace("_", ""))
+    if preset is None:
+        raise ValueError(
+            f"unknown SSD variant {name!r}; choose one of {', '.join(PRESETS)}"
+        )
+    return preset
+
+
+def find(name) -> Optional[Preset]:
+    """`get(name)`, or `None` when no variant is called that."""
+    try:
+        return get(name)
+    except ValueError:
+        return None
+
+
+def recipe_for(name, pretrained=None) -> Recipe:
+    """The default training recipe of variant `name`.
+
+    Args:
+        name: a variant name or alias.
+        pretrained: whether the backbone starts from pretrained weights;
+            `None` means the variant's default (pretrained where it has
+            pretrained weights). A backbone started from random weights
+            gets the variant's `scratch_recipe`.
+
+    Returns:
+        A `Recipe`.
+    """
+    preset = get(name)
+    if pretrained is None:
+        pretrained = preset.pretrained_backbone
+    return preset.recipe if pretrained and preset.pretrained_backbone else preset.scratch_recipe
+

@@ -65,6 +65,9 @@ class SourceItem:
         frame: the frame index within a video, else None.
         fps: the video's frame rate, else None.
         error: why the input could not be read (one line), else None.
+        path: a local image file not decoded yet (`iter_sources(...,
+            decode_files=False)`: `image` is None and the reader decodes it,
+            e.g. DCT-scaled for a small network input), else None.
     """
 
     name: str
@@ -74,6 +77,7 @@ class SourceItem:
     frame: int = None
     fps: float = None
     error: str = None
+    path: str = None
 
     @property
     def ok(self):
@@ -142,9 +146,18 @@ def _reason(error):
     return text[:300]
 
 
-def fetch_url(url, timeout=URL_TIMEOUT, max_bytes=MAX_URL_BYTES):
+def fetch_url(url, timeout=URL_TIMEOUT, max_bytes=None):
     """The body of `url` (bytes); `ValueError` naming the URL when it cannot
-    be fetched (HTTP error status, timeout, refused, too large)."""
+    be fetched (HTTP error status, timeout, refused, too large). Only the
+    bytes are read: nothing fetched is executed or unpickled.
+
+    Args:
+        url: an `http://` or `https://` URL.
+        timeout: seconds to wait for an answer (and between blocks).
+        max_bytes: the largest body read (default: `MAX_URL_BYTES`); a
+            longer one is refused after reading `max_bytes + 1` bytes.
+    """
+    max_bytes = MAX_URL_BYTES if max_bytes is None else int(max_bytes)
     request = urllib.request.Request(url, headers={"User-Agent": "keras-ssd"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -161,8 +174,16 @@ def fetch_url(url, timeout=URL_TIMEOUT, max_bytes=MAX_URL_BYTES):
     except OSError as e:
         raise ValueError(f"{url}: {e}") from None
     if len(body) > max_bytes:
-        raise ValueError(f"{url}: larger than {max_bytes // (1024 * 1024)} MB")
+        raise ValueError(f"{url}: larger than the {_size(max_bytes)} limit "
+                         "(keras_ssd.sources.MAX_URL_BYTES)")
     return body
+
+
+def _size(n):
+    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:g} {unit}"
+    return f"{n} bytes"
 
 
 def _url_image(url, timeout):
@@ -254,7 +275,7 @@ def _expand_folder(folder):
     return found
 
 
-def _iter_path(text, timeout):
+def _iter_path(text, timeout, decode_files=True):
     if is_url(text):
         if _is_video_name(text):
             # FFmpeg reads http(s) itself, streaming
@@ -271,34 +292,44 @@ def _iter_path(text, timeout):
             yield _failed(text, f"no images or videos ({', '.join(IMAGE_EXTENSIONS)}; "
                                 f"{', '.join(VIDEO_EXTENSIONS[:4])}, ...) in folder")
         for path in found:
-            yield from _iter_file(path)
+            yield from _iter_file(path, decode_files)
         return
     if not os.path.exists(text) and _has_glob(text):
         found = sorted(p for p in glob.glob(text, recursive=True) if os.path.isfile(p))
         if not found:
             yield _failed(text, "no file matches this pattern")
         for path in found:
-            yield from _iter_file(path)
+            yield from _iter_file(path, decode_files)
         return
-    yield from _iter_file(text)
+    yield from _iter_file(text, decode_files)
 
 
-def _iter_file(path):
-    if not os.path.exists(path):
+def _iter_file(path, decode_files=True):
+    if _is_video_name(path):
+        if os.path.exists(path):
+            yield from iter_video(path)
+        else:
+            yield _failed(path, "file not found")
+    elif not decode_files:  # the reader decodes it (and names it if it cannot)
+        yield SourceItem(name=path, source=path, kind="image", path=path)
+    elif not os.path.exists(path):
         yield _failed(path, "file not found")
-    elif _is_video_name(path):
-        yield from iter_video(path)
     else:
         yield _image_item(path, lambda: _read_image_file(path))
 
 
-def iter_sources(sources, timeout=URL_TIMEOUT):
+def iter_sources(sources, timeout=URL_TIMEOUT, decode_files=True):
     """Stream `SourceItem`s from `sources` (see the module docstring).
 
     Args:
         sources: one source or an iterable of sources: paths, folders,
             globs, URLs, video files, camera indices, arrays, PIL images.
         timeout: seconds a URL may take to answer.
+        decode_files: False: local image files (named, or found in a folder
+            or by a pattern) are yielded undecoded, with `path` set and no
+            `image`, even when missing or unreadable: the caller decodes
+            them and reports their errors (`predict_images` does, so large
+            JPEGs are decoded DCT-scaled).
 
     Yields:
         `SourceItem`, in input order (folders and globs sorted by name);
@@ -313,7 +344,7 @@ def iter_sources(sources, timeout=URL_TIMEOUT):
 
     def walk(source):
         if isinstance(source, (str, os.PathLike)):
-            yield from _iter_path(os.fspath(source), timeout)
+            yield from _iter_path(os.fspath(source), timeout, decode_files)
         elif isinstance(source, (bytes, bytearray)):  # an encoded image
             name = f"bytes{counters['array']}"
             counters["array"] += 1

@@ -364,18 +364,42 @@ def image_tree(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def http_root(image_tree):
+def serve_folder():
+    """Factory `serve_folder(path)`: the URL `http://127.0.0.1:PORT` of an
+    HTTP server on a free port serving `path` (/slow... answers after 3 s),
+    stopped at the end of the session."""
+    servers = []
+
+    def serve(path):
+        def handler(*args, **kwargs):
+            return _SlowHandler(*args, directory=str(path), **kwargs)
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="session")
+def http_root(image_tree, serve_folder):
     """`http://127.0.0.1:PORT` serving `image_tree` (/slow... answers after 3 s)."""
+    return serve_folder(image_tree)
 
-    def handler(*args, **kwargs):
-        return _SlowHandler(*args, directory=str(image_tree), **kwargs)
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+@pytest.fixture
+def closed_port_url():
+    """An http URL on 127.0.0.1 where nothing listens (connection refused)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/a.png"
 
 
 @pytest.fixture(scope="session")

@@ -291,11 +291,33 @@ def class_file_option(value, fmt):
     return None
 
 
-def load_cli_dataset(paths, fmt, split, class_names, option, class_file=None):
+def add_on_error_argument(group, evaluation=False):
+    """Add `--on-error {raise,skip}`: the dataset readers' (and, in training,
+    `SSDSequence`'s) `on_error`."""
+    extra = ("every image is decoded once up front, and unreadable ones are "
+             "left out of the score" if evaluation else
+             "an image that fails to load mid-epoch is replaced by the next one")
+    group.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                       help="bad data (a broken label file or annotation, an unreadable "
+                            "image): raise stops with one error naming the file "
+                            f"(default); skip logs it, leaves it out and goes on ({extra})")
+
+
+def evaluation_reading(on_error):
+    """Reader options of a dataset that is scored: with skip, every image is
+    decoded up front so that an unreadable one is left out of the score
+    instead of stopping it."""
+    return {"on_error": "skip", "check_images": "decode"} if on_error == "skip" else {}
+
+
+def load_cli_dataset(paths, fmt, split, class_names, option, class_file=None,
+                     **reader_options):
     """Read `--data` with `keras_ssd.data.load_dataset` (after `_require_dataset`).
 
     `paths` is one path or a list (several only for VOC); `class_names` None
-    leaves them to the format (YOLO's data.yaml, a CSV's class file or rows).
+    leaves them to the format (YOLO's data.yaml, a CSV's class file or rows);
+    `reader_options` go to the reader (`on_error`, `check_images`; a reader
+    that skips logs each record it leaves out and the count).
     """
     from keras_ssd.data.formats import load_dataset
 
@@ -305,7 +327,8 @@ def load_cli_dataset(paths, fmt, split, class_names, option, class_file=None):
         raise CLIError(f"{option}: only Pascal VOC folders can be given several times "
                        f"(VOC07+12); {fmt} data is one --data", status=2)
     kwargs = {"class_file": class_file} if class_file is not None else {}
-    return load_dataset(paths, format=fmt, split=split, class_names=class_names, **kwargs)
+    return load_dataset(paths, format=fmt, split=split, class_names=class_names,
+                        **kwargs, **reader_options)
 
 
 def _require_out_folder(path, option="--out"):

@@ -16,8 +16,10 @@ from keras_ssd.cli.args import (
     _require_out_folder,
     add_dataset_arguments,
     add_image_size_argument,
+    add_on_error_argument,
     add_preset_argument,
     add_project_arguments,
+    evaluation_reading,
     load_cli_dataset,
     load_ssd_model,
     model_at_image_size,
@@ -31,6 +33,7 @@ HELP = "VOC mAP (or COCO AP) of a trained model on a VOC, COCO, YOLO or CSV data
 def add_arguments(p):
     add_dataset_arguments(p, evaluation=True, repeatable=False,
                           data_help=". Its class names must be the model's")
+    add_on_error_argument(p, evaluation=True)
     model = p.add_mutually_exclusive_group(required=True)
     model.add_argument("--model-file", metavar="M.keras",
                        help="a model saved by `keras-ssd train` or `keras-ssd convert` "
@@ -101,7 +104,8 @@ def run(args):
     # dataset's own categories and is matched to them by id (COCO) or name.
     wanted = None if getattr(config, "category_ids", None) is not None else \
         list(config.names)
-    dataset = load_cli_dataset(args.data, fmt, split, wanted, "--data")
+    dataset = load_cli_dataset(args.data, fmt, split, wanted, "--data",
+                               **evaluation_reading(args.on_error))
     result = evaluate(model, dataset, batch_size=args.batch_size,
                       use_07_metric=args.use_07_metric, metric=args.metric,
                       # the progress bar on a terminal only (a pipe gets its escapes)
@@ -136,7 +140,8 @@ def _evaluate_artifact(args, fmt, split):
         detector = ArtifactDetector(args.model_file)
     except ValueError as e:
         raise CLIError(f"--model-file {e}") from None
-    dataset = load_cli_dataset(args.data, fmt, split, detector.class_names, "--data")
+    dataset = load_cli_dataset(args.data, fmt, split, detector.class_names, "--data",
+                               **evaluation_reading(args.on_error))
     detections = []
     for start in range(0, len(dataset), args.batch_size):
         images = [dataset.load_image(i)

@@ -21,9 +21,11 @@ from keras_ssd.cli.args import (
     _unit_float,
     add_dataset_arguments,
     add_image_size_argument,
+    add_on_error_argument,
     add_preset_argument,
     add_project_arguments,
     class_options,
+    evaluation_reading,
     load_cli_dataset,
     require_datasets,
     require_preset,
@@ -77,6 +79,7 @@ def _add_data_arguments(data):
                      "dataset's own for COCO, YOLO and CSV). YOLO: must match data.yaml; "
                      "COCO: selects categories; CSV: the label order, or a "
                      "keras-retinanet class_name,id .csv file")
+    add_on_error_argument(data)
     data.add_argument("--val-data", metavar="DIR",
                       help="dataset (same --format) to compute validation mAP on after "
                            "each --eval-every epochs (default: none)")
@@ -333,14 +336,15 @@ def run(args):
     _require_keras_backend()
     folder = _choose_run_dir(args)
     # The data is read before TensorFlow too (numpy and Pillow only).
-    train_set = load_cli_dataset(args.data, fmt, split, class_names, "--data", class_file)
+    train_set = load_cli_dataset(args.data, fmt, split, class_names, "--data", class_file,
+                                 on_error=args.on_error)
     class_names = list(train_set.class_names)
     val_set = None
     val_split = None
     if args.val_data:
         val_split = resolve_split(val_fmt, args.val_split, evaluation=True)
         val_set = load_cli_dataset(args.val_data, val_fmt, val_split, class_names,
-                                   "--val-data")
+                                   "--val-data", **evaluation_reading(args.on_error))
     if len(train_set) == 0:
         raise CLIError(f"--data: split {split or args.data[0]!r} lists no images")
     from keras_ssd.runs import (RunLock, RunLockedError, dataset_summary,
@@ -605,7 +609,7 @@ def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_we
         seed=args.seed,
         # A progress bar on a terminal; one line per epoch into a file or pipe.
         verbose=1 if _isatty(sys.stdout) else 2,
-        ignore_difficult=args.ignore_difficult,
+        ignore_difficult=args.ignore_difficult, on_error=args.on_error,
         recipe=recipe, weight_decay=recipe.optimizer_weight_decay,
         time_limit=None if args.time_limit is None else 60.0 * args.time_limit,
         callbacks=_early_stopping(args, val_set),

@@ -1,6 +1,9 @@
 """`SSDSequence`: batches of (images, encoded targets) for `model.fit`."""
 
 import math
+import os
+import signal
+import threading
 
 import keras
 import numpy as np
@@ -14,6 +17,29 @@ from keras_ssd.targets import TargetEncoder
 
 _SHUFFLE_STREAM = 0x5EED
 _ITEM_STREAM = 0xA11
+
+_FORK_HOOK = []
+
+
+def _data_worker_ignores_ctrl_c():
+    """After a fork by Keras' data-loading thread (named `Worker_<uid>`: it
+    creates the `use_multiprocessing` pool): the new worker ignores SIGINT.
+
+    A terminal's Ctrl-C reaches the whole process group. A pool worker it
+    interrupts dies, possibly holding the pool's task-queue lock, and the
+    pool starts a replacement that waits on that queue; the training
+    process's exit then waits forever on the lock (seen in
+    tests/training/test_ctrl_c_workers.py). Ignoring it in the workers
+    leaves Ctrl-C to the training process, which stops the pool itself.
+    """
+    if threading.current_thread().name.startswith("Worker_"):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _install_fork_hook():
+    if not _FORK_HOOK and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_data_worker_ignores_ctrl_c)
+        _FORK_HOOK.append(True)
 
 #: `cache_images="auto"` keeps the decoded images in memory when they take
 #: at most this many bytes (PIL holds RGB at 4 bytes a pixel).
@@ -159,6 +185,11 @@ class SSDSequence(keras.utils.PyDataset):
     epoch's order, with a logged warning; `.load_errors` counts them (per
     process).
 
+    Ctrl-C with `use_multiprocessing=True`: the worker processes ignore
+    SIGINT, so the training process alone handles it and shuts its pool
+    down (a worker killed by it could leave the pool's queue lock held and
+    the exit hanging).
+
     Args:
         dataset: a detection dataset (records and `load_image`).
         config: the model's `SSDConfig` (or its dict): input size, anchors,
@@ -245,6 +276,8 @@ class SSDSequence(keras.utils.PyDataset):
         self.encoder = self._make_encoder()
         self.epoch = 0
         self.load_errors = 0
+        if self.use_multiprocessing:
+            _install_fork_hook()
         if cache_images not in (True, False, "auto"):
             raise ValueError(f"cache_images must be True, False or 'auto', got {cache_images!r}")
         if cache_images == "auto":

@@ -8,7 +8,10 @@ image's pixels (`keras_ssd.inference.pixels`). `evaluate` and the
 `detect_batch`, `to_pixels`.
 """
 
+import logging
 import numbers
+import os
+import re
 
 import keras
 import numpy as np
@@ -16,8 +19,13 @@ from PIL import Image
 
 from keras_ssd.accel import prepare_for_inference
 from keras_ssd.config import SSDConfig
-from keras_ssd.inference.pixels import load_batch, to_pixels
+from keras_ssd.data.errors import DataError, check_on_error
+from keras_ssd.inference.pixels import load_for_model, to_pixels
 from keras_ssd.models.decoding import DecodingPredictions
+from keras_ssd.sources import URL_TIMEOUT, VIDEO_EXTENSIONS, is_url, iter_sources
+
+logger = logging.getLogger("keras_ssd.inference")
+_CAMERA = re.compile(r"camera\d+")
 
 __all__ = ["check_model", "decoding_options", "detect_batch", "detections_in_pixels",
            "predict_image", "predict_images"]
@@ -115,49 +123,143 @@ def detections_in_pixels(model, out, index, width, height, options, names=None):
                      letterbox=config.letterbox, category_ids=names is None)
 
 
+def _check_batch_size(batch_size):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
+            or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+
+
+def _as_sources(images):
+    """`images` as an iterable of sources for `iter_sources` (a `(B, H, W, 3)`
+    array: its B images; one path, URL, folder or pattern: itself)."""
+    if isinstance(images, np.ndarray):
+        if images.ndim == 4:
+            return list(images)
+        raise ValueError("predict_images expects a list of images (or a (B, H, W, 3) "
+                         "array); use predict_image for one image")
+    if isinstance(images, Image.Image):
+        raise ValueError("predict_images expects a list of images; use predict_image for "
+                         "one image")
+    if isinstance(images, (str, os.PathLike)):
+        return [images]  # a folder, a pattern, a URL, a video or one file
+    if isinstance(images, bytes) or not hasattr(images, "__iter__"):
+        raise ValueError(f"predict_images expects images (paths, folders, patterns, URLs, "
+                         f"arrays, PIL images or a list of them), got "
+                         f"{type(images).__name__}")
+    return images
+
+
+def _loaded(item, config):
+    """`load_for_model` of a `SourceItem`: the file (DCT-scaled decoding) or
+    the decoded image; `DataError` naming the input."""
+    if item.path is not None:
+        return load_for_model(item.path, config.image_shape, config.letterbox)
+    try:
+        return load_for_model(item.image, config.image_shape, config.letterbox)
+    except DataError:
+        raise
+    except ValueError as e:
+        raise DataError(item.name, str(e)) from None
+
+
 def predict_images(model, images, confidence_threshold=0.5, iou_threshold=0.45, top_k=200,
-                   batch_size=8):
-    """Detect objects in a list of images.
+                   batch_size=8, on_error="raise", timeout=URL_TIMEOUT):
+    """Detect objects in many images: files, folders, patterns, URLs, videos,
+    arrays, PIL images, or a list mixing them.
+
+    Inputs are read as `keras_ssd.sources.iter_sources` reads them (the
+    streaming API, `predict_stream`, takes the same): folders are searched
+    recursively for images and videos, glob patterns (`"photos/**/*.jpg"`)
+    are expanded, `http(s)` URLs are downloaded with a timeout and a size
+    limit (`keras_ssd.sources.MAX_URL_BYTES`; only decoded as an image,
+    nothing is executed), and videos give one result per frame (PyAV, the
+    `video` extra). At most `batch_size` images are held at a time; the
+    results of all of them are returned together (use `predict_stream`
+    for an endless input such as a camera).
 
     Args:
         model: a keras-ssd model (`SSD300`, `SSDTiny`, ... or one loaded
             from `.keras`).
-        images: list (or tuple) of image paths, PIL images or `(H, W, 3)`
-            arrays of any size; a single `(B, H, W, 3)` array is split into
-            B images.
+        images: an image path, folder, glob pattern, URL or video file; a
+            `(B, H, W, 3)` array (B images); or a list (any iterable) of
+            paths, folders, patterns, URLs, videos, PIL images and
+            `(H, W, 3)` arrays of any size.
         confidence_threshold: keep detections scoring strictly above this.
         iou_threshold: per-class NMS IoU threshold.
         top_k: at most this many detections per image.
         batch_size: images per forward pass.
+        on_error: `"raise"` (default): an input that cannot be read (a
+            missing or corrupt file, a URL that answers 404, times out, is
+            too large or is not an image, an empty folder, a pattern that
+            matches nothing) raises one `ValueError` naming it; `"skip"`:
+            it is logged (logger `keras_ssd.inference`) and left out.
+        timeout: seconds a URL may take to answer.
 
     Returns:
-        A list with one dict per image, as `predict_image` returns.
+        A list with one dict per image (video frame), in input order
+        (folders and patterns sorted by name), as `predict_image` returns,
+        each with `"source"`: the path or URL of the image it is for,
+        `"clip.mp4#12"` for frame 12 of a video, `"array0"`, `"pil0"` for
+        in-memory images.
 
     Raises:
-        ValueError: an unreadable or missing image file (named), an array of
-            the wrong shape, or bad options.
+        ValueError: (`keras_ssd.data.DataError` for files) with
+            `on_error="raise"`, an input that cannot be read, named; an
+            array of the wrong shape; bad options.
+
+    Example:
+
+    >>> results = predict_images(model, ["photos/", "https://example.com/a.jpg"],
+    ...                          on_error="skip")
+    >>> for det in results:
+    ...     print(det["source"], len(det["scores"]))
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
-            or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    if isinstance(images, np.ndarray) and images.ndim == 4:
-        images = list(images)
-    elif isinstance(images, (str, bytes, Image.Image, np.ndarray)) or not hasattr(
-        images, "__iter__"
-    ):
-        raise ValueError(
-            "predict_images expects a list of images; use predict_image for one image"
-        )
+    _check_batch_size(batch_size)
+    check_on_error(on_error)
+    sources = _as_sources(images)
     config = check_model(model)
     options = decoding_options(model, confidence_threshold, iou_threshold, top_k)
-    images = list(images)
-    results = []
-    for start in range(0, len(images), batch_size):
-        batch, sizes = load_batch(images[start:start + batch_size], config.image_shape,
-                                  config.letterbox)
+    results, pending, skipped = [], [], []
+
+    def fail(error):
+        if on_error == "raise":
+            raise error
+        skipped.append(str(error))
+        logger.warning("predict_images: skipped %s", error)
+
+    def flush():
+        if not pending:
+            return
+        batch = np.empty((len(pending), *config.image_shape, 3), dtype=np.float32)
+        for i, (_, rendered, _) in enumerate(pending):
+            batch[i] = rendered
         out = detect_batch(model, batch)
-        results.extend(detections_in_pixels(model, out, i, width, height, options)
-                       for i, (width, height) in enumerate(sizes))
+        for i, (name, _, (width, height)) in enumerate(pending):
+            detections = detections_in_pixels(model, out, i, width, height, options)
+            detections["source"] = name
+            results.append(detections)
+        pending.clear()
+
+    for item in iter_sources(sources, timeout=timeout, decode_files=False):
+        if item.kind == "video" and _CAMERA.fullmatch(item.source) \
+                and not os.path.exists(item.source):
+            raise ValueError(f"{item.source}: a camera never ends; predict_stream reads "
+                             "one frame batch at a time")
+        if not item.ok:
+            fail(DataError(item.name, item.error))
+            continue
+        try:
+            rendered, size = _loaded(item, config)
+        except DataError as e:
+            fail(e)
+            continue
+        pending.append((item.name, rendered, size))
+        if len(pending) >= batch_size:
+            flush()
+    flush()
+    if skipped:
+        logger.warning("predict_images: skipped %d unreadable input(s) of %d",
+                       len(skipped), len(skipped) + len(results))
     return results
 
 
@@ -175,9 +277,11 @@ def predict_image(model, image, confidence_threshold=0.5, iou_threshold=0.45, to
     Args:
         model: a keras-ssd model (`SSD300`, `SSDTiny`, ... or one loaded
             from `.keras`).
-        image: an image path, a `PIL.Image.Image` or an `(H, W, 3)` array
-            (RGB uint8, or floats in [0, 255]; grayscale and RGBA are
-            converted).
+        image: an image path, an `http(s)` URL of an image (downloaded as
+            `predict_images` does), a `PIL.Image.Image` or an `(H, W, 3)`
+            array (RGB uint8, or floats in [0, 255]; grayscale and RGBA are
+            converted). Folders, patterns and videos hold many images:
+            `predict_images` takes them.
         confidence_threshold: keep detections scoring strictly above this.
         iou_threshold: per-class NMS IoU threshold.
         top_k: at most this many detections.
@@ -187,11 +291,13 @@ def predict_image(model, image, confidence_threshold=0.5, iou_threshold=0.45, to
         original image's pixels (clipped to it), `"scores"` float32 `(K,)`,
         `"labels"` int64 `(K,)` 0-based and `"names"` (list of `K` class
         names), plus `"category_ids"` for a model with COCO ids, sorted by
-        descending score: the per-image keys of docs/outputs.md.
+        descending score: the per-image keys of docs/outputs.md; and
+        `"source"`, the path or URL (`"array0"`, `"pil0"` in memory).
 
     Raises:
-        ValueError: the file is missing or not an image (the message names
-            it), the array has the wrong shape, or the options are invalid.
+        ValueError: the file or URL is missing or not an image (the message
+            names it), the array has the wrong shape, or the options are
+            invalid.
 
     Example:
 
@@ -202,5 +308,14 @@ def predict_image(model, image, confidence_threshold=0.5, iou_threshold=0.45, to
     """
     if isinstance(image, (list, tuple)):
         raise ValueError("predict_image takes one image; use predict_images for a list")
+    if isinstance(image, (str, os.PathLike)) and not is_url(os.fspath(image)):
+        path = os.fspath(image)
+        many = ("a folder" if os.path.isdir(path) else
+                "a video" if path.lower().endswith(VIDEO_EXTENSIONS) else
+                "a pattern" if not os.path.exists(path) and any(c in path for c in "*?[")
+                else None)
+        if many:
+            raise ValueError(f"{path}: {many} holds many images; predict_image takes one "
+                             "(use predict_images)")
     return predict_images(model, [image], confidence_threshold, iou_threshold, top_k,
                           batch_size=1)[0]

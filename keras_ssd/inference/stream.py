@@ -27,8 +27,8 @@ def predict_stream(model, sources, confidence_threshold=0.5, iou_threshold=0.45,
 
     Yields:
         `(item, detections)`: a `SourceItem` and `predict_image`'s dict for
-        it, or `(item, None)` for an input that could not be read
-        (`item.error` says why), in input order.
+        it (its `"source"` is `item.name`), or `(item, None)` for an input
+        that could not be read (`item.error` says why), in input order.
 
     Example:
 
@@ -51,6 +51,8 @@ def predict_stream(model, sources, confidence_threshold=0.5, iou_threshold=0.45,
                                      confidence_threshold=confidence_threshold,
                                      iou_threshold=iou_threshold, top_k=top_k,
                                      batch_size=batch_size)
+        for item, detections in zip(pending, results):
+            detections["source"] = item.name
         out = list(zip(pending, results))
         pending.clear()
         return out

@@ -205,7 +205,7 @@ def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_
                    augment=True, augmentation=None, workers=2, seed=0, callbacks=None,
                    jit_compile=None, verbose=1, weight_decay=None, schedule=None,
                    recipe=None, time_limit=None, log_dir=None, csv=True, plot=True,
-                   val_loss=True, ignore_difficult=False):
+                   val_loss=True, ignore_difficult=False, on_error="raise"):
     """Train an SSD on a detection dataset.
 
     Every optimisation option left at `None` comes from the recipe (see
@@ -284,6 +284,9 @@ def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_
             priors they match "ignore" (-1: neither positive nor negative).
             COCO crowd regions are never positives either way (see
             `SSDSequence` and docs/data.md).
+        on_error: `SSDSequence`'s: `"raise"` stops at an image that fails
+            to load mid-run, naming it; `"skip"` logs it and uses the next
+            record instead.
 
     Returns:
         The Keras `History`; `history.history` holds `loss`, its parts
@@ -305,6 +308,7 @@ def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_
     time_limit = _check_time_limit(time_limit)
     max_epochs = _max_epochs(epochs, time_limit, used, initial_epoch)
     loader = {"workers": int(workers), "use_multiprocessing": False} if workers else {}
+    loader["on_error"] = on_error  # SSDSequence's, for the training and validation data
     sequence = _training_data(model, train_dataset, used, augment, augmentation, seed,
                               ignore_difficult, loader, initial_epoch)
     steps_per_epoch = len(sequence)

@@ -73,7 +73,8 @@ def _expected_box(width, height):
 def test_predict_image_maps_box_to_original_pixels_of_a_non_square_image(model):
     image = np.full((90, 250, 3), 200, np.uint8)  # H=90, W=250, bright -> dog
     det = predict_image(model, image)
-    assert set(det) == {"boxes", "scores", "labels", "names"}
+    assert set(det) == {"boxes", "scores", "labels", "names", "source"}
+    assert det["source"] == "array0"
     assert det["boxes"].shape == (1, 4) and det["boxes"].dtype == np.float32
     np.testing.assert_allclose(det["boxes"][0], _expected_box(250, 90), rtol=1e-5, atol=1e-3)
     np.testing.assert_allclose(det["scores"], [0.7], atol=1e-5)
@@ -156,8 +157,10 @@ def test_predict_errors_name_the_problem(model, tmp_path):
         predict_image(model, np.zeros((8, 8, 3)), top_k=0)
     with pytest.raises(ValueError, match="use predict_images"):
         predict_image(model, [np.zeros((8, 8, 3))])
+    with pytest.raises(ValueError, match="image file not found: one.jpg"):
+        predict_images(model, "one.jpg")  # one path: a list of one (here: missing)
     with pytest.raises(ValueError, match="use predict_image for one image"):
-        predict_images(model, "one.jpg")
+        predict_images(model, np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(ValueError, match="is not a keras-ssd model"):
         predict_image(keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Dense(2)]),
                       np.zeros((8, 8, 3)))
@@ -179,3 +182,93 @@ def test_predict_images_never_returns_more_than_top_k_from_a_looser_decoder():
     assert ssd.prediction_decoder is loose
     assert all(len(d["scores"]) == 300 for d in predict_images(
         ssd, images, confidence_threshold=0.0, top_k=300))
+
+
+# ------------------------------------------------ sources: folders, patterns, URLs
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory, serve_folder):
+    """photos/bright.png (250x90, a "dog" for the fake model), photos/sub/dark.jpg
+    (60x80, a "cat"), photos/notes.txt; served over HTTP with a corrupt.png
+    and the notes (`url`)."""
+    root = tmp_path_factory.mktemp("photos")
+    (root / "photos" / "sub").mkdir(parents=True)
+    Image.fromarray(np.full((90, 250, 3), 200, np.uint8)).save(root / "photos/bright.png")
+    Image.fromarray(np.full((80, 60, 3), 30, np.uint8)).save(root / "photos/sub/dark.jpg")
+    (root / "photos/notes.txt").write_text("not an image")
+    (root / "empty").mkdir()
+    served = root / "served"
+    served.mkdir()
+    (served / "bright.png").write_bytes((root / "photos/bright.png").read_bytes())
+    (served / "notes.txt").write_text("not an image")
+    return {"root": root, "folder": str(root / "photos"), "url": serve_folder(served)}
+
+
+def test_predict_images_takes_folders_patterns_urls_and_arrays_in_one_list(model, photos):
+    folder, url = photos["folder"], photos["url"]
+    sources = [folder, f"{url}/bright.png", f"{folder}/**/*.jpg",
+               np.full((40, 30, 3), 30, np.uint8)]
+    results = predict_images(model, sources, batch_size=2)
+    assert [r["source"] for r in results] == [
+        f"{folder}/bright.png", f"{folder}/sub/dark.jpg", f"{url}/bright.png",
+        f"{folder}/sub/dark.jpg", "array0"]
+    assert [r["names"] for r in results] == [["dog"], ["cat"], ["dog"], ["cat"], ["cat"]]
+    for r, (w, h) in zip(results, [(250, 90), (60, 80), (250, 90), (60, 80), (30, 40)]):
+        np.testing.assert_allclose(r["boxes"][0], _expected_box(w, h), rtol=1e-5, atol=1e-3)
+    # one folder, one URL: the same as a list of its files
+    assert [r["source"] for r in predict_images(model, folder)] == [
+        f"{folder}/bright.png", f"{folder}/sub/dark.jpg"]
+    one = predict_image(model, f"{url}/bright.png")
+    assert one["source"] == f"{url}/bright.png" and one["names"] == ["dog"]
+    with pytest.raises(ValueError, match="a folder holds many images.*predict_images"):
+        predict_image(model, folder)
+
+
+def _bad_sources(photos, closed_port_url):
+    url, root = photos["url"], photos["root"]
+    return [
+        (f"{url}/missing.png", "HTTP 404 File not found"),
+        (f"{url}/notes.txt", "not an image (12 bytes that PIL cannot read)"),
+        (f"{url}/bright.png", "larger than the 100 bytes limit"),
+        (closed_port_url, "Connection refused"),
+        (f"{url}/slow/bright.png", "no answer within 0.5 s"),
+        (str(root / "empty"), "no images or videos"),
+        (str(root / "photos" / "*.gif"), "no file matches this pattern"),
+        (str(root / "gone.jpg"), "image file not found"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(8), ids=[
+    "404", "not-an-image", "too-large", "unreachable", "timeout", "empty-folder",
+    "no-match", "missing-file"])
+def test_predict_images_names_an_unreadable_source_or_skips_it(model, photos, case,
+                                                               closed_port_url,
+                                                               monkeypatch, caplog):
+    import keras_ssd.sources
+
+    source, problem = _bad_sources(photos, closed_port_url)[case]
+    monkeypatch.setattr(keras_ssd.sources, "MAX_URL_BYTES", 100)
+    good = np.full((20, 20, 3), 200, np.uint8)
+    with pytest.raises(ValueError) as raised:
+        predict_images(model, [good, source], timeout=0.5)
+    message = str(raised.value)
+    assert source in message and problem in message, message
+    with caplog.at_level("WARNING", logger="keras_ssd.inference"):
+        results = predict_images(model, [good, source, good], timeout=0.5,
+                                 on_error="skip")
+    assert [r["source"] for r in results] == ["array0", "array1"]
+    skips = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert source in skips[0] and problem in skips[0]
+    assert "skipped 1 unreadable input(s) of 3" in skips[-1]
+
+
+def test_predict_images_skips_a_corrupt_file_in_a_folder(model, tmp_path, caplog):
+    Image.fromarray(np.full((10, 10, 3), 200, np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "b.jpg").write_bytes(b"not a JPEG")
+    with pytest.raises(ValueError, match=r"b\.jpg: not a readable image"):
+        predict_images(model, str(tmp_path))
+    with caplog.at_level("WARNING", logger="keras_ssd.inference"):
+        results = predict_images(model, str(tmp_path), on_error="skip")
+    assert [r["source"] for r in results] == [str(tmp_path / "a.png")]
+    assert any("b.jpg" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ValueError, match="on_error must be one of"):
+        predict_images(model, str(tmp_path), on_error="ignore")

@@ -15,7 +15,7 @@ def register_keras_ssd_objects():
     import keras_ssd.layers  # noqa: F401
     import keras_ssd.losses  # noqa: F401
     import keras_ssd.models  # noqa: F401
-    import keras_ssd.training.schedules  # noqa: F401
+    import keras_ssd.schedules  # noqa: F401
 
 
 def load_model(path, compile=True, custom_objects=None, **kwargs):

@@ -2,11 +2,11 @@
 down the layers.
 
 From the bottom: box geometry (config, presets, anchors, boxes, matching,
-targets, NMS) <- Keras layers, models and the loss <- data and speed-ups <-
-inference (images to detections) <- evaluation (runs inference, scores it)
-<- training and model loading (the mAP callback evaluates; `load_model`
-registers the LR schedule) <- export, visualize, the demo <- the command
-line.
+targets, NMS) <- Keras layers, models, the loss and the learning-rate
+schedules <- data, speed-ups and model loading (`load_model` registers every
+serializable class) <- inference (images to detections) <- evaluation (runs
+inference, scores it) <- training (the mAP callback evaluates) <- export,
+visualize, the demo <- the command line.
 """
 
 import ast
@@ -41,15 +41,18 @@ LAYERS = {
     "keras_ssd.layers": 1,
     "keras_ssd.models": 1,
     "keras_ssd.losses": 1,
+    # The learning-rate schedules (Keras objects, loaded with saved optimizers).
+    "keras_ssd.schedules": 1,
     "keras_ssd.data": 2,
     "keras_ssd.accel": 2,
+    # load_model registers every serializable class (layers, models, the loss,
+    # the schedules, the Winograd convolution) before Keras reads a file.
+    "keras_ssd.saving": 2,
     # Prediction inputs as RGB frames (numpy, Pillow, PyAV; images via data).
     "keras_ssd.sources": 2,
     "keras_ssd.inference": 3,
     "keras_ssd.evaluation": 4,
     "keras_ssd.training": 5,
-    # load_model registers every serializable class, the LR schedule included.
-    "keras_ssd.saving": 5,
     "keras_ssd.export": 6,
     # int8 post-training quantization of exported artifacts (export uses it).
     "keras_ssd.quantize": 6,

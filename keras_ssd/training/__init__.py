@@ -5,12 +5,12 @@ schedules and multi-device distribution.
 - `callbacks.py`: `MeanAveragePrecision`, `StopOnNaN`, learning-rate logging.
 - `checkpoints.py`: `TrainingCheckpoint` and `resume`.
 - `logs.py`: what a run leaves behind (TensorBoard, `TrainingLog`'s CSV and plot).
-- `schedules.py`: `WarmupPiecewiseDecay`, `WarmupCosineDecay`.
+- `schedules.py`: `WarmupPiecewiseDecay`, `WarmupCosineDecay` (defined in
+  `keras_ssd.schedules`, below the training code, for `keras_ssd.load_model`).
 - `distribute.py`: strategies, global batch checks, sync batch norm.
 
 The names are loaded on first use, so importing one module (for example
-`keras_ssd.training.schedules` while a model file is loaded) does not import
-the rest.
+`keras_ssd.training.checkpoints`) does not import the rest.
 """
 
 import importlib as _importlib

@@ -84,7 +84,7 @@ def make_optimizer(name="sgd", learning_rate=1e-3, momentum=0.9, total_steps=Non
         ValueError: an unknown optimizer or schedule, or a cosine schedule
             without `total_steps`.
     """
-    from keras_ssd.training.schedules import WarmupCosineDecay, WarmupPiecewiseDecay
+    from keras_ssd.schedules import WarmupCosineDecay, WarmupPiecewiseDecay
 
     name = str(name).lower()
     if name not in OPTIMIZERS:
@@ -164,7 +164,7 @@ def resolve_recipe(model=None, recipe=None, **overrides):
 
 def _retime_schedule(model, epochs, steps_per_epoch, lr_decay_epochs):
     """Stretch or shrink the schedule of `model`'s optimizer to `epochs` epochs."""
-    from keras_ssd.training.schedules import WarmupCosineDecay, WarmupPiecewiseDecay
+    from keras_ssd.schedules import WarmupCosineDecay, WarmupPiecewiseDecay
 
     model.train_function = None  # trace again with the new schedule
     schedule = getattr(model.optimizer, "_learning_rate", None)

@@ -1,10 +1,22 @@
-"""WarmupPiecewiseDecay and WarmupCosineDecay: values, serialization, use in an optimizer."""
+"""WarmupPiecewiseDecay and WarmupCosineDecay: values, serialization, use in
+an optimizer, and files saved while they lived in `keras_ssd.training`."""
+
+import json
+import pathlib
+import zipfile
 
 import keras
 import numpy as np
 import pytest
 
-from keras_ssd.training.schedules import WarmupCosineDecay, WarmupPiecewiseDecay
+from keras_ssd.schedules import WarmupCosineDecay, WarmupPiecewiseDecay
+
+#: `.keras` files saved by keras-ssd 0.2.0 before the schedules moved from
+#: `keras_ssd.training.schedules` to `keras_ssd.schedules`: a Dense model
+#: trained 4 steps on ones, with SGD(WarmupPiecewiseDecay(0.1, (3,), 0.1,
+#: warmup_steps=2), momentum=0.9) or AdamW(WarmupCosineDecay(0.1, 8,
+#: warmup_steps=2, final_factor=0.01), weight_decay=1e-3).
+FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def lr(schedule, step):
@@ -194,3 +206,47 @@ def test_both_schedules_check_the_warm_up_arguments_alike(schedule, kwargs, prob
     with pytest.raises(ValueError) as error:
         schedule(**kwargs)
     assert str(error.value) == f"{schedule.__name__}: {problem}"
+
+
+def test_the_schedules_keep_their_registered_names_and_their_training_import():
+    import keras_ssd
+    import keras_ssd.training
+    import keras_ssd.training.schedules as old_home
+
+    for cls in (WarmupPiecewiseDecay, WarmupCosineDecay):
+        name = cls.__name__
+        assert keras.saving.get_registered_name(cls) == f"keras_ssd>{name}"
+        assert keras.saving.get_registered_object(f"keras_ssd>{name}") is cls
+        assert getattr(old_home, name) is getattr(keras_ssd.training, name) is cls
+        assert getattr(keras_ssd, name) is cls
+
+
+@pytest.mark.parametrize("file, schedule, optimizer, config", [
+    ("piecewise_schedule_0.2.0.keras", WarmupPiecewiseDecay, keras.optimizers.SGD,
+     {"base_lr": 0.1, "boundaries": [3], "decay": 0.1, "factors": None, "warmup_steps": 2,
+      "warmup_factor": 1 / 3, "name": None}),
+    ("cosine_schedule_0.2.0.keras", WarmupCosineDecay, keras.optimizers.AdamW,
+     {"base_lr": 0.1, "total_steps": 8, "warmup_steps": 2, "warmup_factor": 0.1,
+      "final_factor": 0.01, "name": None}),
+])
+def test_a_file_saved_before_the_schedules_moved_still_loads(file, schedule, optimizer,
+                                                              config):
+    from keras_ssd.saving import load_model
+
+    path = FIXTURES / file
+    with zipfile.ZipFile(path) as archive:
+        saved = json.loads(archive.read("config.json"))
+    named = saved["compile_config"]["optimizer"]["config"]["learning_rate"]
+    assert named["module"] == "keras_ssd.training.schedules"  # the old home
+    assert named["registered_name"] == f"keras_ssd>{schedule.__name__}"
+    loaded = load_model(path)
+    assert type(loaded.optimizer) is optimizer
+    assert type(loaded.optimizer._learning_rate) is schedule
+    assert loaded.optimizer._learning_rate.get_config() == config
+    assert int(loaded.optimizer.iterations) == 4
+    assert float(loaded.optimizer.learning_rate) == pytest.approx(lr(schedule(**config), 4))
+    # and it trains on from there, the schedule counting on from step 4
+    x = np.ones((4, 2), "float32")
+    loaded.fit(x, x[:, :1], batch_size=1, epochs=1, verbose=0)
+    assert int(loaded.optimizer.iterations) == 8
+    assert float(loaded.optimizer.learning_rate) == pytest.approx(lr(schedule(**config), 8))

@@ -209,6 +209,56 @@ def softmax(x):
     return e / e.sum(-1, keepdims=True)
 
 
+def per_class_nms(boxes, scores, labels, iou_threshold, max_keep):
+    """Greedy NMS within each class, then the best `max_keep` over all
+    classes: torchvision's `batched_nms` and mmcv's, in numpy (float64 IoU;
+    a box is suppressed when its IoU with a kept box is > `iou_threshold`;
+    ties keep the earlier index). The post-processing references of the
+    sources (`lufficc_postprocess`, mmdetection's in
+    `tests/models/test_convert_mmdetection.py`) end with it.
+
+    Args:
+        boxes: `(N, 4)` xyxy boxes.
+        scores: `(N,)` scores.
+        labels: `(N,)` class of each box.
+        iou_threshold: float, the IoU above which a box is suppressed.
+        max_keep: int, how many of the kept boxes to return.
+
+    Returns:
+        `(indices, gap)`: the kept indices into `boxes`, best score first
+        (stable), at most `max_keep`; `gap` is the score difference at the
+        `max_keep` cut (`None` when fewer were kept, 0 for a tie).
+
+    Example:
+    >>> per_class_nms(np.array([[0, 0, 2, 2], [0, 0, 2, 1.9]]), np.array([0.9, 0.8]),
+    ...               np.array([0, 0]), 0.45, 100)
+    (array([0]), None)
+    """
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    kept = []
+    for c in np.unique(labels):
+        sel = np.flatnonzero(labels == c)
+        alive = list(sel[np.argsort(-scores[sel], kind="stable")])
+        while alive:
+            i = alive.pop(0)
+            kept.append(i)
+            if not alive:
+                break
+            rest = np.array(alive)
+            w = np.clip(np.minimum(boxes[rest, 2], boxes[i, 2])
+                        - np.maximum(boxes[rest, 0], boxes[i, 0]), 0, None)
+            h = np.clip(np.minimum(boxes[rest, 3], boxes[i, 3])
+                        - np.maximum(boxes[rest, 1], boxes[i, 1]), 0, None)
+            inter = w * h
+            iou = inter / (area[rest] + area[i] - inter)
+            alive = list(rest[iou <= iou_threshold])
+    kept = np.array(kept, dtype=np.int64)
+    kept = kept[np.argsort(-scores[kept], kind="stable")]
+    gap = (float(scores[kept[max_keep - 1]] - scores[kept[max_keep]])
+           if len(kept) > max_keep else None)
+    return kept[:max_keep], gap
+
+
 def lufficc_postprocess(loc, conf, priors, size=300, conf_thresh=0.01, nms_thresh=0.45,
                         max_per_image=100):
     """lufficc/SSD's `convert_locations_to_boxes`, `center_form_to_corner_form`
@@ -227,30 +277,5 @@ def lufficc_postprocess(loc, conf, priors, size=300, conf_thresh=0.01, nms_thres
     prior_idx, labels = np.nonzero(scores > conf_thresh)
     s, b = scores[prior_idx, labels], boxes[prior_idx]
 
-    def area(j):
-        return (b[j, 2] - b[j, 0]) * (b[j, 3] - b[j, 1])
-
-    kept = []
-    for c in np.unique(labels):
-        sel = np.flatnonzero(labels == c)
-        order = sel[np.argsort(-s[sel], kind="stable")]
-        alive = list(order)
-        while alive:
-            i = alive.pop(0)
-            kept.append(i)
-            if not alive:
-                break
-            rest = np.array(alive)
-            w = np.clip(np.minimum(b[rest, 2], b[i, 2]) - np.maximum(b[rest, 0], b[i, 0]),
-                        0, None)
-            h = np.clip(np.minimum(b[rest, 3], b[i, 3]) - np.maximum(b[rest, 1], b[i, 1]),
-                        0, None)
-            inter = w * h
-            iou = inter / (area(rest) + area(i) - inter)
-            alive = list(rest[iou <= nms_thresh])
-    kept = np.array(kept)
-    kept = kept[np.argsort(-s[kept], kind="stable")]
-    gap = (float(s[kept[max_per_image - 1]] - s[kept[max_per_image]])
-           if len(kept) > max_per_image else None)
-    kept = kept[:max_per_image]
+    kept, gap = per_class_nms(b, s, labels, nms_thresh, max_per_image)
     return [b[kept], s[kept], labels[kept]], gap

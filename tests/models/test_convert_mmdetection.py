@@ -25,7 +25,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `benchmarks` lives at the repository root
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.torch_reference import match_detections, softmax  # noqa: E402
+from benchmarks.torch_reference import (  # noqa: E402
+    match_detections, per_class_nms, softmax)
 
 #: (source, input size, basesize_ratio_range, strides, ratios, maps) as
 #: mmdetection's configs set them (configs/_base_/models/ssd300.py,
@@ -122,28 +123,7 @@ def mmdet_postprocess(loc, conf, anchors, counts, size, score_thr=0.02, nms_pre=
                     0, size)
     ok = (boxes[:, 2] - boxes[:, 0] > 0) & (boxes[:, 3] - boxes[:, 1] > 0)
     boxes, scores, labels = boxes[ok], scores[ok], labels[ok]
-    kept = []
-    for c in np.unique(labels):
-        alive = list(np.flatnonzero(labels == c)[np.argsort(-scores[labels == c],
-                                                            kind="stable")])
-        while alive:
-            i = alive.pop(0)
-            kept.append(i)
-            if not alive:
-                break
-            rest = np.array(alive)
-            w = np.clip(np.minimum(boxes[rest, 2], boxes[i, 2])
-                        - np.maximum(boxes[rest, 0], boxes[i, 0]), 0, None)
-            h = np.clip(np.minimum(boxes[rest, 3], boxes[i, 3])
-                        - np.maximum(boxes[rest, 1], boxes[i, 1]), 0, None)
-            area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-            iou = w * h / (area[rest] + area[i] - w * h)
-            alive = list(rest[iou <= iou_thr])
-    kept = np.array(kept)
-    kept = kept[np.argsort(-scores[kept], kind="stable")]
-    gap = (float(scores[kept[max_per_img - 1]] - scores[kept[max_per_img]])
-           if len(kept) > max_per_img else None)
-    kept = kept[:max_per_img]
+    kept, gap = per_class_nms(boxes, scores, labels, iou_thr, max_per_img)
     return (boxes[kept], scores[kept], labels[kept]), gap
 
 

@@ -76,8 +76,8 @@ def clip_priors(priors, mode):
 
     Args:
         priors: array `(..., 4)` of normalised `(cx, cy, w, h)`.
-        mode: one of `keras_ssd.config.CLIP_MODES` (or a bool, as
-            `SSDConfig.clip` reads it).
+        mode: one of `keras_ssd.config.CLIP_MODES` (a bool is deprecated,
+            as for `SSDConfig.clip`).
 
     Returns:
         An array of the same shape and dtype (a new one unless `"none"`).

@@ -10,11 +10,12 @@ from typing import List, Optional, Sequence
 import yaml
 
 from keras_ssd import presets
+from keras_ssd.deprecation import warn_deprecated
 
 DEFAULT_VARIANCES = (0.1, 0.1, 0.2, 0.2)
 
 #: How `keras_ssd.anchors` clips the priors to the image (`SSDConfig.clip`):
-#: `"none"` (Caffe VOC), `"corners"` (the corners to [0, 1]; `clip=True`),
+#: `"none"` (Caffe VOC), `"corners"` (the corners to [0, 1]; 0.1's `clip=True`),
 #: `"wh"` (only the widths and heights to [0, 1]: torchvision's
 #: `DefaultBoxGenerator`), `"cxcywh"` (all four of `(cx, cy, w, h)` to [0, 1]:
 #: amdegroot/ssd.pytorch and lufficc/SSD's `PriorBox`).
@@ -22,15 +23,16 @@ CLIP_MODES = ("none", "corners", "wh", "cxcywh")
 
 
 def normalize_clip(value, where="SSDConfig.clip"):
-    """A clip mode of `CLIP_MODES` from a mode or a bool (False -> "none",
-    True -> "corners")."""
+    """A clip mode of `CLIP_MODES` from a mode, or from keras-ssd 0.1's bool
+    (False -> "none", True -> "corners", with a `DeprecationWarning`)."""
     if isinstance(value, bool):
-        return "corners" if value else "none"
+        mode = "corners" if value else "none"
+        warn_deprecated(f"{where}={value}", f"{where}={mode!r}")
+        return mode
     if isinstance(value, str) and value.strip().lower() in CLIP_MODES:
         return value.strip().lower()
     raise ValueError(
-        f"{where} must be one of {', '.join(repr(m) for m in CLIP_MODES)} (or a bool: "
-        f"False = 'none', True = 'corners'), got {value!r}"
+        f"{where} must be one of {', '.join(repr(m) for m in CLIP_MODES)}, got {value!r}"
     )
 
 
@@ -127,8 +129,9 @@ class SSDConfig:
             `"none"` (default, Caffe), `"corners"` (the xyxy corners to
             [0, 1]), `"wh"` (widths and heights to [0, 1], centres kept:
             torchvision), `"cxcywh"` (each of cx, cy, w, h to [0, 1]:
-            amdegroot/ssd.pytorch, lufficc/SSD). A bool is read as `"none"`
-            (False) or `"corners"` (True).
+            amdegroot/ssd.pytorch, lufficc/SSD). keras-ssd 0.1's bool is
+            still read as `"none"` (False) or `"corners"` (True), with a
+            `DeprecationWarning`, until 0.3.0.
         class_names: optional list of `num_classes` names.
         letterbox: bool. False (default): images are stretched to the input
             size (aspect ratio not kept), as in the paper. True: they are

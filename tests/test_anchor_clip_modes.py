@@ -33,11 +33,19 @@ def test_each_clip_mode_matches_its_formula():
     np.testing.assert_array_equal(clip_priors(outside, "wh"), [[1.2, -0.1, 0.5, 1.0]])
 
 
-def test_bool_clip_reads_as_the_0_1_meaning_and_serialises_as_a_mode():
+def test_bool_clip_reads_as_the_0_1_meaning_with_a_warning_and_serialises_as_a_mode():
     assert SSDConfig.ssd300(20).clip == "none"
-    assert SSDConfig.ssd300(20).replace(clip=False).clip == "none"
-    config = SSDConfig.ssd300(20).replace(clip=True)
+    with pytest.warns(DeprecationWarning) as caught:
+        assert SSDConfig.ssd300(20).replace(clip=False).clip == "none"
+        config = SSDConfig.ssd300(20).replace(clip=True)
+    assert [str(w.message) for w in caught] == [
+        f"SSDConfig.clip={flag} is deprecated and goes in keras-ssd 0.3.0: use "
+        f"SSDConfig.clip={mode!r}" for flag, mode in ((False, "none"), (True, "corners"))]
+    assert {w.filename for w in caught} == {__file__}  # the caller's line
     assert config.clip == "corners"
+    with pytest.warns(DeprecationWarning, match="clip mode=True is deprecated"):
+        np.testing.assert_array_equal(clip_priors(PRIORS, True),
+                                      clip_priors(PRIORS, "corners"))
     again = SSDConfig.from_yaml(config.to_yaml())
     assert again.clip == "corners" and again == config
 

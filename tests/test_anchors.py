@@ -60,7 +60,7 @@ def test_known_anchor_values():
 
 
 def test_clip_keeps_anchors_inside_image():
-    c = SSDConfig.ssd300(20).replace(clip=True)
+    c = SSDConfig.ssd300(20).replace(clip="corners")
     a = generate_anchors(c)
     xyxy = np.concatenate([a[:, :2] - a[:, 2:] / 2, a[:, :2] + a[:, 2:] / 2], 1)
     assert xyxy.min() >= -1e-6 and xyxy.max() <= 1 + 1e-6

@@ -217,7 +217,7 @@ def _grid_boxes(rng, n):
 
 @pytest.mark.parametrize("preset", ["ssd300", "ssd512", "mobilenet_v2", "tiny", "clip"])
 def test_grid_iou_equals_the_dense_iou_bit_for_bit(preset):
-    config = (SSDConfig.ssd300(20).replace(clip=True) if preset == "clip"
+    config = (SSDConfig.ssd300(20).replace(clip="corners") if preset == "clip"
               else SSDConfig.from_preset(preset, num_classes=20))
     anchors = cxcywh_to_xyxy(generate_anchors(config)).astype(np.float32)
     grid = B.anchor_grid(anchors, zip(config.feature_map_sizes, config.boxes_per_cell))

@@ -1,6 +1,8 @@
 """The one registry of variants: every reader (config, builders, `SSD`, the
 CLI) takes its names and geometry from `keras_ssd.presets`."""
 
+import warnings
+
 import pytest
 
 from keras_ssd import presets
@@ -15,13 +17,36 @@ def test_each_variant_has_one_canonical_name_and_distinct_spellings():
 
 
 @pytest.mark.parametrize("spelling, name", [
-    ("ssd300", "ssd300"), ("SSD300", "ssd300"), ("ssd300_vgg16", "ssd300"),
-    ("ssd512_vgg16", "ssd512"), ("mobilenetv2", "mobilenet_v2"),
-    ("ssd_mobilenet_v2", "mobilenet_v2"), ("MobileNet-V2", "mobilenet_v2"),
-    ("SSD-Tiny", "tiny"), ("ssd_tiny", "tiny"),
+    ("ssd300", "ssd300"), ("SSD300", "ssd300"), ("SSD-300", "ssd300"),
+    ("MobileNet-V2", "mobilenet_v2"), ("ssdlite", "ssdlite320"), ("Tiny", "tiny"),
 ])
-def test_old_and_loose_spellings_resolve_to_the_canonical_name(spelling, name):
-    assert presets.canonical_name(spelling) == name
+def test_loose_spellings_resolve_to_the_canonical_name_without_a_warning(spelling, name):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert presets.canonical_name(spelling) == name
+
+
+@pytest.mark.parametrize("spelling, name", [
+    ("ssd300_vgg16", "ssd300"), ("ssd512_vgg16", "ssd512"), ("mobilenetv2", "mobilenet_v2"),
+    ("ssd_mobilenet_v2", "mobilenet_v2"), ("SSD-Tiny", "tiny"), ("ssd_tiny", "tiny"),
+])
+def test_the_0_1_spellings_still_resolve_with_a_deprecation_warning(spelling, name):
+    with pytest.warns(DeprecationWarning) as caught:
+        assert presets.canonical_name(spelling) == name
+    message = (f"the SSD variant name {spelling!r} is deprecated and goes in keras-ssd "
+               f"0.3.0: use {name!r}")
+    assert [str(w.message) for w in caught] == [message]
+    # attributed to the caller's line, not to keras-ssd's code
+    assert caught[0].filename == __file__
+
+
+def test_the_0_1_mobilenet_v2_config_still_works_with_a_deprecation_warning():
+    from keras_ssd.models import mobilenet_v2_config
+
+    with pytest.warns(DeprecationWarning, match=r"mobilenet_v2_config\(\.\.\.\) is deprecated "
+                      r"and goes in keras-ssd 0\.3\.0: use SSDConfig\.from_preset\("):
+        config = mobilenet_v2_config(3, ["a", "b", "c"])
+    assert config == SSDConfig.from_preset("mobilenet_v2", 3, ["a", "b", "c"])
 
 
 def test_unknown_variant_is_a_clear_error_listing_the_names():
@@ -72,9 +97,10 @@ def test_every_preset_names_a_backbone_and_a_builder_that_exist():
 def test_models_store_the_canonical_name_whatever_spelling_built_them():
     from keras_ssd.models import SSD, build_model
 
-    model = SSD(SSDConfig.tiny(2), architecture="ssd_tiny")
+    with pytest.warns(DeprecationWarning, match="'ssd_tiny' is deprecated.*use 'tiny'"):
+        model = SSD(SSDConfig.tiny(2), architecture="ssd_tiny")
     assert model.architecture == "tiny" and model.get_config()["architecture"] == "tiny"
-    assert build_model("SSD-Tiny", num_classes=2).architecture == "tiny"
+    assert build_model("Tiny", num_classes=2).architecture == "tiny"
 
 
 def test_the_cli_offers_exactly_the_registry_names():
@@ -87,7 +113,7 @@ def test_the_cli_offers_exactly_the_registry_names():
 @pytest.mark.parametrize("name, pretrained, recipe", [
     ("ssd300", None, "paper-sgd"), ("ssd300", True, "paper-sgd"),
     ("ssd300", False, "from-scratch-adamw"), ("ssd512", None, "paper-sgd"),
-    ("ssd512", True, "paper-sgd"), ("SSD512_vgg16", False, "from-scratch-adamw"),
+    ("ssd512", True, "paper-sgd"), ("SSD-512", False, "from-scratch-adamw"),
     ("tiny", None, "from-scratch-adamw"), ("tiny", False, "from-scratch-adamw"),
     # the tiny network has no pretrained weights to start from
     ("tiny", True, "from-scratch-adamw"),
@@ -140,7 +166,7 @@ def test_recipes_are_frozen_and_replace_checks_field_names():
 
 def test_resolve_recipe_is_the_one_rule_for_python_and_cli():
     assert presets.resolve_recipe() is presets.FROM_SCRATCH
-    assert presets.resolve_recipe(variant="ssd300_vgg16") is presets.PAPER_SGD
+    assert presets.resolve_recipe(variant="SSD-300") is presets.PAPER_SGD
     assert presets.resolve_recipe(variant="ssd300", pretrained=False) is presets.FROM_SCRATCH
     assert presets.resolve_recipe(variant="yolo") is presets.FROM_SCRATCH
     assert presets.resolve_recipe("paper-sgd", variant="tiny") is presets.PAPER_SGD

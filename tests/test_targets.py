@@ -91,7 +91,7 @@ def test_label_range_checked_when_num_classes_known():
 
 def test_grid_encoder_equals_generic_encoder():
     for config in (SSDConfig.ssd300(20), SSDConfig.ssd512(20),
-                   SSDConfig.ssd300(20).replace(clip=True)):
+                   SSDConfig.ssd300(20).replace(clip="corners")):
         fast = TargetEncoder.from_config(config)
         plain = TargetEncoder(generate_anchors(config), variances=config.variances)
         rng = np.random.default_rng(4)

@@ -8,6 +8,8 @@ import keras-ssd's Keras parts inside the function.
 
 import argparse
 import os
+import sys
+import warnings
 
 from keras_ssd import presets
 from keras_ssd.classes import VOC_CLASSES
@@ -68,8 +70,13 @@ def _unit_float(text):
 
 
 def _model_name(text):
-    """`--model` type: a variant name or alias -> its canonical name."""
-    preset = presets.find(text)
+    """`--model` type: a variant name or alias -> its canonical name (a
+    deprecated 0.1 spelling is said on stderr, where a user sees it)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DeprecationWarning)
+        preset = presets.find(text)
+    for warning in caught:
+        print(f"keras-ssd: --model: {warning.message}", file=sys.stderr)
     if preset is None:
         raise argparse.ArgumentTypeError(
             f"invalid choice: {text!r} (choose from {', '.join(MODEL_CHOICES)})")

@@ -4,6 +4,7 @@ geometry: maps 20, 10, 5, 3, 2, 1 at 320 pixels)."""
 import keras
 
 from keras_ssd.config import SSDConfig
+from keras_ssd.deprecation import warn_deprecated
 from keras_ssd.models.blocks import extra_block, normalize_source
 from keras_ssd.models.weights_files import check_weights_path, load_into
 
@@ -19,7 +20,10 @@ MOBILENET_V2_SOURCES = ("block_13_expand_relu", "out_relu")
 
 
 def mobilenet_v2_config(num_classes=20, class_names=None, image_size=320):
-    """Deprecated alias of `SSDConfig.from_preset("mobilenet_v2", ...)`."""
+    """Deprecated alias of `SSDConfig.from_preset("mobilenet_v2", ...)`
+    (a `DeprecationWarning`; it goes in 0.3.0)."""
+    warn_deprecated("keras_ssd.models.mobilenet_v2_config(...)",
+                    "SSDConfig.from_preset('mobilenet_v2', num_classes, class_names)")
     if image_size != 320:
         raise ValueError(
             "mobilenet_v2_config only defines the 320-pixel geometry; pass your "

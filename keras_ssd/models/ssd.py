@@ -1,5 +1,7 @@
 """`SSD`: a serializable Keras functional model carrying its `SSDConfig`."""
 
+from typing import Callable, NamedTuple, Optional
+
 import keras
 from keras import ops
 
@@ -74,6 +76,108 @@ def _backbone_features(backbone):
     return build
 
 
+class _Network(NamedTuple):
+    """What `SSD` builds on: a registry variant's backbone or one given."""
+
+    architecture: str
+    normalization: str
+    build_features: Callable
+    build_heads: Callable
+    preprocessing: object
+    load_weights: Optional[Callable]
+
+
+def _channels_last_config(config):
+    """`config` (an `SSDConfig` or its dict) as a fresh `SSDConfig`;
+    `ValueError` unless Keras' image data format is channels_last."""
+    config = SSDConfig.from_dict(config.to_dict() if isinstance(config, SSDConfig)
+                                 else config)
+    if keras.config.image_data_format() != "channels_last":
+        raise ValueError(
+            "keras_ssd models need keras.config.image_data_format() == "
+            f"'channels_last', got {keras.config.image_data_format()!r}"
+        )
+    return config
+
+
+def _network(architecture, backbone, normalization, backbone_weights):
+    """The `_Network` of the backbone given, else of the registry's
+    `architecture`, with its normalization checked."""
+    if backbone is not None:
+        backbone = _check_backbone(backbone, backbone_weights, normalization)
+        network = _Network(CUSTOM_ARCHITECTURE, "none", _backbone_features(backbone),
+                           build_heads, "none", None)
+    else:
+        preset = presets.find(architecture)
+        if preset is None:
+            raise ValueError(
+                f"unknown SSD architecture {architecture!r}; choose one of "
+                f"{', '.join(presets.names())}"
+            )
+        registry = get_backbone(preset.backbone)
+        network = _Network(
+            preset.name, preset.normalization if normalization is None else normalization,
+            registry.build_features,
+            # A variant may bring its own heads (SSDLite's depthwise heads).
+            registry.build_heads or build_heads,
+            preset.preprocessing, registry.load_weights)
+    if network.normalization not in NORMALIZATIONS:
+        raise ValueError(
+            f"SSD: normalization must be one of {NORMALIZATIONS} or None, "
+            f"got {network.normalization!r}"
+        )
+    return network
+
+
+def _check_backbone_weights(network, backbone_weights):
+    """`ValueError` unless `backbone_weights` is None, `"imagenet"` or a
+    weights file `network` can load."""
+    if backbone_weights is None:
+        return
+    if network.load_weights is None:
+        raise ValueError(
+            f"SSD architecture {network.architecture!r} has no pretrained backbone; "
+            f"backbone_weights must be None, got {backbone_weights!r}"
+        )
+    if not (isinstance(backbone_weights, str) and backbone_weights == "imagenet"):
+        check_weights_path(backbone_weights, f"{network.architecture} backbone")
+
+
+def _feature_maps(network, config, preprocessing_layer, regularizer, image_size,
+                  letterbox):
+    """The model's input and the network's `[(name, map)]` on it, with the
+    config for them: `letterbox` set, and at `image_size` the geometry
+    read from the maps the network makes (`SSDConfig.with_image_size`).
+
+    Returns:
+        `(config, inputs, sources)`, the sources checked against the config.
+    """
+    if letterbox is not None:
+        config = config.replace(letterbox=letterbox)
+    if image_size is None:
+        height, width = config.image_shape
+    else:  # validated as SSDConfig.image_size is
+        height, width = config.replace(image_size=image_size).image_shape
+    inputs = keras.Input(shape=(height, width, 3), name="image")
+    x = preprocessing_layer(inputs)
+    try:
+        sources = network.build_features(x, normalization=network.normalization,
+                                         regularizer=regularizer)
+    except ValueError as e:
+        if "zero or negative" not in str(e):
+            raise
+        raise ValueError(
+            f"SSD: the input {height}x{width} is too small for the "
+            f"{network.architecture!r} network (a feature map would be empty): {e}"
+        ) from None
+    if image_size is not None:
+        # The maps the network makes at this size decide the geometry.
+        config = config.with_image_size(
+            (height, width), [tuple(int(d) for d in t.shape[1:3]) for _, t in sources])
+    check_feature_maps(sources, config, network.architecture)
+    return config, inputs, sources
+
+
 @keras.saving.register_keras_serializable(package="keras_ssd")
 class SSD(DecodingPredictions, keras.Model):
     """Single Shot MultiBox Detector (Liu et al. 2016) as a Keras model.
@@ -85,8 +189,9 @@ class SSD(DecodingPredictions, keras.Model):
     `SSDMobileNetV2`, `SSDLite320` or `build_model`.
 
     The model takes RGB images of `config.image_shape` (height, width; any
-    aspect ratio) with values in [0, 255] and preprocesses them itself (an `ImagePreprocessing` layer). Each feature map `i` gets a 3x3 conv with `k_i * 4` box offsets
-    and one with `k_i * (num_classes + 1)` class logits, reshaped and
+    aspect ratio) with values in [0, 255] and preprocesses them itself (an
+    `ImagePreprocessing` layer). Each feature map `i` gets a 3x3 conv with
+    `k_i * 4` box offsets and one with `k_i * (num_classes + 1)` class logits, reshaped and
     concatenated in the order of `keras_ssd.anchors.generate_anchors(config)`
     (map, row, column, box).
 
@@ -95,8 +200,9 @@ class SSD(DecodingPredictions, keras.Model):
             `class_names`. Its `feature_map_sizes` must match what the
             architecture produces at `config.image_size`, else `ValueError`.
         architecture: variant name from `keras_ssd.presets` (`"ssd300"`,
-            `"ssd512"`, `"mobilenet_v2"`, `"ssdlite320"`, `"tiny"`; the 0.1 spellings such as
-            `"ssd300_vgg16"` are read as aliases): the short path to the
+            `"ssd512"`, `"mobilenet_v2"`, `"ssdlite320"`, `"tiny"`; the 0.1
+            spellings such as `"ssd300_vgg16"` still work, with a
+            `DeprecationWarning`, until 0.3.0): the short path to the
             registry's backbones. Ignored when `backbone` is given.
         backbone: optional `keras.Model` taking images `(B, H, W, 3)` and
             returning the feature maps the heads go on, as a dict `{name:
@@ -176,84 +282,24 @@ class SSD(DecodingPredictions, keras.Model):
                  weight_decay=0.0, backbone_weights=None, preprocessing=None,
                  postprocessing=None, image_size=None, letterbox=None, frozen_layers=None,
                  backbone=None, **kwargs):
-        config = SSDConfig.from_dict(config.to_dict() if isinstance(config, SSDConfig)
-                                     else config)
-        if keras.config.image_data_format() != "channels_last":
-            raise ValueError(
-                "keras_ssd models need keras.config.image_data_format() == "
-                f"'channels_last', got {keras.config.image_data_format()!r}"
-            )
-        if backbone is not None:
-            backbone = _check_backbone(backbone, backbone_weights, normalization)
-            architecture, normalization = CUSTOM_ARCHITECTURE, "none"
-            build = _backbone_features(backbone)
-            default_preprocessing = "none"
-            load_weights = None
-            head_builder = build_heads
-        else:
-            preset = presets.find(architecture)
-            if preset is None:
-                raise ValueError(
-                    f"unknown SSD architecture {architecture!r}; choose one of "
-                    f"{', '.join(presets.names())}"
-                )
-            architecture = preset.name
-            network = get_backbone(preset.backbone)
-            normalization = preset.normalization if normalization is None else normalization
-            build, default_preprocessing = network.build_features, preset.preprocessing
-            load_weights = network.load_weights
-            # A variant may bring its own heads (SSDLite's depthwise heads).
-            head_builder = network.build_heads or build_heads
-        if normalization not in NORMALIZATIONS:
-            raise ValueError(
-                f"SSD: normalization must be one of {NORMALIZATIONS} or None, "
-                f"got {normalization!r}"
-            )
+        config = _channels_last_config(config)
+        network = _network(architecture, backbone, normalization, backbone_weights)
         regularizer = kernel_regularizer(weight_decay)
-        if backbone_weights is not None:
-            if load_weights is None:
-                raise ValueError(
-                    f"SSD architecture {architecture!r} has no pretrained backbone; "
-                    f"backbone_weights must be None, got {backbone_weights!r}"
-                )
-            if not (isinstance(backbone_weights, str) and backbone_weights == "imagenet"):
-                check_weights_path(backbone_weights, f"{architecture} backbone")
-
-        if preprocessing is None:
-            preprocessing = default_preprocessing
+        _check_backbone_weights(network, backbone_weights)
         preprocessing_layer = ImagePreprocessing(
-            **preprocessing_arguments(preprocessing), name="preprocessing")
+            **preprocessing_arguments(network.preprocessing if preprocessing is None
+                                      else preprocessing), name="preprocessing")
         postprocessing = check_postprocessing(postprocessing)
+        config, inputs, sources = _feature_maps(network, config, preprocessing_layer,
+                                                regularizer, image_size, letterbox)
+        outputs = network.build_heads(sources, config, regularizer)
 
-        if letterbox is not None:
-            config = config.replace(letterbox=letterbox)
-        if image_size is None:
-            height, width = config.image_shape
-        else:  # validated as SSDConfig.image_size is
-            height, width = config.replace(image_size=image_size).image_shape
-        inputs = keras.Input(shape=(height, width, 3), name="image")
-        x = preprocessing_layer(inputs)
-        try:
-            sources = build(x, normalization=normalization, regularizer=regularizer)
-        except ValueError as e:
-            if "zero or negative" not in str(e):
-                raise
-            raise ValueError(
-                f"SSD: the input {height}x{width} is too small for the {architecture!r} "
-                f"network (a feature map would be empty): {e}") from None
-        if image_size is not None:
-            # The maps the network makes at this size decide the geometry.
-            config = config.with_image_size(
-                (height, width), [tuple(int(d) for d in t.shape[1:3]) for _, t in sources])
-        check_feature_maps(sources, config, architecture)
-        outputs = head_builder(sources, config, regularizer)
-
-        kwargs.setdefault("name", architecture)
+        kwargs.setdefault("name", network.architecture)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
         self._ssd_config = config
-        self.architecture = architecture
-        self.normalization = normalization
+        self.architecture = network.architecture
+        self.normalization = network.normalization
         self.weight_decay = float(weight_decay)
         self.preprocessing = preprocessing_layer.spec
         self.postprocessing = postprocessing
@@ -266,7 +312,7 @@ class SSD(DecodingPredictions, keras.Model):
         # The backbone given (a nested layer, saved with the model's weights).
         self.backbone = backbone
         if backbone_weights is not None:
-            load_weights(self, backbone_weights)
+            network.load_weights(self, backbone_weights)
 
     def freeze(self, layer_names):
         """Make the named layers untrainable (they stay so in saved copies).
@@ -450,7 +496,8 @@ class SSD(DecodingPredictions, keras.Model):
             dict of numpy arrays (see the class docstring).
         """
         if fast_path_applies(self, x, steps, callbacks):
-            return predict_arrays(self, x, batch_size=32 if batch_size is None else batch_size)
+            return predict_arrays(self, x,
+                                  batch_size=32 if batch_size is None else batch_size)
         return super().predict(x, batch_size=batch_size, verbose=verbose, steps=steps,
                                callbacks=callbacks)
 
@@ -464,7 +511,8 @@ class SSD(DecodingPredictions, keras.Model):
             "weight_decay": self.weight_decay,
             "backbone_weights": None,
             "preprocessing": self.preprocessing,
-            "postprocessing": None if self.postprocessing is None else dict(self.postprocessing),
+            "postprocessing": (None if self.postprocessing is None
+                               else dict(self.postprocessing)),
             **({"frozen_layers": list(self.frozen_layers)} if self.frozen_layers else {}),
             **({"backbone": keras.saving.serialize_keras_object(self.backbone)}
                if self.backbone is not None else {}),

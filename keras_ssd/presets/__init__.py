@@ -9,7 +9,8 @@ detector checkpoints.
   the source's post-processing, the fine-tuning recipe.
 
 `resolve_recipe` joins them: the recipe a run uses. Everything here is data
-(it imports nothing else of keras_ssd), so every layer of the package, and
+(it imports nothing else of keras_ssd but the standard-library
+`keras_ssd.deprecation`), so every layer of the package, and
 `keras-ssd --help`, can read it without loading TensorFlow.
 
 Example:
@@ -17,7 +18,7 @@ Example:
 >>> from keras_ssd import presets
 >>> presets.names()
 ['ssd300', 'ssd512', 'mobilenet_v2', 'ssdlite320', 'tiny']
->>> presets.get("ssd300_vgg16").name   # another spelling
+>>> presets.get("SSD-300").name   # any case, "-" or "_"
 'ssd300'
 """
 

@@ -10,6 +10,7 @@ the `keras-ssd --model` choices and the docs all read this table. Data only.
 import dataclasses
 from typing import Mapping, Optional, Tuple
 
+from keras_ssd.deprecation import warn_deprecated
 from keras_ssd.presets.recipes import FROM_SCRATCH, PAPER_SGD, Recipe
 
 
@@ -20,8 +21,11 @@ class Preset:
     Attributes:
         name: the one spelling used everywhere (builders, CLI, docs, saved
             models).
-        aliases: other spellings accepted for it (the backbone-qualified
-            names such as `"ssd300_vgg16"`, short forms such as `"ssdlite"`).
+        aliases: other spellings accepted for it (short forms such as
+            `"ssdlite"`, torchvision's name).
+        deprecated_aliases: keras-ssd 0.1's spellings (`"ssd300_vgg16"`,
+            ...), still accepted with a `DeprecationWarning` until
+            `keras_ssd.deprecation.REMOVED_IN`.
         builder: name of the `keras_ssd.models` function that builds it.
         backbone: key of the backbone network in `keras_ssd.models.backbones`.
         geometry: the `SSDConfig` fields of its priors (all but the classes).
@@ -47,11 +51,12 @@ class Preset:
     description: str = ""
     recipe: Recipe = FROM_SCRATCH
     scratch_recipe: Recipe = FROM_SCRATCH
+    deprecated_aliases: Tuple[str, ...] = ()
 
     @property
     def spellings(self):
-        """The name and its aliases."""
-        return (self.name,) + tuple(self.aliases)
+        """The name and its aliases, the deprecated ones included."""
+        return (self.name,) + tuple(self.aliases) + tuple(self.deprecated_aliases)
 
 
 #: What the Caffe VGG16 variants share: L2Norm on conv4_3, Caffe's BGR mean
@@ -62,7 +67,8 @@ _CAFFE_VGG = dict(normalization="l2", preprocessing="caffe", pretrained_backbone
 _PRESETS = (
     Preset(
         name="ssd300",
-        aliases=("ssd300_vgg16",),
+        aliases=(),
+        deprecated_aliases=("ssd300_vgg16",),
         builder="SSD300",
         backbone="vgg16_300",
         geometry=dict(
@@ -78,7 +84,8 @@ _PRESETS = (
     ),
     Preset(
         name="ssd512",
-        aliases=("ssd512_vgg16",),
+        aliases=(),
+        deprecated_aliases=("ssd512_vgg16",),
         builder="SSD512",
         backbone="vgg16_512",
         geometry=dict(
@@ -94,7 +101,8 @@ _PRESETS = (
     ),
     Preset(
         name="mobilenet_v2",
-        aliases=("ssd_mobilenet_v2", "mobilenetv2"),
+        aliases=(),
+        deprecated_aliases=("ssd_mobilenet_v2", "mobilenetv2"),
         builder="SSDMobileNetV2",
         backbone="mobilenet_v2",
         # lufficc/SSD's MobileNetV2-320: min sizes 60..285 px, 6 boxes per cell.
@@ -137,7 +145,8 @@ _PRESETS = (
     ),
     Preset(
         name="tiny",
-        aliases=("ssd_tiny",),
+        aliases=(),
+        deprecated_aliases=("ssd_tiny",),
         builder="SSDTiny",
         backbone="tiny",
         # 160 px, maps 20..1 (steps = 160 / size); prior scales 0.1 to 0.9 of
@@ -190,13 +199,16 @@ def get(name) -> Preset:
     Raises:
         ValueError: naming the unknown variant and listing the known ones.
     """
-    preset = _SPELLINGS.get(_key(name))
-    if preset is None:
-        preset = _SPELLINGS.get(_key(name).replace("_", ""))
+    key = _key(name)
+    if key not in _SPELLINGS:
+        key = key.replace("_", "")
+    preset = _SPELLINGS.get(key)
     if preset is None:
         raise ValueError(
             f"unknown SSD variant {name!r}; choose one of {', '.join(PRESETS)}"
         )
+    if key in preset.deprecated_aliases:
+        warn_deprecated(f"the SSD variant name {name!r}", repr(preset.name))
     return preset
 
 

@@ -10,10 +10,18 @@ from keras_ssd.cli import build_parser, main
 
 def test_train_model_choices_are_the_documented_ones():
     parser = build_parser()
-    args = parser.parse_args(["train", "--data", "x", "--model", "mobilenetv2"])
+    args = parser.parse_args(["train", "--data", "x", "--model", "MobileNet-V2"])
     assert args.model == "mobilenet_v2" and args.split == "trainval" and args.val_split == "test"
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--data", "x", "--model", "resnet"])
+
+
+def test_a_0_1_model_name_still_works_and_says_what_to_use(capsys):
+    args = build_parser().parse_args(["train", "--data", "x", "--model", "mobilenetv2"])
+    assert args.model == "mobilenet_v2"
+    assert capsys.readouterr().err == (
+        "keras-ssd: --model: the SSD variant name 'mobilenetv2' is deprecated and goes in "
+        "keras-ssd 0.3.0: use 'mobilenet_v2'\n")
 
 
 def test_train_missing_data_folder_is_one_line(run_cli, assert_one_line_error, tmp_path):

@@ -288,7 +288,7 @@ def test_caffe_preprocessing_is_bgr_minus_imagenet_mean():
 # --------------------------------------------------------------- errors
 def test_feature_map_mismatch_is_a_clear_error():
     with pytest.raises(ValueError, match=r"feature map 0 \(tiny_conv4\) is 24x24.*feature_map_sizes\[0\] is 20"):
-        SSD(SSDConfig.tiny(3).replace(image_size=192), architecture="ssd_tiny")
+        SSD(SSDConfig.tiny(3).replace(image_size=192), architecture="tiny")
     with pytest.raises(ValueError, match="produces 5 feature maps"):
         SSDTiny(config=SSDConfig.ssd300(3).replace(image_size=160))
 
@@ -301,7 +301,7 @@ def test_bad_arguments_are_clear_errors():
     with pytest.raises(ValueError, match="weight_decay"):
         SSDTiny(num_classes=2, weight_decay=-1.0)
     with pytest.raises(ValueError, match="no pretrained backbone"):
-        SSD(SSDConfig.tiny(2), architecture="ssd_tiny", backbone_weights="imagenet")
+        SSD(SSDConfig.tiny(2), architecture="tiny", backbone_weights="imagenet")
     with pytest.raises(ValueError, match="unknown model"):
         build_model("yolo", num_classes=2)
     with pytest.raises(ValueError, match="backbone_weights file not found"):
@@ -314,7 +314,7 @@ def test_build_model_by_name():
     assert model.weight_decay == 1e-4
     assert MODEL_BUILDERS["ssd300"] is SSD300 and MODEL_BUILDERS["ssd512"] is SSD512
     assert MODEL_BUILDERS["mobilenet_v2"] is SSDMobileNetV2
-    named = build_model("SSD-Tiny", class_names=["x", "y"])
+    named = build_model("Tiny", class_names=["x", "y"])
     assert named.config.num_classes == 2 and named.class_names == ["x", "y"]
 
 

@@ -134,6 +134,65 @@ def stand_in_weights(model, torch, seed=0, background=6.0, classes=None):
         raise_class_biases(model.head.classification_head, background, classes)
 
 
+def record_heads(model, x, torch, prefix=""):
+    """A torchvision SSD network's feature maps and heads on a normalised
+    batch `x` `(1, 3, H, W)`, in a torch-only child.
+
+    Returns:
+        `(features, heads, arrays)`: torch's maps and head dict, and numpy
+        copies keyed `{prefix}feature{i}` (NHWC), `{prefix}loc` and
+        `{prefix}conf`.
+    """
+    with torch.no_grad():
+        features = list(model.backbone(x).values())
+        heads = model.head(features)
+    arrays = {f"{prefix}feature{i}": f.permute(0, 2, 3, 1).numpy()
+              for i, f in enumerate(features)}
+    arrays[prefix + "loc"] = heads["bbox_regression"].numpy()
+    arrays[prefix + "conf"] = heads["cls_logits"].numpy()
+    return features, heads, arrays
+
+
+def record_torchvision_ssd(model, image, torch, prefix=""):
+    """Everything a torchvision SSD or SSDLite computes on one image, in a
+    torch-only child: its transform, maps and heads (`record_heads`), its
+    anchors, its post-processing and its whole forward, and the
+    post-processing again without the `detections_per_img` cut.
+
+    Args:
+        model: a torchvision `SSD` in eval mode.
+        image: float array `(H, W, 3)`, RGB 0..255.
+        torch: the `torch` module.
+        prefix: str put before every key of `arrays`.
+
+    Returns:
+        `(heads, arrays, uncut)`: the head dict; numpy arrays keyed (after
+        `prefix`) `input`, `feature{i}`, `loc`, `conf`, `anchors`,
+        `default_boxes`, `det_{boxes,scores,labels}` (post-processing) and
+        `full_{boxes,scores,labels}` (forward); the uncut scores, best
+        first.
+    """
+    tensor = torch.from_numpy(image).permute(2, 0, 1) / 255.0
+    with torch.no_grad():
+        images, _ = model.transform([tensor])
+        features, heads, arrays = record_heads(model, images.tensors, torch)
+        arrays["input"] = images.tensors.permute(0, 2, 3, 1).numpy()
+        anchors = model.anchor_generator(images, features)
+        arrays["anchors"] = anchors[0].numpy()
+        grid = [list(f.shape[-2:]) for f in features]
+        arrays["default_boxes"] = model.anchor_generator._grid_default_boxes(
+            grid, list(images.tensors.shape[-2:]), dtype=torch.float32).numpy()
+        dets = model.postprocess_detections(heads, anchors, images.image_sizes)[0]
+        full = model([tensor])[0]
+        for key in ("boxes", "scores", "labels"):
+            arrays["det_" + key] = dets[key].numpy()
+            arrays["full_" + key] = full[key].numpy()
+        cut, model.detections_per_img = model.detections_per_img, 10 ** 6
+        uncut = model.postprocess_detections(heads, anchors, images.image_sizes)[0]
+        model.detections_per_img = cut
+    return heads, {prefix + k: v for k, v in arrays.items()}, uncut["scores"].numpy()
+
+
 def record_reference(code, out, timeout=900):
     """Run `code` (a torch-only script) in a child process with `out` as
     its `sys.argv[1]` and this repository on its path; the script writes

@@ -45,7 +45,7 @@ import torchvision
 from torchvision.models.detection import ssdlite320_mobilenet_v3_large
 from torchvision.models.detection.ssdlite import SSDLite320_MobileNet_V3_Large_Weights
 
-from benchmarks.torch_reference import stand_in_weights
+from benchmarks.torch_reference import record_torchvision_ssd, stand_in_weights
 
 out = sys.argv[1]
 torch.manual_seed(0)
@@ -65,29 +65,8 @@ report = {"torch": torch.__version__, "torchvision": torchvision.__version__,
           "num_params": SSDLite320_MobileNet_V3_Large_Weights.COCO_V1.meta["num_params"],
           "url": SSDLite320_MobileNet_V3_Large_Weights.COCO_V1.url}
 torch.save(model.state_dict(), os.path.join(out, "ssdlite.pth"))
-tensor = torch.from_numpy(image).permute(2, 0, 1) / 255.0
-with torch.no_grad():
-    images, _ = model.transform([tensor])
-    features = list(model.backbone(images.tensors).values())
-    heads = model.head(features)
-    arrays = {"input": images.tensors.permute(0, 2, 3, 1).numpy(),
-              "loc": heads["bbox_regression"].numpy(), "conf": heads["cls_logits"].numpy()}
-    for i, f in enumerate(features):
-        arrays[f"feature{i}"] = f.permute(0, 2, 3, 1).numpy()
-    anchors = model.anchor_generator(images, features)
-    arrays["anchors"] = anchors[0].numpy()
-    grid = [list(f.shape[-2:]) for f in features]
-    arrays["default_boxes"] = model.anchor_generator._grid_default_boxes(
-        grid, [320, 320], dtype=torch.float32).numpy()
-    dets = model.postprocess_detections(heads, anchors, images.image_sizes)[0]
-    full = model([tensor])[0]
-    for key in ("boxes", "scores", "labels"):
-        arrays["det_" + key] = dets[key].numpy()
-        arrays["full_" + key] = full[key].numpy()
-    model.detections_per_img = 10 ** 6
-    uncut = model.postprocess_detections(heads, anchors, images.image_sizes)[0]["scores"]
-    uncut = uncut.numpy()
-report["detections"] = int(dets["boxes"].shape[0])
+_, arrays, uncut = record_torchvision_ssd(model, image, torch)
+report["detections"] = len(arrays["det_boxes"])
 report["uncut"] = int(uncut.size)
 report["gap"] = float(uncut[299] - uncut[300]) if uncut.size > 300 else None
 np.savez(os.path.join(out, "reference.npz"), **arrays)

@@ -47,7 +47,8 @@ import torch
 import torchvision
 from torchvision.models.detection import ssd300_vgg16
 
-from benchmarks.torch_reference import raise_class_biases
+from benchmarks.torch_reference import (
+    raise_class_biases, record_heads, record_torchvision_ssd)
 
 out = sys.argv[1]
 torch.manual_seed(0)
@@ -68,17 +69,6 @@ def push(model, background, classes, loc=None):
             model.head.regression_head.module_list[head].bias[channel] += value
 
 
-def record(model, x, prefix):
-    # x: (1, 3, 300, 300) already normalised
-    with torch.no_grad():
-        features = list(model.backbone(x).values())
-        heads = model.head(features)
-    arrays = {f"{prefix}feature{i}": f.permute(0, 2, 3, 1).numpy() for i, f in enumerate(features)}
-    arrays[prefix + "loc"] = heads["bbox_regression"].numpy()
-    arrays[prefix + "conf"] = heads["cls_logits"].numpy()
-    return features, heads, arrays
-
-
 # ---- torchvision COCO layout: 91 logits
 tv = ssd300_vgg16(weights=None, weights_backbone=None).eval()
 push(tv, 2.0, {1: 4.0, 3: 3.5, 18: 3.0, 62: 3.0}, loc=(5, 2, 30.0))
@@ -86,26 +76,9 @@ report["params"] = sum(p.numel() for p in tv.parameters())
 report["categories"] = list(
     torchvision.models.detection.SSD300_VGG16_Weights.COCO_V1.meta["categories"])
 torch.save(tv.state_dict(), os.path.join(out, "torchvision.pth"))
-tensor = torch.from_numpy(image).permute(2, 0, 1) / 255.0
-with torch.no_grad():
-    images, _ = tv.transform([tensor])
-    arrays = {"tv_input": images.tensors.permute(0, 2, 3, 1).numpy()}
-    features, heads, more = record(tv, images.tensors, "tv_")
-    arrays.update(more)
-    anchors = tv.anchor_generator(images, features)
-    arrays["tv_anchors"] = anchors[0].numpy()
-    grid = [list(f.shape[-2:]) for f in features]
-    arrays["tv_default_boxes"] = tv.anchor_generator._grid_default_boxes(
-        grid, [300, 300], dtype=torch.float32).numpy()
-    dets = tv.postprocess_detections(heads, anchors, images.image_sizes)[0]
-    full = tv([tensor])[0]
-for key in ("boxes", "scores", "labels"):
-    arrays["tv_det_" + key] = dets[key].numpy()
-    arrays["tv_full_" + key] = full[key].numpy()
-report["tv_detections"] = int(dets["boxes"].shape[0])
-# the same without the 200 cut: is there a tie at the cut?
-tv.detections_per_img = 100000
-uncut = tv.postprocess_detections(heads, anchors, images.image_sizes)[0]["scores"].numpy()
+heads, arrays, uncut = record_torchvision_ssd(tv, image, torch, "tv_")
+report["tv_detections"] = len(arrays["tv_det_boxes"])
+# is there a tie at the 200 cut?
 report["tv_uncut"] = int(uncut.size)
 report["tv_gap"] = float(uncut[199] - uncut[200]) if uncut.size > 200 else None
 # the candidates torchvision's NMS saw (score > 0.01, top 400 per class)
@@ -119,7 +92,7 @@ push(voc, 1.5, {15: 3.5, 7: 3.0, 12: 2.5})
 state = voc.state_dict()
 mean = torch.tensor([123.0, 117.0, 104.0]).view(1, 3, 1, 1)
 x = torch.from_numpy(image).permute(2, 0, 1)[None] - mean
-_, _, more = record(voc, x, "voc_")
+_, _, more = record_heads(voc, x, torch, "voc_")
 arrays.update(more)
 np.savez(os.path.join(out, "reference.npz"), **arrays)
 

@@ -141,7 +141,8 @@ def _mmdet(size, data, path, accuracy, levels, params):
     1000 (prior, class) scores (nms_pre), score > 0.02, zero-size boxes
     dropped (min_bbox_size=0), NMS 0.45 per class without a per-class limit
     (at most 1000 per map reach it), 200 per image; boxes clipped, the
-    coder's log-scales clamped at log(1000 / 16)."""
+    coder's log-scales clamped to +-log(1000 / 16) (`DeltaXYWHBBoxCoder`:
+    `max_ratio = abs(log(wh_ratio_clip))`, clamped on both sides)."""
     coco = data == "coco"
     priors = {300: 8732, 512: 24564}[size]
     return PretrainedPreset(
@@ -158,8 +159,8 @@ def _mmdet(size, data, path, accuracy, levels, params):
         file_size=f"about {params * 4 / 1e6:.0f} MB (an estimate: {params / 1e6:.1f} M "
                   "float32 parameters; the source states no size)",
         decode=_decode(0.02, 0.45, min(priors, 1000 * levels), 200, True,
-                       TORCHVISION_MAX_LOG_SCALE, max_candidates_per_level=1000,
-                       drop_empty_boxes=True),
+                       TORCHVISION_MAX_LOG_SCALE, min_log_scale=-TORCHVISION_MAX_LOG_SCALE,
+                       max_candidates_per_level=1000, drop_empty_boxes=True),
         description=f"mmdetection's VGG16 SSD{size} on "
                     + ("COCO (80 classes)" if coco else "VOC07+12 (20 VOC classes)")
                     + ", converted, not checked against the published accuracy offline")

@@ -68,7 +68,8 @@ def no_network(url, destination):
 def test_the_three_pretrained_presets_and_their_published_facts():
     assert presets.pretrained_names() == ["ssd300_coco", "ssd300_voc", "ssd300_voc_amdegroot",
                                          "ssd512_voc", "ssdlite320_coco",
-                                         "ssdlite320_mobilenet_v2_voc", "ssd300_coco_mmdet", "ssd512_coco_mmdet",
+                                         "ssdlite320_mobilenet_v2_voc", "ssd300_coco_mmdet",
+                                         "ssd512_coco_mmdet",
                                          "ssd300_voc_mmdet", "ssd512_voc_mmdet"]
     coco = presets.get_pretrained("ssd300_coco")
     assert coco.url == "https://download.pytorch.org/models/ssd300_vgg16_coco-b556d3b4.pth"

@@ -71,7 +71,8 @@ def layer_table(num_outputs):
         table += _inverted_residual(f"extra{j}", f"backbone.extras.{j - 1}.conv", cin,
                                     hidden, out, True)
     sources = net.source_channels()
-    for kind, head, width in (("loc", "reg_headers", 4), ("conf", "cls_headers", num_outputs)):
+    for kind, head, width in (("loc", "reg_headers", 4),
+                              ("conf", "cls_headers", num_outputs)):
         for level, (name, channels) in enumerate(sources):
             prefix = f"box_head.predictor.{head}.{level}"
             cout = BOXES_PER_CELL * width

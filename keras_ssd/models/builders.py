@@ -223,15 +223,17 @@ def _preset_loader(architecture):
                 on this architecture: `"ssd300_coco"` (torchvision, 80 COCO
                 classes), `"ssd300_voc"` (lufficc/SSD, 20 VOC classes),
                 `"ssd300_voc_amdegroot"` (amdegroot/ssd.pytorch),
-                `"ssdlite320_coco"` (torchvision SSDLite320, 80 COCO classes).
+                `"ssdlite320_coco"` (torchvision SSDLite320, 80 COCO classes),
+                `"ssdlite320_mobilenet_v2_voc"` (lufficc/SSD's MobileNetV2
+                SSDLite320, 20 VOC classes), the `*_mmdet` presets.
             num_classes, class_names: new class heads for these classes
                 (background prior: the objects start at 1% together); the
                 backbone, extra layers and box heads are kept.
             classes: some of the source's class names: a detector of just
                 these, no training (the source's softmax and scores).
             freeze: `None`, `"conv1-conv2"` (VGG16: the Caffe recipe) or
-                `"backbone"` (VGG16: conv1_1 .. fc7; SSDLite320: the whole
-                MobileNetV3).
+                `"backbone"` (VGG16: conv1_1 .. fc7; the SSDLite320s: the whole
+                MobileNetV3 or MobileNetV2).
             **kwargs: `keep_box_heads`, `weight_decay`, `converter`, `fetch`,
                 `cache`, `verbose` of `keras_ssd.models.pretrained.from_preset`.
 

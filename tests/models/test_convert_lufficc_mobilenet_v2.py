@@ -119,6 +119,7 @@ def test_the_preset_fine_tunes_through_the_real_loading_path(tmp_path, monkeypat
     MobileNetV2 is frozen, the box heads are the file's."""
     from keras_ssd import SSDLite320MobileNetV2, presets
     from keras_ssd.models import pretrained
+    from keras_ssd.training.fit import resolve_recipe
 
     def no_network(url, destination):
         raise AssertionError(f"the test tried to download {url}")
@@ -145,3 +146,4 @@ def test_the_preset_fine_tunes_through_the_real_loading_path(tmp_path, monkeypat
     bias = model.get_layer("last_conv_mbox_conf").get_weights()[1].reshape(6, 3)
     np.testing.assert_allclose(bias[:, 0], pretrained.background_bias(2), rtol=1e-6)
     assert np.all(bias[:, 1:] == 0)
+    assert resolve_recipe(model) is presets.FINETUNE_SGD  # lufficc's own decay, 5e-4

@@ -200,9 +200,9 @@ class SSD(DecodingPredictions, keras.Model):
             `class_names`. Its `feature_map_sizes` must match what the
             architecture produces at `config.image_size`, else `ValueError`.
         architecture: variant name from `keras_ssd.presets` (`"ssd300"`,
-            `"ssd512"`, `"mobilenet_v2"`, `"ssdlite320"`, `"tiny"`; the 0.1
-            spellings such as `"ssd300_vgg16"` still work, with a
-            `DeprecationWarning`, until 0.3.0): the short path to the
+            `"ssd512"`, `"mobilenet_v2"`, `"ssdlite320"`, `"ssdlite320_mobilenet_v2"`,
+            `"tiny"`; the 0.1 spellings such as `"ssd300_vgg16"` still work, with
+            a `DeprecationWarning`, until 0.3.0): the short path to the
             registry's backbones. Ignored when `backbone` is given.
         backbone: optional `keras.Model` taking images `(B, H, W, 3)` and
             returning the feature maps the heads go on, as a dict `{name:

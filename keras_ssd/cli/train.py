@@ -615,7 +615,7 @@ def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_we
         callbacks=_early_stopping(args, val_set),
         **({} if args.logs else {"log_dir": False, "csv": False, "plot": False}),
     )
-    _print_outcome(args, history.history, time.perf_counter() - start, fmt, split)
+    _print_outcome(args, history, time.perf_counter() - start, fmt, split)
     return 0
 
 
@@ -684,8 +684,15 @@ def _print_plan(args, model, train_set, val_set, recipe):
               + (f", at most {args.epochs} epochs" if args.epochs else ""))
 
 
-def _print_outcome(args, logs, seconds, fmt, split):
-    print(f"\nfinished {len(logs.get('loss', []))} epochs in {seconds / 60:.1f} min; "
+def _print_outcome(args, history, seconds, fmt, split):
+    logs = history.history
+    steps = getattr(history, "planned_steps", None)
+    per_epoch = getattr(history, "steps_per_epoch", None)
+    # a time-limited run ends on the steps left after its last whole epoch
+    part = (f" (the last one {steps % per_epoch} steps of {per_epoch})"
+            if steps and per_epoch and steps % per_epoch and len(logs.get("loss", []))
+            == -(-steps // per_epoch) else "")
+    print(f"\nfinished {len(logs.get('loss', []))} epochs{part} in {seconds / 60:.1f} min; "
           f"final loss {logs['loss'][-1]:.4f}" if logs.get("loss") else "no epoch ran")
     maps = [m for m in logs.get("val_mAP", []) if m is not None]
     if maps:

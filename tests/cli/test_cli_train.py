@@ -340,3 +340,24 @@ def test_time_limited_run_without_model_trains_the_from_scratch_default(
     assert f"model: {presets.FROM_SCRATCH_VARIANT} (a time-limited run" in out
     assert fake_training[-1]["model"].architecture == presets.FROM_SCRATCH_VARIANT
     assert fake_training[-1]["recipe"] == presets.FROM_SCRATCH
+
+
+def test_train_outcome_names_a_partial_last_epoch(capsys, tmp_path):
+    import types
+
+    import keras
+
+    from keras_ssd.cli.train import _print_outcome
+
+    history = keras.callbacks.History()
+    history.history = {"loss": [3.0, 2.0, 1.5]}
+    history.planned_steps, history.steps_per_epoch = 2 * 40 + 7, 40
+    args = types.SimpleNamespace(checkpoint_dir=str(tmp_path), data=[str(tmp_path)],
+                                 val_data=None, val_split=None)
+    _print_outcome(args, history, 120.0, "voc", "train")
+    out = capsys.readouterr().out
+    assert "finished 3 epochs (the last one 7 steps of 40) in 2.0 min; final loss 1.5000" \
+        in out
+    history.planned_steps = 3 * 40  # whole epochs: nothing to add
+    _print_outcome(args, history, 120.0, "voc", "train")
+    assert "finished 3 epochs in 2.0 min" in capsys.readouterr().out

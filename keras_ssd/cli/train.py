@@ -487,9 +487,11 @@ def _run_training(args, fmt, split, train_set, val_set, class_names, backbone_we
                                backbone_weights, decay_epochs, latest, recipe, fmt, split)
 
 
-def _fit_defaults(args, train_set, class_names, backbone_weights):
+def _fit_defaults(args, train_set, class_names, backbone_weights, recipe):
     """`FittedDefaults` of a from-scratch run, or None where they do not
-    apply (`--no-fit`, pretrained backbone, letterboxed input)."""
+    apply (`--no-fit`, pretrained backbone, letterboxed input). With
+    `--time-limit` on one device, the training speed is measured first, so
+    the input size and the batch fit the budget too."""
     from keras_ssd.models import build_model
     from keras_ssd.training.fitted_defaults import fit_defaults
 
@@ -501,12 +503,25 @@ def _fit_defaults(args, train_set, class_names, backbone_weights):
     base = build_model(args.model, class_names=class_names).config
     if not base.is_square:
         return None
+    base_batch = args.batch_size or recipe.batch_size
+    speed = None
+    if args.time_limit is not None and getattr(args, "distribute", "none") in (None, "none"):
+        import keras
+
+        from keras_ssd.training.speed_probe import measure_training_speed
+
+        speed = measure_training_speed(build_model(args.model, class_names=class_names),
+                                       base_batch)
+        # the model to train starts from the same weights as without the probe
+        keras.utils.set_random_seed(args.seed)
     try:
         return fit_defaults(
             train_set, base,
             lambda side: build_model(args.model, class_names=class_names,
                                      image_size=side).config,
-            image_size=args.image_size, max_expand_ratio=args.max_expand_ratio)
+            image_size=args.image_size, max_expand_ratio=args.max_expand_ratio,
+            budget_seconds=None if args.time_limit is None else 60.0 * args.time_limit,
+            images_per_second=speed, base_batch=base_batch, batch_size=args.batch_size)
     except ValueError as e:  # e.g. no box at all: the preset's defaults
         print(f"defaults not fitted: {e}")
         return None
@@ -589,6 +604,8 @@ def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_we
     else:
         initial_epoch = 0
         model, fitted = _new_model(args, train_set, class_names, backbone_weights, recipe)
+        if fitted is not None and fitted.batch_size not in (None, recipe.batch_size):
+            recipe = recipe.replace(batch_size=fitted.batch_size)
     model = prepare_model(model, strategy)
     _print_plan(args, model, train_set, val_set, recipe)
     augmentation = None
@@ -658,7 +675,7 @@ def _new_model(args, train_set, class_names, backbone_weights, recipe):
         kwargs["backbone_weights"] = backbone_weights
     if args.letterbox:
         kwargs["letterbox"] = True
-    fitted = _fit_defaults(args, train_set, class_names, backbone_weights)
+    fitted = _fit_defaults(args, train_set, class_names, backbone_weights, recipe)
     if fitted is not None:
         kwargs["config"] = fitted.config
     elif args.image_size is not None:

@@ -213,7 +213,7 @@ def test_train_sgd_decay_is_the_models_l2_penalty(
 
 
 def test_train_time_limit_is_passed_in_seconds(
-        run_cli, synthetic_voc, tmp_path, fake_training):
+        run_cli, synthetic_voc, tmp_path, fake_training, probed_speed):
     code, out, err = _tiny_run(run_cli, synthetic_voc, tmp_path, "--time-limit", "1.5",
                                "--epochs", "4", "--lr-decay-epochs", "2,3")
     assert code == 0, err
@@ -330,7 +330,7 @@ def test_default_model_follows_the_kind_of_run():
 
 
 def test_time_limited_run_without_model_trains_the_from_scratch_default(
-        run_cli, synthetic_voc, tmp_path, fake_training):
+        run_cli, synthetic_voc, tmp_path, fake_training, probed_speed):
     from keras_ssd import presets
 
     code, out, err = run_cli("train", "--data", synthetic_voc, "--workers", "0",
@@ -361,3 +361,39 @@ def test_train_outcome_names_a_partial_last_epoch(capsys, tmp_path):
     history.planned_steps = 3 * 40  # whole epochs: nothing to add
     _print_outcome(args, history, 120.0, "voc", "train")
     assert "finished 3 epochs in 2.0 min" in capsys.readouterr().out
+
+
+def test_train_time_limit_fits_the_batch_to_the_measured_speed(
+        run_cli, synthetic_voc, tmp_path, fake_training, probed_speed):
+    probed_speed.speed = 2.0  # img/s: 2 min hold 240 images, 8 steps of the recipe's 32
+    probed = probed_speed.calls
+    code, out, err = _tiny_run(run_cli, synthetic_voc, tmp_path, "--time-limit", "2")
+    assert code == 0, err
+    assert probed == [((None, 160, 160, 3), 32)]  # the preset's side, the recipe's batch
+    assert "  training speed: 2.0 img/s - measured at 160 px, batch 32" in out
+    assert "  batch size: 8 - the budget holds about 8 steps of the recipe's 32" in out
+    (call,) = fake_training
+    assert call["recipe"].batch_size == 8
+    saved = json.loads((tmp_path / "ckpt" / "fitted_defaults.json").read_text())
+    assert saved["batch_size"] == 8
+    # the user's batch wins; no budget, no probe
+    code, out, err = _tiny_run(run_cli, synthetic_voc, tmp_path, "--time-limit", "2",
+                               "--batch-size", "4")
+    assert code == 0, err
+    assert "  batch size: 4 (given) - --batch-size" in out
+    assert fake_training[-1]["recipe"].batch_size == 4
+    assert probed[-1][1] == 4
+    code, out, err = _tiny_run(run_cli, synthetic_voc, tmp_path)
+    assert code == 0, err
+    assert len(probed) == 2 and "training speed" not in out
+
+
+def test_speed_probe_trains_a_copy_and_reports_images_per_second():
+    from keras_ssd.models import build_model
+    from keras_ssd.training.speed_probe import measure_training_speed
+
+    model = build_model("tiny", num_classes=2)
+    speed = measure_training_speed(model, 2, steps=1)
+    assert speed > 0 and int(model.optimizer.iterations) == 2
+    with pytest.raises(ValueError, match="batch_size and steps must be >= 1"):
+        measure_training_speed(model, 0)

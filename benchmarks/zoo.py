@@ -9,7 +9,7 @@ preset's `decode` options, as the converted model would.
 
 Run from the repository root:
 
-    python -m benchmarks.zoo [--threads 1] [--rounds 10] [--out DIR]
+    python -m benchmarks.zoo [--threads 1] [--rounds 10] [--presets NAME ...] [--out DIR]
 
 Results: a table on stdout and `zoo.json` in --out (default
 `~/.cache/keras_ssd/benchmarks/zoo`).
@@ -31,7 +31,8 @@ from benchmarks import common  # noqa: E402
 
 SECTION = "zoo"
 #: preset -> number of object classes of its published checkpoint.
-NETWORKS = {"ssdlite320_coco": 90, "ssd300_coco": 90, "ssd300_voc": 20, "ssd512_voc": 20}
+NETWORKS = {"ssdlite320_coco": 90, "ssdlite320_mobilenet_v2_voc": 20, "ssd300_coco": 90,
+            "ssd300_voc": 20, "ssd512_voc": 20}
 
 
 def multiply_adds(model):
@@ -50,14 +51,16 @@ def multiply_adds(model):
     return int(total)
 
 
-def run(out, threads=1, rounds=10, verbose=1):
+def run(out, threads=1, rounds=10, verbose=1, names=None):
+    """Time the networks of `names` (default all of `NETWORKS`) alternately."""
     common.set_threads(threads, with_torch=False)
     from keras_ssd import presets
     from keras_ssd.models.builders import get_builder
 
     rng = np.random.default_rng(0)
     sides, facts = {}, {}
-    for name, classes in NETWORKS.items():
+    for name in names or NETWORKS:
+        classes = NETWORKS[name]
         preset = presets.get_pretrained(name)
         model = get_builder(preset.architecture)(num_classes=classes)
         model.prediction_decoder = model.prediction_decoder.replace(**preset.decode)
@@ -91,8 +94,10 @@ def main(argv=None):
     parser.add_argument("--out", default=os.path.join(common.results_dir(), SECTION))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--presets", nargs="+", choices=list(NETWORKS), default=None,
+                        help="time only these (default: all)")
     args = parser.parse_args(argv)
-    run(args.out, threads=args.threads, rounds=args.rounds)
+    run(args.out, threads=args.threads, rounds=args.rounds, names=args.presets)
 
 
 if __name__ == "__main__":

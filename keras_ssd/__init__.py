@@ -35,6 +35,7 @@ _KERAS_API = {
     "SSD512": ("keras_ssd.models", "SSD512"),
     "SSDMobileNetV2": ("keras_ssd.models", "SSDMobileNetV2"),
     "SSDLite320": ("keras_ssd.models", "SSDLite320"),
+    "SSDLite320MobileNetV2": ("keras_ssd.models", "SSDLite320MobileNetV2"),
     "SSDTiny": ("keras_ssd.models", "SSDTiny"),
     "build_model": ("keras_ssd.models", "build_model"),
     # Pretrained SSD300s: `SSD300.from_preset(name)` (the builders carry

@@ -499,7 +499,8 @@ class SSDConfig:
 
         Args:
             name: a variant name (`"ssd300"`, `"ssd512"`, `"mobilenet_v2"`,
-                `"ssdlite320"`, `"tiny"`) or one of its aliases.
+                `"ssdlite320"`, `"ssdlite320_mobilenet_v2"`, `"tiny"`) or one of
+                its aliases.
             num_classes: object classes; default `len(class_names)` or the
                 preset's (20).
             class_names: optional list of names.

@@ -9,7 +9,8 @@ from keras_ssd.config import SSDConfig
 
 
 def test_each_variant_has_one_canonical_name_and_distinct_spellings():
-    assert presets.names() == ["ssd300", "ssd512", "mobilenet_v2", "ssdlite320", "tiny"]
+    assert presets.names() == ["ssd300", "ssd512", "mobilenet_v2", "ssdlite320",
+                               "ssdlite320_mobilenet_v2", "tiny"]
     spellings = [s for p in presets.PRESETS.values() for s in p.spellings]
     assert len(spellings) == len(set(spellings))
 
@@ -26,14 +27,15 @@ def test_old_and_loose_spellings_resolve_to_the_canonical_name(spelling, name):
 
 def test_unknown_variant_is_a_clear_error_listing_the_names():
     with pytest.raises(ValueError, match="unknown SSD variant 'yolo'; choose one of "
-                                         "ssd300, ssd512, mobilenet_v2, ssdlite320, tiny"):
+                                         "ssd300, ssd512, mobilenet_v2, ssdlite320, "
+                                         "ssdlite320_mobilenet_v2, tiny"):
         presets.get("yolo")
     assert presets.find("yolo") is None
 
 
 @pytest.mark.parametrize("name, count", [
     ("ssd300", 8732), ("ssd512", 24564), ("mobilenet_v2", 3234), ("ssdlite320", 3234),
-    ("tiny", 2390),
+    ("ssdlite320_mobilenet_v2", 3234), ("tiny", 2390),
 ])
 def test_config_from_preset_gives_the_published_prior_counts(name, count):
     config = SSDConfig.from_preset(name, num_classes=5)

@@ -21,8 +21,8 @@ OUTPUT_KEYS = ("boxes", "scores", "labels", "num_detections")
 #: besides its config and how it runs, what `SSD(postprocessing=...)` may set
 #: and what `keras_ssd.export` forwards.
 DECODE_OPTIONS = ("confidence_threshold", "iou_threshold", "max_candidates_per_class",
-                  "top_k", "clip_boxes", "max_log_scale", "max_candidates_per_level",
-                  "drop_empty_boxes")
+                  "top_k", "clip_boxes", "max_log_scale", "min_log_scale",
+                  "max_candidates_per_level", "drop_empty_boxes")
 
 
 def check_decode_options(options, caller):
@@ -58,19 +58,35 @@ def _check_positive_int(name, value):
     return int(value)
 
 
-def _decode_and_score(predictions, anchors, variances, clip_boxes, max_log_scale=None):
+def _check_log_scale(name, value):
+    if value is None:
+        return None
+    number = not isinstance(value, bool) and isinstance(value, numbers.Real)
+    if not number or not math.isfinite(float(value)):
+        raise ValueError(
+            f"DecodeDetections: {name} must be None or a finite number, got {value!r}")
+    return float(value)
+
+
+def _decode_and_score(predictions, anchors, variances, clip_boxes, max_log_scale=None,
+                      min_log_scale=None):
     """`(B, N, 4 + C + 1)` predictions -> xyxy boxes `(B, N, 4)` and class
     probabilities without the background `(B, N, C)`.
 
-    `max_log_scale` (a float or None) caps the decoded log-scales
-    `offset_w * variance_w` and `offset_h * variance_h` before `exp`, as
-    torchvision's `BoxCoder` caps them at `log(1000 / 16)`."""
+    `max_log_scale` and `min_log_scale` (floats or None) bound the decoded
+    log-scales `offset_w * variance_w` and `offset_h * variance_h` before
+    `exp`: torchvision's `BoxCoder` caps them at `log(1000 / 16)`,
+    mmdetection's `DeltaXYWHBBoxCoder` clamps them to +-log(1000 / 16)."""
     offsets = predictions[..., :4]
+    scales = offsets[..., 2:]
     if max_log_scale is not None:
-        cap = ops.convert_to_tensor(
-            [max_log_scale / variances[2], max_log_scale / variances[3]], "float32")
-        offsets = ops.concatenate(
-            [offsets[..., :2], ops.minimum(offsets[..., 2:], cap)], axis=-1)
+        scales = ops.minimum(scales, ops.convert_to_tensor(
+            [max_log_scale / variances[2], max_log_scale / variances[3]], "float32"))
+    if min_log_scale is not None:
+        scales = ops.maximum(scales, ops.convert_to_tensor(
+            [min_log_scale / variances[2], min_log_scale / variances[3]], "float32"))
+    if max_log_scale is not None or min_log_scale is not None:
+        offsets = ops.concatenate([offsets[..., :2], scales], axis=-1)
     boxes = decode_ops(offsets, anchors, variances)
     if clip_boxes:
         boxes = clip_ops(boxes, 0.0, 1.0)
@@ -128,6 +144,10 @@ class DecodeDetections(keras.layers.Layer):
             log-scale `offset_w * variance_w` (and the same for h) at this
             value before `exp`, so a wild offset cannot make a huge box.
             torchvision's `ssd300_vgg16` caps at `log(1000 / 16)` (4.135).
+        min_log_scale: None (default) or a float below `max_log_scale`:
+            raise each decoded log-scale to at least this value, so a wild
+            offset cannot shrink a box to nothing. mmdetection's
+            `DeltaXYWHBBoxCoder` clamps both sides, at -log(1000 / 16) here.
         max_candidates_per_level: None (default) or an int: before the
             per-class selection, keep on each feature map only its best
             this many (prior, class) scores over all classes; the others
@@ -186,6 +206,7 @@ class DecodeDetections(keras.layers.Layer):
         max_log_scale=None,
         max_candidates_per_level=None,
         drop_empty_boxes=False,
+        min_log_scale=None,
         **kwargs,
     ):
         if kwargs.get("dtype") is None:
@@ -211,16 +232,13 @@ class DecodeDetections(keras.layers.Layer):
         if not isinstance(clip_boxes, bool):
             raise ValueError(f"DecodeDetections: clip_boxes must be a bool, got {clip_boxes!r}")
         self.clip_boxes = clip_boxes
-        if max_log_scale is not None:
-            number = (not isinstance(max_log_scale, bool)
-                      and isinstance(max_log_scale, numbers.Real))
-            if not number or not math.isfinite(float(max_log_scale)):
-                raise ValueError(
-                    "DecodeDetections: max_log_scale must be None or a finite number, "
-                    f"got {max_log_scale!r}"
-                )
-            max_log_scale = float(max_log_scale)
-        self.max_log_scale = max_log_scale
+        self.max_log_scale = _check_log_scale("max_log_scale", max_log_scale)
+        self.min_log_scale = _check_log_scale("min_log_scale", min_log_scale)
+        if (self.min_log_scale is not None and self.max_log_scale is not None
+                and self.min_log_scale >= self.max_log_scale):
+            raise ValueError(
+                f"DecodeDetections: min_log_scale ({self.min_log_scale}) must lie below "
+                f"max_log_scale ({self.max_log_scale})")
         self.max_candidates_per_level = (None if max_candidates_per_level is None else
                                          _check_positive_int("max_candidates_per_level",
                                                              max_candidates_per_level))
@@ -306,7 +324,7 @@ class DecodeDetections(keras.layers.Layer):
         if self.use_xla is not False:
             decode = xla_compiled(("decode_and_score",), decode)
         boxes, scores = decode(predictions, anchors, tuple(self.config.variances),
-                               self.clip_boxes, self.max_log_scale)
+                               self.clip_boxes, self.max_log_scale, self.min_log_scale)
         # Static shapes from the config (see `multiclass_nms`).
         n = self.config.num_anchors
         boxes = ops.reshape(boxes, (-1, n, 4))
@@ -376,6 +394,7 @@ class DecodeDetections(keras.layers.Layer):
                 "use_xla": self.use_xla,
                 "overlap_dtype": self.overlap_dtype,
                 "max_log_scale": self.max_log_scale,
+                "min_log_scale": self.min_log_scale,
                 "max_candidates_per_level": self.max_candidates_per_level,
                 "drop_empty_boxes": self.drop_empty_boxes,
             }

@@ -8,7 +8,7 @@ maps the SSD heads read. Variants name their backbone by key
 import dataclasses
 from typing import Callable, Optional
 
-from keras_ssd.models import mobilenet_v2, mobilenet_v3, tiny, vgg16
+from keras_ssd.models import mobilenet_v2, mobilenet_v2_ssdlite, mobilenet_v3, tiny, vgg16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +42,10 @@ BACKBONES = {
     "mobilenet_v3_large_ssdlite": Backbone(
         mobilenet_v3.mobilenet_v3_ssdlite_features, build_heads=mobilenet_v3.ssdlite_heads,
         freeze={"backbone": tuple(mobilenet_v3.backbone_layer_names())}),
+    "mobilenet_v2_ssdlite": Backbone(
+        mobilenet_v2_ssdlite.mobilenet_v2_ssdlite_features,
+        build_heads=mobilenet_v2_ssdlite.ssdlite_heads,
+        freeze={"backbone": tuple(mobilenet_v2_ssdlite.backbone_layer_names())}),
 }
 
 

@@ -180,6 +180,33 @@ def SSDLite320(num_classes=None, class_names=None, normalization="none", weight_
                   weight_decay, None, name, **kwargs)
 
 
+def SSDLite320MobileNetV2(num_classes=None, class_names=None, normalization="none",
+                          weight_decay=None, config=None, name="ssdlite320_mobilenet_v2",
+                          **kwargs):
+    """SSDLite320 on MobileNetV2 (lufficc/SSD's `mobilenet_v2_ssd320_voc0712`
+    network, `keras_ssd.models.mobilenet_v2_ssdlite`): PyTorch's symmetric
+    stride-2 padding, maps 20, 10, 5, 3, 2, 1 (block 13, the last 1x1
+    convolution, four inverted-residual extra blocks), SSDLite heads, 3234
+    priors clamped to [0, 1] (preset `"ssdlite320_mobilenet_v2"`).
+
+    From random weights it trains with the from-scratch recipe;
+    `SSDLite320MobileNetV2.from_preset("ssdlite320_mobilenet_v2_voc")` gives
+    lufficc's VOC detector. Inputs are RGB 0..255, scaled to [-1, 1] inside
+    (the converted preset subtracts lufficc's mean instead). Other arguments
+    as `SSD300` (`normalization` must stay `"none"`).
+
+    Returns:
+        An `SSD` model, output `(B, 3234, 4 + num_classes + 1)`.
+
+    Example:
+
+    >>> SSDLite320MobileNetV2(num_classes=3).output_shape
+    (None, 3234, 8)
+    """
+    return _build("ssdlite320_mobilenet_v2", num_classes, class_names, config,
+                  normalization, weight_decay, None, name, **kwargs)
+
+
 def _preset_loader(architecture):
     """`<Builder>.from_preset`: a pretrained detector of this architecture."""
 
@@ -196,15 +223,17 @@ def _preset_loader(architecture):
                 on this architecture: `"ssd300_coco"` (torchvision, 80 COCO
                 classes), `"ssd300_voc"` (lufficc/SSD, 20 VOC classes),
                 `"ssd300_voc_amdegroot"` (amdegroot/ssd.pytorch),
-                `"ssdlite320_coco"` (torchvision SSDLite320, 80 COCO classes).
+                `"ssdlite320_coco"` (torchvision SSDLite320, 80 COCO classes),
+                `"ssdlite320_mobilenet_v2_voc"` (lufficc/SSD's MobileNetV2
+                SSDLite320, 20 VOC classes), the `*_mmdet` presets.
             num_classes, class_names: new class heads for these classes
                 (background prior: the objects start at 1% together); the
                 backbone, extra layers and box heads are kept.
             classes: some of the source's class names: a detector of just
                 these, no training (the source's softmax and scores).
             freeze: `None`, `"conv1-conv2"` (VGG16: the Caffe recipe) or
-                `"backbone"` (VGG16: conv1_1 .. fc7; SSDLite320: the whole
-                MobileNetV3).
+                `"backbone"` (VGG16: conv1_1 .. fc7; the SSDLite320s: the whole
+                MobileNetV3 or MobileNetV2).
             **kwargs: `keep_box_heads`, `weight_decay`, `converter`, `fetch`,
                 `cache`, `verbose` of `keras_ssd.models.pretrained.from_preset`.
 
@@ -246,7 +275,8 @@ def build_model(name, num_classes=None, class_names=None, **kwargs):
 
     Args:
         name: a variant of `keras_ssd.presets` (`"ssd300"`, `"ssd512"`,
-            `"mobilenet_v2"`, `"ssdlite320"`, `"tiny"`) or an alias
+            `"mobilenet_v2"`, `"ssdlite320"`, `"ssdlite320_mobilenet_v2"`,
+            `"tiny"`) or an alias
             (case-insensitive, `-` or `_`).
         num_classes, class_names, **kwargs: passed to the builder.
 

@@ -484,8 +484,9 @@ def with_class_subset(model, classes):
 
 def freeze_modes(model):
     """The `freeze=` modes of `model`'s network -> the layer names each
-    freezes: the backbone's own (`Backbone.freeze`; SSDLite320: `"backbone"`,
-    the whole MobileNetV3), else the VGG16 `FREEZE_MODES`."""
+    freezes: the backbone's own (`Backbone.freeze`; the SSDLite320s:
+    `"backbone"`, the whole MobileNetV3 or MobileNetV2), else the VGG16
+    `FREEZE_MODES`."""
     from keras_ssd.models.backbones import get_backbone
 
     preset = presets.find(getattr(model, "architecture", "") or "")
@@ -500,9 +501,9 @@ def freeze_layers(model, freeze):
         model: a keras-ssd `SSD`.
         freeze: `None` (nothing), `"conv1-conv2"` (VGG16: the Caffe recipe's
             frozen conv1_x and conv2_x) or `"backbone"` (VGG16: conv1_1 ..
-            fc7; SSDLite320: the MobileNetV3 from the stem to its last 1x1
-            convolution, batch norms included, leaving the extra blocks and
-            the heads to train). `freeze_modes(model)` lists a model's modes.
+            fc7; the SSDLite320s: the MobileNetV3 or MobileNetV2 from the
+            stem to its last 1x1 convolution, batch norms included, leaving
+            the extra blocks and the heads to train). `freeze_modes(model)` lists a model's modes.
 
     Returns:
         The list of frozen layer names.

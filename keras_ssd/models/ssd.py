@@ -95,7 +95,8 @@ class SSD(DecodingPredictions, keras.Model):
             `class_names`. Its `feature_map_sizes` must match what the
             architecture produces at `config.image_size`, else `ValueError`.
         architecture: variant name from `keras_ssd.presets` (`"ssd300"`,
-            `"ssd512"`, `"mobilenet_v2"`, `"ssdlite320"`, `"tiny"`; the 0.1 spellings such as
+            `"ssd512"`, `"mobilenet_v2"`, `"ssdlite320"`, `"ssdlite320_mobilenet_v2"`,
+            `"tiny"`; the 0.1 spellings such as
             `"ssd300_vgg16"` are read as aliases): the short path to the
             registry's backbones. Ignored when `backbone` is given.
         backbone: optional `keras.Model` taking images `(B, H, W, 3)` and

@@ -116,7 +116,8 @@ def _voc_port(name, architecture, source, url, accuracy, home, publisher, **fiel
         accuracy=accuracy, home=home, **fields)
 
 
-def _lufficc(name, architecture, source, file_name, accuracy, file_size, priors):
+def _lufficc(name, architecture, source, file_name, accuracy, file_size, priors,
+             network=None):
     """A lufficc/SSD release 1.2 checkpoint: its PostProcessor keeps scores
     > 0.01, runs NMS 0.45 over all candidates of a class (every prior), the
     best 100 per image, boxes not clipped."""
@@ -126,8 +127,8 @@ def _lufficc(name, architecture, source, file_name, accuracy, file_size, priors)
         "https://github.com/lufficc/SSD", "lufficc/SSD (release 1.2)",
         file_size=f"{file_size} (the state dict and the optimizer's state)",
         decode=_decode(0.01, 0.45, priors, 100, False),
-        description=f"lufficc/SSD's VGG16 {architecture.upper()} on VOC07+12 (release "
-                    "1.2): 20 VOC classes")
+        description=f"lufficc/SSD's {network or 'VGG16 ' + architecture.upper()} on "
+                    "VOC07+12 (release 1.2): 20 VOC classes")
 
 
 _MMDET_HASH_NOTE = (
@@ -141,7 +142,8 @@ def _mmdet(size, data, path, accuracy, levels, params):
     1000 (prior, class) scores (nms_pre), score > 0.02, zero-size boxes
     dropped (min_bbox_size=0), NMS 0.45 per class without a per-class limit
     (at most 1000 per map reach it), 200 per image; boxes clipped, the
-    coder's log-scales clamped at log(1000 / 16)."""
+    coder's log-scales clamped to +-log(1000 / 16) (`DeltaXYWHBBoxCoder`:
+    `max_ratio = abs(log(wh_ratio_clip))`, clamped on both sides)."""
     coco = data == "coco"
     priors = {300: 8732, 512: 24564}[size]
     return PretrainedPreset(
@@ -158,8 +160,8 @@ def _mmdet(size, data, path, accuracy, levels, params):
         file_size=f"about {params * 4 / 1e6:.0f} MB (an estimate: {params / 1e6:.1f} M "
                   "float32 parameters; the source states no size)",
         decode=_decode(0.02, 0.45, min(priors, 1000 * levels), 200, True,
-                       TORCHVISION_MAX_LOG_SCALE, max_candidates_per_level=1000,
-                       drop_empty_boxes=True),
+                       TORCHVISION_MAX_LOG_SCALE, min_log_scale=-TORCHVISION_MAX_LOG_SCALE,
+                       max_candidates_per_level=1000, drop_empty_boxes=True),
         description=f"mmdetection's VGG16 SSD{size} on "
                     + ("COCO (80 classes)" if coco else "VOC07+12 (20 VOC classes)")
                     + ", converted, not checked against the published accuracy offline")
@@ -197,6 +199,11 @@ _PRETRAINED = (
         recipe=FINETUNE_SSDLITE,
         description="torchvision's ssdlite320_mobilenet_v3_large (COCO_V1 weights): 80 "
                     "COCO classes, 3.4 M parameters"),
+    # the `_v2` file: retrained with the strides 107, 160, 320 of lufficc's
+    # fix of issue #137 (the configuration at its HEAD), VOC07 68.9
+    _lufficc("ssdlite320_mobilenet_v2_voc", "ssdlite320_mobilenet_v2",
+             "lufficc_mobilenet_v2", "mobilenet_v2_ssd320_voc0712_v2.pth", 68.9, "25.5 MB",
+             3234, network="MobileNetV2 SSDLite320"),
     _mmdet(300, "coco", "ssd/ssd300_coco/ssd300_coco_20210803_015428-d231a06e.pth", 25.5,
            6, 34_305_206),
     _mmdet(512, "coco", "ssd/ssd512_coco/ssd512_coco_20210803_022849-0a47a1ca.pth", 29.5,

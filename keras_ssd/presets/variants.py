@@ -136,6 +136,26 @@ _PRESETS = (
                     "320 px, torchvision's layout (3234 priors)",
     ),
     Preset(
+        name="ssdlite320_mobilenet_v2",
+        aliases=("ssdlite_mobilenet_v2", "mobilenet_v2_ssdlite"),
+        builder="SSDLite320MobileNetV2",
+        backbone="mobilenet_v2_ssdlite",
+        # lufficc/SSD's configs/mobilenet_v2_ssd320_voc0712.yaml (the
+        # `mobilenet_v2` variant's prior sizes and steps), priors clamped to
+        # [0, 1] as its PriorBox does.
+        geometry=dict(
+            image_size=320,
+            feature_map_sizes=[20, 10, 5, 3, 2, 1],
+            steps=[16, 32, 64, 107, 160, 320],
+            min_sizes=[60, 105, 150, 195, 240, 285],
+            max_sizes=[105, 150, 195, 240, 285, 330],
+            aspect_ratios=[[2, 3]] * 6,
+            clip="cxcywh",
+        ),
+        description="SSDLite320 on MobileNetV2 with PyTorch's padding and SSDLite heads "
+                    "at 320 px, lufficc/SSD's layout (3234 priors)",
+    ),
+    Preset(
         name="tiny",
         aliases=("ssd_tiny",),
         builder="SSDTiny",

@@ -109,6 +109,35 @@ def test_max_log_scale_is_in_the_config_and_checked():
         DecodeDetections(config, max_log_scale="big")
 
 
+@pytest.mark.backend
+def test_min_log_scale_raises_the_decoded_width_and_height():
+    config = _one_prior_config()
+    predictions = np.zeros((1, 2, 6), "float32")
+    predictions[0, :, 2] = -30.0     # log-scale -6 < -cap: raised to -cap
+    predictions[0, :, 3] = 30.0      # log-scale 6 > cap: lowered to cap
+    predictions[0, :, 5] = 10.0
+    cap = math.log(1000 / 16)
+    both = DecodeDetections(config, max_log_scale=cap, min_log_scale=-cap,
+                            iou_threshold=1.0)(predictions)
+    upper = DecodeDetections(config, max_log_scale=cap, iou_threshold=1.0)(predictions)
+    box, free = np.asarray(both["boxes"][0, 0]), np.asarray(upper["boxes"][0, 0])
+    np.testing.assert_allclose(box[2] - box[0], 0.2 * math.exp(-cap), rtol=1e-5)
+    np.testing.assert_allclose(free[2] - free[0], 0.2 * math.exp(-6.0), rtol=1e-4)
+    np.testing.assert_allclose(box[3] - box[1], 0.2 * math.exp(cap), rtol=1e-5)
+
+
+def test_min_log_scale_is_in_the_config_and_checked():
+    config = _one_prior_config()
+    layer = DecodeDetections(config, max_log_scale=2.5, min_log_scale=-2.5)
+    assert DecodeDetections.from_config(layer.get_config()).min_log_scale == -2.5
+    assert layer.replace(top_k=3).min_log_scale == -2.5
+    with pytest.raises(ValueError, match="min_log_scale must be None or a finite number"):
+        DecodeDetections(config, min_log_scale=float("-inf"))
+    with pytest.raises(ValueError, match=r"min_log_scale \(3.0\) must lie below "
+                                         r"max_log_scale \(2.5\)"):
+        DecodeDetections(config, max_log_scale=2.5, min_log_scale=3.0)
+
+
 # ------------------------------------------------------------ the SSD model
 def test_ssd_model_stores_its_preprocessing_and_postprocessing(keras_round_trip):
     from keras_ssd.models import SSD
@@ -150,5 +179,5 @@ def test_the_prediction_decoder_starts_from_the_models_postprocessing():
     assert plain.prediction_decoder.options == {
         "confidence_threshold": 0.01, "iou_threshold": 0.45,
         "max_candidates_per_class": 400, "top_k": 200, "clip_boxes": False,
-        "max_log_scale": None, "max_candidates_per_level": None,
+        "max_log_scale": None, "min_log_scale": None, "max_candidates_per_level": None,
         "drop_empty_boxes": False}

@@ -269,6 +269,12 @@ def test_decoding_is_mmdetections_dense_head_post_processing():
     conf = rng.normal(0, 1.0, (len(anchors), 21))
     conf[:, [14, 6, 11]] += [2.5, 2.0, 1.5]  # mmdetection order: background last
     loc[::97, 0] = -1000.0  # centres far left of the image: clipped to zero width
+    # log-scales of -8 (offsets of -40): mmdetection's coder raises them to
+    # -log(1000 / 16), boxes of 1.6% of their priors; kept by NMS (small, and
+    # their class raised), so that the lower clamp shows in the detections
+    shrunk = np.arange(5, len(anchors), 400)
+    loc[shrunk, 2:] = -40.0
+    conf[shrunk, 14] += 6.0
     theirs, gap = mmdet_postprocess(loc, conf, anchors, counts, size)
     uncut, _ = mmdet_postprocess(loc, conf, anchors, counts, size, cut=False)
     # the cut acts: without it more boxes survive NMS and fill the 200
@@ -287,6 +293,10 @@ def test_decoding_is_mmdetections_dense_head_post_processing():
     count, worst_box, worst_score = match_detections(ours, theirs, box_tol=1e-3,
                                                      score_tol=1e-5)
     assert count == len(theirs[0]) and worst_box < 1e-3 and worst_score < 1e-5
+    widths = theirs[0][:, 2] - theirs[0][:, 0]
+    assert np.sum((widths > 0) & (widths < 0.05 * size)) >= 10  # the shrunk ones
+    unclamped = decode(min_log_scale=None)  # mmdetection's lower clamp matters
+    assert match_detections(unclamped, theirs, box_tol=np.inf, score_tol=1e-5)[1] > 0.1
     # each option acts: without the cut more detections, without the drop empty boxes
     assert len(decode(max_candidates_per_level=None)[0]) == 200
     kept_empty = decode(drop_empty_boxes=False)[0]

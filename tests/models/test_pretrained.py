@@ -68,7 +68,8 @@ def no_network(url, destination):
 def test_the_three_pretrained_presets_and_their_published_facts():
     assert presets.pretrained_names() == ["ssd300_coco", "ssd300_voc", "ssd300_voc_amdegroot",
                                          "ssd512_voc", "ssdlite320_coco",
-                                         "ssd300_coco_mmdet", "ssd512_coco_mmdet",
+                                         "ssdlite320_mobilenet_v2_voc", "ssd300_coco_mmdet",
+                                         "ssd512_coco_mmdet",
                                          "ssd300_voc_mmdet", "ssd512_voc_mmdet"]
     coco = presets.get_pretrained("ssd300_coco")
     assert coco.url == "https://download.pytorch.org/models/ssd300_vgg16_coco-b556d3b4.pth"
@@ -89,11 +90,13 @@ def test_the_three_pretrained_presets_and_their_published_facts():
 
 
 def test_pretrained_names_do_not_disturb_the_variant_lookups():
-    assert presets.names() == ["ssd300", "ssd512", "mobilenet_v2", "ssdlite320", "tiny"]
+    assert presets.names() == ["ssd300", "ssd512", "mobilenet_v2", "ssdlite320",
+                               "ssdlite320_mobilenet_v2", "tiny"]
     assert presets.find("ssd300_coco") is None and presets.get("ssd300_vgg16").name == "ssd300"
     with pytest.raises(ValueError, match="unknown pretrained preset 'ssd300'; choose one of "
                                          "ssd300_coco, ssd300_voc, ssd300_voc_amdegroot, "
-                                         "ssd512_voc, ssdlite320_coco, ssd300_coco_mmdet, "
+                                         "ssd512_voc, ssdlite320_coco, "
+                                         "ssdlite320_mobilenet_v2_voc, ssd300_coco_mmdet, "
                                          "ssd512_coco_mmdet, ssd300_voc_mmdet, "
                                          r"ssd512_voc_mmdet \('ssd300' is an architecture"):
         presets.get_pretrained("ssd300")

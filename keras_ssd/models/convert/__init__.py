@@ -11,6 +11,7 @@ the network (priors, clipping, input normalisation, post-processing):
 | `"lufficc"` | `vgg_ssd300_voc0712.pth` (lufficc/SSD, VOC) |
 | `"lufficc512"` | `vgg_ssd512_voc0712.pth` (lufficc/SSD SSD512, VOC) |
 | `"torchvision_ssdlite"` | `ssdlite320_mobilenet_v3_large_coco-a79551df.pth` (torchvision SSDLite320, COCO) |
+| `"lufficc_mobilenet_v2"` | `mobilenet_v2_ssd320_voc0712_v2.pth` (lufficc/SSD MobileNetV2 SSDLite320, VOC) |
 | `"mmdet_ssd300_coco"` ... `"mmdet_ssd512_voc"` | mmdetection's VGG16 SSDs (v2 zoo) |
 
 `convert_checkpoint(path)` reads the file with `keras_ssd.pth.load_pth`
@@ -33,7 +34,8 @@ SOURCES["amdegroot"].geometry["min_sizes"]                      # [30, 60, 111, 
 from keras_ssd import presets
 from keras_ssd.classes import VOC_CLASSES
 from keras_ssd.models.convert import (  # the converters, one module per source family
-    amdegroot, lufficc, lufficc512, mmdetection, torchvision, torchvision_ssdlite,
+    amdegroot, lufficc, lufficc512, lufficc_mobilenet_v2, mmdetection, torchvision,
+    torchvision_ssdlite,
 )
 from keras_ssd.models.convert.layer_table import LayerTableSource
 from keras_ssd.models.convert.common import (
@@ -75,8 +77,8 @@ __all__ = [
 #: `keras_ssd.presets.SOURCE_NAMES`; each source's converter is the module
 #: of its name, or `mmdetection` for the four `mmdet_*` sources.
 _CONVERTED = {s.name: s for s in (
-    *(m.SOURCE for m in (amdegroot, lufficc, lufficc512, torchvision,
-                         torchvision_ssdlite)),
+    *(m.SOURCE for m in (amdegroot, lufficc, lufficc512, lufficc_mobilenet_v2,
+                         torchvision, torchvision_ssdlite)),
     *mmdetection.SOURCES)}
 SOURCES = {name: _CONVERTED[name] for name in presets.SOURCE_NAMES}
 
@@ -149,6 +151,7 @@ def convert_state_dict(state_dict, source, *, num_classes=None, class_names=None
             `module.` prefix from `nn.DataParallel` is dropped).
         source: a name of `SOURCES` (`"torchvision"`, `"amdegroot"`,
             `"lufficc"`, `"lufficc512"`, `"torchvision_ssdlite"`,
+            `"lufficc_mobilenet_v2"`,
             `"mmdet_ssd300_coco"`, ...), a `Source`, or `"auto"` (recognised
             from the keys).
         num_classes: object classes (background excluded); default: what the
@@ -161,7 +164,8 @@ def convert_state_dict(state_dict, source, *, num_classes=None, class_names=None
 
     Returns:
         An `SSD` (SSD300 architecture with L2Norm on conv4_3; `ssdlite320`
-        for `"torchvision_ssdlite"`, `ssd512` for `"lufficc512"` and
+        for `"torchvision_ssdlite"`, `ssdlite320_mobilenet_v2` for
+        `"lufficc_mobilenet_v2"`, `ssd512` for `"lufficc512"` and
         `"mmdet_ssd512_*"`) with
         `model.config` the source's priors (`clip` mode included) and
         classes, `model.preprocessing` its input normalisation and

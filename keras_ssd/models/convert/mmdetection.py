@@ -39,7 +39,7 @@ Running it (`configs/_base_/models/ssd300.py`, `configs/ssd/ssd512_coco.py`,
 - input: RGB minus (123.675, 116.28, 103.53), std 1, resized to the square
   input without keeping the aspect ratio;
 - boxes: `DeltaXYWHBBoxCoder`, stds 0.1, 0.1, 0.2, 0.2, log-scales clamped
-  at +-log(1000 / 16) (keras-ssd caps the upper side: `max_log_scale`),
+  to +-log(1000 / 16) on both sides (`max_log_scale`, `min_log_scale`),
   boxes clipped to the image;
 - `test_cfg`: per feature map the best 1000 (prior, class) scores above
   0.02 (`nms_pre`, `score_thr`), boxes of zero width or height dropped

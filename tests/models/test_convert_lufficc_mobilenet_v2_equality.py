@@ -1,0 +1,261 @@
+"""The converted lufficc/SSD MobileNetV2 SSDLite320 computes what lufficc's
+code computes (needs torch; skipped without it).
+
+lufficc/SSD is not installable here, so a child process (torch only) builds
+its network as `ssd/modeling/backbone/mobilenet.py` (`ConvBNReLU`,
+`InvertedResidual`, `MobileNetV2` with its `extras`; PyTorch's symmetric
+padding), `ssd/layers/separable_conv.py` (`SeparableConv2d`) and
+`box_head/box_predictor.py` (`SSDLiteBoxPredictor`: separable heads, a 1x1
+convolution on the last map) write it, with the same module names, so that
+its state dict has the published file's keys; random weights, random
+batch-norm statistics and biases, a few class biases raised; saved as
+lufficc's `{"model": ..., "iteration": ...}` checkpoint. It records, on a
+real photo (scikit-image's astronaut, 320 x 320), the six feature maps and
+the head outputs. Here the file is converted without torch, and the priors
+and detections are compared with numpy re-implementations of lufficc's
+`PriorBox` (`configs/mobilenet_v2_ssd320_voc0712.yaml`) and `PostProcessor`.
+"""
+
+import importlib.util
+import itertools
+import math
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+from keras_ssd.anchors import generate_anchors
+from keras_ssd.models.convert import convert_checkpoint
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # `benchmarks` lives at the repository root
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.torch_reference import (  # noqa: E402
+    decode_first, lufficc_postprocess, match_detections, photo, record_reference, relative)
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
+                                reason="torch not installed")
+
+SIZE = 320
+
+TORCH_CHILD = r"""
+import json, os, sys
+import numpy as np
+import torch
+from torch import nn
+
+out = sys.argv[1]
+torch.manual_seed(0)
+image = np.load(os.path.join(out, "image.npy"))
+
+# ssd/modeling/backbone/mobilenet.py
+class ConvBNReLU(nn.Sequential):
+    def __init__(self, cin, cout, kernel_size=3, stride=1, groups=1):
+        padding = (kernel_size - 1) // 2
+        super().__init__(nn.Conv2d(cin, cout, kernel_size, stride, padding, groups=groups,
+                                   bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU6(inplace=True))
+
+class InvertedResidual(nn.Module):
+    def __init__(self, inp, oup, stride, expand_ratio):
+        super().__init__()
+        hidden = int(round(inp * expand_ratio))
+        self.use_res_connect = stride == 1 and inp == oup
+        layers = []
+        if expand_ratio != 1:
+            layers.append(ConvBNReLU(inp, hidden, kernel_size=1))
+        layers += [ConvBNReLU(hidden, hidden, stride=stride, groups=hidden),
+                   nn.Conv2d(hidden, oup, 1, 1, 0, bias=False), nn.BatchNorm2d(oup)]
+        self.conv = nn.Sequential(*layers)
+    def forward(self, x):
+        return x + self.conv(x) if self.use_res_connect else self.conv(x)
+
+class MobileNetV2(nn.Module):
+    def __init__(self):
+        super().__init__()
+        setting = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2],
+                   [6, 96, 3, 1], [6, 160, 3, 2], [6, 320, 1, 1]]
+        cin = 32
+        features = [ConvBNReLU(3, cin, stride=2)]
+        for t, c, n, s in setting:
+            for i in range(n):
+                features.append(InvertedResidual(cin, c, s if i == 0 else 1, t))
+                cin = c
+        features.append(ConvBNReLU(cin, 1280, kernel_size=1))
+        self.features = nn.Sequential(*features)
+        self.extras = nn.ModuleList([InvertedResidual(1280, 512, 2, 0.2),
+                                     InvertedResidual(512, 256, 2, 0.25),
+                                     InvertedResidual(256, 256, 2, 0.5),
+                                     InvertedResidual(256, 64, 2, 0.25)])
+    def forward(self, x):
+        features = []
+        for i in range(14):
+            x = self.features[i](x)
+        features.append(x)
+        for i in range(14, len(self.features)):
+            x = self.features[i](x)
+        features.append(x)
+        for extra in self.extras:
+            x = extra(x)
+            features.append(x)
+        return tuple(features)
+
+# ssd/layers/separable_conv.py
+class SeparableConv2d(nn.Module):
+    def __init__(self, cin, cout, kernel_size=1, stride=1, padding=0):
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(cin, cin, kernel_size, groups=cin, stride=stride, padding=padding),
+            nn.BatchNorm2d(cin), nn.ReLU6(), nn.Conv2d(cin, cout, kernel_size=1))
+    def forward(self, x):
+        return self.conv(x)
+
+# ssd/modeling/box_head/box_predictor.py (SSDLiteBoxPredictor)
+class Predictor(nn.Module):
+    def __init__(self, num_classes=21, channels=(96, 1280, 512, 256, 256, 64), boxes=6):
+        super().__init__()
+        self.num_classes = num_classes
+        def block(level, c, width):
+            if level == len(channels) - 1:
+                return nn.Conv2d(c, boxes * width, kernel_size=1)
+            return SeparableConv2d(c, boxes * width, kernel_size=3, stride=1, padding=1)
+        self.cls_headers = nn.ModuleList(block(i, c, num_classes)
+                                         for i, c in enumerate(channels))
+        self.reg_headers = nn.ModuleList(block(i, c, 4) for i, c in enumerate(channels))
+    def forward(self, features):
+        cls = [h(f).permute(0, 2, 3, 1).contiguous() for f, h in zip(features, self.cls_headers)]
+        reg = [h(f).permute(0, 2, 3, 1).contiguous() for f, h in zip(features, self.reg_headers)]
+        n = features[0].shape[0]
+        cls = torch.cat([c.view(n, -1) for c in cls], 1).view(n, -1, self.num_classes)
+        reg = torch.cat([r.view(n, -1) for r in reg], 1).view(n, -1, 4)
+        return cls, reg
+
+class BoxHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.predictor = Predictor()
+
+class SSDDetector(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = MobileNetV2()
+        self.box_head = BoxHead()
+
+model = SSDDetector().eval()
+g = torch.Generator().manual_seed(0)
+with torch.no_grad():
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            fan_in = m.weight[0].numel()
+            scale = 1 / 128.0 if name == "backbone.features.0.0" else 1.0
+            m.weight.copy_(torch.randn(m.weight.shape, generator=g) / fan_in ** 0.5 * scale)
+            if m.bias is not None:
+                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
+        if isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            m.weight.copy_(0.5 + torch.rand(n, generator=g))
+            m.bias.copy_(0.2 * torch.randn(n, generator=g))
+            m.running_mean.copy_(0.2 * torch.randn(n, generator=g))
+            m.running_var.copy_(0.5 + torch.rand(n, generator=g))
+            m.num_batches_tracked.fill_(1000)
+    for head in model.box_head.predictor.cls_headers:
+        conv = head if isinstance(head, nn.Conv2d) else head.conv[3]
+        bias = conv.bias.view(-1, 21)
+        bias[:, 0] += 3.0  # the background: most priors score below 0.01
+        for c, up in {15: 3.0, 7: 2.8, 12: 2.6}.items():
+            bias[:, c] += up
+mean = torch.tensor([123.0, 117.0, 104.0]).view(1, 3, 1, 1)
+x = torch.from_numpy(image).permute(2, 0, 1)[None] - mean
+with torch.no_grad():
+    features = model.backbone(x)
+    cls, reg = model.box_head.predictor(features)
+arrays = {"loc": reg.numpy(), "conf": cls.numpy()}
+for i, f in enumerate(features):
+    arrays[f"feature{i}"] = f.permute(0, 2, 3, 1).numpy()
+np.savez(os.path.join(out, "reference.npz"), **arrays)
+torch.save({"model": model.state_dict(), "iteration": 120000},
+           os.path.join(out, "mobilenet_v2_ssd320_voc0712_v2.pth"))
+with open(os.path.join(out, "report.json"), "w") as f:
+    json.dump({"torch": torch.__version__,
+               "params": sum(p.numel() for p in model.parameters())}, f)
+"""
+
+SOURCE_MAPS = ["block13_add", "last_conv_relu", "extra1_project_bn", "extra2_project_bn",
+               "extra3_project_bn", "extra4_project_bn"]
+
+
+def lufficc_prior_box_320():
+    """lufficc's `PriorBox` with `configs/mobilenet_v2_ssd320_voc0712.yaml`:
+    per map, rows i, columns j: cx = (j + 0.5) / (320 / stride); min
+    square, sqrt(min * max) square, then per ratio (min sqrt(r), min /
+    sqrt(r)) and its transpose; all four values clamped to [0, 1]
+    (`PRIORS.CLIP`)."""
+    maps = [20, 10, 5, 3, 2, 1]
+    strides = [16, 32, 64, 107, 160, 320]
+    mins = [60, 105, 150, 195, 240, 285]
+    maxs = [105, 150, 195, 240, 285, 330]
+    out = []
+    for k, f in enumerate(maps):
+        scale = SIZE / strides[k]
+        for i, j in itertools.product(range(f), repeat=2):
+            cx, cy = (j + 0.5) / scale, (i + 0.5) / scale
+            s = mins[k] / SIZE
+            out.append([cx, cy, s, s])
+            big = math.sqrt(mins[k] * maxs[k]) / SIZE
+            out.append([cx, cy, big, big])
+            for r in (2, 3):
+                q = math.sqrt(r)
+                out += [[cx, cy, s * q, s / q], [cx, cy, s / q, s * q]]
+    return np.clip(np.asarray(out, np.float32), 0, 1)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    pytest.importorskip("skimage.data")  # the photo (the `bench` extra)
+    out = tmp_path_factory.mktemp("torch_lufficc_mobilenet_v2")
+    image = photo("astronaut", SIZE)  # 320 x 320 RGB
+    np.save(out / "image.npy", image)
+    report, arrays = record_reference(TORCH_CHILD, out)
+    return out, report, arrays, image
+
+
+def test_lufficc_mobilenet_v2_conversion_equals_its_source(reference, capsys):
+    import keras
+
+    out, report, ref, image = reference
+    model = convert_checkpoint(out / "mobilenet_v2_ssd320_voc0712_v2.pth")  # sniffed
+    assert model.architecture == "ssdlite320_mobilenet_v2" and model.num_classes == 20
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert trainable == report["params"]
+    figures = {}
+    ref_priors = lufficc_prior_box_320()
+    priors = generate_anchors(model.config)
+    figures["priors (px)"] = float(np.abs(priors - ref_priors).max()) * SIZE
+    assert priors.shape == (3234, 4) and figures["priors (px)"] < 1e-5
+    probe = keras.Model(model.input, [model.get_layer(n).output for n in SOURCE_MAPS]
+                        + [model.output])
+    outs = [np.asarray(o) for o in probe(image[None])]
+    for i, name in enumerate(SOURCE_MAPS):
+        assert outs[i].shape == ref[f"feature{i}"].shape, name
+        figures[name] = relative(outs[i], ref[f"feature{i}"])[0]
+        assert figures[name] < 1e-4, (name, figures)
+    predictions = outs[-1]
+    for part, got in (("loc", predictions[0, :, :4]), ("conf", predictions[0, :, 4:])):
+        figures[f"{part} (relative)"] = relative(got, ref[part][0])[0]
+        assert figures[f"{part} (relative)"] < 1e-4, (part, figures)
+    loc, conf = ref["loc"][0].astype(np.float64), ref["conf"][0].astype(np.float64)
+    theirs, gap = lufficc_postprocess(loc, conf, ref_priors.astype(np.float64), size=SIZE)
+    figures["detections (lufficc)"] = len(theirs[0])
+    figures["score gap at the 100 cut"] = gap
+    assert len(theirs[0]) >= 50 and (gap is None or gap > 1e-5)  # no tie at the cut
+    heads = np.concatenate([ref["loc"], ref["conf"]], -1)
+    for key, got, tol in (("from lufficc's heads", heads, 1e-3),
+                          ("end to end", predictions, 1e-2)):
+        ours = decode_first(model, got, SIZE)
+        figures[f"detections {key}: count, worst box px, worst score"] = \
+            match_detections(ours, theirs, tol, score_tol=1e-3)
+    with capsys.disabled():
+        print("\n[lufficc mobilenet_v2 ssdlite320] "
+              + ", ".join(f"{k}: {v}" for k, v in figures.items()))

@@ -511,7 +511,8 @@ def _fit_defaults(args, train_set, class_names, backbone_weights, recipe):
         from keras_ssd.training.speed_probe import measure_training_speed
 
         speed = measure_training_speed(build_model(args.model, class_names=class_names),
-                                       base_batch)
+                                       base_batch, dataset=train_set,
+                                       augmentation=recipe.augmentation)
         # the model to train starts from the same weights as without the probe
         keras.utils.set_random_seed(args.seed)
     try:

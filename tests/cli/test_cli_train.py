@@ -397,3 +397,27 @@ def test_speed_probe_trains_a_copy_and_reports_images_per_second():
     assert speed > 0 and int(model.optimizer.iterations) == 2
     with pytest.raises(ValueError, match="batch_size and steps must be >= 1"):
         measure_training_speed(model, 0)
+
+
+def test_speed_probe_on_a_dataset_counts_the_time_to_make_its_batches(
+        synthetic_train, monkeypatch):
+    from keras_ssd.models import build_model
+    from keras_ssd.training import speed_probe
+
+    dataset = synthetic_train()
+    made = []
+    real_batches = speed_probe._batches
+
+    def spy(*args):
+        made.append(real_batches(*args))
+        return made[-1]
+
+    monkeypatch.setattr(speed_probe, "_batches", spy)
+    model = build_model("tiny", class_names=dataset.class_names)
+    speed = speed_probe.measure_training_speed(model, 2, steps=1, dataset=dataset)
+    ((batches, times),) = made
+    assert len(batches) == 2 and all(t > 0 for t in times)
+    x, y = batches[0]
+    assert x.shape == (2, 160, 160, 3) and y.shape == (2, model.config.num_anchors, 5)
+    assert (y[..., 4] > 0).any()  # the dataset's boxes, encoded
+    assert 0 < speed < 2 / min(times)  # the loading time is part of the step

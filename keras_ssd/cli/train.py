@@ -512,7 +512,8 @@ def _fit_defaults(args, train_set, class_names, backbone_weights, recipe):
 
         speed = measure_training_speed(build_model(args.model, class_names=class_names),
                                        base_batch, dataset=train_set,
-                                       augmentation=recipe.augmentation)
+                                       augmentation=recipe.augmentation,
+                                       on_error=args.on_error)
         # the model to train starts from the same weights as without the probe
         keras.utils.set_random_seed(args.seed)
     try:

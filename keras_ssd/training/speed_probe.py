@@ -29,7 +29,7 @@ PROBE_STEPS = 3
 
 
 def measure_training_speed(model, batch_size, steps=PROBE_STEPS, seed=0, dataset=None,
-                           augmentation=None):
+                           augmentation=None, on_error="raise"):
     """Training images per second of `model` at `batch_size` on this machine.
 
     Compiles `model` with AdamW and `SSDLoss` (the runtime's `jit_compile`
@@ -47,6 +47,8 @@ def measure_training_speed(model, batch_size, steps=PROBE_STEPS, seed=0, dataset
         dataset: the training set (records interface), or None for random
             images and no loading time.
         augmentation: `SSDSequence`'s augmentation options for `dataset`.
+        on_error: `SSDSequence`'s, for an unreadable image of `dataset`
+            (`"raise"`: its error, naming the file; `"skip"`: logged).
 
     Returns:
         float, images per second.
@@ -67,7 +69,7 @@ def measure_training_speed(model, batch_size, steps=PROBE_STEPS, seed=0, dataset
                          f"got {batch_size!r} and {steps!r}")
     batch_size = int(batch_size)
     batches, load_times = _batches(model, batch_size, int(steps) + 1, seed, dataset,
-                                   augmentation)
+                                   augmentation, on_error)
     model.compile(**compile_defaults(None, optimizer=keras.optimizers.AdamW(1e-4),
                                      loss=SSDLoss()))
     model.train_on_batch(*batches[0])  # traces
@@ -79,14 +81,15 @@ def measure_training_speed(model, batch_size, steps=PROBE_STEPS, seed=0, dataset
     return batch_size / float(np.median(times) + np.median(load_times))
 
 
-def _batches(model, batch_size, count, seed, dataset, augmentation):
+def _batches(model, batch_size, count, seed, dataset, augmentation, on_error):
     """`count` `(images, targets)` batches and the seconds each took to make
     (zeros for random ones)."""
     if dataset is not None:
         from keras_ssd.data import SSDSequence
 
         sequence = SSDSequence(dataset, model.config, batch_size=batch_size, augment=True,
-                               seed=seed, augmentation=augmentation or None)
+                               seed=seed, augmentation=augmentation or None,
+                               on_error=on_error)
         batches, times = [], []
         for index in range(count):
             start = time.perf_counter()

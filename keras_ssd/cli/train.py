@@ -487,9 +487,11 @@ def _run_training(args, fmt, split, train_set, val_set, class_names, backbone_we
                                backbone_weights, decay_epochs, latest, recipe, fmt, split)
 
 
-def _fit_defaults(args, train_set, class_names, backbone_weights):
+def _fit_defaults(args, train_set, class_names, backbone_weights, recipe):
     """`FittedDefaults` of a from-scratch run, or None where they do not
-    apply (`--no-fit`, pretrained backbone, letterboxed input)."""
+    apply (`--no-fit`, pretrained backbone, letterboxed input). With
+    `--time-limit` on one device, the training speed is measured first, so
+    the input size and the batch fit the budget too."""
     from keras_ssd.models import build_model
     from keras_ssd.training.fitted_defaults import fit_defaults
 
@@ -501,12 +503,27 @@ def _fit_defaults(args, train_set, class_names, backbone_weights):
     base = build_model(args.model, class_names=class_names).config
     if not base.is_square:
         return None
+    base_batch = args.batch_size or recipe.batch_size
+    speed = None
+    if args.time_limit is not None and getattr(args, "distribute", "none") in (None, "none"):
+        import keras
+
+        from keras_ssd.training.speed_probe import measure_training_speed
+
+        speed = measure_training_speed(build_model(args.model, class_names=class_names),
+                                       base_batch, dataset=train_set,
+                                       augmentation=recipe.augmentation,
+                                       on_error=args.on_error)
+        # the model to train starts from the same weights as without the probe
+        keras.utils.set_random_seed(args.seed)
     try:
         return fit_defaults(
             train_set, base,
             lambda side: build_model(args.model, class_names=class_names,
                                      image_size=side).config,
-            image_size=args.image_size, max_expand_ratio=args.max_expand_ratio)
+            image_size=args.image_size, max_expand_ratio=args.max_expand_ratio,
+            budget_seconds=None if args.time_limit is None else 60.0 * args.time_limit,
+            images_per_second=speed, base_batch=base_batch, batch_size=args.batch_size)
     except ValueError as e:  # e.g. no box at all: the preset's defaults
         print(f"defaults not fitted: {e}")
         return None
@@ -589,6 +606,8 @@ def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_we
     else:
         initial_epoch = 0
         model, fitted = _new_model(args, train_set, class_names, backbone_weights, recipe)
+        if fitted is not None and fitted.batch_size not in (None, recipe.batch_size):
+            recipe = recipe.replace(batch_size=fitted.batch_size)
     model = prepare_model(model, strategy)
     _print_plan(args, model, train_set, val_set, recipe)
     augmentation = None
@@ -615,7 +634,7 @@ def _train_in_scope(args, strategy, train_set, val_set, class_names, backbone_we
         callbacks=_early_stopping(args, val_set),
         **({} if args.logs else {"log_dir": False, "csv": False, "plot": False}),
     )
-    _print_outcome(args, history.history, time.perf_counter() - start, fmt, split)
+    _print_outcome(args, history, time.perf_counter() - start, fmt, split)
     return 0
 
 
@@ -658,7 +677,7 @@ def _new_model(args, train_set, class_names, backbone_weights, recipe):
         kwargs["backbone_weights"] = backbone_weights
     if args.letterbox:
         kwargs["letterbox"] = True
-    fitted = _fit_defaults(args, train_set, class_names, backbone_weights)
+    fitted = _fit_defaults(args, train_set, class_names, backbone_weights, recipe)
     if fitted is not None:
         kwargs["config"] = fitted.config
     elif args.image_size is not None:
@@ -684,8 +703,15 @@ def _print_plan(args, model, train_set, val_set, recipe):
               + (f", at most {args.epochs} epochs" if args.epochs else ""))
 
 
-def _print_outcome(args, logs, seconds, fmt, split):
-    print(f"\nfinished {len(logs.get('loss', []))} epochs in {seconds / 60:.1f} min; "
+def _print_outcome(args, history, seconds, fmt, split):
+    logs = history.history
+    steps = getattr(history, "planned_steps", None)
+    per_epoch = getattr(history, "steps_per_epoch", None)
+    # a time-limited run ends on the steps left after its last whole epoch
+    part = (f" (the last one {steps % per_epoch} steps of {per_epoch})"
+            if steps and per_epoch and steps % per_epoch and len(logs.get("loss", []))
+            == -(-steps // per_epoch) else "")
+    print(f"\nfinished {len(logs.get('loss', []))} epochs{part} in {seconds / 60:.1f} min; "
           f"final loss {logs['loss'][-1]:.4f}" if logs.get("loss") else "no epoch ran")
     maps = [m for m in logs.get("val_mAP", []) if m is not None]
     if maps:

@@ -424,54 +424,74 @@ class TimeLimit(keras.callbacks.Callback):
         """Seconds of the budget not spent yet."""
         return max(0.0, self.seconds - self.spent)
 
-    def plan(self, done, max_epochs, steps_per_epoch, replan):
-        """The epochs the run can reach in the budget left, or `None`.
+    def plan(self, done_steps, max_steps, steps_per_epoch, replan):
+        """The optimizer steps the run can reach in the budget left, or `None`.
 
         The first plan (`replan=0`) times a later epoch from the last one
         (`epoch_seconds_estimate`); the second from the median of the
-        epochs since `start_phase`. A 3% margin lets the fitted schedule
-        end inside the budget instead of being cut.
+        epochs since `start_phase`. The plan is in steps, not whole epochs:
+        on a slow machine one epoch can be a fifth of a short budget, and
+        rounding down to whole epochs left it unused. A 3% margin lets the
+        fitted schedule end inside the budget instead of being cut.
         """
         per_epoch = (self.epoch_seconds_estimate(steps_per_epoch) if replan == 0
                      else self.median_epoch_seconds(skip_first=True))
         if not per_epoch:
             return None
-        more = int(0.97 * self.remaining / per_epoch)
-        total = done + more if max_epochs is None else min(max_epochs, done + more)
-        return total if total > done else None
+        more = int(0.97 * self.remaining * steps_per_epoch / per_epoch)
+        total = done_steps + more
+        if max_steps is not None:
+            total = min(max_steps, total)
+        return total if total > done_steps else None
 
     def fit(self, model, data, initial_epoch, max_epochs, steps_per_epoch, planned,
             retime=None, **fit_kwargs):
         """`model.fit` within the budget (this callback must be in `fit_kwargs`'
-        callbacks); returns `(history, epochs the schedule was last fitted to)`.
+        callbacks); returns `(history, steps the schedule was last fitted to)`.
 
-        One epoch measures the speed and the run is planned from it; after a
-        quarter of the planned epochs it is planned again from their median
-        time (the first epoch also fills the image cache and traces, and may
-        meet a busier machine), then it goes to its end. `retime(total)`
-        refits the learning-rate schedule to `total` epochs (`None`: keep it).
+        One epoch measures the speed and the run is planned from it, in
+        optimizer steps; after a quarter of the planned epochs it is planned
+        again from their median time (the first epoch also fills the image
+        cache and traces, and may meet a busier machine), then it goes to its
+        end: whole epochs, then the steps that remain as a last, shorter
+        epoch. `retime(total_steps)` refits the learning-rate schedule
+        (`None`: keep it). `planned` is the epochs planned before the first.
         """
         history = model.fit(data, epochs=initial_epoch + 1, initial_epoch=initial_epoch,
                             **fit_kwargs)
         logs = {k: list(v) for k, v in history.history.items()}
         done = initial_epoch + len(logs.get("loss", []))
-        for replan in range(2):
-            total = None if model.stop_training else self.plan(
-                done, max_epochs, steps_per_epoch, replan)
-            if total is None:
-                break
-            stop_at = total if replan == 1 else min(total, done + max(2, (total - done) // 4))
-            if retime is not None:
-                retime(total)
-            planned = total
-            self.start_phase()
-            rest = model.fit(data, epochs=stop_at, initial_epoch=done, **fit_kwargs)
+        planned_steps = planned * steps_per_epoch
+        max_steps = None if max_epochs is None else max_epochs * steps_per_epoch
+
+        def run(stop_at, steps=None):
+            nonlocal done
+            rest = model.fit(data, epochs=stop_at, initial_epoch=done,
+                             steps_per_epoch=steps, **fit_kwargs)
             for key, values in rest.history.items():
                 logs.setdefault(key, [None] * (done - initial_epoch))
                 logs[key].extend(values)
             history.epoch = list(history.epoch) + list(rest.epoch)
             done += len(rest.history.get("loss", []))
-            if stop_at == total:
+
+        for replan in range(2):
+            total = None if model.stop_training else self.plan(
+                done * steps_per_epoch, max_steps, steps_per_epoch, replan)
+            if total is None:
                 break
+            if retime is not None:
+                retime(total)
+            planned_steps = total
+            self.start_phase()
+            whole, part = divmod(total, steps_per_epoch)
+            if replan == 0 and whole - done > 2:
+                # a quarter of the plan, then plan again from its epochs
+                run(done + max(2, (whole - done) // 4))
+                continue
+            if whole > done:
+                run(whole)
+            if part and not model.stop_training and done == whole:
+                run(whole + 1, steps=part)
+            break
         history.history = logs
-        return history, planned
+        return history, planned_steps

@@ -163,12 +163,13 @@ def resolve_recipe(model=None, recipe=None, **overrides):
 
 
 def _retime_schedule(model, epochs, steps_per_epoch, lr_decay_epochs):
-    """Stretch or shrink the schedule of `model`'s optimizer to `epochs` epochs."""
+    """Stretch or shrink the schedule of `model`'s optimizer to `epochs` epochs
+    (a float: the last one may be partial)."""
     from keras_ssd.schedules import WarmupCosineDecay, WarmupPiecewiseDecay
 
     model.train_function = None  # trace again with the new schedule
     schedule = getattr(model.optimizer, "_learning_rate", None)
-    total = int(epochs) * steps_per_epoch
+    total = int(round(epochs * steps_per_epoch))
     if isinstance(schedule, WarmupCosineDecay):
         schedule.total_steps = max(total, schedule.warmup_steps, 1)
     elif isinstance(schedule, WarmupPiecewiseDecay):
@@ -329,11 +330,14 @@ def train_detector(model, train_dataset, epochs=None, batch_size=None, learning_
         history.recipe = None if compiled else used
         return history
     retime = None if compiled else (lambda total: _retime_schedule(
-        model, total, steps_per_epoch, lr_decay_epochs))
-    history, planned = limit.fit(model, sequence, int(initial_epoch), max_epochs,
-                                 steps_per_epoch, planned, retime, **fit)
-    # `epochs`: the length the schedule was last fitted to
-    history.recipe = None if compiled else used.replace(epochs=planned)
+        model, total / steps_per_epoch, steps_per_epoch, lr_decay_epochs))
+    history, planned_steps = limit.fit(model, sequence, int(initial_epoch), max_epochs,
+                                       steps_per_epoch, planned, retime, **fit)
+    # `epochs`: the length the schedule was last fitted to, its last epoch
+    # possibly shorter (`planned_steps`, the schedule's length in steps)
+    history.planned_steps, history.steps_per_epoch = planned_steps, steps_per_epoch
+    history.recipe = None if compiled else used.replace(
+        epochs=int(math.ceil(planned_steps / steps_per_epoch)))
     history.time_limit = limit
     return history
 

@@ -17,6 +17,11 @@ library users) therefore decides, from the training set's own box sizes:
 * the zoom-out (`choose_expand_ratio`): SSD's expand shrinks objects by up to
   its ratio; the ratio is capped so that the 25th-percentile object stays
   large enough to reach IoU 0.5 with the smallest prior;
+* with a time budget and a measured training speed
+  (`keras_ssd.training.speed_probe`): the input size is kept small enough
+  that the budget holds `MIN_EPOCHS_AT_SIZE` epochs (`budget_input_size`),
+  and the batch size is halved until the budget holds `MIN_STEPS`
+  optimizer steps (`choose_batch_size`);
 * the epochs of a time budget (`epochs_for_budget`).
 
 Every rule is a pure function of `BoxStats` (or of numbers) that returns its
@@ -27,7 +32,7 @@ value instead. See docs/training.md ("Defaults fitted to the dataset").
 import dataclasses
 import json
 import math
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 
@@ -44,6 +49,18 @@ GOOD_MATCH = 0.98
 #: A prior search result replaces the preset's only when it matches at least
 #: this share more boxes.
 MIN_GAIN = 0.01
+#: With a time budget, the input grows past the preset's only while the
+#: budget still holds this many epochs at the larger side (the cost of a
+#: step grows with the square of the side; docs/training.md, "Defaults
+#: fitted to the budget").
+MIN_EPOCHS_AT_SIZE = 12
+#: With a time budget, the batch halves (down to `MIN_BATCH`) while the
+#: budget holds fewer than this many optimizer steps: from random weights,
+#: a short run learns more from many small steps than from few large ones.
+MIN_STEPS = 1000
+#: The smallest batch the budget rule picks (batch normalisation needs a
+#: few images per batch).
+MIN_BATCH = 8
 #: SSD's zoom-out ratio (Caffe's `max_expand_ratio`).
 DEFAULT_EXPAND = 4.0
 #: A zoom-out ratio below this is not worth the mean-filled border: off.
@@ -220,6 +237,58 @@ def choose_priors(matched, suggestion, good=GOOD_MATCH, min_gain=MIN_GAIN):
             f"{suggestion['matched']:.1%}")
 
 
+def budget_input_size(box_side, base_size, epochs_at_base, min_epochs=MIN_EPOCHS_AT_SIZE,
+                      multiple=SIZE_MULTIPLE):
+    """The largest input, up to `box_side`, at which the budget still holds
+    `min_epochs` epochs.
+
+    Args:
+        box_side: the side the box rule asks for (`choose_input_size`).
+        base_size: the preset's side, where the speed was measured.
+        epochs_at_base: the epochs the budget holds at `base_size`.
+        min_epochs, multiple: see the module constants.
+
+    Returns:
+        `(side, reason or None)`: `reason` is None when the budget does not
+        lower the side.
+    """
+    def epochs_at(side):
+        return epochs_at_base * (base_size / side) ** 2
+
+    if box_side <= base_size or epochs_at(box_side) >= min_epochs:
+        return int(box_side), None
+    side = int(base_size)
+    for candidate in range(int(base_size) + multiple, int(box_side) + 1, multiple):
+        if epochs_at(candidate) >= min_epochs:
+            side = candidate
+    return side, (f"the budget holds about {epochs_at(box_side):.1f} epochs at {box_side} px "
+                  f"and {epochs_at(side):.1f} at {side} px; the side grows only while at "
+                  f"least {min_epochs:g} fit")
+
+
+def choose_batch_size(budget_images, base_batch, min_steps=MIN_STEPS, smallest=MIN_BATCH):
+    """The batch for a budget of `budget_images` training images.
+
+    The recipe's batch, halved while the budget holds fewer than
+    `min_steps` steps of it, never below `smallest` (nor above the recipe's).
+
+    Returns:
+        `(batch, reason)`.
+    """
+    batch = int(base_batch)
+    while batch // 2 >= smallest and budget_images / batch < min_steps:
+        batch //= 2
+    steps = budget_images / batch
+    if batch == base_batch:
+        return batch, (f"the budget holds about {steps:,.0f} steps of {batch}, at least "
+                       f"{min_steps}: the recipe's" if steps >= min_steps else
+                       f"the budget holds about {steps:,.0f} steps of {batch}; the recipe's "
+                       "batch is the smallest allowed here")
+    return batch, (f"the budget holds about {budget_images / base_batch:,.0f} steps of the "
+                   f"recipe's {base_batch}, fewer than {min_steps}; {steps:,.0f} of {batch}"
+                   + ("" if steps >= min_steps else f" (the smallest batch, {smallest})"))
+
+
 def epochs_for_budget(budget_seconds, epoch_seconds, max_epochs=None):
     """How many whole epochs fit in a budget (at least one).
 
@@ -247,6 +316,7 @@ class FittedDefaults:
     max_expand_ratio: float
     decisions: List[Decision]
     stats: dict
+    batch_size: Optional[int] = None
 
     def describe(self):
         """Lines to print at the start of a run."""
@@ -256,6 +326,7 @@ class FittedDefaults:
 
     def to_dict(self):
         return {"stats": self.stats, "max_expand_ratio": self.max_expand_ratio,
+                "batch_size": self.batch_size,
                 "decisions": [dataclasses.asdict(d) for d in self.decisions],
                 "config": self.config.to_dict()}
 
@@ -265,7 +336,8 @@ class FittedDefaults:
 
 
 def fit_defaults(dataset, base_config, config_at, image_size=None, max_expand_ratio=None,
-                 fit_priors=True, stats=None):
+                 fit_priors=True, stats=None, budget_seconds=None, images_per_second=None,
+                 base_batch=None, batch_size=None):
     """Fit input size, priors and zoom-out to a training set.
 
     Args:
@@ -278,20 +350,36 @@ def fit_defaults(dataset, base_config, config_at, image_size=None, max_expand_ra
         max_expand_ratio: the user's zoom-out ratio (wins), or None.
         fit_priors: False keeps the preset's prior sizes.
         stats: precomputed `BoxStats` (default: measured).
+        budget_seconds: the run's time budget, or None (no budget rules).
+        images_per_second: training speed measured at the preset's side
+            and `base_batch` (`speed_probe.measure_training_speed`), or None.
+        base_batch: the recipe's batch size.
+        batch_size: the user's batch size (wins over the rule), or None.
 
     Returns:
-        `FittedDefaults`.
+        `FittedDefaults` (`batch_size` None when no budget rule applied).
     """
     from keras_ssd.data.anchor_fit import anchor_fit
 
     stats = stats or box_stats(dataset)
     base = int(base_config.image_shape[0])
     decisions = []
+    budget_images = None
+    if budget_seconds and images_per_second:
+        budget_images = float(budget_seconds) * float(images_per_second)
+        decisions.append(Decision(
+            "training speed", f"{images_per_second:.1f} img/s",
+            f"measured at {base} px, batch {base_batch}; the budget of "
+            f"{budget_seconds / 60:g} min holds about {budget_images:,.0f} images "
+            f"({budget_images / stats.num_images:.1f} epochs) at that side"))
     if image_size is not None:
         side = int(image_size)
         decisions.append(Decision("input size", side, "--image-size", given=True))
     else:
         side, why = choose_input_size(stats, base, float(base_config.step_shapes[0][0]))
+        if budget_images is not None:
+            side, budget_why = budget_input_size(side, base, budget_images / stats.num_images)
+            why = why if budget_why is None else f"{why}; but {budget_why}"
         decisions.append(Decision("input size", side, why))
     config = base_config if side == base else config_at(side)
     if fit_priors:
@@ -311,6 +399,13 @@ def fit_defaults(dataset, base_config, config_at, image_size=None, max_expand_ra
     else:
         ratio, why = choose_expand_ratio(stats, side, float(config.min_sizes[0]))
         decisions.append(Decision("max zoom-out", ratio, why))
+    batch = None
+    if batch_size is not None:
+        batch = int(batch_size)
+        decisions.append(Decision("batch size", batch, "--batch-size", given=True))
+    elif budget_images is not None and base_batch:
+        batch, why = choose_batch_size(budget_images * (base / side) ** 2, int(base_batch))
+        decisions.append(Decision("batch size", batch, why))
     return FittedDefaults(config=config, max_expand_ratio=ratio, decisions=decisions,
-                          stats=stats.summary())
+                          stats=stats.summary(), batch_size=batch)
 

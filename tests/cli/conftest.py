@@ -74,3 +74,22 @@ def fake_training(monkeypatch):
 
     monkeypatch.setattr(fit, "train_detector", record)
     return calls
+
+
+@pytest.fixture
+def probed_speed(monkeypatch):
+    """Replace the training-speed probe of a time-limited run: it reports
+    `probed_speed.speed` img/s (default: fast enough to keep every default)
+    and records `(input shape, batch)` in `probed_speed.calls`."""
+    import types
+
+    from keras_ssd.training import speed_probe
+
+    state = types.SimpleNamespace(speed=1e6, calls=[])
+
+    def probe(model, batch_size, **kwargs):
+        state.calls.append((model.input_shape, batch_size))
+        return state.speed
+
+    monkeypatch.setattr(speed_probe, "measure_training_speed", probe)
+    return state

@@ -221,7 +221,7 @@ def test_train_sgd_decay_is_the_models_l2_penalty(
 
 
 def test_train_time_limit_is_passed_in_seconds(
-        run_cli, synthetic_voc, tmp_path, fake_training):
+        run_cli, synthetic_voc, tmp_path, fake_training, probed_speed):
     code, out, err = _tiny_run(run_cli, synthetic_voc, tmp_path, "--time-limit", "1.5",
                                "--epochs", "4", "--lr-decay-epochs", "2,3")
     assert code == 0, err
@@ -338,7 +338,7 @@ def test_default_model_follows_the_kind_of_run():
 
 
 def test_time_limited_run_without_model_trains_the_from_scratch_default(
-        run_cli, synthetic_voc, tmp_path, fake_training):
+        run_cli, synthetic_voc, tmp_path, fake_training, probed_speed):
     from keras_ssd import presets
 
     code, out, err = run_cli("train", "--data", synthetic_voc, "--workers", "0",
@@ -348,3 +348,84 @@ def test_time_limited_run_without_model_trains_the_from_scratch_default(
     assert f"model: {presets.FROM_SCRATCH_VARIANT} (a time-limited run" in out
     assert fake_training[-1]["model"].architecture == presets.FROM_SCRATCH_VARIANT
     assert fake_training[-1]["recipe"] == presets.FROM_SCRATCH
+
+
+def test_train_outcome_names_a_partial_last_epoch(capsys, tmp_path):
+    import types
+
+    import keras
+
+    from keras_ssd.cli.train import _print_outcome
+
+    history = keras.callbacks.History()
+    history.history = {"loss": [3.0, 2.0, 1.5]}
+    history.planned_steps, history.steps_per_epoch = 2 * 40 + 7, 40
+    args = types.SimpleNamespace(checkpoint_dir=str(tmp_path), data=[str(tmp_path)],
+                                 val_data=None, val_split=None)
+    _print_outcome(args, history, 120.0, "voc", "train")
+    out = capsys.readouterr().out
+    assert "finished 3 epochs (the last one 7 steps of 40) in 2.0 min; final loss 1.5000" \
+        in out
+    history.planned_steps = 3 * 40  # whole epochs: nothing to add
+    _print_outcome(args, history, 120.0, "voc", "train")
+    assert "finished 3 epochs in 2.0 min" in capsys.readouterr().out
+
+
+def test_train_time_limit_fits_the_batch_to_the_measured_speed(
+        run_cli, synthetic_voc, tmp_path, fake_training, probed_speed):
+    probed_speed.speed = 2.0  # img/s: 2 min hold 240 images, 8 steps of the recipe's 32
+    probed = probed_speed.calls
+    code, out, err = _tiny_run(run_cli, synthetic_voc, tmp_path, "--time-limit", "2")
+    assert code == 0, err
+    assert probed == [((None, 160, 160, 3), 32)]  # the preset's side, the recipe's batch
+    assert "  training speed: 2.0 img/s - measured at 160 px, batch 32" in out
+    assert "  batch size: 8 - the budget holds about 8 steps of the recipe's 32" in out
+    (call,) = fake_training
+    assert call["recipe"].batch_size == 8
+    saved = json.loads((tmp_path / "ckpt" / "fitted_defaults.json").read_text())
+    assert saved["batch_size"] == 8
+    # the user's batch wins; no budget, no probe
+    code, out, err = _tiny_run(run_cli, synthetic_voc, tmp_path, "--time-limit", "2",
+                               "--batch-size", "4")
+    assert code == 0, err
+    assert "  batch size: 4 (given) - --batch-size" in out
+    assert fake_training[-1]["recipe"].batch_size == 4
+    assert probed[-1][1] == 4
+    code, out, err = _tiny_run(run_cli, synthetic_voc, tmp_path)
+    assert code == 0, err
+    assert len(probed) == 2 and "training speed" not in out
+
+
+def test_speed_probe_trains_a_copy_and_reports_images_per_second():
+    from keras_ssd.models import build_model
+    from keras_ssd.training.speed_probe import measure_training_speed
+
+    model = build_model("tiny", num_classes=2)
+    speed = measure_training_speed(model, 2, steps=1)
+    assert speed > 0 and int(model.optimizer.iterations) == 2
+    with pytest.raises(ValueError, match="batch_size and steps must be >= 1"):
+        measure_training_speed(model, 0)
+
+
+def test_speed_probe_on_a_dataset_counts_the_time_to_make_its_batches(
+        synthetic_train, monkeypatch):
+    from keras_ssd.models import build_model
+    from keras_ssd.training import speed_probe
+
+    dataset = synthetic_train()
+    made = []
+    real_batches = speed_probe._batches
+
+    def spy(*args):
+        made.append(real_batches(*args))
+        return made[-1]
+
+    monkeypatch.setattr(speed_probe, "_batches", spy)
+    model = build_model("tiny", class_names=dataset.class_names)
+    speed = speed_probe.measure_training_speed(model, 2, steps=1, dataset=dataset)
+    ((batches, times),) = made
+    assert len(batches) == 2 and all(t > 0 for t in times)
+    x, y = batches[0]
+    assert x.shape == (2, 160, 160, 3) and y.shape == (2, model.config.num_anchors, 5)
+    assert (y[..., 4] > 0).any()  # the dataset's boxes, encoded
+    assert 0 < speed < 2 / min(times)  # the loading time is part of the step

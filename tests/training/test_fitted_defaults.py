@@ -133,3 +133,50 @@ def test_given_values_win_over_the_rules():
     assert list(fitted.config.min_sizes) == list(base.min_sizes)
     assert all(d.given for d in fitted.decisions)
     assert "(given)" in fitted.describe()[1]
+
+
+def test_a_short_budget_keeps_the_input_small_enough_for_enough_epochs():
+    # 20 epochs at 160 px: 256 px holds 7.8, 224 px 10.2, 192 px 13.9
+    side, why = fd.budget_input_size(256, 160, epochs_at_base=20, min_epochs=12)
+    assert side == 192 and "at least 12 fit" in why
+    # a budget that holds enough at the box rule's side leaves it alone
+    assert fd.budget_input_size(256, 160, epochs_at_base=40, min_epochs=12) == (256, None)
+    assert fd.budget_input_size(160, 160, epochs_at_base=1, min_epochs=12) == (160, None)
+    # not even one step up fits: the preset's side
+    assert fd.budget_input_size(256, 160, epochs_at_base=5, min_epochs=12)[0] == 160
+
+
+def test_a_short_budget_halves_the_batch_until_it_holds_enough_steps():
+    # 8,400 images: 262 steps of 32, 525 of 16, 1,050 of 8
+    assert fd.choose_batch_size(8400, 32, min_steps=500)[0] == 16
+    assert fd.choose_batch_size(8400, 32, min_steps=1000)[0] == 8
+    batch, why = fd.choose_batch_size(8400, 32, min_steps=5000, smallest=8)
+    assert batch == 8 and "the smallest batch, 8" in why
+    batch, why = fd.choose_batch_size(80000, 32, min_steps=1000)
+    assert batch == 32 and "the recipe's" in why
+    assert fd.choose_batch_size(100, 8, min_steps=1000, smallest=8)[0] == 8  # never up
+
+
+def test_fit_defaults_with_a_budget_measures_epochs_at_the_fitted_side():
+    rng = np.random.default_rng(0)
+    data = _Boxes(rng.uniform(0.03, 0.09, 80))  # 20 images
+    base = SSDConfig.from_preset("tiny", num_classes=1)
+    unbounded = fd.fit_defaults(data, base, _config_at, fit_priors=False)
+    assert unbounded.batch_size is None  # no budget: the recipe's batch
+    box_side = unbounded.config.image_shape[0]
+    assert box_side > 192
+    # 60 s at 4 img/s: 240 images, 12 epochs of 20 at 160 px, fewer above
+    fitted = fd.fit_defaults(data, base, _config_at, fit_priors=False, budget_seconds=60,
+                             images_per_second=4.0, base_batch=32)
+    by_name = {d.name: d for d in fitted.decisions}
+    assert fitted.config.image_shape[0] == 160 < box_side
+    assert "but the budget holds about" in by_name["input size"].reason
+    assert by_name["training speed"].value == "4.0 img/s"
+    # 240 images at 160 px: 7 steps of 32, 15 of 16, 30 of 8 -> the smallest
+    assert fitted.batch_size == fd.MIN_BATCH
+    assert json.loads(json.dumps(fitted.to_dict()))["batch_size"] == fd.MIN_BATCH
+    # the user's batch wins, and is recorded as given
+    given = fd.fit_defaults(data, base, _config_at, fit_priors=False, budget_seconds=60,
+                            images_per_second=4.0, base_batch=32, batch_size=24)
+    assert given.batch_size == 24
+    assert [d.given for d in given.decisions if d.name == "batch size"] == [True]

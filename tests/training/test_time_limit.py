@@ -118,21 +118,34 @@ def test_time_limit_rejects_a_bad_budget(seconds):
 
 
 # ------------------------------------------------------------ train_detector
-def test_schedule_is_refitted_to_the_epochs_that_fit(stand_in_ssd, train_set, clock):
+def test_schedule_is_refitted_to_the_steps_that_fit(stand_in_ssd, train_set, clock):
     model = stand_in_ssd()
     # 1 s per step, 3 steps per epoch: after epoch 1, 27 s remain; 97% of
-    # them hold 8 more epochs
+    # them hold 26 more steps: 8 whole epochs and a last one of 2 steps
     history = _train(model, train_set, clock, lambda epoch: 1.0, time_limit=30)
-    assert len(history.history["loss"]) == 9 and history.epoch == list(range(9))
-    assert history.history["epoch_seconds"] == [3.0] * 9
+    assert len(history.history["loss"]) == 10 and history.epoch == list(range(10))
+    assert history.history["epoch_seconds"] == [3.0] * 9 + [2.0]
     schedule = model.optimizer._learning_rate
     assert isinstance(schedule, WarmupCosineDecay)
-    assert schedule.total_steps == 9 * 3 == int(model.optimizer.iterations)
-    assert history.recipe.name == "from-scratch-adamw" and history.recipe.epochs == 9
+    assert schedule.total_steps == 29 == int(model.optimizer.iterations)
+    assert history.planned_steps == 29 and history.steps_per_epoch == 3
+    assert history.recipe.name == "from-scratch-adamw" and history.recipe.epochs == 10
     # the run ends on the cosine's floor, not cut short
     assert history.history["learning_rate"][-1] == pytest.approx(3e-3 * 0.01)
     assert not model.stop_training
-    assert history.time_limit.spent == 27.0
+    assert history.time_limit.spent == 29.0
+
+
+def test_a_budget_is_planned_in_steps_not_whole_epochs(clock):
+    limit = TimeLimit(100.0)
+    # one epoch of 10 steps at 4 s a step: 60 s remain, 97% of them hold 14
+    # more steps, though not two more whole epochs
+    _drive(limit, clock, epochs=1, steps=10, cost=4.0)
+    assert limit.plan(10, None, 10, replan=0) == 10 + 14
+    assert limit.plan(10, 20, 10, replan=0) == 20  # `epochs` caps it
+    # a budget already spent plans nothing
+    _drive(limit, clock, epochs=2, steps=10, cost=4.0)
+    assert limit.plan(20, None, 10, replan=0) is None
 
 
 def test_epochs_cap_a_time_limited_run(stand_in_ssd, train_set, clock):
@@ -147,10 +160,10 @@ def test_step_schedule_boundaries_follow_the_refitted_run(stand_in_ssd, train_se
     model = stand_in_ssd()
     history = _train(model, train_set, clock, lambda epoch: 1.0, time_limit=30,
                      recipe="paper-sgd")
-    assert len(history.history["loss"]) == 9 and history.recipe.name == "paper-sgd"
+    assert len(history.history["loss"]) == 10 and history.recipe.name == "paper-sgd"
     schedule = model.optimizer._learning_rate
     assert isinstance(schedule, WarmupPiecewiseDecay)
-    assert schedule.boundaries == [18, 22]  # 2/3 and 5/6 of 9 epochs of 3 steps
+    assert schedule.boundaries == [19, 24]  # 2/3 and 5/6 of the 29 steps planned
     # explicit decay epochs past the end of the fitted run are dropped
     model = stand_in_ssd()
     history = _train(model, train_set, clock, lambda epoch: 1.0, time_limit=30,

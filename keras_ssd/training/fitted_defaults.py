@@ -57,7 +57,7 @@ MIN_EPOCHS_AT_SIZE = 12
 #: With a time budget, the batch halves (down to `MIN_BATCH`) while the
 #: budget holds fewer than this many optimizer steps: from random weights,
 #: a short run learns more from many small steps than from few large ones.
-MIN_STEPS = 1000
+MIN_STEPS = 1500
 #: The smallest batch the budget rule picks (batch normalisation needs a
 #: few images per batch).
 MIN_BATCH = 8

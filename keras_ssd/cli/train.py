@@ -500,7 +500,8 @@ def _fit_defaults(args, train_set, class_names, backbone_weights, recipe):
     if (not getattr(args, "fit_defaults", True) or pretrained or args.letterbox
             or isinstance(args.image_size, tuple)):
         return None
-    base = build_model(args.model, class_names=class_names).config
+    preset_model = build_model(args.model, class_names=class_names)
+    base = preset_model.config
     if not base.is_square:
         return None
     base_batch = args.batch_size or recipe.batch_size
@@ -510,8 +511,8 @@ def _fit_defaults(args, train_set, class_names, backbone_weights, recipe):
 
         from keras_ssd.training.speed_probe import measure_training_speed
 
-        speed = measure_training_speed(build_model(args.model, class_names=class_names),
-                                       base_batch, dataset=train_set,
+        # the preset-sized build serves as the probe's throw-away copy
+        speed = measure_training_speed(preset_model, base_batch, dataset=train_set,
                                        augmentation=recipe.augmentation,
                                        on_error=args.on_error)
         # the model to train starts from the same weights as without the probe

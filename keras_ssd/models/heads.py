@@ -1,4 +1,5 @@
-"""SSD prediction heads: one 3x3 convolution pair per feature map."""
+"""SSD prediction heads: the SSD paper's 3x3 convolution pair per feature
+map (`build_heads`) and the SSDLite separable heads (`ssdlite_heads`)."""
 
 import keras
 
@@ -59,6 +60,55 @@ def build_heads(sources, config, regularizer=None):
         confs.append(
             keras.layers.Reshape((n, num_outputs), name=f"{name}_mbox_conf_flat")(cls)
         )
+    return _predictions(locs, confs)
+
+
+def ssdlite_heads(sources, config, depthwise, regularizer=None, plain_last=False):
+    """SSDLite prediction heads (MobileNetV2 paper, section 6.2): per map and
+    per output (offsets, logits) a depthwise 3x3 + BN + ReLU6, then a 1x1
+    convolution with bias.
+
+    The 1x1 layers are named `{source}_mbox_loc` / `{source}_mbox_conf` (as
+    `build_heads`' convolutions, so new class heads replace them), the
+    depthwise parts `{source}_mbox_loc_dw` / `{source}_mbox_conf_dw`.
+
+    Args:
+        sources: list of `(name, tensor)` feature maps `(B, H, W, C)`.
+        config: the `SSDConfig`.
+        depthwise: `(x, name) -> tensor`, the network's own depthwise 3x3 +
+            BN + ReLU6 block named `name` (its batch-norm constants, whether
+            the depthwise convolution has a bias, its activation's name).
+        regularizer: kernel regularizer of the 1x1 convolutions.
+        plain_last: the last map gets the 1x1 convolution alone (lufficc/SSD's
+            `SSDLiteBoxPredictor`); `False`: every map is separable
+            (torchvision's `SSDLiteHead`).
+
+    Returns:
+        float32 tensor `(B, num_anchors, 4 + num_classes + 1)`, ordered as
+        `keras_ssd.anchors.generate_anchors` (map, row, column, box).
+
+    Example:
+    >>> sources = mobilenet_v3.mobilenet_v3_ssdlite_features(x)
+    >>> predictions = ssdlite_heads(sources, config, mobilenet_v3.head_depthwise)
+    """
+    num_outputs = config.num_classes + 1
+    locs, confs = [], []
+    last = len(sources) - 1
+    for level, ((name, x), (fh, fw), k) in enumerate(zip(
+            sources, config.feature_map_shapes, config.boxes_per_cell)):
+        n = fh * fw * k
+        separable = not (plain_last and level == last)
+        for kind, width, out in (("loc", 4, locs), ("conf", num_outputs, confs)):
+            y = depthwise(x, f"{name}_mbox_{kind}_dw") if separable else x
+            y = keras.layers.Conv2D(k * width, 1, kernel_regularizer=regularizer,
+                                    name=f"{name}_mbox_{kind}")(y)
+            out.append(keras.layers.Reshape((n, width), name=f"{name}_mbox_{kind}_flat")(y))
+    return _predictions(locs, confs)
+
+
+def _predictions(locs, confs):
+    """The per-map `(B, n, 4)` offsets and `(B, n, C)` logits, concatenated
+    over maps (in config order), offsets first."""
     if len(locs) > 1:
         loc = keras.layers.Concatenate(axis=1, name="mbox_loc")(locs)
         cls = keras.layers.Concatenate(axis=1, name="mbox_conf")(confs)

@@ -29,6 +29,8 @@ PyTorch's 0.1 (PyTorch counts the other way).
 
 import keras
 
+from keras_ssd.models import heads
+
 #: MobileNetV2's inverted-residual stages: (expansion ratio, output
 #: channels, repeats, stride of the first), as lufficc (and torchvision) list them.
 MOBILENET_V2_BLOCKS = (
@@ -172,32 +174,19 @@ def mobilenet_v2_ssdlite_features(x, normalization="none", regularizer=None):
     return sources
 
 
-def ssdlite_heads(sources, config, regularizer=None):
-    """lufficc's `SSDLiteBoxPredictor`: on every map but the last, per output
-    a depthwise 3x3 (with bias) + BN + ReLU6, then a 1x1 convolution; on the
-    last map a 1x1 convolution alone.
+def head_depthwise(x, name):
+    """The depthwise part of lufficc's `SeparableConv2d` heads: depthwise 3x3
+    *with* a bias + BN + ReLU6 (`{name}`, `{name}_bn`, `{name}_relu`)."""
+    return _depthwise_bn_relu6(x, name, use_bias=True)
 
-    The 1x1 layers are named `{source}_mbox_loc` / `{source}_mbox_conf` (as
-    the SSD heads' convolutions, so new class heads replace them), the
-    depthwise parts `{source}_mbox_loc_dw` / `{source}_mbox_conf_dw`.
+
+def ssdlite_heads(sources, config, regularizer=None):
+    """lufficc's `SSDLiteBoxPredictor`: `keras_ssd.models.heads.ssdlite_heads`
+    with `head_depthwise` on every map but the last, a 1x1 convolution alone
+    on the last.
 
     Returns:
-        float32 tensor `(B, num_anchors, 4 + num_classes + 1)`, ordered as
-        `keras_ssd.anchors.generate_anchors` (map, row, column, box).
+        float32 tensor `(B, num_anchors, 4 + num_classes + 1)`.
     """
-    num_outputs = config.num_classes + 1
-    locs, confs = [], []
-    last = len(sources) - 1
-    for level, ((name, x), (fh, fw), k) in enumerate(zip(
-            sources, config.feature_map_shapes, config.boxes_per_cell)):
-        n = fh * fw * k
-        for kind, width, out in (("loc", 4, locs), ("conf", num_outputs, confs)):
-            y = x if level == last else _depthwise_bn_relu6(
-                x, f"{name}_mbox_{kind}_dw", use_bias=True)
-            y = keras.layers.Conv2D(k * width, 1, kernel_regularizer=regularizer,
-                                    name=f"{name}_mbox_{kind}")(y)
-            out.append(keras.layers.Reshape((n, width), name=f"{name}_mbox_{kind}_flat")(y))
-    loc = keras.layers.Concatenate(axis=1, name="mbox_loc")(locs)
-    cls = keras.layers.Concatenate(axis=1, name="mbox_conf")(confs)
-    out = keras.layers.Concatenate(axis=-1, name="mbox")([loc, cls])
-    return keras.layers.Activation("linear", dtype="float32", name="predictions")(out)
+    return heads.ssdlite_heads(sources, config, head_depthwise, regularizer,
+                               plain_last=True)

@@ -32,6 +32,8 @@ the other way).
 
 import keras
 
+from keras_ssd.models import heads
+
 #: MobileNetV3-Large's bottlenecks with the reduced tail, in torchvision's
 #: order: (kernel, expanded channels, output channels, squeeze-excite,
 #: activation, stride). The first takes the stem's 16 channels.
@@ -196,29 +198,17 @@ def mobilenet_v3_ssdlite_features(x, normalization="none", regularizer=None):
     return sources
 
 
-def ssdlite_heads(sources, config, regularizer=None):
-    """SSDLite prediction heads (MobileNetV2 paper, section 6.2): per map and
-    per output a depthwise 3x3 + BN + ReLU6, then a 1x1 convolution.
+def head_depthwise(x, name):
+    """The depthwise part of torchvision's SSDLite heads: depthwise 3x3 (no
+    bias) + BN + ReLU6 (`{name}`, `{name}_bn`, `{name}_act`)."""
+    return depthwise_bn(x, 3, name, "relu6")
 
-    The 1x1 layers are named `{source}_mbox_loc` / `{source}_mbox_conf` (as
-    the SSD heads' convolutions, so new class heads replace them), the
-    depthwise parts `{source}_mbox_loc_dw` / `{source}_mbox_conf_dw`.
+
+def ssdlite_heads(sources, config, regularizer=None):
+    """torchvision's `SSDLiteHead`: `keras_ssd.models.heads.ssdlite_heads`
+    with `head_depthwise` on every map.
 
     Returns:
-        float32 tensor `(B, num_anchors, 4 + num_classes + 1)`, ordered as
-        `keras_ssd.anchors.generate_anchors` (map, row, column, box).
+        float32 tensor `(B, num_anchors, 4 + num_classes + 1)`.
     """
-    num_outputs = config.num_classes + 1
-    locs, confs = [], []
-    for (name, x), (fh, fw), k in zip(sources, config.feature_map_shapes,
-                                      config.boxes_per_cell):
-        n = fh * fw * k
-        for kind, width, out in (("loc", 4, locs), ("conf", num_outputs, confs)):
-            y = depthwise_bn(x, 3, f"{name}_mbox_{kind}_dw", "relu6")
-            y = keras.layers.Conv2D(k * width, 1, kernel_regularizer=regularizer,
-                                    name=f"{name}_mbox_{kind}")(y)
-            out.append(keras.layers.Reshape((n, width), name=f"{name}_mbox_{kind}_flat")(y))
-    loc = keras.layers.Concatenate(axis=1, name="mbox_loc")(locs)
-    cls = keras.layers.Concatenate(axis=1, name="mbox_conf")(confs)
-    out = keras.layers.Concatenate(axis=-1, name="mbox")([loc, cls])
-    return keras.layers.Activation("linear", dtype="float32", name="predictions")(out)
+    return heads.ssdlite_heads(sources, config, head_depthwise, regularizer)

@@ -20,25 +20,48 @@ from keras_ssd import presets
 from keras_ssd.models.convert import amdegroot
 from keras_ssd.classes import VOC_CLASSES
 from keras_ssd.models.convert.common import CAFFE_SSD300_GEOMETRY, Source
+from keras_ssd.models.convert.layer_table import LayerTableSource
+
+#: The `nn.ModuleList`s of the box and class heads of every lufficc network
+#: (`box_predictor.py`): entry `i` predicts on map `i`.
+LOC_HEADS = "box_head.predictor.reg_headers"
+CONF_HEADS = "box_head.predictor.cls_headers"
+
+
+def heads(num_outputs):
+    """`(kind, head list, outputs per prior)` of the box then the class heads,
+    in the order the layer tables list them."""
+    return (("loc", LOC_HEADS, 4), ("conf", CONF_HEADS, num_outputs))
+
+
+def running(name):
+    """How lufficc's code runs its network `name`, as `Source` fields: PIL
+    RGB minus `PIXEL_MEAN` (`preprocessing`), the decode settings of its
+    checkpoint's preset (`postprocessing`) and the VOC classes."""
+    return dict(preprocessing=amdegroot.VOC_PORT_PREPROCESSING,
+                postprocessing=presets.for_source(name).decode, class_names=VOC_CLASSES)
+
+
+def layer_table_source(name, **fields):
+    """The `LayerTableSource` of lufficc's network `name` (SSD512,
+    MobileNetV2 SSDLite320): `running(name)`, no `keys` (its `table` names
+    the tensors), and the network's own `fields`."""
+    return LayerTableSource(name=name, keys=None, **running(name), **fields)
 
 
 def keys(layer, kind):
     """lufficc's state-dict keys of keras-ssd SSD300 layer `layer`."""
     return amdegroot.keys(layer, kind, vgg="backbone.vgg", extras="backbone.extras",
-                          loc="box_head.predictor.reg_headers",
-                          conf="box_head.predictor.cls_headers",
-                          scale="backbone.l2_norm.weight")
+                          loc=LOC_HEADS, conf=CONF_HEADS, scale="backbone.l2_norm.weight")
 
 
 SOURCE = Source(
     name="lufficc",
     description="lufficc/SSD VGG16 SSD300 (vgg_ssd300_voc0712.pth, VOC07 test mAP 77.7)",
     geometry=dict(CAFFE_SSD300_GEOMETRY, clip="cxcywh"),
-    preprocessing=amdegroot.VOC_PORT_PREPROCESSING,
-    postprocessing=presets.for_source("lufficc").decode,
-    class_names=VOC_CLASSES,
+    **running("lufficc"),
     keys=keys,
     # not `backbone.l2_norm.weight`: mmdetection's SSDs before 2.14 have it too
-    marker="box_head.predictor.cls_headers.0.bias",
+    marker=f"{CONF_HEADS}.0.bias",
     absent="backbone.extras.9.weight",  # lufficc's SSD512 (`lufficc512`)
 )

@@ -20,9 +20,7 @@ clipped.
 """
 
 from keras_ssd import presets
-from keras_ssd.models.convert import amdegroot
-from keras_ssd.classes import VOC_CLASSES
-from keras_ssd.models.convert.layer_table import LayerTableSource
+from keras_ssd.models.convert import lufficc
 from keras_ssd.models.vgg16 import SSD512_EXTRAS, VGG16_BLOCKS
 
 _VGG_INDEX = {"conv1_1": 0, "conv1_2": 2, "conv2_1": 5, "conv2_2": 7, "conv3_1": 10,
@@ -57,10 +55,10 @@ def layer_table(num_outputs):
         table.append(_conv(f"{name}_1", f"backbone.extras.{2 * i}", channels, mid, 1))
         table.append(_conv(f"{name}_2", f"backbone.extras.{2 * i + 1}", mid, out, kernel))
         channels = out
-    for kind, head, width in (("loc", "reg_headers", 4), ("conf", "cls_headers", num_outputs)):
+    for kind, head, width in lufficc.heads(num_outputs):
         for i, (name, channels, boxes) in enumerate(SSD512_SOURCES):
-            table.append(_conv(f"{name}_mbox_{kind}", f"box_head.predictor.{head}.{i}",
-                               channels, boxes * width, 3))
+            table.append(_conv(f"{name}_mbox_{kind}", f"{head}.{i}", channels,
+                               boxes * width, 3))
     return table
 
 
@@ -70,18 +68,14 @@ GEOMETRY = dict(presets.get("ssd512").geometry, clip="cxcywh",
                 variances=[0.1, 0.1, 0.2, 0.2])
 GEOMETRY["max_sizes"] = list(GEOMETRY["max_sizes"][:-1]) + [537.65]
 
-SOURCE = LayerTableSource(
-    name="lufficc512",
+SOURCE = lufficc.layer_table_source(
+    "lufficc512",
     description="lufficc/SSD VGG16 SSD512 (vgg_ssd512_voc0712.pth, VOC07 test mAP 80.7)",
     geometry=GEOMETRY,
-    preprocessing=amdegroot.VOC_PORT_PREPROCESSING,
-    postprocessing=presets.for_source("lufficc512").decode,
-    class_names=VOC_CLASSES,
-    keys=None,
     marker="backbone.extras.9.weight",
     architecture="ssd512",
     table=layer_table,
-    class_head_bias="box_head.predictor.cls_headers.0.bias",
+    class_head_bias=f"{lufficc.CONF_HEADS}.0.bias",
     boxes_first=4,
     normalization="l2",
 )

@@ -26,10 +26,9 @@ image; boxes not clipped.
 """
 
 from keras_ssd import presets
-from keras_ssd.classes import VOC_CLASSES
 from keras_ssd.models import mobilenet_v2_ssdlite as net
-from keras_ssd.models.convert import amdegroot
-from keras_ssd.models.convert.layer_table import LayerTableSource, bn_keys
+from keras_ssd.models.convert import lufficc
+from keras_ssd.models.convert.layer_table import bn_keys
 
 #: Priors per cell of every map (ratios {2, 3}).
 BOXES_PER_CELL = 6
@@ -71,10 +70,9 @@ def layer_table(num_outputs):
         table += _inverted_residual(f"extra{j}", f"backbone.extras.{j - 1}.conv", cin,
                                     hidden, out, True)
     sources = net.source_channels()
-    for kind, head, width in (("loc", "reg_headers", 4),
-                              ("conf", "cls_headers", num_outputs)):
+    for kind, head, width in lufficc.heads(num_outputs):
         for level, (name, channels) in enumerate(sources):
-            prefix = f"box_head.predictor.{head}.{level}"
+            prefix = f"{head}.{level}"
             cout = BOXES_PER_CELL * width
             if level == len(sources) - 1:  # the last map: a plain 1x1 convolution
                 table.append((f"{name}_mbox_{kind}", "conv",
@@ -92,19 +90,18 @@ def layer_table(num_outputs):
     return table
 
 
-SOURCE = LayerTableSource(
-    name="lufficc_mobilenet_v2",
+#: The first class head's last bias: the marker of this source and its class count.
+_CLASS_HEAD_BIAS = f"{lufficc.CONF_HEADS}.0.conv.3.bias"
+
+SOURCE = lufficc.layer_table_source(
+    "lufficc_mobilenet_v2",
     description="lufficc/SSD MobileNetV2 SSDLite320 (mobilenet_v2_ssd320_voc0712_v2.pth, "
                 "VOC07 test mAP 68.9)",
     geometry=dict(presets.get("ssdlite320_mobilenet_v2").geometry,
                   variances=[0.1, 0.1, 0.2, 0.2]),
-    preprocessing=amdegroot.VOC_PORT_PREPROCESSING,
-    postprocessing=presets.for_source("lufficc_mobilenet_v2").decode,
-    class_names=VOC_CLASSES,
-    keys=None,
-    marker="box_head.predictor.cls_headers.0.conv.3.bias",
+    marker=_CLASS_HEAD_BIAS,
     architecture="ssdlite320_mobilenet_v2",
     table=layer_table,
-    class_head_bias="box_head.predictor.cls_headers.0.conv.3.bias",
+    class_head_bias=_CLASS_HEAD_BIAS,
     boxes_first=BOXES_PER_CELL,
 )

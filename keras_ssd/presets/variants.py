@@ -64,6 +64,22 @@ class Preset:
 _CAFFE_VGG = dict(normalization="l2", preprocessing="caffe", pretrained_backbone=True,
                   recipe=PAPER_SGD)
 
+
+def _geometry_320(steps, min_sizes, max_sizes, **extra):
+    """The geometry of a 320 px variant with six maps (20, 10, 5, 3, 2, 1)
+    and ratios {2, 3} on every map (6 priors per cell, 3234 in all); `extra`
+    adds fields (`clip`). Fresh lists on every call."""
+    return dict(image_size=320, feature_map_sizes=[20, 10, 5, 3, 2, 1], steps=list(steps),
+                min_sizes=list(min_sizes), max_sizes=list(max_sizes),
+                aspect_ratios=[[2, 3]] * 6, **extra)
+
+
+#: lufficc/SSD's MobileNetV2-320 priors (configs/mobilenet_v2_ssd320_voc0712.yaml):
+#: min sizes 60..285 px.
+_LUFFICC_320 = dict(steps=(16, 32, 64, 107, 160, 320),
+                    min_sizes=(60, 105, 150, 195, 240, 285),
+                    max_sizes=(105, 150, 195, 240, 285, 330))
+
 _PRESETS = (
     Preset(
         name="ssd300",
@@ -105,15 +121,7 @@ _PRESETS = (
         deprecated_aliases=("ssd_mobilenet_v2", "mobilenetv2"),
         builder="SSDMobileNetV2",
         backbone="mobilenet_v2",
-        # lufficc/SSD's MobileNetV2-320: min sizes 60..285 px, 6 boxes per cell.
-        geometry=dict(
-            image_size=320,
-            feature_map_sizes=[20, 10, 5, 3, 2, 1],
-            steps=[16, 32, 64, 107, 160, 320],
-            min_sizes=[60, 105, 150, 195, 240, 285],
-            max_sizes=[105, 150, 195, 240, 285, 330],
-            aspect_ratios=[[2, 3]] * 6,
-        ),
+        geometry=_geometry_320(**_LUFFICC_320),
         pretrained_backbone=True,
         description="SSD on Keras' MobileNetV2 at 320 px (3234 priors)",
         # AdamW from ImageNet weights too: the paper's SGD is the recipe of
@@ -131,15 +139,9 @@ _PRESETS = (
         # max_ratio=0.95) at 320 px: scales 0.2 + 0.15 k (and 1.0 for the
         # last max), no steps given, so each map's centres are (i + 0.5) /
         # size (step = 320 / size); widths and heights clipped to the image.
-        geometry=dict(
-            image_size=320,
-            feature_map_sizes=[20, 10, 5, 3, 2, 1],
-            steps=[16, 32, 64, 320 / 3, 160, 320],
-            min_sizes=[64, 112, 160, 208, 256, 304],
-            max_sizes=[112, 160, 208, 256, 304, 320],
-            aspect_ratios=[[2, 3]] * 6,
-            clip="wh",
-        ),
+        geometry=_geometry_320(steps=[16, 32, 64, 320 / 3, 160, 320],
+                               min_sizes=[64, 112, 160, 208, 256, 304],
+                               max_sizes=[112, 160, 208, 256, 304, 320], clip="wh"),
         description="SSDLite320: MobileNetV3-Large (reduced tail) with SSDLite heads at "
                     "320 px, torchvision's layout (3234 priors)",
     ),
@@ -148,18 +150,9 @@ _PRESETS = (
         aliases=("ssdlite_mobilenet_v2", "mobilenet_v2_ssdlite"),
         builder="SSDLite320MobileNetV2",
         backbone="mobilenet_v2_ssdlite",
-        # lufficc/SSD's configs/mobilenet_v2_ssd320_voc0712.yaml (the
-        # `mobilenet_v2` variant's prior sizes and steps), priors clamped to
+        # lufficc/SSD's priors (the `mobilenet_v2` variant's), clamped to
         # [0, 1] as its PriorBox does.
-        geometry=dict(
-            image_size=320,
-            feature_map_sizes=[20, 10, 5, 3, 2, 1],
-            steps=[16, 32, 64, 107, 160, 320],
-            min_sizes=[60, 105, 150, 195, 240, 285],
-            max_sizes=[105, 150, 195, 240, 285, 330],
-            aspect_ratios=[[2, 3]] * 6,
-            clip="cxcywh",
-        ),
+        geometry=_geometry_320(**_LUFFICC_320, clip="cxcywh"),
         description="SSDLite320 on MobileNetV2 with PyTorch's padding and SSDLite heads "
                     "at 320 px, lufficc/SSD's layout (3234 priors)",
     ),

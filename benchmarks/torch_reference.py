@@ -1,7 +1,8 @@
 """What the torch equality tests (`tests/models/test_convert_*_equality.py`)
 and `benchmarks/ssdlite.py` share: the offline photos, stand-in weights for
-torchvision's networks, the torch-only child process that records a
-reference, and the comparisons of our outputs with it.
+torchvision's networks, lufficc/SSD's detector shell, box predictor, priors
+and post-processing, the torch-only child process that records a reference,
+and the comparisons of our outputs with it.
 
 It lives here, not under `tests/`, because the benchmarks import it too
 (`benchmarks` is a package; the tests put the repository root on the path
@@ -12,7 +13,9 @@ Keras and keras-ssd are imported inside the functions that use them, and
 torch is passed in.
 """
 
+import itertools
 import json
+import math
 import os
 import subprocess
 import sys
@@ -125,13 +128,22 @@ def stand_in_weights(model, torch, seed=0, background=6.0, classes=None):
                 if m.bias is not None:
                     m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=generator))
             if isinstance(m, torch.nn.BatchNorm2d):
-                n = m.num_features
-                m.weight.copy_(0.5 + torch.rand(n, generator=generator))
-                m.bias.copy_(0.2 * torch.randn(n, generator=generator))
-                m.running_mean.copy_(0.2 * torch.randn(n, generator=generator))
-                m.running_var.copy_(0.5 + torch.rand(n, generator=generator))
-                m.num_batches_tracked.fill_(1000)
+                random_batch_norm(m, torch, generator)
         raise_class_biases(model.head.classification_head, background, classes)
+
+
+def random_batch_norm(bn, torch, generator):
+    """Random affine parameters and running statistics for a torch
+    `BatchNorm2d` (in place, under `torch.no_grad()` by the caller): gamma
+    in [0.5, 1.5), beta and the mean normal with std 0.2, the variance in
+    [0.5, 1.5), drawn from `generator` in that order, so that the converted
+    batch norms are checked with statistics that matter."""
+    n = bn.num_features
+    bn.weight.copy_(0.5 + torch.rand(n, generator=generator))
+    bn.bias.copy_(0.2 * torch.randn(n, generator=generator))
+    bn.running_mean.copy_(0.2 * torch.randn(n, generator=generator))
+    bn.running_var.copy_(0.5 + torch.rand(n, generator=generator))
+    bn.num_batches_tracked.fill_(1000)
 
 
 def record_heads(model, x, torch, prefix=""):
@@ -215,6 +227,109 @@ def record_reference(code, out, timeout=900):
     return report, dict(np.load(os.path.join(out, "reference.npz")))
 
 
+def lufficc_detector(backbone, predictor, torch):
+    """lufficc/SSD's `SSDDetector` module tree around `backbone` and
+    `predictor` (`backbone.*`, `box_head.predictor.*`): a state dict with
+    the published checkpoints' key names."""
+    model = torch.nn.Module()
+    model.backbone = backbone
+    model.box_head = torch.nn.Module()
+    model.box_head.predictor = predictor
+    return model
+
+
+def lufficc_predict(features, cls_headers, reg_headers, num_classes, torch):
+    """lufficc/SSD's `BoxPredictor.forward`: every head on its map, NHWC,
+    flattened and concatenated over maps.
+
+    Returns:
+        `(class logits (N, priors, num_classes), offsets (N, priors, 4))`.
+    """
+    cls = [h(f).permute(0, 2, 3, 1).contiguous() for f, h in zip(features, cls_headers)]
+    reg = [h(f).permute(0, 2, 3, 1).contiguous() for f, h in zip(features, reg_headers)]
+    n = features[0].shape[0]
+    cls = torch.cat([c.view(n, -1) for c in cls], 1).view(n, -1, num_classes)
+    reg = torch.cat([r.view(n, -1) for r in reg], 1).view(n, -1, 4)
+    return cls, reg
+
+
+def record_lufficc(model, image, out, checkpoint, torch):
+    """In a torch-only child: run a lufficc/SSD detector (`lufficc_detector`)
+    on `image` (RGB float `(H, W, 3)`) minus lufficc's `PIXEL_MEAN`, and
+    write into folder `out` what `record_reference` reads (`reference.npz`:
+    `feature{i}` NHWC, `loc`, `conf`; `report.json`: the torch version and
+    the parameter count) and the checkpoint as lufficc saves it (`{"model":
+    state dict, "iteration": ...}`) named `checkpoint`."""
+    mean = torch.tensor([123.0, 117.0, 104.0]).view(1, 3, 1, 1)
+    x = torch.from_numpy(image).permute(2, 0, 1)[None] - mean
+    with torch.no_grad():
+        features = model.backbone(x)
+        cls, reg = model.box_head.predictor(features)
+    arrays = {"loc": reg.numpy(), "conf": cls.numpy()}
+    for i, f in enumerate(features):
+        arrays[f"feature{i}"] = f.permute(0, 2, 3, 1).numpy()
+    np.savez(os.path.join(out, "reference.npz"), **arrays)
+    torch.save({"model": model.state_dict(), "iteration": 120000},
+               os.path.join(out, checkpoint))
+    with open(os.path.join(out, "report.json"), "w") as f:
+        json.dump({"torch": torch.__version__,
+                   "params": sum(p.numel() for p in model.parameters())}, f)
+
+
+def lufficc_prior_box(size, feature_maps, strides, min_sizes, max_sizes, aspect_ratios):
+    """lufficc/SSD's `PriorBox` in numpy, from a config's `PRIORS`: per map
+    `k`, rows i, columns j: cx = (j + 0.5) / (size / stride); the min
+    square, the sqrt(min * max) square, then per ratio r (min sqrt(r), min /
+    sqrt(r)) and its transpose; all four values clamped to [0, 1]
+    (`PRIORS.CLIP`).
+
+    Returns:
+        float32 `(priors, 4)`: normalised `(cx, cy, w, h)`.
+
+    Example:
+    >>> lufficc_prior_box(300, [1], [300], [30], [60], [[2]]).shape
+    (4, 4)
+    """
+    out = []
+    for k, f in enumerate(feature_maps):
+        scale = size / strides[k]
+        for i, j in itertools.product(range(f), repeat=2):
+            cx, cy = (j + 0.5) / scale, (i + 0.5) / scale
+            s = min_sizes[k] / size
+            out.append([cx, cy, s, s])
+            big = math.sqrt(min_sizes[k] * max_sizes[k]) / size
+            out.append([cx, cy, big, big])
+            for r in aspect_ratios[k]:
+                q = math.sqrt(r)
+                out += [[cx, cy, s * q, s / q], [cx, cy, s / q, s * q]]
+    return np.clip(np.asarray(out, np.float32), 0, 1)
+
+
+def compare_network(model, image, ref, source_maps, figures, tol=1e-4):
+    """Run a keras-ssd `model` on `image` and assert that its maps
+    `source_maps` (layer names, in the reference's order) and its head
+    outputs equal the reference's `feature{i}`, `loc` and `conf` (relative
+    error below `tol`); `figures` gets each relative error.
+
+    Returns:
+        the model's raw predictions `(1, priors, 4 + classes + 1)`.
+    """
+    import keras
+
+    probe = keras.Model(model.input, [model.get_layer(n).output for n in source_maps]
+                        + [model.output])
+    outs = [np.asarray(o) for o in probe(image[None])]
+    for i, name in enumerate(source_maps):
+        assert outs[i].shape == ref[f"feature{i}"].shape, name
+        figures[name] = relative(outs[i], ref[f"feature{i}"])[0]
+        assert figures[name] < tol, (name, figures)
+    predictions = outs[-1]
+    for part, got in (("loc", predictions[0, :, :4]), ("conf", predictions[0, :, 4:])):
+        figures[f"{part} (relative)"] = relative(got, ref[part][0])[0]
+        assert figures[f"{part} (relative)"] < tol, (part, figures)
+    return predictions
+
+
 def relative(ours, ref):
     """`(max |ours - ref| / max |ref|, max |ours - ref|)`, in float64."""
     diff = float(np.abs(np.asarray(ours, np.float64) - ref).max())
@@ -232,6 +347,19 @@ def decode_first(model, predictions, size):
     out = {k: keras.ops.convert_to_numpy(v) for k, v in out.items()}
     n = int(out["num_detections"][0])
     return out["boxes"][0, :n] * size, out["scores"][0, :n], out["labels"][0, :n]
+
+
+def match_decoded(model, heads, predictions, theirs, size, figures, source):
+    """The detections `theirs` of a source's post-processing are what the
+    model's decoder gives (`match_detections`, scores within 1e-3) on the
+    source's raw `heads` (the post-processing alone: boxes within 1e-3 px)
+    and on the model's own `predictions` (end to end: within 1e-2 px, for
+    the float32 rounding of two networks); asserts it. `figures` gets
+    `(count, worst box px, worst score)` of each, named after `source`."""
+    for key, got, tol in ((f"from {source}'s heads", heads, 1e-3),
+                          ("end to end", predictions, 1e-2)):
+        figures[f"detections {key}"] = match_detections(
+            decode_first(model, got, size), theirs, tol, score_tol=1e-3)
 
 
 def match_detections(ours, theirs, box_tol, score_tol=None):

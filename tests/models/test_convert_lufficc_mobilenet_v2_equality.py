@@ -16,35 +16,24 @@ and detections are compared with numpy re-implementations of lufficc's
 `PriorBox` (`configs/mobilenet_v2_ssd320_voc0712.yaml`) and `PostProcessor`.
 """
 
-import importlib.util
-import itertools
-import math
-import pathlib
-import sys
-
 import numpy as np
 import pytest
 
+from benchmarks.torch_reference import (
+    compare_network, lufficc_postprocess, lufficc_prior_box, match_decoded)
 from keras_ssd.anchors import generate_anchors
 from keras_ssd.models.convert import convert_checkpoint
-
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # `benchmarks` lives at the repository root
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks.torch_reference import (  # noqa: E402
-    decode_first, lufficc_postprocess, match_detections, photo, record_reference, relative)
-
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
-                                reason="torch not installed")
 
 SIZE = 320
 
 TORCH_CHILD = r"""
-import json, os, sys
+import os, sys
 import numpy as np
 import torch
 from torch import nn
+
+from benchmarks.torch_reference import (
+    lufficc_detector, lufficc_predict, random_batch_norm, record_lufficc)
 
 out = sys.argv[1]
 torch.manual_seed(0)
@@ -125,25 +114,10 @@ class Predictor(nn.Module):
                                          for i, c in enumerate(channels))
         self.reg_headers = nn.ModuleList(block(i, c, 4) for i, c in enumerate(channels))
     def forward(self, features):
-        cls = [h(f).permute(0, 2, 3, 1).contiguous() for f, h in zip(features, self.cls_headers)]
-        reg = [h(f).permute(0, 2, 3, 1).contiguous() for f, h in zip(features, self.reg_headers)]
-        n = features[0].shape[0]
-        cls = torch.cat([c.view(n, -1) for c in cls], 1).view(n, -1, self.num_classes)
-        reg = torch.cat([r.view(n, -1) for r in reg], 1).view(n, -1, 4)
-        return cls, reg
+        return lufficc_predict(features, self.cls_headers, self.reg_headers,
+                               self.num_classes, torch)
 
-class BoxHead(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.predictor = Predictor()
-
-class SSDDetector(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.backbone = MobileNetV2()
-        self.box_head = BoxHead()
-
-model = SSDDetector().eval()
+model = lufficc_detector(MobileNetV2(), Predictor(), torch).eval()
 g = torch.Generator().manual_seed(0)
 with torch.no_grad():
     for name, m in model.named_modules():
@@ -154,32 +128,14 @@ with torch.no_grad():
             if m.bias is not None:
                 m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
         if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.weight.copy_(0.5 + torch.rand(n, generator=g))
-            m.bias.copy_(0.2 * torch.randn(n, generator=g))
-            m.running_mean.copy_(0.2 * torch.randn(n, generator=g))
-            m.running_var.copy_(0.5 + torch.rand(n, generator=g))
-            m.num_batches_tracked.fill_(1000)
+            random_batch_norm(m, torch, g)
     for head in model.box_head.predictor.cls_headers:
         conv = head if isinstance(head, nn.Conv2d) else head.conv[3]
         bias = conv.bias.view(-1, 21)
         bias[:, 0] += 3.0  # the background: most priors score below 0.01
         for c, up in {15: 3.0, 7: 2.8, 12: 2.6}.items():
             bias[:, c] += up
-mean = torch.tensor([123.0, 117.0, 104.0]).view(1, 3, 1, 1)
-x = torch.from_numpy(image).permute(2, 0, 1)[None] - mean
-with torch.no_grad():
-    features = model.backbone(x)
-    cls, reg = model.box_head.predictor(features)
-arrays = {"loc": reg.numpy(), "conf": cls.numpy()}
-for i, f in enumerate(features):
-    arrays[f"feature{i}"] = f.permute(0, 2, 3, 1).numpy()
-np.savez(os.path.join(out, "reference.npz"), **arrays)
-torch.save({"model": model.state_dict(), "iteration": 120000},
-           os.path.join(out, "mobilenet_v2_ssd320_voc0712_v2.pth"))
-with open(os.path.join(out, "report.json"), "w") as f:
-    json.dump({"torch": torch.__version__,
-               "params": sum(p.numel() for p in model.parameters())}, f)
+record_lufficc(model, image, out, "mobilenet_v2_ssd320_voc0712_v2.pth", torch)
 """
 
 SOURCE_MAPS = ["block13_add", "last_conv_relu", "extra1_project_bn", "extra2_project_bn",
@@ -187,43 +143,21 @@ SOURCE_MAPS = ["block13_add", "last_conv_relu", "extra1_project_bn", "extra2_pro
 
 
 def lufficc_prior_box_320():
-    """lufficc's `PriorBox` with `configs/mobilenet_v2_ssd320_voc0712.yaml`:
-    per map, rows i, columns j: cx = (j + 0.5) / (320 / stride); min
-    square, sqrt(min * max) square, then per ratio (min sqrt(r), min /
-    sqrt(r)) and its transpose; all four values clamped to [0, 1]
-    (`PRIORS.CLIP`)."""
-    maps = [20, 10, 5, 3, 2, 1]
-    strides = [16, 32, 64, 107, 160, 320]
-    mins = [60, 105, 150, 195, 240, 285]
-    maxs = [105, 150, 195, 240, 285, 330]
-    out = []
-    for k, f in enumerate(maps):
-        scale = SIZE / strides[k]
-        for i, j in itertools.product(range(f), repeat=2):
-            cx, cy = (j + 0.5) / scale, (i + 0.5) / scale
-            s = mins[k] / SIZE
-            out.append([cx, cy, s, s])
-            big = math.sqrt(mins[k] * maxs[k]) / SIZE
-            out.append([cx, cy, big, big])
-            for r in (2, 3):
-                q = math.sqrt(r)
-                out += [[cx, cy, s * q, s / q], [cx, cy, s / q, s * q]]
-    return np.clip(np.asarray(out, np.float32), 0, 1)
+    """lufficc's `PriorBox` with `configs/mobilenet_v2_ssd320_voc0712.yaml`
+    (`PRIORS`: ratios {2, 3} on every map, `CLIP: True`)."""
+    return lufficc_prior_box(SIZE, feature_maps=[20, 10, 5, 3, 2, 1],
+                             strides=[16, 32, 64, 107, 160, 320],
+                             min_sizes=[60, 105, 150, 195, 240, 285],
+                             max_sizes=[105, 150, 195, 240, 285, 330],
+                             aspect_ratios=[[2, 3]] * 6)
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    pytest.importorskip("skimage.data")  # the photo (the `bench` extra)
-    out = tmp_path_factory.mktemp("torch_lufficc_mobilenet_v2")
-    image = photo("astronaut", SIZE)  # 320 x 320 RGB
-    np.save(out / "image.npy", image)
-    report, arrays = record_reference(TORCH_CHILD, out)
-    return out, report, arrays, image
+def reference(torch_photo_reference):
+    return torch_photo_reference(TORCH_CHILD, SIZE, "torch_lufficc_mobilenet_v2")
 
 
 def test_lufficc_mobilenet_v2_conversion_equals_its_source(reference, capsys):
-    import keras
-
     out, report, ref, image = reference
     model = convert_checkpoint(out / "mobilenet_v2_ssd320_voc0712_v2.pth")  # sniffed
     assert model.architecture == "ssdlite320_mobilenet_v2" and model.num_classes == 20
@@ -234,28 +168,14 @@ def test_lufficc_mobilenet_v2_conversion_equals_its_source(reference, capsys):
     priors = generate_anchors(model.config)
     figures["priors (px)"] = float(np.abs(priors - ref_priors).max()) * SIZE
     assert priors.shape == (3234, 4) and figures["priors (px)"] < 1e-5
-    probe = keras.Model(model.input, [model.get_layer(n).output for n in SOURCE_MAPS]
-                        + [model.output])
-    outs = [np.asarray(o) for o in probe(image[None])]
-    for i, name in enumerate(SOURCE_MAPS):
-        assert outs[i].shape == ref[f"feature{i}"].shape, name
-        figures[name] = relative(outs[i], ref[f"feature{i}"])[0]
-        assert figures[name] < 1e-4, (name, figures)
-    predictions = outs[-1]
-    for part, got in (("loc", predictions[0, :, :4]), ("conf", predictions[0, :, 4:])):
-        figures[f"{part} (relative)"] = relative(got, ref[part][0])[0]
-        assert figures[f"{part} (relative)"] < 1e-4, (part, figures)
+    predictions = compare_network(model, image, ref, SOURCE_MAPS, figures)
     loc, conf = ref["loc"][0].astype(np.float64), ref["conf"][0].astype(np.float64)
     theirs, gap = lufficc_postprocess(loc, conf, ref_priors.astype(np.float64), size=SIZE)
     figures["detections (lufficc)"] = len(theirs[0])
     figures["score gap at the 100 cut"] = gap
     assert len(theirs[0]) >= 50 and (gap is None or gap > 1e-5)  # no tie at the cut
     heads = np.concatenate([ref["loc"], ref["conf"]], -1)
-    for key, got, tol in (("from lufficc's heads", heads, 1e-3),
-                          ("end to end", predictions, 1e-2)):
-        ours = decode_first(model, got, SIZE)
-        figures[f"detections {key}: count, worst box px, worst score"] = \
-            match_detections(ours, theirs, tol, score_tol=1e-3)
+    match_decoded(model, heads, predictions, theirs, SIZE, figures, "lufficc")
     with capsys.disabled():
         print("\n[lufficc mobilenet_v2 ssdlite320] "
               + ", ".join(f"{k}: {v}" for k, v in figures.items()))

@@ -8,8 +8,6 @@ The equality with a torch network in mmdetection's layout is
 tests/models/test_convert_mmdetection_equality.py."""
 
 import math
-import pathlib
-import sys
 
 import numpy as np
 import pytest
@@ -21,11 +19,7 @@ from keras_ssd.models.convert import (
     source_config,
 )
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # `benchmarks` lives at the repository root
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks.torch_reference import (  # noqa: E402
+from benchmarks.torch_reference import (
     match_detections, per_class_nms, softmax)
 
 #: (source, input size, basesize_ratio_range, strides, ratios, maps) as

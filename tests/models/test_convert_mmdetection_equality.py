@@ -18,8 +18,6 @@ post-processing) are compared.
 """
 
 import importlib.util
-import pathlib
-import sys
 
 import numpy as np
 import pytest
@@ -27,13 +25,9 @@ import pytest
 from keras_ssd.anchors import generate_anchors
 from keras_ssd.models.convert import convert_checkpoint
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # `benchmarks` lives at the repository root
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks.torch_reference import (  # noqa: E402
+from benchmarks.torch_reference import (
     decode_first, match_detections, photo, record_reference, relative)
-from test_convert_mmdetection import (  # noqa: E402
+from test_convert_mmdetection import (
     CONFIGS, mmdet_anchors, mmdet_postprocess, ours_to_xyxy_px)
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("torch") is None,

@@ -14,36 +14,24 @@ re-implementations of lufficc's `PriorBox` (from
 `configs/vgg_ssd512_voc0712.yaml`) and `PostProcessor`.
 """
 
-import importlib.util
-import itertools
-import math
-import pathlib
-import sys
-
 import numpy as np
 import pytest
 
+from benchmarks.torch_reference import (
+    compare_network, lufficc_postprocess, lufficc_prior_box, match_decoded)
 from keras_ssd.anchors import generate_anchors
 from keras_ssd.models.convert import convert_checkpoint
-
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # `benchmarks` lives at the repository root
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks.torch_reference import (  # noqa: E402
-    decode_first, lufficc_postprocess, match_detections, photo, record_reference, relative)
-
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
-                                reason="torch not installed")
 
 SIZE = 512
 
 TORCH_CHILD = r"""
-import json, os, sys
+import os, sys
 import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
+
+from benchmarks.torch_reference import lufficc_detector, lufficc_predict, record_lufficc
 
 out = sys.argv[1]
 torch.manual_seed(0)
@@ -122,25 +110,10 @@ class Predictor(nn.Module):
         self.reg_headers = nn.ModuleList(nn.Conv2d(c, b * 4, 3, 1, 1)
                                          for b, c in zip(boxes, channels))
     def forward(self, features):
-        cls = [h(f).permute(0, 2, 3, 1).contiguous() for f, h in zip(features, self.cls_headers)]
-        reg = [h(f).permute(0, 2, 3, 1).contiguous() for f, h in zip(features, self.reg_headers)]
-        n = features[0].shape[0]
-        cls = torch.cat([c.view(n, -1) for c in cls], 1).view(n, -1, self.num_classes)
-        reg = torch.cat([r.view(n, -1) for r in reg], 1).view(n, -1, 4)
-        return cls, reg
+        return lufficc_predict(features, self.cls_headers, self.reg_headers,
+                               self.num_classes, torch)
 
-class BoxHead(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.predictor = Predictor()
-
-class SSDDetector(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.backbone = VGG()
-        self.box_head = BoxHead()
-
-model = SSDDetector().eval()
+model = lufficc_detector(VGG(), Predictor(), torch).eval()
 with torch.no_grad():
     for name, m in model.named_modules():
         if isinstance(m, nn.Conv2d):
@@ -153,63 +126,28 @@ with torch.no_grad():
         bias[:, 0] += 2.0
         for c, up in {15: 2.0, 7: 1.5, 12: 1.0}.items():
             bias[:, c] += up
-mean = torch.tensor([123.0, 117.0, 104.0]).view(1, 3, 1, 1)
-x = torch.from_numpy(image).permute(2, 0, 1)[None] - mean
-with torch.no_grad():
-    features = model.backbone(x)
-    cls, reg = model.box_head.predictor(features)
-arrays = {"loc": reg.numpy(), "conf": cls.numpy()}
-for i, f in enumerate(features):
-    arrays[f"feature{i}"] = f.permute(0, 2, 3, 1).numpy()
-np.savez(os.path.join(out, "reference.npz"), **arrays)
-torch.save({"model": model.state_dict(), "iteration": 120000},
-           os.path.join(out, "vgg_ssd512_voc0712.pth"))
-with open(os.path.join(out, "report.json"), "w") as f:
-    json.dump({"torch": torch.__version__,
-               "params": sum(p.numel() for p in model.parameters())}, f)
+record_lufficc(model, image, out, "vgg_ssd512_voc0712.pth", torch)
 """
 
 SOURCE_MAPS = ["conv4_3_norm", "fc7", "conv6_2", "conv7_2", "conv8_2", "conv9_2", "conv10_2"]
 
 
 def lufficc_prior_box_512():
-    """lufficc's `PriorBox` with `configs/vgg_ssd512_voc0712.yaml`: per map,
-    rows i, columns j: cx = (j + 0.5) / (512 / stride); min square,
-    sqrt(min * max) square, then per ratio (min sqrt(r), min / sqrt(r)) and
-    its transpose; all four values clamped to [0, 1] (`PRIORS.CLIP`)."""
-    maps = [64, 32, 16, 8, 4, 2, 1]
-    strides = [8, 16, 32, 64, 128, 256, 512]
-    mins = [35.84, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8]
-    maxs = [76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.65]
-    ratios = [[2], [2, 3], [2, 3], [2, 3], [2, 3], [2], [2]]
-    out = []
-    for k, f in enumerate(maps):
-        scale = SIZE / strides[k]
-        for i, j in itertools.product(range(f), repeat=2):
-            cx, cy = (j + 0.5) / scale, (i + 0.5) / scale
-            s = mins[k] / SIZE
-            out.append([cx, cy, s, s])
-            big = math.sqrt(mins[k] * maxs[k]) / SIZE
-            out.append([cx, cy, big, big])
-            for r in ratios[k]:
-                q = math.sqrt(r)
-                out += [[cx, cy, s * q, s / q], [cx, cy, s / q, s * q]]
-    return np.clip(np.asarray(out, np.float32), 0, 1)
+    """lufficc's `PriorBox` with `configs/vgg_ssd512_voc0712.yaml` (`PRIORS`,
+    `CLIP: True`)."""
+    return lufficc_prior_box(SIZE, feature_maps=[64, 32, 16, 8, 4, 2, 1],
+                             strides=[8, 16, 32, 64, 128, 256, 512],
+                             min_sizes=[35.84, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8],
+                             max_sizes=[76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.65],
+                             aspect_ratios=[[2], [2, 3], [2, 3], [2, 3], [2, 3], [2], [2]])
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    pytest.importorskip("skimage.data")  # the photo (the `bench` extra)
-    out = tmp_path_factory.mktemp("torch_ssd512")
-    image = photo("astronaut", SIZE)  # 512 x 512 RGB as it ships
-    np.save(out / "image.npy", image)
-    report, arrays = record_reference(TORCH_CHILD, out)
-    return out, report, arrays, image
+def reference(torch_photo_reference):
+    return torch_photo_reference(TORCH_CHILD, SIZE, "torch_ssd512")  # as it ships
 
 
 def test_lufficc_ssd512_conversion_equals_its_source(reference, capsys):
-    import keras
-
     out, report, ref, image = reference
     model = convert_checkpoint(out / "vgg_ssd512_voc0712.pth")  # sniffed: lufficc512
     assert model.architecture == "ssd512" and model.num_classes == 20
@@ -219,25 +157,13 @@ def test_lufficc_ssd512_conversion_equals_its_source(reference, capsys):
     priors = generate_anchors(model.config)
     figures["priors (px)"] = float(np.abs(priors - ref_priors).max()) * SIZE
     assert priors.shape == (24564, 4) and figures["priors (px)"] < 1e-5
-    probe = keras.Model(model.input, [model.get_layer(n).output for n in SOURCE_MAPS]
-                        + [model.output])
-    outs = [np.asarray(o) for o in probe(image[None])]
-    for i, name in enumerate(SOURCE_MAPS):
-        figures[name] = relative(outs[i], ref[f"feature{i}"])[0]
-        assert figures[name] < 1e-4, (name, figures)
-    predictions = outs[-1]
-    for part, got in (("loc", predictions[0, :, :4]), ("conf", predictions[0, :, 4:])):
-        figures[f"{part} (relative)"] = relative(got, ref[part][0])[0]
-        assert figures[f"{part} (relative)"] < 1e-4, (part, figures)
+    predictions = compare_network(model, image, ref, SOURCE_MAPS, figures)
     loc, conf = ref["loc"][0].astype(np.float64), ref["conf"][0].astype(np.float64)
     theirs, gap = lufficc_postprocess(loc, conf, ref_priors.astype(np.float64), size=SIZE)
-    assert gap is not None and gap > 1e-5  # the 100 cut acts, without a tie
+    # the 100 cut acts, without a tie (`match_decoded`: ours are as many)
+    assert len(theirs[0]) == 100 and gap is not None and gap > 1e-5
     figures["score gap at the 100 cut"] = gap
     heads = np.concatenate([ref["loc"], ref["conf"]], -1)
-    for key, got, tol in (("from lufficc's heads", heads, 1e-3),
-                          ("end to end", predictions, 1e-2)):
-        ours = decode_first(model, got, SIZE)
-        assert len(ours[0]) == len(theirs[0]) == 100
-        figures[f"detections {key}"] = match_detections(ours, theirs, tol, score_tol=1e-3)
+    match_decoded(model, heads, predictions, theirs, SIZE, figures, "lufficc")
     with capsys.disabled():
         print("\n[lufficc ssd512] " + ", ".join(f"{k}: {v}" for k, v in figures.items()))

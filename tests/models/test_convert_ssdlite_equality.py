@@ -14,26 +14,12 @@ outputs, the anchors and `postprocess_detections`' detections. This process
 converts the file with `keras_ssd.models.convert` (no torch) and compares.
 """
 
-import importlib.util
-import pathlib
-import sys
-
 import numpy as np
 import pytest
 
+from benchmarks.torch_reference import match_decoded, relative
 from keras_ssd.anchors import generate_anchors
 from keras_ssd.models.convert import convert_checkpoint
-
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # `benchmarks` lives at the repository root
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks.torch_reference import (  # noqa: E402
-    decode_first, match_detections, photo, record_reference, relative)
-
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("torch") is None or importlib.util.find_spec("torchvision") is None,
-    reason="torch and torchvision not installed")
 
 SIZE = 320
 
@@ -79,13 +65,9 @@ SOURCE_MAPS = ["block13_expand_act", "last_conv_act"] + [f"extra{j}_act" for j i
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    pytest.importorskip("skimage.data")  # the photo (the `bench` extra)
-    out = tmp_path_factory.mktemp("torch_ssdlite")
-    image = photo("astronaut", SIZE)
-    np.save(out / "image.npy", image)
-    report, arrays = record_reference(TORCH_CHILD, out)
-    return out, report, arrays, image
+def reference(torch_photo_reference):
+    return torch_photo_reference(TORCH_CHILD, SIZE, "torch_ssdlite",
+                                 needs=("torch", "torchvision"))
 
 
 def test_ssdlite_conversion_equals_torchvision(reference, capsys):
@@ -130,10 +112,7 @@ def test_ssdlite_conversion_equals_torchvision(reference, capsys):
     figures["score gap at the 300 cut"] = report["gap"]
     theirs = (ref["det_boxes"], ref["det_scores"], ref["det_labels"] - 1)
     heads = np.concatenate([ref["loc"], ref["conf"]], -1)
-    figures["detections from torch's heads"] = match_detections(
-        decode_first(model, heads, SIZE), theirs, 1e-3, score_tol=1e-3)
-    figures["detections end to end"] = match_detections(
-        decode_first(model, predictions, SIZE), theirs, 1e-2, score_tol=1e-3)
+    match_decoded(model, heads, predictions, theirs, SIZE, figures, "torch")
     boxes = ref["det_boxes"]
     assert np.any(boxes == 0.0) and np.any(boxes == SIZE)
     zero_area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) == 0

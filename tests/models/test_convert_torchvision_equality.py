@@ -17,8 +17,6 @@ torch network's head outputs on their input normalisation (RGB minus 123,
 """
 
 import importlib.util
-import pathlib
-import sys
 
 import numpy as np
 import pytest
@@ -28,11 +26,7 @@ from keras_ssd.models.convert import convert_checkpoint
 
 from test_convert_checkpoints import caffe_port_prior_box
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # `benchmarks` lives at the repository root
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks.torch_reference import (  # noqa: E402
+from benchmarks.torch_reference import (
     decode_first, lufficc_postprocess, match_detections, record_reference, relative,
     softmax)
 

@@ -1,6 +1,6 @@
-"""The numpy per-class NMS that the source references (lufficc's and
-mmdetection's post-processing) share, on boxes whose IoUs are known by
-hand."""
+"""The numpy parts of the source references that the equality tests share:
+the per-class NMS (lufficc's and mmdetection's post-processing), on boxes
+whose IoUs are known by hand, and lufficc's `PriorBox`."""
 
 import pathlib
 import sys
@@ -11,7 +11,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `benchmarks` lives at the repository root
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.torch_reference import per_class_nms  # noqa: E402
+from benchmarks.torch_reference import lufficc_prior_box, per_class_nms  # noqa: E402
 
 # Box 1 overlaps box 0 with IoU 8 / 10 = 0.8; box 2 overlaps box 0 with IoU
 # 5 / 15 = 1 / 3; box 3 is box 0 again; box 4 is far away.
@@ -42,3 +42,17 @@ def test_the_best_are_kept_over_classes_with_the_score_gap_at_the_cut():
     assert kept.tolist() == [2, 3, 4] and gap == 0.7 - 0.5
     kept, gap = per_class_nms(BOXES, scores, np.arange(5), 0.45, 2)
     assert kept.tolist() == [2, 3] and gap == 0.0
+
+
+def test_lufficc_priors_are_min_then_big_then_each_ratio_and_its_transpose_clamped():
+    # a 2x2 map at 100 px, stride 50: centres 0.25 and 0.75, row by row; min
+    # 40 px, max 90 px (big square 60 px), ratio 4 (x2 / x0.5)
+    priors = lufficc_prior_box(100, [2], [50], [40], [90], [[4]])
+    assert priors.shape == (2 * 2 * 4, 4) and priors.dtype == np.float32
+    np.testing.assert_allclose(priors[:4], [[0.25, 0.25, 0.4, 0.4], [0.25, 0.25, 0.6, 0.6],
+                                            [0.25, 0.25, 0.8, 0.2], [0.25, 0.25, 0.2, 0.8]])
+    np.testing.assert_allclose(priors[4:6, :2], [[0.75, 0.25], [0.75, 0.25]])
+    np.testing.assert_allclose(priors[8, :2], [0.25, 0.75])
+    # 1 px map at 100 px, min 80, max 180: sqrt(80 * 180) = 120 px, clamped to 1
+    big = lufficc_prior_box(100, [1], [100], [80], [180], [[]])
+    np.testing.assert_allclose(big, [[0.5, 0.5, 0.8, 0.8], [0.5, 0.5, 1.0, 1.0]])

@@ -305,6 +305,24 @@ def lufficc_prior_box(size, feature_maps, strides, min_sizes, max_sizes, aspect_
     return np.clip(np.asarray(out, np.float32), 0, 1)
 
 
+def compare_priors(model, ref_priors, size, figures, tol_px=1e-5):
+    """The model's priors (`keras_ssd.anchors.generate_anchors`) are the
+    reference's `ref_priors` (normalised `(cx, cy, w, h)`), each value within
+    `tol_px` pixels at `size`; asserts it. `figures` gets the worst, in
+    pixels.
+
+    Returns:
+        the model's priors.
+    """
+    from keras_ssd.anchors import generate_anchors
+
+    priors = generate_anchors(model.config)
+    assert priors.shape == ref_priors.shape, (priors.shape, ref_priors.shape)
+    figures["priors (px)"] = float(np.abs(priors - ref_priors).max()) * size
+    assert figures["priors (px)"] < tol_px, figures
+    return priors
+
+
 def compare_network(model, image, ref, source_maps, figures, tol=1e-4):
     """Run a keras-ssd `model` on `image` and assert that its maps
     `source_maps` (layer names, in the reference's order) and its head
@@ -451,12 +469,13 @@ def lufficc_postprocess(loc, conf, priors, size=300, conf_thresh=0.01, nms_thres
     """lufficc/SSD's `convert_locations_to_boxes`, `center_form_to_corner_form`
     and `PostProcessor` in numpy: scores > thresh over all classes, pixel
     boxes, NMS per class (torchvision's nms: suppress IoU > thresh), the
-    best `max_per_image`.
+    best `max_per_image`, computed in float64 whatever the inputs' type.
 
     Returns:
         `([boxes, scores, labels], gap)`: `gap` is the score difference at
         the `max_per_image` cut (`None` when fewer were kept), 0 for a tie.
     """
+    loc, conf, priors = (np.asarray(a, np.float64) for a in (loc, conf, priors))
     centre = loc[:, :2] * 0.1 * priors[:, 2:] + priors[:, :2]
     wh = np.exp(loc[:, 2:] * 0.2) * priors[:, 2:]
     boxes = np.concatenate([centre - wh / 2, centre + wh / 2], 1) * size

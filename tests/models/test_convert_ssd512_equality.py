@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from benchmarks.torch_reference import (
-    compare_network, lufficc_postprocess, lufficc_prior_box, match_decoded)
-from keras_ssd.anchors import generate_anchors
+    compare_network, compare_priors, lufficc_postprocess, lufficc_prior_box,
+    match_decoded)
 from keras_ssd.models.convert import convert_checkpoint
 
 SIZE = 512
@@ -154,12 +154,10 @@ def test_lufficc_ssd512_conversion_equals_its_source(reference, capsys):
     assert model.count_params() == report["params"]
     figures = {}
     ref_priors = lufficc_prior_box_512()
-    priors = generate_anchors(model.config)
-    figures["priors (px)"] = float(np.abs(priors - ref_priors).max()) * SIZE
-    assert priors.shape == (24564, 4) and figures["priors (px)"] < 1e-5
+    assert ref_priors.shape == (24564, 4)
+    compare_priors(model, ref_priors, SIZE, figures)
     predictions = compare_network(model, image, ref, SOURCE_MAPS, figures)
-    loc, conf = ref["loc"][0].astype(np.float64), ref["conf"][0].astype(np.float64)
-    theirs, gap = lufficc_postprocess(loc, conf, ref_priors.astype(np.float64), size=SIZE)
+    theirs, gap = lufficc_postprocess(ref["loc"][0], ref["conf"][0], ref_priors, size=SIZE)
     # the 100 cut acts, without a tie (`match_decoded`: ours are as many)
     assert len(theirs[0]) == 100 and gap is not None and gap > 1e-5
     figures["score gap at the 100 cut"] = gap

@@ -17,8 +17,7 @@ converts the file with `keras_ssd.models.convert` (no torch) and compares.
 import numpy as np
 import pytest
 
-from benchmarks.torch_reference import match_decoded, relative
-from keras_ssd.anchors import generate_anchors
+from benchmarks.torch_reference import compare_priors, match_decoded, relative
 from keras_ssd.models.convert import convert_checkpoint
 
 SIZE = 320
@@ -82,9 +81,7 @@ def test_ssdlite_conversion_equals_torchvision(reference, capsys):
     assert [("N/A" if n.startswith("N/A-") else n) for n in model.class_names] == \
         report["categories"][1:]
     # priors: torchvision's default boxes and its pixel anchors
-    priors = generate_anchors(model.config)
-    figures["priors (px)"] = float(np.abs(priors - ref["default_boxes"]).max()) * SIZE
-    assert figures["priors (px)"] < 1e-5
+    priors = compare_priors(model, ref["default_boxes"], SIZE, figures)
     a = ref["anchors"]
     ours = np.concatenate([priors[:, :2] - priors[:, 2:] / 2,
                            priors[:, :2] + priors[:, 2:] / 2], 1) * SIZE

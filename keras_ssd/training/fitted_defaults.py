@@ -56,8 +56,10 @@ MIN_GAIN = 0.01
 MIN_EPOCHS_AT_SIZE = 12
 #: With a time budget, the batch halves (down to `MIN_BATCH`) while the
 #: budget holds fewer than this many optimizer steps: from random weights,
-#: a short run learns more from many small steps than from few large ones.
-MIN_STEPS = 1500
+#: a short run learns more from many small steps than from few large ones
+#: (counted at the speed probe's rate, which runs about 1.2 times faster than
+#: a real run; docs/training.md, "Fourth suite run").
+MIN_STEPS = 3000
 #: The smallest batch the budget rule picks (batch normalisation needs a
 #: few images per batch).
 MIN_BATCH = 8

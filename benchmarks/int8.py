@@ -145,18 +145,24 @@ def weight_dtypes(path):
     return counts
 
 
-def agreement(float_dets, int8_dets, score=0.5, iou_min=0.5):
-    """Share of the float artifact's detections above `score` that the int8
-    artifact also makes (same label, IoU >= `iou_min`, greedy one-to-one)."""
+def matched_scores(float_dets, int8_dets, score=0.5, iou_min=0.5):
+    """Pairs the float artifact's detections scoring at least `score` with
+    the int8 artifact's (same label, IoU >= `iou_min`, greedy one-to-one,
+    int8 detections at least `score` too).
+
+    Returns:
+        `(pairs, total)`: `(float score, int8 score)` of each float detection
+        the int8 artifact reproduces, and how many float detections there were.
+    """
     from keras_ssd.boxes import iou
 
-    matched = total = 0
+    pairs, total = [], 0
     for a, b in zip(float_dets, int8_dets):
-        ka = a["scores"] > score
-        kb = b["scores"] > score
-        boxes_b, labels_b = b["boxes"][kb], b["labels"][kb]
+        ka = a["scores"] >= score
+        kb = b["scores"] >= score
+        boxes_b, labels_b, scores_b = b["boxes"][kb], b["labels"][kb], b["scores"][kb]
         used = np.zeros(len(boxes_b), bool)
-        for box, label in zip(a["boxes"][ka], a["labels"][ka]):
+        for box, label, s in zip(a["boxes"][ka], a["labels"][ka], a["scores"][ka]):
             total += 1
             if not len(boxes_b):
                 continue
@@ -165,12 +171,29 @@ def agreement(float_dets, int8_dets, score=0.5, iou_min=0.5):
             j = int(np.argmax(overlaps))
             if overlaps[j] >= iou_min:
                 used[j] = True
-                matched += 1
-    return matched / total if total else float("nan"), total
+                pairs.append((float(s), float(scores_b[j])))
+    return pairs, total
+
+
+def agreement(float_dets, int8_dets, score=0.5, iou_min=0.5):
+    """Share of the float artifact's detections scoring at least `score` that
+    the int8 artifact also makes (`matched_scores`), and their number."""
+    pairs, total = matched_scores(float_dets, int8_dets, score, iou_min)
+    return len(pairs) / total if total else float("nan"), total
+
+
+def score_drift(float_dets, int8_dets, score=0.5, iou_min=0.5):
+    """Median and largest |int8 score - float score| over the detections both
+    artifacts make (`matched_scores`); NaN when there are none."""
+    pairs, _ = matched_scores(float_dets, int8_dets, score, iou_min)
+    if not pairs:
+        return float("nan"), float("nan")
+    drift = np.abs(np.diff(np.asarray(pairs), axis=1))
+    return float(np.median(drift)), float(drift.max())
 
 
 def run(model_path, data, out, num_calibration=100, threads=None, rounds=30,
-        quick=False, keep_float=None, verbose=1):
+        quick=False, keep_float=None, agreement_score=0.5, verbose=1):
     """Export, score and time; returns the result rows and the details."""
     import keras_ssd
     from keras_ssd.data import VOCDataset
@@ -225,7 +248,7 @@ def run(model_path, data, out, num_calibration=100, threads=None, rounds=30,
     sizes = {key: os.path.getsize(path) for key, path in artifacts.items()}
     sizes[("keras", "float32")] = os.path.getsize(model_path)
 
-    rows = []
+    rows, kept = [], {}
     keras_map = scores[("keras", "float32")]
     rows.append(common.row(SECTION, "mAP keras float32", 100 * keras_map, "mAP %",
                            batch=1, note=f"{len(inputs)} test images, VOC07 11-point"))
@@ -243,10 +266,18 @@ def run(model_path, data, out, num_calibration=100, threads=None, rounds=30,
         loss_row["floor"] = MAX_MAP_LOSS
         loss_row["meets_floor"] = bool(loss <= MAX_MAP_LOSS)
         rows.append(loss_row)
-        share, total = agreement(dets[(fmt, "float32")], dets[(fmt, "int8")])
+        share, total = agreement(dets[(fmt, "float32")], dets[(fmt, "int8")],
+                                 score=agreement_score)
         rows.append(common.row(SECTION, f"int8 keeps {fmt} float32 detections", 100 * share,
-                               "%", batch=1, note=f"{total} float detections > 0.5, "
-                               "same label and IoU >= 0.5"))
+                               "%", batch=1, note=f"{total} float detections with score >= "
+                               f"{agreement_score:g}, same label and IoU >= 0.5"))
+        drift = score_drift(dets[(fmt, "float32")], dets[(fmt, "int8")],
+                            score=agreement_score)
+        kept[fmt] = {"share": share, "float_detections": total,
+                     "score_drift_median": drift[0], "score_drift_max": drift[1]}
+        rows.append(common.row(SECTION, f"int8 score drift {fmt} (median)", drift[0],
+                               "score", batch=1, note=f"|int8 - float32| over the kept "
+                               f"detections; largest {drift[1]:.4f}"))
     for fmt in ("litert", "onnx"):
         rows.append(common.row(SECTION, f"size {fmt} float32",
                                sizes[(fmt, "float32")] / 1e6, "MB",
@@ -277,6 +308,7 @@ def run(model_path, data, out, num_calibration=100, threads=None, rounds=30,
         "model": os.path.abspath(model_path), "data": os.path.abspath(data),
         "num_test_images": len(inputs), "num_calibration": num_calibration,
         "keep_float": list(keep_float or ()), "threads": threads,
+        "agreement_score": agreement_score, "agreement": kept,
         "mAP": {f"{f} {p}": v for (f, p), v in scores.items()},
         "size_bytes": {f"{f} {p}": v for (f, p), v in sizes.items()},
         "latency_ms": {f"{f} {p}": v for (f, p), v in latency.items()},
@@ -305,6 +337,9 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
                         help="threads of every runtime (default: all cores)")
     parser.add_argument("--rounds", type=int, default=30, help="timed calls per side (30)")
+    parser.add_argument("--agreement-score", type=float, default=0.5, metavar="S",
+                        help="float detections scoring at least S are the ones int8 must "
+                             "reproduce (default 0.5)")
     parser.add_argument("--quick", action="store_true",
                         help="40 test images, 5 timing rounds (a smoke run)")
     parser.add_argument("--json", default=None,
@@ -314,6 +349,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if (args.model is None) != (args.data is None):
         parser.error("--model and --data go together")
+    if not 0 < args.agreement_score <= 1:
+        parser.error(f"--agreement-score must be in (0, 1], got {args.agreement_score:g}")
     out = os.path.abspath(args.out or default_out())
     os.makedirs(out, exist_ok=True)
 
@@ -330,7 +367,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     rows, details = run(model_path, data, out, num_calibration=args.num_calibration,
                         threads=args.threads, rounds=args.rounds, quick=args.quick,
-                        keep_float=args.keep_float)
+                        keep_float=args.keep_float, agreement_score=args.agreement_score)
     info["load_average_end"] = os.getloadavg()
     print(f"\nCPU: {cpu_line}")
     print(common.format_table(rows))

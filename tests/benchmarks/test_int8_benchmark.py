@@ -44,6 +44,31 @@ def test_agreement_counts_same_label_overlapping_detections_once():
     assert np.isnan(int8.agreement([dets([], [], [])], [dets([], [], [])])[0])
 
 
+def test_agreement_at_a_lower_score_counts_detections_at_the_threshold():
+    float_dets = [dets([[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50]],
+                       [0.3, 0.6, 0.29], [1, 1, 1])]
+    int8_dets = [dets([[0, 0, 10, 10], [20, 20, 30, 31], [40, 40, 50, 50]],
+                      [0.35, 0.52, 0.31], [1, 1, 1])]
+    # 0.3 is in, 0.29 is out; both int8 partners score at least 0.3
+    assert int8.agreement(float_dets, int8_dets, score=0.3) == (1.0, 2)
+    # at 0.55 only the 0.6 detection counts, and its int8 partner (0.52)
+    # falls below the threshold: not reproduced
+    assert int8.agreement(float_dets, int8_dets, score=0.55) == (0.0, 1)
+
+
+def test_score_drift_is_the_median_and_largest_change_of_kept_detections():
+    float_dets = [dets([[0, 0, 10, 10], [20, 20, 30, 30]], [0.3, 0.6], [1, 2]),
+                  dets([[0, 0, 10, 10]], [0.9], [1])]
+    int8_dets = [dets([[0, 0, 10, 10], [20, 20, 30, 30]], [0.35, 0.52], [1, 2]),
+                 dets([[0, 0, 10, 10]], [0.88], [1])]
+    median, largest = int8.score_drift(float_dets, int8_dets, score=0.3)
+    assert median == pytest.approx(0.05, abs=1e-6)  # drifts 0.05, 0.08, 0.02
+    assert largest == pytest.approx(0.08, abs=1e-6)
+    # a detection int8 misses (other label) has no drift
+    missed = [dets([[0, 0, 10, 10]], [0.9], [2])]
+    assert all(np.isnan(v) for v in int8.score_drift(float_dets[1:], missed))
+
+
 def test_results_go_outside_the_tree_and_model_needs_data(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("KERAS_SSD_BENCHMARKS_DIR", str(tmp_path / "b"))
     assert int8.default_out() == str(tmp_path / "b" / "int8")
@@ -51,3 +76,6 @@ def test_results_go_outside_the_tree_and_model_needs_data(tmp_path, monkeypatch,
         int8.main(["--model", "m.keras"])
     assert info.value.code == 2
     assert "--model and --data go together" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        int8.main(["--agreement-score", "0"])
+    assert "--agreement-score must be in (0, 1]" in capsys.readouterr().err

@@ -408,16 +408,16 @@ class TimeLimit(keras.callbacks.Callback):
         """Forget the epoch times so far (a new `fit` call begins)."""
         self.epoch_times = []
 
-    def median_epoch_seconds(self, skip_first=True):
-        """Median training time of the epochs since `start_phase`, leaving out
-        the first one (tracing) when there are others; `None` if none."""
+    def mean_epoch_seconds(self):
+        """Mean training time of the epochs since `start_phase`, or `None`.
+
+        The mean, not the median: the budget is spent on the sum of the
+        epochs to come, and the mean times the count estimates that sum
+        without bias. (A phase starts after the first epoch, so tracing is
+        not in it.)
+        """
         times = list(self.epoch_times)
-        if skip_first and len(times) > 1:
-            times = times[1:]
-        if not times:
-            return None
-        times.sort()
-        return times[len(times) // 2]
+        return sum(times) / len(times) if times else None
 
     @property
     def remaining(self):
@@ -428,14 +428,14 @@ class TimeLimit(keras.callbacks.Callback):
         """The optimizer steps the run can reach in the budget left, or `None`.
 
         The first plan (`replan=0`) times a later epoch from the last one
-        (`epoch_seconds_estimate`); the second from the median of the
-        epochs since `start_phase`. The plan is in steps, not whole epochs:
+        (`epoch_seconds_estimate`); the second from the mean of the epochs
+        since `start_phase` (`mean_epoch_seconds`). The plan is in steps, not whole epochs:
         on a slow machine one epoch can be a fifth of a short budget, and
         rounding down to whole epochs left it unused. A 3% margin lets the
         fitted schedule end inside the budget instead of being cut.
         """
         per_epoch = (self.epoch_seconds_estimate(steps_per_epoch) if replan == 0
-                     else self.median_epoch_seconds(skip_first=True))
+                     else self.mean_epoch_seconds())
         if not per_epoch:
             return None
         more = int(0.97 * self.remaining * steps_per_epoch / per_epoch)
@@ -451,7 +451,7 @@ class TimeLimit(keras.callbacks.Callback):
 
         One epoch measures the speed and the run is planned from it, in
         optimizer steps; after a quarter of the planned epochs it is planned
-        again from their median time (the first epoch also fills the image
+        again from their mean time (the first epoch also fills the image
         cache and traces, and may meet a busier machine), then it goes to its
         end: whole epochs, then the steps that remain as a last, shorter
         epoch. `retime(total_steps)` refits the learning-rate schedule

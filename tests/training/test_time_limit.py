@@ -110,6 +110,29 @@ def test_epoch_estimate_leaves_out_the_slow_first_step(clock):
     # an epoch cut short: the estimate is the median step times the epoch
     assert limit.epoch_seconds_estimate(10) == 10.0
 
+def test_second_plan_times_the_rest_from_the_mean_epoch_not_the_median(clock):
+    # first epoch 10 s (tracing); then a phase of 4 epochs of 10 steps at 0.47,
+    # 0.49, 0.60 and 0.60 s: 4.7 + 4.9 + 6.0 + 6.0 = 21.6 s, mean 5.4, while
+    # the median of the four (6.0) would leave a tenth of the budget unused
+    limit = TimeLimit(300)
+    per_step = [1.0, 0.47, 0.49, 0.60, 0.60]
+    _drive(limit, clock, 1, 10, cost=1.0)
+    limit.start_phase()
+    assert limit.mean_epoch_seconds() is None
+    model = types.SimpleNamespace(stop_training=False)
+    limit.set_model(model)
+    for epoch in range(1, 5):
+        limit.on_epoch_begin(epoch)
+        for batch in range(10):
+            clock.now += per_step[epoch]
+            limit.on_train_batch_end(batch)
+        limit.on_epoch_end(epoch)
+    assert limit.mean_epoch_seconds() == pytest.approx(5.4)
+    remaining = 300 - 10.0 - 21.6
+    assert limit.remaining == pytest.approx(remaining)
+    assert limit.plan(50, None, 10, replan=1) == 50 + int(0.97 * remaining * 10 / 5.4)
+
+
 
 @pytest.mark.parametrize("seconds", [0, -1, float("nan"), float("inf")])
 def test_time_limit_rejects_a_bad_budget(seconds):

@@ -22,7 +22,8 @@ Run from the repository root:
 
     python -m benchmarks.int8 [--out DIR] [--model M.keras --data VOC]
         [--num-calibration 100] [--threads N] [--rounds 30] [--quick]
-        [--keep-float LAYER ...] [--markdown FILE]
+        [--keep-float LAYER ...] [--calibration-method minmax|percentile
+        [--calibration-percentile P]] [--markdown FILE]
 
 Without `--model` it trains the demo model once into `OUT/demo` (about 5
 minutes on 2 cores) and reuses it on later runs. Results: a table on stdout
@@ -193,7 +194,8 @@ def score_drift(float_dets, int8_dets, score=0.5, iou_min=0.5):
 
 
 def run(model_path, data, out, num_calibration=100, threads=None, rounds=30,
-        quick=False, keep_float=None, agreement_score=0.5, verbose=1):
+        quick=False, keep_float=None, agreement_score=0.5, calibration_method=None,
+        calibration_percentile=None, verbose=1):
     """Export, score and time; returns the result rows and the details."""
     import keras_ssd
     from keras_ssd.data import VOCDataset
@@ -216,7 +218,9 @@ def run(model_path, data, out, num_calibration=100, threads=None, rounds=30,
             options = {} if precision == "float32" else {
                 "quantize": "int8", "calibration": calib_set,
                 "num_calibration": num_calibration,
-                "keep_float": keep_float or None}
+                "keep_float": keep_float or None,
+                "calibration_method": calibration_method,
+                "calibration_percentile": calibration_percentile}
             t0 = time.perf_counter()
             export(model, path, format=fmt, **options)
             export_seconds[(fmt, precision)] = time.perf_counter() - t0
@@ -308,6 +312,8 @@ def run(model_path, data, out, num_calibration=100, threads=None, rounds=30,
         "model": os.path.abspath(model_path), "data": os.path.abspath(data),
         "num_test_images": len(inputs), "num_calibration": num_calibration,
         "keep_float": list(keep_float or ()), "threads": threads,
+        "calibration_method": calibration_method or "minmax",
+        "calibration_percentile": calibration_percentile,
         "agreement_score": agreement_score, "agreement": kept,
         "mAP": {f"{f} {p}": v for (f, p), v in scores.items()},
         "size_bytes": {f"{f} {p}": v for (f, p), v in sizes.items()},
@@ -334,6 +340,12 @@ def main(argv=None):
                         help="calibration images from trainval (default 100)")
     parser.add_argument("--keep-float", nargs="*", default=None, metavar="LAYER",
                         help="layers left in float32 in the int8 artifacts")
+    parser.add_argument("--calibration-method", default=None,
+                        choices=("minmax", "percentile"),
+                        help="how int8 activation ranges are read (default minmax)")
+    parser.add_argument("--calibration-percentile", type=float, default=None, metavar="P",
+                        help="with --calibration-method percentile: the central percent "
+                             "of values kept (default: keras_ssd's)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
                         help="threads of every runtime (default: all cores)")
     parser.add_argument("--rounds", type=int, default=30, help="timed calls per side (30)")
@@ -367,7 +379,9 @@ def main(argv=None):
     t0 = time.perf_counter()
     rows, details = run(model_path, data, out, num_calibration=args.num_calibration,
                         threads=args.threads, rounds=args.rounds, quick=args.quick,
-                        keep_float=args.keep_float, agreement_score=args.agreement_score)
+                        keep_float=args.keep_float, agreement_score=args.agreement_score,
+                        calibration_method=args.calibration_method,
+                        calibration_percentile=args.calibration_percentile)
     info["load_average_end"] = os.getloadavg()
     print(f"\nCPU: {cpu_line}")
     print(common.format_table(rows))

@@ -287,7 +287,8 @@ def _require_export_tools(fmt, quantize):
 
 def export(model, path, format="tf_saved_model", *, input_dtype="float32",
            batch_size=None, opset=None, verbose=False, quantize=None, calibration=None,
-           num_calibration=None, keep_float=None, **decode_options):
+           num_calibration=None, keep_float=None, calibration_method=None,
+           calibration_percentile=None, **decode_options):
     """Write `model` as a deployable detector with decoding and NMS inside.
 
     Args:
@@ -320,6 +321,14 @@ def export(model, path, format="tf_saved_model", *, input_dtype="float32",
             (default 100, an evenly spread subset of a larger source).
         keep_float: with `quantize`: Keras layer names whose operators stay
             float32 (layers a sensitivity check found costly).
+        calibration_method: with `quantize`: `"minmax"` (default: each
+            activation's range spans every calibration value) or
+            `"percentile"` (the rarest values at each end are clipped, so
+            outliers do not coarsen the int8 steps; docs/deployment.md
+            says which models gain).
+        calibration_percentile: with `calibration_method="percentile"`: the
+            central percent of each activation's values kept in range
+            (default `keras_ssd.quantize.DEFAULT_CALIBRATION_PERCENTILE`).
         **decode_options: options of `DecodeDetections`
             (`keras_ssd.layers.decode_detections.DECODE_OPTIONS`); default
             to the model's `prediction_decoder` (0.01, 0.45, 400, 200 unless
@@ -356,8 +365,9 @@ def export(model, path, format="tf_saved_model", *, input_dtype="float32",
     path = _check_path(path, fmt)
     _check_opset(opset, fmt)
     decode_options = check_decode_options(decode_options, "export")
-    quantize, num_calibration, keep_float = check_quantize(
-        quantize, fmt, calibration, num_calibration, keep_float)
+    quantize, num_calibration, keep_float, method, percentile = check_quantize(
+        quantize, fmt, calibration, num_calibration, keep_float, calibration_method,
+        calibration_percentile)
     _require_export_tools(fmt, quantize)
     import tensorflow as tf
 
@@ -398,7 +408,7 @@ def export(model, path, format="tf_saved_model", *, input_dtype="float32",
             _write_litert(predictor, serve, spec, target)
         if quantize is not None:
             quantization.quantize_file(fmt, target, path, images, input_dtype, batch,
-                                       decoder.name, keep_float)
+                                       decoder.name, keep_float, method, percentile)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -16,8 +16,17 @@ and shapes (docs/deployment.md).
   calibrator runs the same quantizer but crashes on the decoder's nested
   NMS while-loops, which is why the statistics are gathered here.)
 - ONNX: ONNX Runtime's static quantization (`quantize_static`, QDQ format,
-  per-channel int8 weights, int8 activations, MinMax calibration through a
+  per-channel int8 weights, int8 activations, calibration through a
   `CalibrationDataReader`), with the decoder's nodes in `nodes_to_exclude`.
+
+`calibration_method` picks how an activation's range is read from the
+calibration images: `"minmax"` (the default) spans every value seen;
+`"percentile"` drops the rarest values at both ends (a share of
+`(100 - calibration_percentile) / 2` percent each, read off a 2048-bin
+histogram, as ONNX Runtime's `CalibrationMethod.Percentile` does), so a few
+outliers (hard-swish and squeeze-excite activations of a MobileNetV3) do not
+widen the int8 step of every other value; the clipped ones saturate. Both
+formats use the same rule, so the two int8 artifacts stay comparable.
 
 `keep_float` names network layers to leave in float32 as well (the layers a
 per-layer sensitivity check found costly): LiteRT denylists their operators
@@ -29,6 +38,7 @@ can read the constants.
 """
 
 import contextlib
+import io
 import logging
 import numbers
 import os
@@ -44,13 +54,22 @@ QUANTIZE_MODES = ("int8",)
 QUANTIZABLE_FORMATS = ("litert", "onnx")
 #: Calibration images used when `num_calibration` is not given.
 DEFAULT_NUM_CALIBRATION = 100
+#: Accepted `calibration_method` values of `export`.
+CALIBRATION_METHODS = ("minmax", "percentile")
+#: The central share (percent) of each activation's calibration values that
+#: `calibration_method="percentile"` keeps in range when no
+#: `calibration_percentile` is given.
+DEFAULT_CALIBRATION_PERCENTILE = 99.99
+#: Histogram bins per activation for percentile ranges (ONNX Runtime's default).
+PERCENTILE_BINS = 2048
 #: Image files a calibration folder is searched for (recursively).
 CALIBRATION_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff",
                           ".webp")
 _WHERE = "export"
 
 
-def check_quantize(quantize, fmt, calibration, num_calibration, keep_float=None):
+def check_quantize(quantize, fmt, calibration, num_calibration, keep_float=None,
+                   calibration_method=None, calibration_percentile=None):
     """Validate the quantization arguments of `export` before any tracing.
 
     Args:
@@ -59,25 +78,31 @@ def check_quantize(quantize, fmt, calibration, num_calibration, keep_float=None)
         calibration: the calibration source (see `calibration_images`).
         num_calibration: `None` or a positive int.
         keep_float: `None` or layer names (str or an iterable of str).
+        calibration_method: `None` (`"minmax"`) or one of
+            `CALIBRATION_METHODS`.
+        calibration_percentile: `None` or, with `"percentile"`, the central
+            share (percent, in (50, 100]) of each activation's values kept.
 
     Returns:
-        `(mode, num_calibration, keep_float)`: `mode` None or "int8", the
-        count to use and a tuple of layer names.
+        `(mode, num_calibration, keep_float, method, percentile)`: `mode`
+        None or "int8", the count to use, a tuple of layer names, the
+        calibration method and its percentile (None for "minmax").
 
     Raises:
         ValueError: an unknown mode, a format that cannot be quantized, no
             calibration data, calibration options without `quantize`.
     """
     if quantize is None:
-        given = [name for name, value in (("calibration", calibration),
-                                          ("num_calibration", num_calibration),
-                                          ("keep_float", keep_float)) if value is not None]
+        given = [name for name, value in (
+            ("calibration", calibration), ("num_calibration", num_calibration),
+            ("keep_float", keep_float), ("calibration_method", calibration_method),
+            ("calibration_percentile", calibration_percentile)) if value is not None]
         if given:
             raise ValueError(
                 f"{_WHERE}: {' and '.join(given)} only "
                 f"appl{'ies' if len(given) == 1 else 'y'} with quantize='int8'"
             )
-        return None, None, ()
+        return None, None, (), None, None
     if not isinstance(quantize, str) or quantize.strip().lower() not in QUANTIZE_MODES:
         raise ValueError(
             f"{_WHERE}: quantize must be None or one of {', '.join(QUANTIZE_MODES)}, "
@@ -109,7 +134,33 @@ def check_quantize(quantize, fmt, calibration, num_calibration, keep_float=None)
     keep_float = tuple(keep_float)
     if not all(isinstance(name, str) and name for name in keep_float):
         raise ValueError(f"{_WHERE}: keep_float must be layer names, got {keep_float!r}")
-    return mode, int(num_calibration), keep_float
+    method, percentile = check_calibration_method(calibration_method,
+                                                  calibration_percentile)
+    return mode, int(num_calibration), keep_float, method, percentile
+
+
+def check_calibration_method(method, percentile):
+    """`(method, percentile)` checked: the method name (default "minmax") and,
+    for "percentile", the share kept (default `DEFAULT_CALIBRATION_PERCENTILE`)."""
+    if method is None:
+        method = "minmax"
+    if not isinstance(method, str) or method.strip().lower() not in CALIBRATION_METHODS:
+        raise ValueError(f"{_WHERE}: calibration_method must be one of "
+                         f"{', '.join(CALIBRATION_METHODS)}, got {method!r}")
+    method = method.strip().lower()
+    if method != "percentile":
+        if percentile is not None:
+            raise ValueError(f"{_WHERE}: calibration_percentile only applies with "
+                             "calibration_method='percentile'")
+        return method, None
+    if percentile is None:
+        return method, DEFAULT_CALIBRATION_PERCENTILE
+    if isinstance(percentile, bool) or not isinstance(percentile, numbers.Real) or not (
+            50.0 < float(percentile) <= 100.0):
+        raise ValueError(f"{_WHERE}: calibration_percentile must be a number in (50, 100], "
+                         f"the percent of each activation's values kept in range, got "
+                         f"{percentile!r}")
+    return method, float(percentile)
 
 
 # ------------------------------------------------------------ calibration
@@ -284,6 +335,63 @@ def _is_decoder(name, scope):
                for part in name.split(";"))
 
 
+# ------------------------------------------------------------ ranges
+def activation_ranges(activations, method="minmax", percentile=None, exact=None):
+    """The calibration range `(low, high)` of each activation tensor.
+
+    Args:
+        activations: a callable returning a fresh iterable, one item per
+            calibration batch: the list of that batch's activation arrays
+            (the same tensors in the same order every time). "percentile"
+            calls it twice: once for each tensor's extremes, once for a
+            histogram spanning them.
+        method: "minmax" (the extremes) or "percentile".
+        percentile: with "percentile", the central percent of each tensor's
+            values kept: `(100 - percentile) / 2` percent of the values are
+            cut at each end, to the histogram bin that holds the cut.
+        exact: with "percentile", a boolean per tensor: True keeps that
+            tensor's min/max. The predictions must keep them: a detection
+            is a rare, extreme class logit, exactly what a percentile cuts.
+
+    Returns:
+        Two float64 arrays, one entry per tensor; a percentile range always
+        lies inside the min/max range.
+    """
+    low = high = None
+    for values in activations():
+        if low is None:
+            low = np.full(len(values), np.inf)
+            high = np.full(len(values), -np.inf)
+        for j, value in enumerate(values):
+            low[j] = min(low[j], float(np.min(value)))
+            high[j] = max(high[j], float(np.max(value)))
+    if low is None:
+        raise ValueError(f"{_WHERE}: no calibration batches")
+    if method == "minmax" or percentile is None or percentile >= 100.0:
+        return low, high
+    counts = np.zeros((len(low), PERCENTILE_BINS), np.int64)
+    spread = high > low
+    if exact is not None:
+        spread &= ~np.asarray(exact, bool)
+    for values in activations():
+        for j, value in enumerate(values):
+            if spread[j]:
+                counts[j] += np.histogram(value, bins=PERCENTILE_BINS,
+                                          range=(low[j], high[j]))[0]
+    cut = (100.0 - percentile) / 200.0
+    clipped_low, clipped_high = low.copy(), high.copy()
+    for j in np.flatnonzero(spread):
+        cdf = np.cumsum(counts[j]) / counts[j].sum()
+        edges = np.linspace(low[j], high[j], PERCENTILE_BINS + 1)
+        # the lower edge of the bin where `cut` of the values is reached, and
+        # the upper edge of the bin where `1 - cut` is: the kept share stays in
+        first = int(np.searchsorted(cdf, cut, side="right"))
+        last = int(np.searchsorted(cdf, 1.0 - cut, side="left"))
+        clipped_low[j] = max(low[j], edges[min(first, PERCENTILE_BINS - 1)])
+        clipped_high[j] = min(high[j], edges[min(last, PERCENTILE_BINS - 1) + 1])
+    return clipped_low, clipped_high
+
+
 # ------------------------------------------------------------------ LiteRT
 @contextlib.contextmanager
 def _quiet_native_stderr():
@@ -328,7 +436,38 @@ def litert_interpreter(model_path=None, model_content=None, **kwargs):
         return Interpreter(model_path=model_path, model_content=model_content, **kwargs)
 
 
-def quantize_litert(flatbuffer, batches, decoder_scope, keep_float=()):
+#: Operators that move or join values without computing new ones: the head
+#: outputs reach the decoder through them (reshapes, then one concatenation).
+_LITERT_MOVES = ("RESHAPE", "CONCATENATION", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE")
+_ONNX_MOVES = ("Reshape", "Concat", "Squeeze", "Unsqueeze", "Transpose", "Identity",
+               "Flatten")
+
+
+def _prediction_tensors(graph, model, op_names, decoder_tensors):
+    """The LiteRT tensors that carry the heads' predictions into the decoder:
+    the decoder's network inputs and, back through `_LITERT_MOVES`, the head
+    convolutions' outputs."""
+    producer = {o: op for op in graph.operators for o in op.outputs}
+    frontier = {i for op in graph.operators
+                if any(o in decoder_tensors for o in op.outputs)
+                for i in op.inputs if i >= 0 and i not in decoder_tensors}
+    found = set()
+    while frontier:
+        index = frontier.pop()
+        if index in found or index not in producer:
+            continue
+        found.add(index)
+        op = producer[index]
+        code = model.operatorCodes[op.opcodeIndex]
+        kind = op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+        if kind in _LITERT_MOVES:  # the data, not a reshape's shape input
+            data = op.inputs if kind == "CONCATENATION" else op.inputs[:1]
+            frontier.update(i for i in data if i >= 0)
+    return found
+
+
+def quantize_litert(flatbuffer, batches, decoder_scope, keep_float=(), method="minmax",
+                    percentile=None):
     """int8-quantize the network of a float LiteRT detector.
 
     Args:
@@ -337,6 +476,8 @@ def quantize_litert(flatbuffer, batches, decoder_scope, keep_float=()):
             dtype).
         decoder_scope: the name scope of the decoder (its tensors stay float).
         keep_float: Keras layer names whose tensors stay float as well.
+        method: "minmax" or "percentile" (`activation_ranges`).
+        percentile: with "percentile", the central percent of values kept.
 
     Returns:
         The quantized model (bytes).
@@ -387,20 +528,23 @@ def quantize_litert(flatbuffer, batches, decoder_scope, keep_float=()):
     # the quantizer otherwise carries fixed-range int8 (softmax's 1/256 steps)
     # on through slices, top-k and selects.
     denylisted_ops = sorted(decoder_types - network_types)
+    exact = None
+    if method == "percentile":
+        exact = np.isin(tensors, sorted(_prediction_tensors(graph, model, op_names,
+                                                            decoder_tensors)))
 
     interpreter = litert_interpreter(model_content=bytes(flatbuffer),
                                      experimental_preserve_all_tensors=True)
     interpreter.allocate_tensors()
     (inp,) = interpreter.get_input_details()
-    low = np.full(len(tensors), np.inf)
-    high = np.full(len(tensors), -np.inf)
-    for batch in batches:
-        interpreter.set_tensor(inp["index"], batch)
-        interpreter.invoke()
-        for j, i in enumerate(tensors):
-            value = interpreter.get_tensor(i)
-            low[j] = min(low[j], float(value.min()))
-            high[j] = max(high[j], float(value.max()))
+
+    def activations():
+        for batch in batches:
+            interpreter.set_tensor(inp["index"], batch)
+            interpreter.invoke()
+            yield [interpreter.get_tensor(i) for i in tensors]
+
+    low, high = activation_ranges(activations, method, percentile, exact)
     for j, i in enumerate(tensors):
         stats = schema.QuantizationParametersT()
         stats.min, stats.max = [float(low[j])], [float(high[j])]
@@ -439,9 +583,64 @@ def onnx_network_nodes(onnx_model, decoder_scope, keep_float=()):
     return quantizable, excluded
 
 
-def quantize_onnx(float_path, path, batches, decoder_scope, keep_float=()):
+def onnx_prediction_tensors(onnx_model, decoder_scope):
+    """The ONNX tensors that carry the heads' predictions into the decoder
+    (its inputs from the network and, back through `_ONNX_MOVES`, the head
+    convolutions' outputs), in graph order."""
+    weights = {t.name for t in onnx_model.graph.initializer}
+    producer, decoder_nodes, decoder_tensors = {}, [], set()
+    for node in onnx_model.graph.node:
+        names = [node.name] + list(node.output) + [i for i in node.input if i in weights]
+        if any(i in decoder_tensors for i in node.input) or any(
+                _is_decoder(n, decoder_scope) for n in names):
+            decoder_tensors.update(node.output)
+            decoder_nodes.append(node)
+        else:
+            producer.update((o, node) for o in node.output)
+    frontier = [i for node in decoder_nodes for i in node.input if i in producer]
+    found = []
+    while frontier:
+        name = frontier.pop()
+        if name in found:
+            continue
+        found.append(name)
+        node = producer[name]
+        if node.op_type in _ONNX_MOVES:  # the data, not a Reshape's shape input
+            data = node.input if node.op_type == "Concat" else node.input[:1]
+            frontier.extend(i for i in data if i in producer)
+    order = {o: k for k, node in enumerate(onnx_model.graph.node) for o in node.output}
+    return sorted(found, key=order.get)
+
+
+def _onnx_exact_ranges(float_path, batches, names):
+    """`{tensor: (min, max)}` of the float ONNX model's tensors `names` over
+    the calibration batches (the tensors are made extra graph outputs)."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(float_path)
+    outputs = {o.name for o in model.graph.output}
+    model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n)
+                              for n in names if n not in outputs)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+
+    def activations():
+        for batch in batches:
+            yield session.run(list(names), {input_name: batch})
+
+    low, high = activation_ranges(activations)
+    return {n: (float(low[k]), float(high[k])) for k, n in enumerate(names)}
+
+
+def quantize_onnx(float_path, path, batches, decoder_scope, keep_float=(),
+                  method="minmax", percentile=None):
     """int8-quantize (QDQ) the network of the float ONNX detector at
-    `float_path` into `path`, calibrated on `batches`."""
+    `float_path` into `path`, calibrated on `batches` ("minmax", or
+    "percentile" through ONNX Runtime's histogram calibrator)."""
     import onnx
     from onnxruntime import quantization as ortq
 
@@ -457,40 +656,58 @@ def quantize_onnx(float_path, path, batches, decoder_scope, keep_float=()):
                                                keep_float)
     if not quantizable:
         raise ValueError(f"{_WHERE}: found no network nodes to quantize in the ONNX graph")
+    if method == "percentile":
+        # the predictions keep their full range (see activation_ranges)
+        exact = _onnx_exact_ranges(float_path, batches, onnx_prediction_tensors(
+            onnx.load(float_path), decoder_scope))
+        calibrate = dict(calibrate_method=ortq.CalibrationMethod.Percentile,
+                         extra_options={"CalibPercentile": float(percentile),
+                                        "CalibNumBins": PERCENTILE_BINS,
+                                        "CalibTensorRangeSymmetric": False,
+                                        "TensorQuantOverrides": {
+                                            n: [{"rmin": np.float32(lo),
+                                                 "rmax": np.float32(hi)}]
+                                            for n, (lo, hi) in exact.items()}})
+    else:
+        calibrate = dict(calibrate_method=ortq.CalibrationMethod.MinMax)
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # "consider pre-processing before quantization"
     try:
-        ortq.quantize_static(
-            float_path, path, Reader(),
-            quant_format=ortq.QuantFormat.QDQ,
-            activation_type=ortq.QuantType.QInt8,
-            weight_type=ortq.QuantType.QInt8,
-            per_channel=True,
-            calibrate_method=ortq.CalibrationMethod.MinMax,
-            nodes_to_exclude=excluded,
-            # 7-bit weights: on x86 CPUs without VNNI (AVX2-only, AVX-512
-            # without VNNI) ONNX Runtime's int8 kernels add pairs of int8
-            # products in int16 and saturate with full-range weights; the
-            # artifact must run on whatever CPU it is deployed to.
-            reduce_range=True,
-        )
+        # the histogram calibrator prints its progress to stdout
+        with contextlib.redirect_stdout(io.StringIO()):
+            ortq.quantize_static(
+                float_path, path, Reader(),
+                quant_format=ortq.QuantFormat.QDQ,
+                activation_type=ortq.QuantType.QInt8,
+                weight_type=ortq.QuantType.QInt8,
+                per_channel=True,
+                nodes_to_exclude=excluded,
+                # 7-bit weights: on x86 CPUs without VNNI (AVX2-only, AVX-512
+                # without VNNI) ONNX Runtime's int8 kernels add pairs of int8
+                # products in int16 and saturate with full-range weights; the
+                # artifact must run on whatever CPU it is deployed to.
+                reduce_range=True,
+                **calibrate,
+            )
     finally:
         root.setLevel(level)
 
 
 def quantize_file(fmt, float_path, path, images, input_dtype, batch, decoder_scope,
-                  keep_float=()):
+                  keep_float=(), method="minmax", percentile=None):
     """Quantize the float artifact at `float_path` (format `fmt`) into `path`."""
     batches = calibration_batches(images, batch, input_dtype)
     if fmt == "litert":
         with open(float_path, "rb") as f:
             flatbuffer = f.read()
-        quantized = quantize_litert(flatbuffer, batches, decoder_scope, keep_float)
+        quantized = quantize_litert(flatbuffer, batches, decoder_scope, keep_float,
+                                    method, percentile)
         with open(path, "wb") as f:
             f.write(quantized)
     elif fmt == "onnx":
-        quantize_onnx(float_path, path, batches, decoder_scope, keep_float)
+        quantize_onnx(float_path, path, batches, decoder_scope, keep_float, method,
+                      percentile)
     else:  # check_quantize refuses these first
         raise ValueError(f"{_WHERE}: format {fmt!r} cannot be quantized")
     return path

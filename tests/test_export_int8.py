@@ -13,7 +13,10 @@ import pytest
 from keras_ssd.cli import main
 from keras_ssd.export import OUTPUT_NAMES, export
 from keras_ssd.quantize import (
+    DEFAULT_CALIBRATION_PERCENTILE,
     DEFAULT_NUM_CALIBRATION,
+    PERCENTILE_BINS,
+    activation_ranges,
     calibration_batches,
     calibration_images,
     check_quantize,
@@ -330,6 +333,20 @@ def test_calibration_sources_without_images_are_refused(source, message):
      "num_calibration must be a positive int"),
     ({"quantize": "int8", "fmt": "onnx", "calibration": "x", "keep_float": [3]},
      "keep_float must be layer names"),
+    ({"quantize": "int8", "fmt": "onnx", "calibration": "x", "calibration_method": "kl"},
+     "calibration_method must be one of minmax, percentile, got 'kl'"),
+    ({"quantize": "int8", "fmt": "onnx", "calibration": "x",
+      "calibration_percentile": 99.9},
+     "calibration_percentile only applies with calibration_method='percentile'"),
+    ({"quantize": "int8", "fmt": "litert", "calibration": "x",
+      "calibration_method": "percentile", "calibration_percentile": 40},
+     "calibration_percentile must be a number in (50, 100]"),
+    ({"quantize": "int8", "fmt": "litert", "calibration": "x",
+      "calibration_method": "percentile", "calibration_percentile": "99"},
+     "calibration_percentile must be a number in (50, 100]"),
+    ({"quantize": None, "fmt": "litert", "calibration": None,
+      "calibration_method": "percentile"},
+     "calibration_method only applies with quantize='int8'"),
 ])
 def test_check_quantize_refuses_bad_arguments(kwargs, message):
     kwargs = {"num_calibration": None, **kwargs}
@@ -339,9 +356,134 @@ def test_check_quantize_refuses_bad_arguments(kwargs, message):
 
 
 def test_check_quantize_defaults():
-    assert check_quantize(None, "onnx", None, None) == (None, None, ())
+    assert check_quantize(None, "onnx", None, None) == (None, None, (), None, None)
     assert check_quantize("INT8", "litert", "d", None, "conv1") == (
-        "int8", DEFAULT_NUM_CALIBRATION, ("conv1",))
+        "int8", DEFAULT_NUM_CALIBRATION, ("conv1",), "minmax", None)
+    assert check_quantize("int8", "onnx", "d", 5, None, " Percentile ")[3:] == (
+        "percentile", DEFAULT_CALIBRATION_PERCENTILE)
+    assert check_quantize("int8", "onnx", "d", 5, None, "percentile", 100)[3:] == (
+        "percentile", 100.0)
+
+
+# ------------------------------------------------------------------ ranges
+def test_percentile_ranges_cut_the_rarest_values_at_each_end_and_stay_inside_minmax():
+    rng = np.random.default_rng(0)
+    batches = [[rng.normal(size=20000).astype("float32"),
+                rng.uniform(0, 6, size=5000).astype("float32"),
+                np.full(7, 2.5, "float32")] for _ in range(4)]
+    batches[1][0][3] = 100.0  # one outlier among 80,000 values
+    batches[2][1][0] = -50.0
+    calls = []
+
+    def activations():
+        calls.append(1)
+        return iter(batches)
+
+    low, high = activation_ranges(activations)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(high, [100.0, np.max([b[1] for b in batches]), 2.5])
+    np.testing.assert_array_equal(low, [np.min([b[0] for b in batches]), -50.0, 2.5])
+
+    calls.clear()
+    p_low, p_high = activation_ranges(activations, "percentile", 99.9)
+    assert len(calls) == 2  # extremes, then the histogram
+    for j in range(2):
+        values = np.concatenate([b[j] for b in batches])
+        want = np.percentile(values, [0.05, 99.95])
+        step = (high[j] - low[j]) / PERCENTILE_BINS
+        # the cut is taken at a bin edge that keeps the central share in range
+        assert want[0] - step <= p_low[j] <= want[0] + 1e-6
+        assert want[1] - 1e-6 <= p_high[j] <= want[1] + step
+        assert low[j] <= p_low[j] and p_high[j] <= high[j]
+    assert 3.0 < p_high[0] < 3.6 and -3.6 < p_low[0] < -3.0  # the outlier is clipped
+    assert p_low[1] > -0.1  # the one -50 among 20,000 is clipped too (to a bin edge)
+    assert (p_low[2], p_high[2]) == (2.5, 2.5)  # a constant keeps its value
+    kept = activation_ranges(activations, "percentile", 99.9, exact=[True, False, False])
+    assert (kept[0][0], kept[1][0]) == (low[0], high[0])  # exact: min/max kept
+    assert (kept[0][1], kept[1][1]) == (p_low[1], p_high[1])
+    same = activation_ranges(activations, "percentile", 100.0)
+    np.testing.assert_array_equal(same[0], low)
+    np.testing.assert_array_equal(same[1], high)
+
+
+def test_activation_ranges_without_batches_is_an_error():
+    with pytest.raises(ValueError, match="no calibration batches"):
+        activation_ranges(lambda: iter([]))
+
+
+def litert_activation_scales(path):
+    """name -> scale of every int8 tensor of a LiteRT file that is no weight."""
+    interpreter = litert_interpreter(model_path=path)
+    interpreter.allocate_tensors()
+    weights = {op["inputs"][1] for op in interpreter._get_ops_details()  # noqa: SLF001
+               if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")}
+    return {t["name"]: float(t["quantization_parameters"]["scales"][0])
+            for t in interpreter.get_tensor_details()
+            if t["dtype"] == np.int8 and t["index"] not in weights
+            and len(t["quantization_parameters"]["scales"]) == 1}
+
+
+@tf_only
+def test_litert_percentile_calibration_narrows_the_body_and_keeps_the_predictions_exact(
+        ssd, calibration, litert_int8, images, expected, tmp_path):
+    path = str(tmp_path / "pct.tflite")
+    export(ssd, path, format="litert", quantize="int8", calibration=calibration,
+           num_calibration=8, input_dtype="uint8", batch_size=4,
+           calibration_method="percentile", calibration_percentile=99.0, **DECODE)
+    minmax, pct = litert_activation_scales(litert_int8), litert_activation_scales(path)
+    common = sorted(set(minmax) & set(pct))
+    assert len(common) >= 20
+    ratio = {n: pct[n] / minmax[n] for n in common}
+    assert all(r <= 1 + 1e-5 for r in ratio.values())  # never wider than min/max
+    # the predictions (head outputs, their reshapes and concatenations) keep
+    # min/max: a confident detection is a rare extreme logit
+    predictions = [n for n in common if "mbox" in n]
+    assert len(predictions) == 23  # 5 maps x 2 heads x (conv, reshape) + 3 concats
+    assert all(abs(ratio[n] - 1) < 1e-5 for n in predictions)
+    body = [n for n in common if "/Relu" in n]
+    assert len(body) >= 9 and all(ratio[n] < 0.999 for n in body)  # 1% cut: narrower
+    assert np.median([ratio[n] for n in body]) < 0.9
+    got = litert_interpreter(model_path=path).get_signature_runner()(images=images)
+    share, total = matched_share({k: np.asarray(v) for k, v in got.items()}, expected)
+    assert share >= 0.5, f"{share:.2f} of {total} float detections kept"
+
+
+def onnx_activation_scales(path):
+    """tensor -> scale of every activation QuantizeLinear of a QDQ ONNX file."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(path)
+    init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    return {n.input[0]: float(init[n.input[1]]) for n in model.graph.node
+            if n.op_type == "QuantizeLinear" and n.input[0] not in init}
+
+
+@tf_only
+def test_onnx_percentile_calibration_narrows_the_body_and_keeps_the_predictions_exact(ssd, calibration, onnx_int8,
+                                                             images, expected, tmp_path):
+    import onnxruntime as ort
+
+    path = str(tmp_path / "pct.onnx")
+    export(ssd, path, format="onnx", quantize="int8", calibration=list(calibration),
+           num_calibration=8, calibration_method="percentile",
+           calibration_percentile=99.0, **DECODE)
+    minmax, pct = onnx_activation_scales(onnx_int8), onnx_activation_scales(path)
+    common = sorted(set(minmax) & set(pct))
+    assert len(common) >= 20
+    ratio = {n: pct[n] / minmax[n] for n in common}
+    assert all(r <= 1 + 1e-5 for r in ratio.values())
+    # the head convolutions' outputs (tf2onnx transposes them, then reshapes)
+    # and the concatenations keep min/max
+    predictions = [n for n in common if "mbox" in n or n.startswith("Transpose__")]
+    assert len(predictions) >= 13 and all(abs(ratio[n] - 1) < 1e-5 for n in predictions)
+    body = [n for n in common if "/Relu" in n]
+    assert len(body) >= 9 and np.median([ratio[n] for n in body]) < 0.9
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    got = dict(zip(names, session.run(names, {"images": images.astype("float32")})))
+    share, total = matched_share(got, expected)
+    assert share >= 0.5, f"{share:.2f} of {total} float detections kept"
 
 
 @tf_only
@@ -409,6 +551,15 @@ def test_cli_quantizes_with_a_calibration_folder(ssd, synthetic_voc, images, exp
       "--calibration-data", "{empty}"], 2, "--calibration-data: no images (.jpg"),
     (["--format", "litert", "--out", "{tmp}/d.tflite", "--quantize", "int8",
       "--calibration-data", "{broken}"], 1, "has no readable images"),
+    (["--format", "litert", "--out", "{tmp}/d.tflite", "--calibration-method",
+      "percentile"], 2, "--calibration-method only applies with --quantize int8"),
+    (["--format", "onnx", "--out", "{tmp}/d.onnx", "--quantize", "int8",
+      "--calibration-data", "{broken}", "--calibration-percentile", "99.9"], 2,
+     "--calibration-percentile only applies with --calibration-method percentile"),
+    (["--format", "onnx", "--out", "{tmp}/d.onnx", "--quantize", "int8",
+      "--calibration-data", "{broken}", "--calibration-method", "percentile",
+      "--calibration-percentile", "101"], 2,
+     "--calibration-percentile must be a number in (50, 100]"),
 ])
 def test_cli_quantize_errors_are_one_line(ssd, tmp_path, capsys, args, status, message):
     model = tmp_path / "model.keras"

@@ -25,9 +25,12 @@ from keras_ssd.export import (
 )
 from keras_ssd.quantize import (
     CALIBRATION_EXTENSIONS,
+    CALIBRATION_METHODS,
+    DEFAULT_CALIBRATION_PERCENTILE,
     DEFAULT_NUM_CALIBRATION,
     QUANTIZABLE_FORMATS,
     QUANTIZE_MODES,
+    check_calibration_method,
 )
 
 HELP = ("export a trained model as a SavedModel, ONNX or LiteRT detector "
@@ -81,6 +84,15 @@ def add_arguments(p):
     p.add_argument("--num-calibration", type=_positive_int, default=None, metavar="N",
                    help="with --quantize: the most calibration images used, an evenly "
                         f"spread subset (default: {DEFAULT_NUM_CALIBRATION})")
+    p.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default=None,
+                   help="with --quantize: how activation ranges are read: minmax (the "
+                        "default) spans every value; percentile clips the rarest "
+                        "values at both ends (for MobileNetV3 backbones, "
+                        "docs/deployment.md)")
+    p.add_argument("--calibration-percentile", type=float, default=None, metavar="P",
+                   help="with --calibration-method percentile: the central percent of "
+                        f"each activation's values kept (default: "
+                        f"{DEFAULT_CALIBRATION_PERCENTILE})")
 
 
 def _load_detector(path):
@@ -103,7 +115,10 @@ def _check_quantize_arguments(args):
     if not args.quantize:
         given = [option for option, value in (
             ("--calibration-data", args.calibration_data),
-            ("--num-calibration", args.num_calibration)) if value is not None]
+            ("--num-calibration", args.num_calibration),
+            ("--calibration-method", args.calibration_method),
+            ("--calibration-percentile", args.calibration_percentile))
+            if value is not None]
         if given:
             verb = "applies" if len(given) == 1 else "apply"
             raise CLIError(f"{' and '.join(given)} only {verb} with --quantize int8",
@@ -116,6 +131,13 @@ def _check_quantize_arguments(args):
     if args.calibration_data is None:
         raise CLIError(f"--quantize {args.quantize} needs --calibration-data DIR, a "
                        "folder of images like those the detector will see", status=2)
+    try:
+        check_calibration_method(args.calibration_method, args.calibration_percentile)
+    except ValueError as e:
+        message = str(e).removeprefix("export: ").replace(
+            "calibration_percentile", "--calibration-percentile").replace(
+            "calibration_method='percentile'", "--calibration-method percentile")
+        raise CLIError(message, status=2) from None
     _require_dir(args.calibration_data, "--calibration-data")
     if not calibration_files(args.calibration_data):
         raise CLIError(
@@ -162,7 +184,9 @@ def run(args):
     options = {k: v for k, v in options.items() if v is not None}
     if args.quantize:
         options.update(quantize=args.quantize, calibration=args.calibration_data,
-                       num_calibration=args.num_calibration)
+                       num_calibration=args.num_calibration,
+                       calibration_method=args.calibration_method,
+                       calibration_percentile=args.calibration_percentile)
     path = export(model, args.out, args.format, input_dtype=args.input_dtype,
                   batch_size=args.batch_size, opset=args.opset, **options)
     print(f"wrote {args.format}{' ' + args.quantize if args.quantize else ''} "

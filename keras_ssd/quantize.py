@@ -24,9 +24,10 @@ calibration images: `"minmax"` (the default) spans every value seen;
 `"percentile"` drops the rarest values at both ends (a share of
 `(100 - calibration_percentile) / 2` percent each, read off a 2048-bin
 histogram, as ONNX Runtime's `CalibrationMethod.Percentile` does), so a few
-outliers (hard-swish and squeeze-excite activations of a MobileNetV3) do not
-widen the int8 step of every other value; the clipped ones saturate. Both
-formats use the same rule, so the two int8 artifacts stay comparable.
+outliers do not widen the int8 step of every other value; the clipped ones
+saturate. The predictions that feed the decoder keep their min/max in both
+formats (`activation_ranges`). What each method costs on a trained SSDLite
+is measured in docs/deployment.md.
 
 `keep_float` names network layers to leave in float32 as well (the layers a
 per-layer sensitivity check found costly): LiteRT denylists their operators

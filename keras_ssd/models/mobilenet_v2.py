@@ -6,7 +6,11 @@ import keras
 from keras_ssd.config import SSDConfig
 from keras_ssd.deprecation import warn_deprecated
 from keras_ssd.models.blocks import extra_block, normalize_source
-from keras_ssd.models.weights_files import check_weights_path, load_into
+from keras_ssd.models.weights_files import (
+    check_weights_path,
+    imagenet_application,
+    load_into,
+)
 
 #: (name, 1x1 filters, out filters, kernel, stride, pad) of the extra layers.
 MOBILENET_V2_EXTRAS = (
@@ -63,9 +67,11 @@ def reference_mobilenet_v2(weights, alpha=1.0):
     """A `keras.applications.MobileNetV2` holding `weights` ("imagenet" or a
     `.h5` / `.weights.h5` file of a MobileNetV2 with or without top)."""
     if isinstance(weights, str) and weights == "imagenet":
-        return keras.applications.MobileNetV2(
-            input_shape=(224, 224, 3), alpha=alpha, include_top=False, weights="imagenet"
-        )
+        return imagenet_application(
+            lambda: keras.applications.MobileNetV2(
+                input_shape=(224, 224, 3), alpha=alpha, include_top=False,
+                weights="imagenet"),
+            "keras.applications.MobileNetV2 (include_top=False)")
     path = check_weights_path(weights, "keras.applications.MobileNetV2")
     errors = []
     for include_top in (False, True):

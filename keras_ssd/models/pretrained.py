@@ -37,6 +37,7 @@ import warnings
 import numpy as np
 
 from keras_ssd import presets
+from keras_ssd.models.weights_files import DownloadError
 from keras_ssd.version import __version__
 
 __all__ = [
@@ -79,10 +80,6 @@ FREEZE_MODES = {
 }
 
 _CHUNK = 1 << 20
-
-
-class DownloadError(OSError):
-    """A checkpoint could not be downloaded (no network, a dead link)."""
 
 
 class ChecksumError(ValueError):

@@ -10,7 +10,11 @@ import keras
 import numpy as np
 
 from keras_ssd.models.blocks import conv, extra_block, normalize_source
-from keras_ssd.models.weights_files import check_weights_path, load_into
+from keras_ssd.models.weights_files import (
+    check_weights_path,
+    imagenet_application,
+    load_into,
+)
 
 #: (filters, number of 3x3 convs) of VGG16's five blocks.
 VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
@@ -118,7 +122,9 @@ def reference_vgg16(weights):
     """A `keras.applications.VGG16(include_top=True)` holding `weights`
     ("imagenet" or a local `.h5` / `.weights.h5` file)."""
     if isinstance(weights, str) and weights == "imagenet":
-        return keras.applications.VGG16(weights="imagenet", include_top=True)
+        return imagenet_application(
+            lambda: keras.applications.VGG16(weights="imagenet", include_top=True),
+            "keras.applications.VGG16 (include_top=True)")
     path = check_weights_path(weights, "full keras.applications.VGG16 (include_top=True)")
     reference = keras.applications.VGG16(weights=None, include_top=True)
     try:

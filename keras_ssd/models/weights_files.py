@@ -4,6 +4,28 @@ import os
 import warnings
 
 
+class DownloadError(OSError):
+    """A file could not be downloaded (no network, a dead link)."""
+
+
+def imagenet_application(build, what):
+    """`build()`, a `keras.applications` constructor called with
+    `weights="imagenet"`, with a failed download of its weights raised as a
+    `DownloadError` that says what to do offline (Keras raises a bare
+    `Exception` with the URL and the socket error)."""
+    try:
+        return build()
+    except Exception as e:  # noqa: BLE001 - keras.utils.get_file's bare Exception
+        if not isinstance(e, OSError) and "URL fetch failure" not in str(e):
+            raise
+        reason = " ".join(str(e).split())[:200]
+        raise DownloadError(
+            f"could not download the ImageNet weights of {what} ({reason}); offline, "
+            "give a local .h5 file of it (backbone_weights=PATH, --backbone-weights "
+            "PATH) or random weights (None, --backbone-weights none)"
+        ) from None
+
+
 def check_weights_path(weights, what):
     """Return `weights` as a path string after checking it names an existing
     Keras `.h5` / `.weights.h5` file; `ValueError` otherwise. `what` names

@@ -429,3 +429,28 @@ def test_speed_probe_on_a_dataset_counts_the_time_to_make_its_batches(
     assert x.shape == (2, 160, 160, 3) and y.shape == (2, model.config.num_anchors, 5)
     assert (y[..., 4] > 0).any()  # the dataset's boxes, encoded
     assert 0 < speed < 2 / min(times)  # the loading time is part of the step
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Keras' downloads fail as they do without a network."""
+    from keras.src.utils import file_utils
+
+    def fail(fname, origin=None, **kwargs):
+        raise Exception(f"URL fetch failure on {origin}: None -- [Errno -2] Name or "
+                        "service not known")
+
+    monkeypatch.setattr(file_utils, "get_file", fail)
+
+
+@pytest.mark.parametrize("model, what", [
+    ("ssd300", "keras.applications.VGG16 (include_top=True)"),
+    ("mobilenet_v2", "keras.applications.MobileNetV2 (include_top=False)"),
+])
+def test_train_without_a_network_says_how_to_train_offline_in_one_line(
+        run_cli, assert_one_line_error, synthetic_voc, tmp_path, offline, model, what):
+    code, _, err = run_cli("train", "--data", synthetic_voc, "--model", model,
+                           "--epochs", "1", "--checkpoint-dir", str(tmp_path / "run"))
+    assert_one_line_error(code, err, f"could not download the ImageNet weights of {what}",
+                          "URL fetch failure on https://storage.googleapis.com/",
+                          "--backbone-weights PATH", "--backbone-weights none", status=1)

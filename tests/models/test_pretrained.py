@@ -430,3 +430,29 @@ def test_frozen_layers_are_stored_with_the_model(tmp_path, make_tiny_model):
         == names
     with pytest.raises(ValueError, match="has no layer.*conv9_9 to freeze"):
         model.freeze(["conv9_9"])
+
+
+def test_a_failed_backbone_download_is_a_download_error_and_other_errors_pass():
+    from keras_ssd.models.weights_files import imagenet_application
+
+    def offline():
+        raise Exception("URL fetch failure on https://example.org/w.h5: None -- "
+                        "[Errno -2] Name or service not known")
+
+    with pytest.raises(DownloadError, match=r"of VGG16 \(URL fetch failure on "
+                                            r"https://example.org/w.h5"):
+        imagenet_application(offline, "VGG16")
+    assert isinstance(DownloadError("x"), OSError)  # the CLI's one-line errors
+
+    def refused():
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    with pytest.raises(DownloadError, match="Connection refused"):
+        imagenet_application(refused, "VGG16")
+
+    def broken():
+        raise KeyError("not a download")
+
+    with pytest.raises(KeyError):
+        imagenet_application(broken, "VGG16")
+    assert imagenet_application(lambda: "model", "VGG16") == "model"

@@ -4,12 +4,12 @@ weights in keras-ssd's layouts, the priors of each source's own code
 (numpy re-implementations written from torchvision's DefaultBoxGenerator and
 amdegroot's / lufficc's PriorBox), and errors that name the bad key."""
 
-import itertools
 import math
 
 import numpy as np
 import pytest
 
+from benchmarks.torch_reference import lufficc_prior_box
 from keras_ssd.anchors import generate_anchors
 from keras_ssd.models.convert import (
     COCO_CATEGORY_IDS, COCO_CLASS_NAMES, SOURCES, VOC_CLASSES, ConversionError,
@@ -42,27 +42,11 @@ def torchvision_default_boxes(scales=(0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05),
     return np.asarray(out, np.float32)
 
 
-def caffe_port_prior_box(size=300, clip=True):
-    """amdegroot's / lufficc's PriorBox: for each map, i (row), j (column):
-    cx = (j + 0.5) / (size / step); boxes min, sqrt(min * max), then per
-    ratio (min * sqrt(r), min / sqrt(r)) and its transpose; all four values
-    clamped to [0, 1]."""
-    mins = [30, 60, 111, 162, 213, 264]
-    maxs = [60, 111, 162, 213, 264, 315]
-    out = []
-    for k, f in enumerate(MAPS):
-        f_k = size / STEPS[k]
-        for i, j in itertools.product(range(f), repeat=2):
-            cx, cy = (j + 0.5) / f_k, (i + 0.5) / f_k
-            s = mins[k] / size
-            out.append([cx, cy, s, s])
-            big = math.sqrt(s * (maxs[k] / size))
-            out.append([cx, cy, big, big])
-            for r in ASPECT_RATIOS[k]:
-                out.append([cx, cy, s * math.sqrt(r), s / math.sqrt(r)])
-                out.append([cx, cy, s / math.sqrt(r), s * math.sqrt(r)])
-    out = np.asarray(out, np.float32)
-    return np.clip(out, 0, 1) if clip else out
+def caffe_port_prior_box():
+    """amdegroot's / lufficc's PriorBox for SSD300 (the same function in both
+    ports: lufficc's, from `benchmarks.torch_reference`), clamped to [0, 1]."""
+    return lufficc_prior_box(300, MAPS, STEPS, [30, 60, 111, 162, 213, 264],
+                             [60, 111, 162, 213, 264, 315], ASPECT_RATIOS)
 
 
 def random_state_dict(source, num_outputs, seed=0):

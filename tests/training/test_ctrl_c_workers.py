@@ -32,6 +32,11 @@ TRAINER = textwrap.dedent('''
 
     # the test asks for every thread's stack (SIGUSR1) before it kills a hung run
     faulthandler.register(signal.SIGUSR1, all_threads=True)
+    # a program run from a terminal gets Python's Ctrl-C handler; one started
+    # from a background job (a CI script launched with `&`: bash makes such
+    # jobs ignore SIGINT, and Python keeps an inherited "ignore") would not,
+    # and would train on through the signal; this is the terminal's case
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     import keras
 

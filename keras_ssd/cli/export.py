@@ -87,7 +87,7 @@ def add_arguments(p):
     p.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default=None,
                    help="with --quantize: how activation ranges are read: minmax (the "
                         "default) spans every value; percentile clips the rarest "
-                        "values at both ends (for MobileNetV3 backbones, "
+                        "values at both ends (a trade measured in "
                         "docs/deployment.md)")
     p.add_argument("--calibration-percentile", type=float, default=None, metavar="P",
                    help="with --calibration-method percentile: the central percent of "

@@ -565,20 +565,30 @@ def quantize_litert(flatbuffer, batches, decoder_scope, keep_float=(), method="m
 
 
 # -------------------------------------------------------------------- ONNX
+def _onnx_nodes(onnx_model, decoder_scope):
+    """`(node, names, in_decoder)` for every node of the main graph, in order
+    (topologically sorted, an ONNX rule): `names` are its name, outputs and
+    weight inputs (tf2onnx renames convolutions, Conv__12; their weights keep
+    the layer's scope); the decoder is its scope and every node computed
+    from its outputs."""
+    weights = {t.name for t in onnx_model.graph.initializer}
+    decoder_tensors = set()
+    for node in onnx_model.graph.node:
+        names = [node.name] + list(node.output) + [i for i in node.input if i in weights]
+        decoder = any(i in decoder_tensors for i in node.input) or any(
+            _is_decoder(n, decoder_scope) for n in names)
+        if decoder:
+            decoder_tensors.update(node.output)
+        yield node, names, decoder
+
+
 def onnx_network_nodes(onnx_model, decoder_scope, keep_float=()):
     """`(quantizable, excluded)` node names of the main graph: the decoder's
     nodes (its scope and every node computed from its outputs) and those of
     `keep_float` layers are excluded."""
     keep = _layer_pattern(keep_float)
-    weights = {t.name for t in onnx_model.graph.initializer}
-    quantizable, excluded, decoder_tensors = [], [], set()
-    for node in onnx_model.graph.node:  # topologically sorted (an ONNX rule)
-        # tf2onnx renames convolutions (Conv__12); their weights keep the layer's scope.
-        names = [node.name] + list(node.output) + [i for i in node.input if i in weights]
-        decoder = any(i in decoder_tensors for i in node.input) or any(
-            _is_decoder(n, decoder_scope) for n in names)
-        if decoder:  # the decoder and everything computed from it
-            decoder_tensors.update(node.output)
+    quantizable, excluded = [], []
+    for node, names, decoder in _onnx_nodes(onnx_model, decoder_scope):
         kept = keep is not None and any(keep.search(n) for n in names)
         (excluded if decoder or kept else quantizable).append(node.name)
     return quantizable, excluded
@@ -588,13 +598,9 @@ def onnx_prediction_tensors(onnx_model, decoder_scope):
     """The ONNX tensors that carry the heads' predictions into the decoder
     (its inputs from the network and, back through `_ONNX_MOVES`, the head
     convolutions' outputs), in graph order."""
-    weights = {t.name for t in onnx_model.graph.initializer}
-    producer, decoder_nodes, decoder_tensors = {}, [], set()
-    for node in onnx_model.graph.node:
-        names = [node.name] + list(node.output) + [i for i in node.input if i in weights]
-        if any(i in decoder_tensors for i in node.input) or any(
-                _is_decoder(n, decoder_scope) for n in names):
-            decoder_tensors.update(node.output)
+    producer, decoder_nodes = {}, []
+    for node, _, decoder in _onnx_nodes(onnx_model, decoder_scope):
+        if decoder:
             decoder_nodes.append(node)
         else:
             producer.update((o, node) for o in node.output)
